@@ -1,0 +1,603 @@
+//! The `local` provider: etcd, kube-apiserver and kube-controller-manager as child
+//! processes on loopback.
+//!
+//! No kubelet and no scheduler run, on purpose: preflight exercises the API server,
+//! admission and the controllers that create and garbage-collect objects (Deployments
+//! make ReplicaSets make Pods; the garbage collector removes them), which is the path
+//! of the incident. Pods therefore stay `Pending`, and an unscheduled Pod is deleted
+//! at once, without a grace period.
+//!
+//! The cluster's directory holds its certificates and keys (`pki/`, mode 0600), the
+//! etcd data (`etcd/`), one log per component and version (`logs/`), and the admin
+//! `kubeconfig`. It is removed at teardown unless the user asked to keep it.
+
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::api::Api;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde::{Deserialize, Serialize};
+
+use super::pki::{self, Pki};
+use super::process::{Sentinel, Supervised};
+use crate::components::Components;
+use crate::errors::{ClusterError, log_tail};
+use crate::progress::Progress;
+
+/// The controllers a local control plane runs: everything that creates or deletes
+/// objects on a Helm release's behalf. Named with their short aliases, which every
+/// supported release accepts.
+pub const CONTROLLERS: &[&str] = &[
+    "garbagecollector",
+    "deployment",
+    "replicaset",
+    "statefulset",
+    "daemonset",
+    "job",
+    "cronjob",
+    "ttl-after-finished",
+    "namespace",
+    "serviceaccount",
+    "serviceaccount-token",
+    "root-ca-cert-publisher",
+    "endpoint",
+    "endpointslice",
+    "disruption",
+    "pvc-protection",
+    "pv-protection",
+    "persistentvolume-binder",
+];
+
+/// Loopback ports of one control plane.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ports {
+    pub etcd_client: u16,
+    pub etcd_peer: u16,
+    pub apiserver: u16,
+    pub controller_manager: u16,
+}
+
+impl Ports {
+    /// Four ports that were free a moment ago.
+    pub fn free() -> Result<Ports, ClusterError> {
+        let bind = || {
+            TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+                .map_err(|e| ClusterError::io("finding a free port on", "127.0.0.1", e))
+        };
+        // Hold all four listeners at once so the kernel hands out four distinct ports.
+        let l = [bind()?, bind()?, bind()?, bind()?];
+        let port = |i: usize| l[i].local_addr().map(|a| a.port()).unwrap_or_default();
+        Ok(Ports {
+            etcd_client: port(0),
+            etcd_peer: port(1),
+            apiserver: port(2),
+            controller_manager: port(3),
+        })
+    }
+}
+
+/// How to start a local control plane.
+#[derive(Clone, Debug)]
+pub struct LocalConfig {
+    /// A short name, used in directory names and messages (e.g. `source`).
+    pub name: String,
+    pub components: Components,
+    /// Parent of the cluster's directory; a fresh temporary directory when `None`.
+    pub base_dir: Option<PathBuf>,
+    /// Keep the directory (logs, certificates, etcd data) after teardown.
+    pub keep: bool,
+    /// Ports to use instead of free ones.
+    pub ports: Option<Ports>,
+    /// How long each component may take to become ready.
+    pub ready_timeout: Duration,
+    pub progress: Progress,
+}
+
+impl LocalConfig {
+    pub fn new(name: impl Into<String>, components: Components) -> Self {
+        LocalConfig {
+            name: name.into(),
+            components,
+            base_dir: None,
+            keep: false,
+            ports: None,
+            ready_timeout: Duration::from_secs(60),
+            progress: Progress::quiet(),
+        }
+    }
+}
+
+/// What `preflight cluster down` needs to find a detached cluster again.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DetachedState {
+    pub name: String,
+    pub version: String,
+    pub dir: PathBuf,
+    pub kubeconfig: PathBuf,
+    pub process_groups: Vec<i32>,
+}
+
+/// A running local control plane; dropping it stops everything and removes its
+/// directory (unless kept).
+pub struct LocalCluster {
+    name: String,
+    dir: PathBuf,
+    keep: bool,
+    components: Components,
+    pki: Pki,
+    ports: Ports,
+    kubeconfig: PathBuf,
+    ready_timeout: Duration,
+    progress: Progress,
+    etcd: Option<Supervised>,
+    apiserver: Option<Supervised>,
+    controller_manager: Option<Supervised>,
+    sentinel: Option<Sentinel>,
+    client: Option<kube::Client>,
+}
+
+impl std::fmt::Debug for LocalCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalCluster")
+            .field("name", &self.name)
+            .field("version", &self.components.version)
+            .field("dir", &self.dir)
+            .field("ports", &self.ports)
+            .finish()
+    }
+}
+
+impl LocalCluster {
+    /// Starts etcd, kube-apiserver and kube-controller-manager and waits until each is
+    /// ready. On any error everything started so far is stopped and removed.
+    pub async fn start(config: LocalConfig) -> Result<LocalCluster, ClusterError> {
+        crate::init_crypto();
+        let step = config.progress.step(format!(
+            "starting local control plane `{}` ({})",
+            config.name, config.components.version
+        ));
+        let dir = match &config.base_dir {
+            Some(base) => {
+                std::fs::create_dir_all(base).map_err(|e| ClusterError::io("creating", base, e))?;
+                tempfile::Builder::new()
+                    .prefix(&format!("{}-", config.name))
+                    .tempdir_in(base)
+            }
+            None => tempfile::Builder::new()
+                .prefix(&format!("preflight-{}-", config.name))
+                .tempdir(),
+        }
+        .map_err(|e| ClusterError::io("creating a directory for", &config.name, e))?
+        .keep();
+        let pgids = dir.join(".pgids");
+        let sentinel = Sentinel::start(&pgids, (!config.keep).then_some(dir.as_path()))?;
+        let ports = match config.ports {
+            Some(p) => p,
+            None => Ports::free()?,
+        };
+        let pki = match Pki::generate(&dir.join("pki")) {
+            Ok(p) => p,
+            Err(e) => {
+                if !config.keep {
+                    let _ = std::fs::remove_dir_all(&dir);
+                }
+                return Err(e);
+            }
+        };
+        let mut cluster = LocalCluster {
+            name: config.name.clone(),
+            kubeconfig: dir.join("kubeconfig"),
+            dir,
+            keep: config.keep,
+            components: config.components.clone(),
+            pki,
+            ports,
+            ready_timeout: config.ready_timeout,
+            progress: config.progress.clone(),
+            etcd: None,
+            apiserver: None,
+            controller_manager: None,
+            sentinel: Some(sentinel),
+            client: None,
+        };
+        match cluster.boot().await {
+            Ok(()) => {
+                step.done(format!("https://127.0.0.1:{}", cluster.ports.apiserver));
+                Ok(cluster)
+            }
+            Err(e) => {
+                step.fail("");
+                Err(e)
+            }
+        }
+    }
+
+    async fn boot(&mut self) -> Result<(), ClusterError> {
+        std::fs::create_dir_all(self.dir.join("logs"))
+            .map_err(|e| ClusterError::io("creating", self.dir.join("logs"), e))?;
+        self.write_kubeconfigs()?;
+        self.start_etcd().await?;
+        self.start_apiserver().await?;
+        self.start_controller_manager().await?;
+        // Pods can be created only once the namespace's `default` service account exists.
+        self.wait_for_default_service_account().await
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The Kubernetes version running now (the target's after an in-place upgrade).
+    pub fn version(&self) -> &crate::components::Version {
+        &self.components.version
+    }
+    pub fn components(&self) -> &Components {
+        &self.components
+    }
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+    pub fn ports(&self) -> Ports {
+        self.ports
+    }
+    pub fn server_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.ports.apiserver)
+    }
+    /// The log file of a component (`etcd`, `kube-apiserver`, `kube-controller-manager`)
+    /// of the version running now.
+    pub fn log_path(&self, component: &str) -> PathBuf {
+        if component == "etcd" {
+            self.dir.join("logs/etcd.log")
+        } else {
+            self.dir
+                .join("logs")
+                .join(format!("{component}-{}.log", self.components.version))
+        }
+    }
+
+    /// A client with the admin's credentials.
+    pub fn client(&self) -> kube::Client {
+        self.client.clone().expect("client exists once the cluster is ready")
+    }
+
+    /// Process ids of the running components (for tests and `cluster down`).
+    pub fn pids(&self) -> Vec<u32> {
+        [&self.etcd, &self.apiserver, &self.controller_manager]
+            .into_iter()
+            .filter_map(|p| p.as_ref().and_then(Supervised::pid))
+            .collect()
+    }
+
+    fn write_kubeconfigs(&self) -> Result<(), ClusterError> {
+        let admin = kubeconfig_json(&self.server_url(), &self.pki.ca.cert_pem, &self.pki.admin, "preflight-admin");
+        pki::write_private(&self.kubeconfig, &admin)?;
+        let kcm = kubeconfig_json(
+            &self.server_url(),
+            &self.pki.ca.cert_pem,
+            &self.pki.controller_manager,
+            "kube-controller-manager",
+        );
+        pki::write_private(&self.dir.join("controller-manager.kubeconfig"), &kcm)
+    }
+
+    async fn start_etcd(&mut self) -> Result<(), ClusterError> {
+        let p = self.ports;
+        let client_url = format!("http://127.0.0.1:{}", p.etcd_client);
+        let peer_url = format!("http://127.0.0.1:{}", p.etcd_peer);
+        let args = vec![
+            "--name=preflight".to_string(),
+            format!("--data-dir={}", self.dir.join("etcd").display()),
+            format!("--listen-client-urls={client_url}"),
+            format!("--advertise-client-urls={client_url}"),
+            format!("--listen-peer-urls={peer_url}"),
+            format!("--initial-advertise-peer-urls={peer_url}"),
+            format!("--initial-cluster=preflight={peer_url}"),
+            "--unsafe-no-fsync=true".to_string(),
+            "--log-level=warn".to_string(),
+        ];
+        let log = self.log_path("etcd");
+        let mut etcd = Supervised::spawn("etcd", &self.components.etcd, &args, &log, &self.dir.join(".pgids"))?;
+        let http = reqwest::Client::new();
+        let url = format!("{client_url}/health");
+        let result = wait_until(&mut etcd, self.ready_timeout, "GET /health", || async {
+            match http.get(&url).send().await {
+                Ok(r) if r.status().is_success() => Ok(()),
+                Ok(r) => Err(format!("HTTP {}", r.status())),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+        .await;
+        self.etcd = Some(etcd);
+        result
+    }
+
+    fn apiserver_args(&self) -> Vec<String> {
+        let p = self.ports;
+        let pki = &self.pki;
+        vec![
+            format!("--etcd-servers=http://127.0.0.1:{}", p.etcd_client),
+            "--bind-address=127.0.0.1".into(),
+            "--advertise-address=127.0.0.1".into(),
+            format!("--secure-port={}", p.apiserver),
+            format!("--cert-dir={}", self.dir.join("pki").display()),
+            format!("--tls-cert-file={}", pki.serving_cert().display()),
+            format!("--tls-private-key-file={}", pki.serving_key().display()),
+            format!("--client-ca-file={}", pki.ca_cert().display()),
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+            format!("--service-account-key-file={}", pki.sa_public().display()),
+            format!("--service-account-signing-key-file={}", pki.sa_private().display()),
+            "--service-cluster-ip-range=10.0.0.0/24".into(),
+            "--authorization-mode=RBAC".into(),
+            "--allow-privileged=true".into(),
+            // Loopback addresses cannot be endpoints of the `kubernetes` Service.
+            "--endpoint-reconciler-type=none".into(),
+            "--enable-priority-and-fairness=false".into(),
+            "--profiling=false".into(),
+            "--v=1".into(),
+        ]
+    }
+
+    async fn start_apiserver(&mut self) -> Result<(), ClusterError> {
+        let args = self.apiserver_args();
+        let log = self.log_path("kube-apiserver");
+        let mut apiserver = Supervised::spawn(
+            "kube-apiserver",
+            &self.components.kube_apiserver,
+            &args,
+            &log,
+            &self.dir.join(".pgids"),
+        )?;
+        let client = self.make_client().await;
+        let result = match client {
+            Ok(client) => {
+                let r = wait_until(&mut apiserver, self.ready_timeout, "GET /readyz", || async {
+                    let req = http::Request::get("/readyz")
+                        .body(Vec::new())
+                        .map_err(|e| e.to_string())?;
+                    client.request_text(req).await.map(|_| ()).map_err(|e| e.to_string())
+                })
+                .await;
+                self.client = Some(client);
+                r
+            }
+            Err(e) => Err(e),
+        };
+        self.apiserver = Some(apiserver);
+        result
+    }
+
+    async fn make_client(&self) -> Result<kube::Client, ClusterError> {
+        client_from_kubeconfig(&self.kubeconfig, None).await
+    }
+
+    async fn start_controller_manager(&mut self) -> Result<(), ClusterError> {
+        let kcm_kubeconfig = self.dir.join("controller-manager.kubeconfig");
+        let args = vec![
+            format!("--kubeconfig={}", kcm_kubeconfig.display()),
+            format!("--authentication-kubeconfig={}", kcm_kubeconfig.display()),
+            format!("--authorization-kubeconfig={}", kcm_kubeconfig.display()),
+            "--bind-address=127.0.0.1".into(),
+            format!("--secure-port={}", self.ports.controller_manager),
+            format!("--cert-dir={}", self.dir.join("pki/controller-manager").display()),
+            "--leader-elect=false".into(),
+            "--use-service-account-credentials=true".into(),
+            format!("--service-account-private-key-file={}", self.pki.sa_private().display()),
+            format!("--root-ca-file={}", self.pki.ca_cert().display()),
+            format!("--controllers={}", CONTROLLERS.join(",")),
+            "--cluster-name=preflight".into(),
+            "--profiling=false".into(),
+            "--v=2".into(),
+        ];
+        let log = self.log_path("kube-controller-manager");
+        let mut kcm = Supervised::spawn(
+            "kube-controller-manager",
+            &self.components.kube_controller_manager,
+            &args,
+            &log,
+            &self.dir.join(".pgids"),
+        )?;
+        // Its serving certificate is self-signed and only used for /healthz on loopback.
+        let http = reqwest::Client::builder()
+            .tls_danger_accept_invalid_certs(true)
+            .build()
+            .map_err(|e| ClusterError::Kubeconfig {
+                path: kcm_kubeconfig.clone(),
+                detail: e.to_string(),
+            })?;
+        let url = format!("https://127.0.0.1:{}/healthz", self.ports.controller_manager);
+        let result = wait_until(&mut kcm, self.ready_timeout, "GET /healthz", || async {
+            match http.get(&url).send().await {
+                Ok(r) if r.status().is_success() => Ok(()),
+                Ok(r) => Err(format!("HTTP {}", r.status())),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+        .await;
+        self.controller_manager = Some(kcm);
+        result
+    }
+
+    async fn wait_for_default_service_account(&mut self) -> Result<(), ClusterError> {
+        let api: Api<ServiceAccount> = Api::namespaced(self.client(), "default");
+        let mut kcm = self.controller_manager.take().expect("started");
+        let result = wait_until(&mut kcm, self.ready_timeout, "the `default` service account", || async {
+            match api.get_opt("default").await {
+                Ok(Some(_)) => Ok(()),
+                Ok(None) => Err("not created yet".to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+        .await;
+        self.controller_manager = Some(kcm);
+        result
+    }
+
+    /// Restarts the controller manager (as every upgrade does): informers, the garbage
+    /// collector's view of resource types, everything is rebuilt from scratch.
+    pub async fn restart_controller_manager(&mut self) -> Result<(), ClusterError> {
+        let step = self.progress.step(format!("restarting kube-controller-manager of `{}`", self.name));
+        if let Some(mut kcm) = self.controller_manager.take() {
+            kcm.stop(Duration::from_secs(10));
+        }
+        let r = self.start_controller_manager().await;
+        match &r {
+            Ok(()) => step.done(""),
+            Err(_) => step.fail(""),
+        };
+        r
+    }
+
+    /// Upgrades in place, the incident's path: stop the controller manager and the
+    /// apiserver, start the `target` binaries on the same etcd data, ports and
+    /// certificates. Objects created under the old version are deleted under the new.
+    pub async fn upgrade(&mut self, target: Components) -> Result<(), ClusterError> {
+        let step = self.progress.step(format!(
+            "upgrading `{}` in place: {} -> {}",
+            self.name, self.components.version, target.version
+        ));
+        if let Some(mut kcm) = self.controller_manager.take() {
+            kcm.stop(Duration::from_secs(10));
+        }
+        if let Some(mut api) = self.apiserver.take() {
+            api.stop(Duration::from_secs(10));
+        }
+        self.client = None;
+        self.components.kube_apiserver = target.kube_apiserver;
+        self.components.kube_controller_manager = target.kube_controller_manager;
+        self.components.helm = target.helm;
+        self.components.version = target.version;
+        let r = async {
+            self.start_apiserver().await?;
+            self.start_controller_manager().await
+        }
+        .await;
+        match &r {
+            Ok(()) => step.done(""),
+            Err(_) => step.fail(""),
+        };
+        r
+    }
+
+    /// Stops everything and removes the directory (unless kept). Same as dropping,
+    /// but says so.
+    pub fn stop(self) {
+        let step = self.progress.step(format!("stopping `{}`", self.name));
+        drop(self);
+        step.done("");
+    }
+
+    /// Leaves the control plane running after this process exits (`cluster up`) and
+    /// returns what is needed to stop it later.
+    pub fn detach(mut self) -> DetachedState {
+        if let Some(mut s) = self.sentinel.take() {
+            s.disarm();
+        }
+        let process_groups = [self.etcd.take(), self.apiserver.take(), self.controller_manager.take()]
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.detach().map(|pid| pid as i32))
+            .collect();
+        let state = DetachedState {
+            name: self.name.clone(),
+            version: self.components.version.to_string(),
+            dir: self.dir.clone(),
+            kubeconfig: self.kubeconfig.clone(),
+            process_groups,
+        };
+        self.keep = true;
+        state
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        // Stop in reverse order of start, so nothing logs errors about its dependencies.
+        for p in [&mut self.controller_manager, &mut self.apiserver, &mut self.etcd] {
+            if let Some(mut proc) = p.take() {
+                proc.stop(Duration::from_secs(5));
+            }
+        }
+        if let Some(mut s) = self.sentinel.take() {
+            s.disarm();
+        }
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Polls `check` until it succeeds, the process exits, or `timeout` passes.
+async fn wait_until<F, Fut>(
+    process: &mut Supervised,
+    timeout: Duration,
+    what: &str,
+    mut check: F,
+) -> Result<(), ClusterError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut last;
+    loop {
+        if let Some(status) = process.exited() {
+            return Err(ClusterError::ComponentExited {
+                component: process.name.clone(),
+                status: status.to_string(),
+                log: process.log.clone(),
+                tail: log_tail(&process.log, 20),
+            });
+        }
+        match tokio::time::timeout(Duration::from_secs(5), check()).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => last = e,
+            Err(_) => last = "check timed out".into(),
+        }
+        if Instant::now() >= deadline {
+            return Err(ClusterError::NotReady {
+                component: process.name.clone(),
+                secs: timeout.as_secs(),
+                detail: format!("{what}: {last}"),
+                log: process.log.clone(),
+                tail: log_tail(&process.log, 20),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A kubeconfig with embedded credentials, as JSON (which every client reads as YAML).
+fn kubeconfig_json(server: &str, ca_pem: &str, user: &pki::CertPair, user_name: &str) -> String {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let doc = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "preflight", "cluster": {"server": server, "certificate-authority-data": b64(ca_pem)}}],
+        "users": [{"name": user_name, "user": {"client-certificate-data": b64(&user.cert_pem), "client-key-data": b64(&user.key_pem)}}],
+        "contexts": [{"name": "preflight", "context": {"cluster": "preflight", "user": user_name}}],
+        "current-context": "preflight",
+    });
+    serde_json::to_string_pretty(&doc).expect("kubeconfig serialises")
+}
+
+/// A client for a kubeconfig file, optionally for a named context.
+pub async fn client_from_kubeconfig(path: &Path, context: Option<&str>) -> Result<kube::Client, ClusterError> {
+    let err = |detail: String| ClusterError::Kubeconfig {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let kc = Kubeconfig::read_from(path).map_err(|e| err(e.to_string()))?;
+    let opts = KubeConfigOptions {
+        context: context.map(str::to_string),
+        ..Default::default()
+    };
+    let config = kube::Config::from_custom_kubeconfig(kc, &opts)
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    kube::Client::try_from(config).map_err(|e| err(e.to_string()))
+}

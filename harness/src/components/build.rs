@@ -1,0 +1,297 @@
+//! Building components from the upstream Go modules with this machine's Go.
+//!
+//! For each entry a small wrapper module is written into the cache's `build/`
+//! directory: it requires the upstream module at the wanted version and, for
+//! Kubernetes, replaces every `k8s.io/*` staging module (which `k8s.io/kubernetes`
+//! itself points at `./staging/...`) by the published `v0.MINOR.PATCH` tag. The
+//! wrapper's `go` line and any `godebug` lines are copied from the upstream `go.mod`,
+//! so the binaries keep the runtime defaults their release was tested with even when
+//! this machine's Go is newer. `-ldflags=-checklinkname=0` lets older dependencies
+//! that pull runtime internals with `//go:linkname` link on Go >= 1.23.
+//!
+//! Binaries are static (`CGO_ENABLED=0`) and `-trimpath`; every command's output goes
+//! to `build.log`, whose last lines are quoted when something fails.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::{Entry, Options, Version};
+use crate::errors::{ComponentsError, log_tail};
+
+/// The Go command to use: `$PREFLIGHT_GO`, else `go` on PATH. (An `OsString`, not a
+/// `Path`: duct resolves a relative `Path` against the working directory, not PATH.)
+fn go_binary() -> std::ffi::OsString {
+    std::env::var_os("PREFLIGHT_GO")
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "go".into())
+}
+
+/// Whether a Go toolchain can be run.
+pub fn go_available() -> bool {
+    duct::cmd(go_binary(), ["version"])
+        .stdout_null()
+        .stderr_null()
+        .unchecked()
+        .run()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn go(args: &[&str]) -> duct::Expression {
+    duct::cmd(go_binary(), args)
+        .env("CGO_ENABLED", "0")
+        .env("GOTOOLCHAIN", "local")
+        .env("GOFLAGS", "-mod=mod")
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Download {
+    #[serde(default)]
+    dir: Option<PathBuf>,
+    #[serde(default)]
+    go_mod: Option<PathBuf>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+/// `go mod download -json MODULE@VERSION`: the module's source and go.mod in the
+/// module cache.
+fn download_module(module: &str, version: &Version) -> Result<(PathBuf, PathBuf), String> {
+    let out = go(&["mod", "download", "-json", &format!("{module}@{version}")])
+        .stderr_to_stdout()
+        .stdout_capture()
+        .unchecked()
+        .run()
+        .map_err(|e| format!("cannot run go: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let parsed: Result<Download, _> = serde_json::from_str(&text);
+    match parsed {
+        Ok(Download {
+            error: Some(error), ..
+        }) => Err(error),
+        Ok(Download {
+            dir: Some(dir),
+            go_mod: Some(go_mod),
+            ..
+        }) => Ok((dir, go_mod)),
+        _ => Err(text.trim().to_string()),
+    }
+}
+
+/// The etcd version in a Kubernetes release's `build/dependencies.yaml`.
+pub fn recommended_etcd(version: &Version) -> Option<Version> {
+    let (dir, _) = download_module("k8s.io/kubernetes", version).ok()?;
+    let deps = std::fs::read_to_string(dir.join("build/dependencies.yaml")).ok()?;
+    etcd_from_dependencies(&deps)
+}
+
+fn etcd_from_dependencies(deps: &str) -> Option<Version> {
+    let mut lines = deps.lines();
+    while let Some(line) = lines.next() {
+        if line.trim().trim_start_matches("- ").trim() == "name: \"etcd\"" {
+            let version = lines.next()?.trim().strip_prefix("version:")?.trim();
+            return version.parse().ok();
+        }
+    }
+    None
+}
+
+/// What to build for an entry: upstream module, main packages, linker flags.
+struct Plan {
+    module: &'static str,
+    packages: Vec<&'static str>,
+    ldflags: String,
+    what: String,
+}
+
+fn plan(entry: Entry, version: &Version) -> Plan {
+    let mut ldflags = String::from("-s -w -checklinkname=0");
+    let (module, packages) = match entry {
+        Entry::Kubernetes | Entry::Kubectl => {
+            for pkg in ["k8s.io/component-base/version", "k8s.io/client-go/pkg/version"] {
+                ldflags.push_str(&format!(
+                    " -X {pkg}.gitVersion={version} -X {pkg}.gitMajor={} -X {pkg}.gitMinor={} \
+                     -X {pkg}.gitTreeState=clean -X {pkg}.buildDate=1970-01-01T00:00:00Z",
+                    version.major, version.minor
+                ));
+            }
+            let pkgs = if entry == Entry::Kubectl {
+                vec!["k8s.io/kubernetes/cmd/kubectl"]
+            } else {
+                vec![
+                    "k8s.io/kubernetes/cmd/kube-apiserver",
+                    "k8s.io/kubernetes/cmd/kube-controller-manager",
+                ]
+            };
+            ("k8s.io/kubernetes", pkgs)
+        }
+        Entry::Etcd => ("go.etcd.io/etcd/server/v3", vec!["go.etcd.io/etcd/server/v3"]),
+        Entry::Helm => {
+            ldflags.push_str(&format!(" -X helm.sh/helm/v3/internal/version.version={version}"));
+            ("helm.sh/helm/v3", vec!["helm.sh/helm/v3/cmd/helm"])
+        }
+    };
+    Plan {
+        module,
+        packages,
+        ldflags,
+        what: format!("{} {version}", entry.binaries().join(", ")),
+    }
+}
+
+/// The wrapper module's `go.mod` for an upstream module, given the upstream `go.mod`.
+pub fn wrapper_go_mod(module: &str, version: &Version, upstream_go_mod: &str) -> String {
+    let mut out = String::from("// Generated by preflight: builds pinned upstream binaries.\nmodule preflight.local/build\n\n");
+    let go_line = upstream_go_mod
+        .lines()
+        .find_map(|l| l.strip_prefix("go ").map(str::trim))
+        .unwrap_or("1.22.0");
+    out.push_str(&format!("go {go_line}\n\n"));
+    for line in upstream_go_mod.lines().filter(|l| l.starts_with("godebug ")) {
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push_str(&format!("require {module} {version}\n"));
+    let staging: Vec<&str> = upstream_go_mod
+        .lines()
+        .filter_map(|l| {
+            let (from, to) = l.trim().split_once("=>")?;
+            let from = from.trim();
+            (from.starts_with("k8s.io/") && to.trim().starts_with("./staging/")).then_some(from)
+        })
+        .collect();
+    if !staging.is_empty() {
+        out.push_str("\nreplace (\n");
+        for m in staging {
+            out.push_str(&format!("\t{m} => {m} {}\n", version.staging()));
+        }
+        out.push_str(")\n");
+    }
+    out
+}
+
+/// Builds `entry` at `version` into `out_dir`.
+pub fn build(entry: Entry, version: &Version, out_dir: &Path, opts: &Options) -> Result<(), ComponentsError> {
+    let plan = plan(entry, version);
+    let work = opts.cache_dir.join("build").join(entry.dir_name(version));
+    std::fs::create_dir_all(&work).map_err(|e| ComponentsError::io("creating", &work, e))?;
+    let log_path = work.join("build.log");
+    let mut log = std::fs::File::create(&log_path).map_err(|e| ComponentsError::io("creating", &log_path, e))?;
+    let failed = |log: &Path| ComponentsError::BuildFailed {
+        what: plan.what.clone(),
+        log: log.to_path_buf(),
+        tail: log_tail(log, 25),
+    };
+
+    let mut step = opts
+        .progress
+        .step(format!("building {} from Go modules", plan.what));
+    step.detail("resolving modules");
+    let (_, upstream_mod) = match download_module(plan.module, version) {
+        Ok(found) => found,
+        Err(detail) => {
+            let _ = writeln!(log, "go mod download {}@{version}: {detail}", plan.module);
+            step.fail("");
+            if entry == Entry::Kubernetes || entry == Entry::Kubectl {
+                return Err(ComponentsError::UnknownVersion {
+                    version: version.to_string(),
+                    detail,
+                });
+            }
+            return Err(failed(&log_path));
+        }
+    };
+    let upstream = std::fs::read_to_string(&upstream_mod).map_err(|e| ComponentsError::io("reading", &upstream_mod, e))?;
+    let go_mod = wrapper_go_mod(plan.module, version, &upstream);
+    let tools: String = plan
+        .packages
+        .iter()
+        .map(|p| format!("\t_ \"{p}\"\n"))
+        .collect();
+    let tools = format!("//go:build tools\n\n// Package build pins the binaries preflight builds.\npackage build\n\nimport (\n{tools})\n");
+    for (name, text) in [("go.mod", go_mod.as_str()), ("tools.go", tools.as_str())] {
+        let p = work.join(name);
+        std::fs::write(&p, text).map_err(|e| ComponentsError::io("writing", &p, e))?;
+    }
+    let _ = std::fs::remove_file(work.join("go.sum"));
+
+    step.detail("go mod tidy");
+    let _ = writeln!(log, "$ go mod tidy");
+    let status = go(&["mod", "tidy"])
+        .dir(&work)
+        .stderr_to_stdout()
+        .stdout_file(log.try_clone().map_err(|e| ComponentsError::io("opening", &log_path, e))?)
+        .unchecked()
+        .run();
+    if !status.is_ok_and(|o| o.status.success()) {
+        step.fail("go mod tidy failed");
+        return Err(failed(&log_path));
+    }
+
+    // One package: name the binary (etcd's main package is `.../server/v3`, which Go
+    // would call `server`); several: let Go name them after their directories.
+    let out = match entry.binaries() {
+        [single] => out_dir.join(single).display().to_string(),
+        _ => format!("{}/", out_dir.display()),
+    };
+    let mut args = vec!["build", "-v", "-trimpath", "-ldflags", plan.ldflags.as_str(), "-o", out.as_str()];
+    args.extend(plan.packages.iter().copied());
+    let _ = writeln!(log, "$ go {}", args.join(" "));
+    let reader = go(&args)
+        .dir(&work)
+        .stderr_to_stdout()
+        .unchecked()
+        .reader()
+        .map_err(|e| ComponentsError::io("running go build in", &work, e))?;
+    let mut compiled = 0usize;
+    let mut lines = BufReader::new(&reader);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match lines.read_line(&mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                let _ = log.write_all(line.as_bytes());
+                if !line.starts_with('#') && !line.contains(' ') {
+                    compiled += 1;
+                    step.detail(format!("{compiled} packages compiled, {}", line.trim()));
+                }
+            }
+        }
+    }
+    let ok = reader.try_wait().ok().flatten().is_some_and(|o| o.status.success());
+    if !ok {
+        step.fail("go build failed");
+        return Err(failed(&log_path));
+    }
+    step.done(format!("{compiled} packages"));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UPSTREAM: &str = "module k8s.io/kubernetes\n\ngo 1.22.0\n\ngodebug default=go1.20\n\nrequire (\n\tk8s.io/api v0.0.0\n)\n\nreplace (\n\tk8s.io/api => ./staging/src/k8s.io/api\n\tk8s.io/client-go => ./staging/src/k8s.io/client-go\n\tgithub.com/x/y => github.com/x/y v1.0.0\n)\n";
+
+    #[test]
+    fn wrapper_pins_every_staging_module_to_the_release_tag() {
+        let v = Version::new(1, 30, 14);
+        let out = wrapper_go_mod("k8s.io/kubernetes", &v, UPSTREAM);
+        assert!(out.contains("require k8s.io/kubernetes v1.30.14\n"), "{out}");
+        assert!(out.contains("\tk8s.io/api => k8s.io/api v0.30.14\n"), "{out}");
+        assert!(out.contains("\tk8s.io/client-go => k8s.io/client-go v0.30.14\n"), "{out}");
+        assert!(!out.contains("github.com/x/y"), "only staging modules are replaced: {out}");
+        assert!(out.contains("go 1.22.0\n"), "{out}");
+        assert!(out.contains("godebug default=go1.20\n"), "godebug lines are kept: {out}");
+    }
+
+    #[test]
+    fn etcd_version_is_read_from_dependencies_yaml() {
+        let deps = "dependencies:\n  - name: \"etcd\"\n    version: 3.5.16\n    refPaths:\n  - name: \"etcd-image\"\n    version: 3.5.16\n";
+        assert_eq!(etcd_from_dependencies(deps), Some(Version::new(3, 5, 16)));
+        assert_eq!(etcd_from_dependencies("dependencies: []"), None);
+    }
+}

@@ -1,0 +1,31 @@
+//! preflight: tells a platform team, before a Kubernetes upgrade, whether their Helm
+//! releases still install and delete cleanly on the new version.
+//!
+//! The data flow is one straight line, and the modules are named after its stages:
+//!
+//! ```text
+//! scenario -> components -> cluster -> exercise -> snapshot -> verdict -> report
+//! ```
+//!
+//! * [`components`]: the Kubernetes binaries of a version (built from the upstream Go
+//!   modules or downloaded with checksums) in a per-user cache.
+//! * [`cluster`]: real control planes (etcd, kube-apiserver, kube-controller-manager)
+//!   as guarded child processes on loopback.
+//! * [`progress`]: what a long step shows while it runs (spinner on a terminal, plain
+//!   lines in CI).
+
+pub mod cluster;
+pub mod cli;
+pub mod components;
+pub mod errors;
+pub mod progress;
+pub mod smoke;
+
+pub use errors::{ClusterError, ComponentsError};
+
+/// Selects the process-wide TLS crypto provider (ring, the same as kube's default).
+/// Every entry point calls it before the first TLS connection; calling it again is a
+/// no-op.
+pub fn init_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
