@@ -93,8 +93,8 @@ pub struct RunArgs {
 pub enum ComponentsCommand {
     /// Make the binaries of a version available (build or download them once).
     Ensure {
-        /// Kubernetes version, e.g. v1.30.14 (repeatable).
-        #[arg(long = "version", required = true)]
+        /// Kubernetes version, e.g. v1.30.14 (repeatable) [default: the pinned source and target].
+        #[arg(long = "version")]
         versions: Vec<String>,
         /// Also build kubectl (used by `cargo bench`).
         #[arg(long)]
@@ -140,6 +140,14 @@ pub async fn execute(cli: Cli, progress: Progress) -> anyhow::Result<i32> {
             bins,
         }) => {
             let opts = bins.options(&progress);
+            let versions = if versions.is_empty() {
+                vec![
+                    components::DEFAULT_SOURCE.to_string(),
+                    components::DEFAULT_TARGET.to_string(),
+                ]
+            } else {
+                versions
+            };
             for v in versions {
                 let version = parse_version("--version", &v)?;
                 let opts = opts.clone();
@@ -174,11 +182,14 @@ pub async fn execute(cli: Cli, progress: Progress) -> anyhow::Result<i32> {
             bins,
         }) => {
             if state::exists(&name) {
-                anyhow::bail!("a cluster named `{name}` is already up; run `preflight cluster down --name {name}` first");
+                anyhow::bail!(
+                    "a cluster named `{name}` is already up; run `preflight cluster down --name {name}` first"
+                );
             }
             let version = parse_version("--version", &version)?;
             let opts = bins.options(&progress);
-            let comps = tokio::task::spawn_blocking(move || components::ensure(&version, &opts)).await??;
+            let comps =
+                tokio::task::spawn_blocking(move || components::ensure(&version, &opts)).await??;
             let mut config = LocalConfig::new(name.clone(), comps);
             config.base_dir = Some(state::state_dir().join("clusters"));
             config.progress = progress.clone();
@@ -206,7 +217,10 @@ async fn run(args: RunArgs, progress: Progress) -> anyhow::Result<i32> {
     let opts = args.bins.options(&progress);
     let (s, t) = (source.clone(), target.clone());
     let (src_comps, tgt_comps) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        Ok((components::ensure(&s, &opts)?, components::ensure(&t, &opts)?))
+        Ok((
+            components::ensure(&s, &opts)?,
+            components::ensure(&t, &opts)?,
+        ))
     })
     .await??;
 
@@ -225,30 +239,51 @@ async fn run(args: RunArgs, progress: Progress) -> anyhow::Result<i32> {
     let mut worse = false;
     let mut rows = Vec::new();
     for cluster in [&src, &tgt] {
-        let step = progress.step(format!("garbage-collection smoke check on `{}` ({})", cluster.name(), cluster.version()));
+        let step = progress.step(format!(
+            "garbage-collection smoke check on `{}` ({})",
+            cluster.name(),
+            cluster.version()
+        ));
         let outcome = smoke::run(&cluster.client(), "preflight-smoke", "web", deadline).await?;
         if outcome.clean() {
             step.done("cascade complete");
         } else {
             step.fail(format!("{} left behind", outcome.leftovers.len()));
         }
-        rows.push((cluster.name().to_string(), cluster.version().to_string(), outcome));
+        rows.push((
+            cluster.name().to_string(),
+            cluster.version().to_string(),
+            outcome,
+        ));
     }
     if !rows[1].2.clean() && rows[0].2.clean() {
         worse = true;
     }
-    println!("{:<8} {:<10} {:>11} {:>6} {:>9}  leftovers", "cluster", "version", "replicasets", "pods", "cascade");
+    println!(
+        "{:<8} {:<10} {:>11} {:>6} {:>9}  leftovers",
+        "cluster", "version", "replicasets", "pods", "cascade"
+    );
     for (name, version, o) in &rows {
-        let cascade = o.cascade_seconds.map_or("timeout".to_string(), |s| format!("{s:.1}s"));
+        let cascade = o
+            .cascade_seconds
+            .map_or("timeout".to_string(), |s| format!("{s:.1}s"));
         println!(
             "{name:<8} {version:<10} {:>11} {:>6} {cascade:>9}  {}",
             o.replicasets_created,
             o.pods_created,
-            if o.leftovers.is_empty() { "-".to_string() } else { o.leftovers.join(", ") }
+            if o.leftovers.is_empty() {
+                "-".to_string()
+            } else {
+                o.leftovers.join(", ")
+            }
         );
     }
     let any_leftover = rows.iter().any(|r| !r.2.clean());
     src.stop();
     tgt.stop();
-    Ok(if worse || any_leftover { EXIT_FINDINGS } else { EXIT_OK })
+    Ok(if worse || any_leftover {
+        EXIT_FINDINGS
+    } else {
+        EXIT_OK
+    })
 }

@@ -37,7 +37,9 @@ pub enum ComponentsError {
     NoSource { what: String, detail: String },
 
     /// A downloaded file does not match its published checksum.
-    #[error("checksum mismatch for {url}: expected sha256 {expected}, got {actual}; nothing was installed")]
+    #[error(
+        "checksum mismatch for {url}: expected sha256 {expected}, got {actual}; nothing was installed"
+    )]
     ChecksumMismatch {
         url: String,
         expected: String,
@@ -134,7 +136,11 @@ pub enum ClusterError {
 }
 
 impl ClusterError {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
         ClusterError::Io {
             action,
             path: path.into(),
@@ -144,7 +150,11 @@ impl ClusterError {
 }
 
 impl ComponentsError {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
         ComponentsError::Io {
             action,
             path: path.into(),

@@ -14,8 +14,8 @@
 //! * [`progress`]: what a long step shows while it runs (spinner on a terminal, plain
 //!   lines in CI).
 
-pub mod cluster;
 pub mod cli;
+pub mod cluster;
 pub mod components;
 pub mod errors;
 pub mod progress;

@@ -8,7 +8,10 @@ use preflight::progress::Progress;
 fn main() {
     let cli = Cli::parse();
     preflight::init_crypto();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -17,13 +20,14 @@ fn main() {
     };
     let code = runtime.block_on(async {
         let progress = Progress::from_env();
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("error: cannot install the SIGTERM handler: {e}");
-                return EXIT_ERROR;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: cannot install the SIGTERM handler: {e}");
+                    return EXIT_ERROR;
+                }
+            };
         // Dropping the command's future on a signal drops every guard it holds: child
         // processes are stopped and temporary files removed before we exit.
         tokio::select! {

@@ -82,23 +82,48 @@ where
 }
 
 /// The ReplicaSets and Pods carrying `app=<name>`.
-pub async fn dependents(client: &Client, ns: &str, app: &str) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+pub async fn dependents(
+    client: &Client,
+    ns: &str,
+    app: &str,
+) -> anyhow::Result<(Vec<String>, Vec<String>)> {
     let lp = ListParams::default().labels(&format!("app={app}"));
     let rs: Api<ReplicaSet> = Api::namespaced(client.clone(), ns);
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let names = |items: Vec<Option<String>>| items.into_iter().flatten().collect::<Vec<_>>();
     Ok((
-        names(rs.list(&lp).await?.items.into_iter().map(|o| o.metadata.name).collect()),
-        names(pods.list(&lp).await?.items.into_iter().map(|o| o.metadata.name).collect()),
+        names(
+            rs.list(&lp)
+                .await?
+                .items
+                .into_iter()
+                .map(|o| o.metadata.name)
+                .collect(),
+        ),
+        names(
+            pods.list(&lp)
+                .await?
+                .items
+                .into_iter()
+                .map(|o| o.metadata.name)
+                .collect(),
+        ),
     ))
 }
 
 /// Runs the check in `namespace`: create, wait for dependents, delete, wait for the
 /// cascade (at most `deadline` for each wait).
-pub async fn run(client: &Client, namespace: &str, name: &str, deadline: Duration) -> anyhow::Result<SmokeOutcome> {
+pub async fn run(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    deadline: Duration,
+) -> anyhow::Result<SmokeOutcome> {
     ensure_namespace(client, namespace).await?;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    deployments.create(&PostParams::default(), &deployment(name, 2)).await?;
+    deployments
+        .create(&PostParams::default(), &deployment(name, 2))
+        .await?;
     let created = poll(deadline, || async {
         let (rs, pods) = dependents(client, namespace, name).await.ok()?;
         (!rs.is_empty() && pods.len() >= 2).then_some((rs.len(), pods.len()))

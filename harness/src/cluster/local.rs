@@ -261,7 +261,9 @@ impl LocalCluster {
 
     /// A client with the admin's credentials.
     pub fn client(&self) -> kube::Client {
-        self.client.clone().expect("client exists once the cluster is ready")
+        self.client
+            .clone()
+            .expect("client exists once the cluster is ready")
     }
 
     /// Process ids of the running components (for tests and `cluster down`).
@@ -273,7 +275,12 @@ impl LocalCluster {
     }
 
     fn write_kubeconfigs(&self) -> Result<(), ClusterError> {
-        let admin = kubeconfig_json(&self.server_url(), &self.pki.ca.cert_pem, &self.pki.admin, "preflight-admin");
+        let admin = kubeconfig_json(
+            &self.server_url(),
+            &self.pki.ca.cert_pem,
+            &self.pki.admin,
+            "preflight-admin",
+        );
         pki::write_private(&self.kubeconfig, &admin)?;
         let kcm = kubeconfig_json(
             &self.server_url(),
@@ -300,7 +307,13 @@ impl LocalCluster {
             "--log-level=warn".to_string(),
         ];
         let log = self.log_path("etcd");
-        let mut etcd = Supervised::spawn("etcd", &self.components.etcd, &args, &log, &self.dir.join(".pgids"))?;
+        let mut etcd = Supervised::spawn(
+            "etcd",
+            &self.components.etcd,
+            &args,
+            &log,
+            &self.dir.join(".pgids"),
+        )?;
         let http = reqwest::Client::new();
         let url = format!("{client_url}/health");
         let result = wait_until(&mut etcd, self.ready_timeout, "GET /health", || async {
@@ -329,7 +342,10 @@ impl LocalCluster {
             format!("--client-ca-file={}", pki.ca_cert().display()),
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
             format!("--service-account-key-file={}", pki.sa_public().display()),
-            format!("--service-account-signing-key-file={}", pki.sa_private().display()),
+            format!(
+                "--service-account-signing-key-file={}",
+                pki.sa_private().display()
+            ),
             "--service-cluster-ip-range=10.0.0.0/24".into(),
             "--authorization-mode=RBAC".into(),
             "--allow-privileged=true".into(),
@@ -354,12 +370,21 @@ impl LocalCluster {
         let client = self.make_client().await;
         let result = match client {
             Ok(client) => {
-                let r = wait_until(&mut apiserver, self.ready_timeout, "GET /readyz", || async {
-                    let req = http::Request::get("/readyz")
-                        .body(Vec::new())
-                        .map_err(|e| e.to_string())?;
-                    client.request_text(req).await.map(|_| ()).map_err(|e| e.to_string())
-                })
+                let r = wait_until(
+                    &mut apiserver,
+                    self.ready_timeout,
+                    "GET /readyz",
+                    || async {
+                        let req = http::Request::get("/readyz")
+                            .body(Vec::new())
+                            .map_err(|e| e.to_string())?;
+                        client
+                            .request_text(req)
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| e.to_string())
+                    },
+                )
                 .await;
                 self.client = Some(client);
                 r
@@ -382,10 +407,16 @@ impl LocalCluster {
             format!("--authorization-kubeconfig={}", kcm_kubeconfig.display()),
             "--bind-address=127.0.0.1".into(),
             format!("--secure-port={}", self.ports.controller_manager),
-            format!("--cert-dir={}", self.dir.join("pki/controller-manager").display()),
+            format!(
+                "--cert-dir={}",
+                self.dir.join("pki/controller-manager").display()
+            ),
             "--leader-elect=false".into(),
             "--use-service-account-credentials=true".into(),
-            format!("--service-account-private-key-file={}", self.pki.sa_private().display()),
+            format!(
+                "--service-account-private-key-file={}",
+                self.pki.sa_private().display()
+            ),
             format!("--root-ca-file={}", self.pki.ca_cert().display()),
             format!("--controllers={}", CONTROLLERS.join(",")),
             "--cluster-name=preflight".into(),
@@ -408,7 +439,10 @@ impl LocalCluster {
                 path: kcm_kubeconfig.clone(),
                 detail: e.to_string(),
             })?;
-        let url = format!("https://127.0.0.1:{}/healthz", self.ports.controller_manager);
+        let url = format!(
+            "https://127.0.0.1:{}/healthz",
+            self.ports.controller_manager
+        );
         let result = wait_until(&mut kcm, self.ready_timeout, "GET /healthz", || async {
             match http.get(&url).send().await {
                 Ok(r) if r.status().is_success() => Ok(()),
@@ -424,13 +458,18 @@ impl LocalCluster {
     async fn wait_for_default_service_account(&mut self) -> Result<(), ClusterError> {
         let api: Api<ServiceAccount> = Api::namespaced(self.client(), "default");
         let mut kcm = self.controller_manager.take().expect("started");
-        let result = wait_until(&mut kcm, self.ready_timeout, "the `default` service account", || async {
-            match api.get_opt("default").await {
-                Ok(Some(_)) => Ok(()),
-                Ok(None) => Err("not created yet".to_string()),
-                Err(e) => Err(e.to_string()),
-            }
-        })
+        let result = wait_until(
+            &mut kcm,
+            self.ready_timeout,
+            "the `default` service account",
+            || async {
+                match api.get_opt("default").await {
+                    Ok(Some(_)) => Ok(()),
+                    Ok(None) => Err("not created yet".to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
+            },
+        )
         .await;
         self.controller_manager = Some(kcm);
         result
@@ -439,7 +478,10 @@ impl LocalCluster {
     /// Restarts the controller manager (as every upgrade does): informers, the garbage
     /// collector's view of resource types, everything is rebuilt from scratch.
     pub async fn restart_controller_manager(&mut self) -> Result<(), ClusterError> {
-        let step = self.progress.step(format!("restarting kube-controller-manager of `{}`", self.name));
+        let step = self.progress.step(format!(
+            "restarting kube-controller-manager of `{}`",
+            self.name
+        ));
         if let Some(mut kcm) = self.controller_manager.take() {
             kcm.stop(Duration::from_secs(10));
         }
@@ -496,11 +538,15 @@ impl LocalCluster {
         if let Some(mut s) = self.sentinel.take() {
             s.disarm();
         }
-        let process_groups = [self.etcd.take(), self.apiserver.take(), self.controller_manager.take()]
-            .into_iter()
-            .flatten()
-            .filter_map(|p| p.detach().map(|pid| pid as i32))
-            .collect();
+        let process_groups = [
+            self.etcd.take(),
+            self.apiserver.take(),
+            self.controller_manager.take(),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.detach().map(|pid| pid as i32))
+        .collect();
         let state = DetachedState {
             name: self.name.clone(),
             version: self.components.version.to_string(),
@@ -516,7 +562,11 @@ impl LocalCluster {
 impl Drop for LocalCluster {
     fn drop(&mut self) {
         // Stop in reverse order of start, so nothing logs errors about its dependencies.
-        for p in [&mut self.controller_manager, &mut self.apiserver, &mut self.etcd] {
+        for p in [
+            &mut self.controller_manager,
+            &mut self.apiserver,
+            &mut self.etcd,
+        ] {
             if let Some(mut proc) = p.take() {
                 proc.stop(Duration::from_secs(5));
             }
@@ -586,7 +636,10 @@ fn kubeconfig_json(server: &str, ca_pem: &str, user: &pki::CertPair, user_name: 
 }
 
 /// A client for a kubeconfig file, optionally for a named context.
-pub async fn client_from_kubeconfig(path: &Path, context: Option<&str>) -> Result<kube::Client, ClusterError> {
+pub async fn client_from_kubeconfig(
+    path: &Path,
+    context: Option<&str>,
+) -> Result<kube::Client, ClusterError> {
     let err = |detail: String| ClusterError::Kubeconfig {
         path: path.to_path_buf(),
         detail,

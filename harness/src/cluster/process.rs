@@ -80,7 +80,9 @@ impl Supervised {
 
     /// `Some(status)` once the process has exited.
     pub fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// Stops the process group: SIGTERM, then SIGKILL after `grace`.
@@ -134,9 +136,9 @@ pub fn stop_foreign_group(pgid: i32, grace: Duration) {
 }
 
 const SENTINEL_SCRIPT: &str = r#"read _ignored
-for g in $(cat "$1" 2>/dev/null); do kill -TERM -- "-$g" 2>/dev/null; done
+for g in $(cat "$1" 2>/dev/null); do kill -TERM "-$g" 2>/dev/null; done
 sleep 2
-for g in $(cat "$1" 2>/dev/null); do kill -KILL -- "-$g" 2>/dev/null; done
+for g in $(cat "$1" 2>/dev/null); do kill -KILL "-$g" 2>/dev/null; done
 if [ -n "$2" ]; then rm -rf -- "$2"; fi
 "#;
 
@@ -152,7 +154,9 @@ impl Sentinel {
     /// removes `remove_dir` (if given).
     pub fn start(pgid_file: &Path, remove_dir: Option<&Path>) -> Result<Sentinel, ClusterError> {
         use std::os::unix::process::CommandExt;
-        let remove = remove_dir.map(|d| d.display().to_string()).unwrap_or_default();
+        let remove = remove_dir
+            .map(|d| d.display().to_string())
+            .unwrap_or_default();
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(SENTINEL_SCRIPT)

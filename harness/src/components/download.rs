@@ -166,12 +166,18 @@ fn extract(archive: &[u8], wanted: &[&str], dir: &Path, url: &str) -> Result<(),
 }
 
 /// Downloads `entry` at `version` into `out_dir`, verifying every checksum.
-pub fn download(entry: Entry, version: &Version, out_dir: &Path, opts: &Options) -> Result<(), ComponentsError> {
+pub fn download(
+    entry: Entry,
+    version: &Version,
+    out_dir: &Path,
+    opts: &Options,
+) -> Result<(), ComponentsError> {
     let arch = arch();
     let m = &opts.mirrors;
-    let step = opts
-        .progress
-        .step(format!("downloading {} {version}", entry.binaries().join(", ")));
+    let step = opts.progress.step(format!(
+        "downloading {} {version}",
+        entry.binaries().join(", ")
+    ));
     let result = (|| match entry {
         Entry::Kubernetes | Entry::Kubectl => {
             for binary in entry.binaries() {
@@ -216,7 +222,8 @@ mod tests {
     fn checksum_listing_formats() {
         let bare = "abc123\n";
         assert_eq!(checksum_for(bare, "x").as_deref(), Some("abc123"));
-        let listing = "111  etcd-v3.5.16-linux-arm64.tar.gz\n222  etcd-v3.5.16-linux-amd64.tar.gz\n";
+        let listing =
+            "111  etcd-v3.5.16-linux-arm64.tar.gz\n222  etcd-v3.5.16-linux-amd64.tar.gz\n";
         assert_eq!(
             checksum_for(listing, "etcd-v3.5.16-linux-amd64.tar.gz").as_deref(),
             Some("222")

@@ -55,6 +55,8 @@ pub struct Options {
     pub helm_version: Version,
     /// Overrides the etcd version the Kubernetes release recommends.
     pub etcd_version: Option<Version>,
+    /// The Go command used to build (`$PREFLIGHT_GO`, else `go`).
+    pub go: std::ffi::OsString,
     pub progress: Progress,
 }
 
@@ -71,6 +73,7 @@ impl Options {
             mirrors: download::Mirrors::from_env(),
             helm_version: HELM_VERSION.parse().expect("pinned helm version parses"),
             etcd_version: None,
+            go: build::default_go(),
             progress,
         }
     }
@@ -164,7 +167,11 @@ pub fn ensure_kubectl(version: &Version, opts: &Options) -> Result<PathBuf, Comp
     Ok(ensure_entry(Entry::Kubectl, version, opts)?.join("kubectl"))
 }
 
-fn from_bin_dir(dir: &Path, version: &Version, opts: &Options) -> Result<Components, ComponentsError> {
+fn from_bin_dir(
+    dir: &Path,
+    version: &Version,
+    opts: &Options,
+) -> Result<Components, ComponentsError> {
     Ok(Components {
         version: version.clone(),
         etcd_version: opts
@@ -200,7 +207,7 @@ fn is_executable(path: &Path) -> bool {
 /// `build/dependencies.yaml` when its module is at hand, else the per-minor table.
 fn recommended_etcd(version: &Version, opts: &Options) -> Version {
     let from_module = (opts.source != SourceKind::Download)
-        .then(|| build::recommended_etcd(version))
+        .then(|| build::recommended_etcd(&opts.go, version))
         .flatten();
     from_module.unwrap_or_else(|| version.default_etcd())
 }
@@ -216,7 +223,11 @@ pub fn cached(entry: Entry, version: &Version, cache_dir: &Path) -> Option<PathB
 }
 
 /// Fills one entry of the cache unless it is there already; returns its directory.
-fn ensure_entry(entry: Entry, version: &Version, opts: &Options) -> Result<PathBuf, ComponentsError> {
+fn ensure_entry(
+    entry: Entry,
+    version: &Version,
+    opts: &Options,
+) -> Result<PathBuf, ComponentsError> {
     if let Some(dir) = cached(entry, version, &opts.cache_dir) {
         return Ok(dir);
     }
@@ -226,9 +237,10 @@ fn ensure_entry(entry: Entry, version: &Version, opts: &Options) -> Result<PathB
     let lock = std::fs::File::create(&lock_path)
         .map_err(|e| ComponentsError::io("creating", &lock_path, e))?;
     if lock.try_lock().is_err() {
-        let step = opts
-            .progress
-            .step(format!("waiting for another preflight to fill {}", entry.dir_name(version)));
+        let step = opts.progress.step(format!(
+            "waiting for another preflight to fill {}",
+            entry.dir_name(version)
+        ));
         lock.lock()
             .map_err(|e| ComponentsError::io("locking", &lock_path, e))?;
         step.done("");
@@ -247,7 +259,7 @@ fn ensure_entry(entry: Entry, version: &Version, opts: &Options) -> Result<PathB
     let use_build = match opts.source {
         SourceKind::Build => true,
         SourceKind::Download => false,
-        SourceKind::Auto => build::go_available(),
+        SourceKind::Auto => build::go_available(&opts.go),
     };
     if use_build {
         build::build(entry, version, staging.path(), opts)?;

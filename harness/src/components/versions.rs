@@ -93,15 +93,32 @@ mod tests {
 
     #[test]
     fn parses_with_and_without_v() {
-        assert_eq!("v1.30.14".parse::<Version>().unwrap(), Version::new(1, 30, 14));
-        assert_eq!("1.29.15".parse::<Version>().unwrap().to_string(), "v1.29.15");
+        assert_eq!(
+            "v1.30.14".parse::<Version>().unwrap(),
+            Version::new(1, 30, 14)
+        );
+        assert_eq!(
+            "1.29.15".parse::<Version>().unwrap().to_string(),
+            "v1.29.15"
+        );
     }
 
     #[test]
     fn rejects_partial_and_junk() {
-        for bad in ["1.30", "v1.30.x", "latest", "", "v1.30.1.2", "v1..3", "v-1.2.3"] {
+        for bad in [
+            "1.30",
+            "v1.30.x",
+            "latest",
+            "",
+            "v1.30.1.2",
+            "v1..3",
+            "v-1.2.3",
+        ] {
             let err = bad.parse::<Version>().unwrap_err();
-            assert!(err.to_string().contains("expected vMAJOR.MINOR.PATCH"), "{bad}: {err}");
+            assert!(
+                err.to_string().contains("expected vMAJOR.MINOR.PATCH"),
+                "{bad}: {err}"
+            );
         }
     }
 
@@ -115,7 +132,11 @@ mod tests {
         let s: Version = DEFAULT_SOURCE.parse().unwrap();
         let t: Version = DEFAULT_TARGET.parse().unwrap();
         assert!(s < t);
-        assert_eq!(t.minor, s.minor + 1, "the default pair is an adjacent upgrade");
+        assert_eq!(
+            t.minor,
+            s.minor + 1,
+            "the default pair is an adjacent upgrade"
+        );
         HELM_VERSION.parse::<Version>().unwrap();
     }
 }

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The test command (the README's second command, and what .ci/run calls).
+#
+# Installs what the tests need, fills the components cache (builds etcd,
+# kube-apiserver, kube-controller-manager and helm from their Go modules once per
+# machine; later runs reuse ~/.cache/preflight), then runs formatting, lints and
+# every test. Exits non-zero, loudly, on the first failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n==> %s\n' "$*" >&2; }
+need() { command -v "$1" >/dev/null 2>&1 || { echo "error: '$1' is missing: $2" >&2; exit 2; }; }
+
+need cargo "install Rust with rustup (https://rustup.rs)"
+need go "install Go >= 1.22; the Kubernetes components are built from their Go modules"
+rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+
+say "cargo fmt --check"
+cargo fmt --all --check
+
+say "cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+say "components: the pinned source and target (built once per machine)"
+cargo run --quiet -- components ensure
+
+say "cargo test"
+cargo test --workspace 2>&1 | tee target/test-output.txt

@@ -1,0 +1,97 @@
+//! The binary's commands, as a user runs them.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::common;
+
+#[test]
+fn a_bad_version_flag_exits_2_and_names_the_flag() {
+    let out = Command::new(common::preflight_bin())
+        .args(["run", "--source", "1.30"])
+        .env("CI", "true")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("invalid value for --source"), "{err}");
+    assert!(err.contains("`1.30` is not a Kubernetes version"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cluster_up_leaves_a_usable_cluster_and_down_removes_it() {
+    preflight::init_crypto();
+    let version = &common::versions()[1];
+    common::components(version);
+    let state = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(common::preflight_bin())
+            .args(args)
+            .env("CI", "true")
+            .env("PREFLIGHT_STATE_DIR", state.path())
+            .output()
+            .unwrap()
+    };
+    let up = run(&[
+        "cluster",
+        "up",
+        "--version",
+        &version.to_string(),
+        "--name",
+        "itest",
+    ]);
+    let stdout = String::from_utf8_lossy(&up.stdout).to_string();
+    assert!(
+        up.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let kubeconfig = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("export KUBECONFIG="))
+        .expect("prints how to use it")
+        .to_string();
+    let client = preflight::cluster::local::client_from_kubeconfig(kubeconfig.as_ref(), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        client.apiserver_version().await.unwrap().git_version,
+        version.to_string()
+    );
+
+    let again = run(&[
+        "cluster",
+        "up",
+        "--version",
+        &version.to_string(),
+        "--name",
+        "itest",
+    ]);
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "a second `up` with the same name is refused"
+    );
+
+    let down = run(&["cluster", "down", "--name", "itest"]);
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    let needle = state.path().display().to_string();
+    let gone = common::eventually(Duration::from_secs(20), || {
+        common::processes_mentioning(&needle).is_empty()
+    })
+    .await;
+    assert!(
+        gone,
+        "processes remain: {:?}",
+        common::processes_mentioning(&needle)
+    );
+    assert!(!std::path::Path::new(&kubeconfig).exists());
+
+    let twice = run(&["cluster", "down", "--name", "itest"]);
+    assert_eq!(twice.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&twice.stderr).contains("no cluster named `itest` is running"));
+}

@@ -1,0 +1,15 @@
+//! One integration-test binary (nextest style), with a module per concern.
+//!
+//! Every test that needs a control plane starts real etcd, kube-apiserver and
+//! kube-controller-manager binaries from the components cache (building them on
+//! first use), at both pinned versions. Nothing here is skipped when binaries are
+//! missing: `ci/test.sh` fills the cache before running the tests.
+
+mod common;
+
+mod bad_input;
+mod cli;
+mod download;
+mod gc;
+mod lifecycle;
+mod webhook_incident;
