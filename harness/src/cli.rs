@@ -1,7 +1,6 @@
 //! The command line: parsing, and one function per command.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -9,7 +8,9 @@ use clap::{Args, Parser, Subcommand};
 use crate::cluster::{LocalCluster, LocalConfig, state};
 use crate::components::{self, SourceKind, Version};
 use crate::progress::Progress;
-use crate::smoke;
+use crate::runner;
+use crate::scenario::{self, Scenario};
+use crate::verdict;
 
 /// Exit code: the target is no worse than the source.
 pub const EXIT_OK: i32 = 0;
@@ -40,6 +41,12 @@ pub enum Command {
     /// Manage the cache of Kubernetes binaries.
     #[command(subcommand)]
     Components(ComponentsCommand),
+    /// Check scenario files without running them.
+    Validate {
+        /// Scenario files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Start or stop a local control plane for debugging.
     #[command(subcommand)]
     Cluster(ClusterCommand),
@@ -73,18 +80,20 @@ impl BinArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Source Kubernetes version (what the cluster runs now).
-    #[arg(long, default_value = components::DEFAULT_SOURCE)]
-    pub source: String,
-    /// Target Kubernetes version (what the cluster is upgraded to).
-    #[arg(long, default_value = components::DEFAULT_TARGET)]
-    pub target: String,
-    /// Keep the clusters' directories (logs, certificates, etcd data) after the run.
+    /// Scenario files, or names of embedded scenarios (default: every embedded scenario).
+    pub scenarios: Vec<String>,
+    /// Source Kubernetes version (what the cluster runs now) [default: the scenario's, else v1.29.15].
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Target Kubernetes version (what the cluster is upgraded to) [default: the scenario's, else v1.30.14].
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Keep the clusters' directories (logs, certificates, etcd data, webhook records) after the run.
     #[arg(long)]
     pub keep: bool,
-    /// How long to wait for the garbage collector's cascade, in seconds.
-    #[arg(long, default_value_t = 60)]
-    pub settle_timeout: u64,
+    /// How many control planes run at once.
+    #[arg(long, default_value_t = 2)]
+    pub parallel: usize,
     #[command(flatten)]
     pub bins: BinArgs,
 }
@@ -134,6 +143,19 @@ fn parse_version(flag: &str, value: &str) -> anyhow::Result<Version> {
 pub async fn execute(cli: Cli, progress: Progress) -> anyhow::Result<i32> {
     match cli.command {
         Command::Run(args) => run(args, progress).await,
+        Command::Validate { files } => {
+            let mut failed = 0;
+            for f in &files {
+                match scenario::load_file(f) {
+                    Ok(s) => println!("ok    {} ({}: {} webhooks, {} steps)", f.display(), s.name, s.webhooks.len(), s.steps.len()),
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("error {e}");
+                    }
+                }
+            }
+            Ok(if failed == 0 { EXIT_OK } else { EXIT_ERROR })
+        }
         Command::Components(ComponentsCommand::Ensure {
             versions,
             kubectl,
@@ -211,79 +233,83 @@ pub async fn execute(cli: Cli, progress: Progress) -> anyhow::Result<i32> {
     }
 }
 
+/// Loads scenarios given as files or embedded names; none means every embedded one.
+pub fn load_scenarios(args: &[String]) -> anyhow::Result<Vec<Scenario>> {
+    if args.is_empty() {
+        return Ok(scenario::embedded());
+    }
+    let mut out = Vec::new();
+    for a in args {
+        let path = std::path::Path::new(a);
+        if path.exists() {
+            out.push(scenario::load_file(path)?);
+        } else if let Some(s) = scenario::embedded_named(a) {
+            out.push(s);
+        } else {
+            let names: Vec<_> = scenario::embedded().into_iter().map(|s| s.name).collect();
+            anyhow::bail!("scenario `{a}`: no such file, and not an embedded scenario (embedded: {})", names.join(", "));
+        }
+    }
+    Ok(out)
+}
+
 async fn run(args: RunArgs, progress: Progress) -> anyhow::Result<i32> {
-    let source = parse_version("--source", &args.source)?;
-    let target = parse_version("--target", &args.target)?;
+    let scenarios = load_scenarios(&args.scenarios)?;
+    let pick = |flag: &str, given: &Option<String>, from_scenario: Option<&String>, default: &str| -> anyhow::Result<Version> {
+        let v = given.clone().or_else(|| from_scenario.cloned()).unwrap_or_else(|| default.to_string());
+        parse_version(flag, &v)
+    };
+    let source = pick("--source", &args.source, scenarios.iter().find_map(|s| s.source_version.as_ref()), components::DEFAULT_SOURCE)?;
+    let target = pick("--target", &args.target, scenarios.iter().find_map(|s| s.target_version.as_ref()), components::DEFAULT_TARGET)?;
     let opts = args.bins.options(&progress);
     let (s, t) = (source.clone(), target.clone());
     let (src_comps, tgt_comps) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        Ok((
-            components::ensure(&s, &opts)?,
-            components::ensure(&t, &opts)?,
-        ))
+        Ok((components::ensure(&s, &opts)?, components::ensure(&t, &opts)?))
     })
     .await??;
 
-    let config = |name: &str, c: components::Components| {
-        let mut cfg = LocalConfig::new(name, c);
-        cfg.keep = args.keep;
-        cfg.progress = progress.clone();
-        cfg
+    let settings = runner::Settings {
+        source: src_comps,
+        target: tgt_comps,
+        work_dir: std::env::temp_dir(),
+        keep: args.keep,
+        parallel: args.parallel,
+        progress: progress.clone(),
+        run_id: runner::new_run_id(),
     };
-    let (src, tgt) = tokio::join!(
-        LocalCluster::start(config("source", src_comps)),
-        LocalCluster::start(config("target", tgt_comps))
-    );
-    let (src, tgt) = (src?, tgt?);
-    let deadline = Duration::from_secs(args.settle_timeout);
-    let mut worse = false;
-    let mut rows = Vec::new();
-    for cluster in [&src, &tgt] {
-        let step = progress.step(format!(
-            "garbage-collection smoke check on `{}` ({})",
-            cluster.name(),
-            cluster.version()
-        ));
-        let outcome = smoke::run(&cluster.client(), "preflight-smoke", "web", deadline).await?;
-        if outcome.clean() {
-            step.done("cascade complete");
-        } else {
-            step.fail(format!("{} left behind", outcome.leftovers.len()));
-        }
-        rows.push((
-            cluster.name().to_string(),
-            cluster.version().to_string(),
-            outcome,
-        ));
-    }
-    if !rows[1].2.clean() && rows[0].2.clean() {
-        worse = true;
-    }
-    println!(
-        "{:<8} {:<10} {:>11} {:>6} {:>9}  leftovers",
-        "cluster", "version", "replicasets", "pods", "cascade"
-    );
-    for (name, version, o) in &rows {
-        let cascade = o
-            .cascade_seconds
-            .map_or("timeout".to_string(), |s| format!("{s:.1}s"));
-        println!(
-            "{name:<8} {version:<10} {:>11} {:>6} {cascade:>9}  {}",
-            o.replicasets_created,
-            o.pods_created,
-            if o.leftovers.is_empty() {
-                "-".to_string()
-            } else {
-                o.leftovers.join(", ")
+    let results = runner::run_all(runner::plan(&scenarios), &settings).await;
+    let mut any_failure = false;
+    let mut harness_error = false;
+    println!();
+    println!("{:<28} {:<22} {:>10}  leftovers", "scenario", "version", "helm exits");
+    for r in &results {
+        let version = match r.role {
+            runner::Role::Source => source.to_string(),
+            runner::Role::Target => target.to_string(),
+            runner::Role::Upgrade => format!("{source} -> {target}"),
+        };
+        match &r.outcome {
+            Ok(o) => {
+                let exits: Vec<String> = o.steps.iter().filter_map(|s| s.helm.as_ref().map(|h| h.exit_code.to_string())).collect();
+                let left = verdict::leftovers(o);
+                let failures: Vec<_> = left.iter().filter(|l| l.reason.is_failure()).collect();
+                any_failure |= !failures.is_empty();
+                let summary = if failures.is_empty() {
+                    "-".to_string()
+                } else {
+                    let mut counts = std::collections::BTreeMap::new();
+                    for l in &failures {
+                        *counts.entry((l.kind.clone(), l.reason)).or_insert(0) += 1;
+                    }
+                    counts.iter().map(|((k, r), n)| format!("{n} {k} ({})", serde_json::to_value(r).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default())).collect::<Vec<_>>().join(", ")
+                };
+                println!("{:<28} {:<22} {:>10}  {summary}", r.scenario, version, exits.join(","));
             }
-        );
+            Err(e) => {
+                harness_error = true;
+                println!("{:<28} {:<22} {:>10}  could not run: {}", r.scenario, version, "-", e.lines().next().unwrap_or_default());
+            }
+        }
     }
-    let any_leftover = rows.iter().any(|r| !r.2.clean());
-    src.stop();
-    tgt.stop();
-    Ok(if worse || any_leftover {
-        EXIT_FINDINGS
-    } else {
-        EXIT_OK
-    })
+    Ok(if harness_error { EXIT_ERROR } else if any_failure { EXIT_FINDINGS } else { EXIT_OK })
 }

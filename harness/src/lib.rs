@@ -18,7 +18,14 @@ pub mod cli;
 pub mod cluster;
 pub mod components;
 pub mod errors;
+pub mod exercise;
+pub mod helm;
 pub mod progress;
+pub mod runner;
+pub mod verdict;
+pub mod scenario;
+pub mod snapshot;
+pub mod webhook;
 pub mod smoke;
 
 pub use errors::{ClusterError, ComponentsError};

@@ -49,16 +49,31 @@ pub fn deployment(name: &str, replicas: i32) -> Deployment {
     .expect("static deployment")
 }
 
-/// Creates a namespace (idempotent).
+/// Creates a namespace labelled as preflight's (idempotent).
 pub async fn ensure_namespace(client: &Client, name: &str) -> anyhow::Result<()> {
+    ensure_namespace_labelled(client, name, "none").await
+}
+
+/// Creates a namespace labelled as preflight's and with the run's id (idempotent).
+pub async fn ensure_namespace_labelled(client: &Client, name: &str, run_id: &str) -> anyhow::Result<()> {
     let api: Api<Namespace> = Api::all(client.clone());
     let ns: Namespace = serde_json::from_value(serde_json::json!({
         "apiVersion": "v1", "kind": "Namespace",
-        "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "preflight"}}
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "preflight", "preflight.dev/run": run_id}}
     }))?;
     match api.create(&PostParams::default(), &ns).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Deletes a namespace (absent is fine).
+pub async fn delete_namespace(client: &Client, name: &str) -> anyhow::Result<()> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
         Err(e) => Err(e.into()),
     }
 }

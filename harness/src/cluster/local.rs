@@ -266,6 +266,21 @@ impl LocalCluster {
             .expect("client exists once the cluster is ready")
     }
 
+    /// A client that impersonates `user` (e.g. the garbage collector's service
+    /// account), for dry runs that must be judged as that user's requests.
+    pub async fn impersonating(&self, user: &str) -> Result<kube::Client, ClusterError> {
+        let err = |detail: String| ClusterError::Kubeconfig {
+            path: self.kubeconfig.clone(),
+            detail,
+        };
+        let kc = Kubeconfig::read_from(&self.kubeconfig).map_err(|e| err(e.to_string()))?;
+        let mut config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        config.auth_info.impersonate = Some(user.to_string());
+        kube::Client::try_from(config).map_err(|e| err(e.to_string()))
+    }
+
     /// Process ids of the running components (for tests and `cluster down`).
     pub fn pids(&self) -> Vec<u32> {
         [&self.etcd, &self.apiserver, &self.controller_manager]

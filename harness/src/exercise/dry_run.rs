@@ -1,0 +1,217 @@
+//! A true server-side dry run of the lifecycle.
+//!
+//! Helm's own `--dry-run` never sends objects through admission, so webhooks never
+//! judge it. Here every object goes to the API server with `dryRun=All`: the install
+//! creates each rendered manifest; the uninstall deletes each object of the release
+//! as Helm would (background propagation) and each of their dependents as the garbage
+//! collector would, impersonating its service account
+//! (`system:serviceaccount:kube-system:generic-garbage-collector`). Admission webhooks
+//! (with `sideEffects: None`) answer for real, and nothing changes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kube::api::{Api, DeleteParams, DynamicObject, PostParams, PropagationPolicy};
+use kube::core::GroupVersionKind;
+use kube::discovery::{ApiResource, Discovery, Scope};
+use serde::Serialize;
+
+use crate::snapshot::Snapshot;
+
+/// The garbage collector's identity when it deletes dependents.
+pub const GC_USER: &str = "system:serviceaccount:kube-system:generic-garbage-collector";
+
+/// What one dry-run request would have done.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DryRunObject {
+    pub api_version: String,
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+    /// `CREATE` or `DELETE`.
+    pub operation: String,
+    /// The user the request was sent as (`helm` for preflight's own credentials).
+    pub as_user: String,
+    /// `admitted`, `denied`, `webhook-failed`, `timed-out`, `error`, `skipped`.
+    pub outcome: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+/// The dry run of one lifecycle half.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DryRunReport {
+    pub action: String,
+    pub objects: Vec<DryRunObject>,
+}
+
+impl DryRunReport {
+    /// Requests that would not have been admitted.
+    pub fn refused(&self) -> impl Iterator<Item = &DryRunObject> {
+        self.objects.iter().filter(|o| !matches!(o.outcome.as_str(), "admitted" | "skipped"))
+    }
+}
+
+fn classify(result: Result<(), kube::Error>) -> (String, String) {
+    match result {
+        Ok(()) => ("admitted".into(), String::new()),
+        Err(kube::Error::Api(e)) => {
+            let m = e.message.clone();
+            let outcome = if m.contains("failed calling webhook") && (m.contains("deadline exceeded") || m.contains("Timeout")) {
+                "timed-out"
+            } else if m.contains("failed calling webhook") {
+                "webhook-failed"
+            } else if m.contains("denied the request") {
+                "denied"
+            } else {
+                "error"
+            };
+            (outcome.into(), m)
+        }
+        Err(e) => ("error".into(), e.to_string()),
+    }
+}
+
+async fn discovery(client: &kube::Client) -> Result<Discovery, kube::Error> {
+    match Discovery::new(client.clone()).run_aggregated().await {
+        Ok(d) => Ok(d),
+        Err(_) => Discovery::new(client.clone()).run().await,
+    }
+}
+
+fn gvk_of(obj: &serde_json::Value) -> Option<GroupVersionKind> {
+    let api_version = obj.get("apiVersion")?.as_str()?;
+    let kind = obj.get("kind")?.as_str()?;
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    Some(GroupVersionKind::gvk(group, version, kind))
+}
+
+fn api_for(client: &kube::Client, ar: &ApiResource, scope: &Scope, namespace: &str) -> Api<DynamicObject> {
+    match scope {
+        Scope::Namespaced => Api::namespaced_with(client.clone(), namespace, ar),
+        Scope::Cluster => Api::all_with(client.clone(), ar),
+    }
+}
+
+/// Dry-run creates every rendered manifest in `namespace`.
+pub async fn install(client: &kube::Client, namespace: &str, manifests: &[serde_json::Value]) -> Result<DryRunReport, kube::Error> {
+    let disc = discovery(client).await?;
+    let mut objects = Vec::new();
+    for m in manifests {
+        let Some(gvk) = gvk_of(m) else { continue };
+        let name = m.pointer("/metadata/name").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+        let mut rec = DryRunObject {
+            api_version: m["apiVersion"].as_str().unwrap_or_default().into(),
+            kind: gvk.kind.clone(),
+            namespace: None,
+            name: name.clone(),
+            operation: "CREATE".into(),
+            as_user: "helm".into(),
+            outcome: String::new(),
+            message: String::new(),
+        };
+        let Some((ar, caps)) = disc.resolve_gvk(&gvk) else {
+            rec.outcome = "skipped".into();
+            rec.message = format!("{} is not served yet (its CRD is installed by the chart first)", gvk.kind);
+            objects.push(rec);
+            continue;
+        };
+        let mut obj: DynamicObject = match serde_json::from_value(m.clone()) {
+            Ok(o) => o,
+            Err(e) => {
+                rec.outcome = "error".into();
+                rec.message = e.to_string();
+                objects.push(rec);
+                continue;
+            }
+        };
+        if caps.scope == Scope::Namespaced {
+            obj.metadata.namespace = Some(namespace.to_string());
+            rec.namespace = Some(namespace.to_string());
+        }
+        let api = api_for(client, &ar, &caps.scope, namespace);
+        let pp = PostParams { dry_run: true, ..Default::default() };
+        let (outcome, message) = classify(api.create(&pp, &obj).await.map(|_| ()));
+        rec.outcome = outcome;
+        rec.message = message;
+        objects.push(rec);
+    }
+    Ok(DryRunReport { action: "install".into(), objects })
+}
+
+/// Dry-run deletes the release's objects (as Helm) and, transitively, their
+/// dependents found in `current` (as the garbage collector).
+pub async fn uninstall(
+    client: &kube::Client,
+    gc_client: &kube::Client,
+    namespace: &str,
+    manifests: &[serde_json::Value],
+    current: &Snapshot,
+) -> Result<DryRunReport, kube::Error> {
+    let disc = discovery(client).await?;
+    let background = DeleteParams {
+        dry_run: true,
+        propagation_policy: Some(PropagationPolicy::Background),
+        ..Default::default()
+    };
+    let mut objects = Vec::new();
+    let mut release_uids = BTreeSet::new();
+    for m in manifests {
+        let Some(gvk) = gvk_of(m) else { continue };
+        let Some((ar, caps)) = disc.resolve_gvk(&gvk) else { continue };
+        let name = m.pointer("/metadata/name").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+        let ns = (caps.scope == Scope::Namespaced).then(|| namespace.to_string());
+        if let Some(found) = current
+            .objects
+            .iter()
+            .find(|o| o.kind == gvk.kind && o.name == name && o.namespace == ns)
+        {
+            release_uids.insert(found.uid.clone());
+        }
+        let api = api_for(client, &ar, &caps.scope, namespace);
+        let (outcome, message) = classify(api.delete(&name, &background).await.map(|_| ()));
+        objects.push(DryRunObject {
+            api_version: ar.api_version.clone(),
+            kind: gvk.kind.clone(),
+            namespace: ns,
+            name,
+            operation: "DELETE".into(),
+            as_user: "helm".into(),
+            outcome,
+            message,
+        });
+    }
+    // Dependents, breadth-first down the ownership graph.
+    let mut children: BTreeMap<&str, Vec<&crate::snapshot::ObjectRecord>> = BTreeMap::new();
+    for o in &current.objects {
+        for r in &o.owners {
+            children.entry(r.uid.as_str()).or_default().push(o);
+        }
+    }
+    let mut queue: Vec<String> = release_uids.into_iter().collect();
+    let mut seen = BTreeSet::new();
+    while let Some(uid) = queue.pop() {
+        for child in children.get(uid.as_str()).cloned().unwrap_or_default() {
+            if !seen.insert(child.uid.clone()) {
+                continue;
+            }
+            queue.push(child.uid.clone());
+            let (group, version) = child.api_version.split_once('/').unwrap_or(("", &child.api_version));
+            let Some((ar, caps)) = disc.resolve_gvk(&GroupVersionKind::gvk(group, version, &child.kind)) else { continue };
+            let api = api_for(gc_client, &ar, &caps.scope, child.namespace.as_deref().unwrap_or(namespace));
+            let (outcome, message) = classify(api.delete(&child.name, &background).await.map(|_| ()));
+            objects.push(DryRunObject {
+                api_version: child.api_version.clone(),
+                kind: child.kind.clone(),
+                namespace: child.namespace.clone(),
+                name: child.name.clone(),
+                operation: "DELETE".into(),
+                as_user: GC_USER.into(),
+                outcome,
+                message,
+            });
+        }
+    }
+    Ok(DryRunReport { action: "uninstall".into(), objects })
+}

@@ -1,0 +1,321 @@
+//! Exercising a cluster: one scenario, one cluster, every step in order.
+//!
+//! A run works in its own namespace (labelled as preflight's) with its own release
+//! name, so runs can share a cluster. It snapshots the whole cluster before the first
+//! step and after the last (after the cascade has settled), starts the scenario's
+//! sample webhooks, drives the real `helm` CLI, and keeps every piece of evidence:
+//! helm's exit codes and output, server-side dry-run answers, the webhook server's
+//! request records, and the control plane's log lines about webhooks.
+
+pub mod dry_run;
+pub mod pods;
+pub mod settle;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::cluster::LocalCluster;
+use crate::components::Components;
+use crate::helm::{self, Helm, HelmRun};
+use crate::progress::Progress;
+use crate::scenario::{ChartSource, DryRunAction, HelmAction, HelmDryRun, Scenario, Step};
+use crate::snapshot::{self, Snapshot, SnapshotScope};
+use crate::webhook::{BehaviourSpec, Record, Registration, WebhookServer};
+use dry_run::DryRunReport;
+use settle::SettleReport;
+
+/// What one step did.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepRecord {
+    pub index: usize,
+    /// e.g. `helm uninstall`, `setWebhook delete-guard -> unreachable`.
+    pub title: String,
+    /// The Kubernetes version running when the step ran.
+    pub version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub helm: Option<HelmRun>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<DryRunReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settle: Option<SettleReport>,
+    /// An error that ended the step (the run goes on with the next step).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub duration_ms: u64,
+}
+
+/// Everything one run of a scenario produced.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Outcome {
+    pub scenario: String,
+    pub namespace: String,
+    pub release: String,
+    /// The version the run started on.
+    pub start_version: String,
+    /// The version it ended on (differs after an in-place upgrade).
+    pub end_version: String,
+    pub steps: Vec<StepRecord>,
+    #[serde(skip)]
+    pub before: Snapshot,
+    #[serde(skip)]
+    pub after: Snapshot,
+    pub webhook_requests: Vec<Record>,
+    /// Control-plane log lines about webhooks and the garbage collector.
+    pub log_evidence: Vec<String>,
+    /// Teardown problems (never silent).
+    pub teardown_errors: Vec<String>,
+}
+
+/// Knobs of a run.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Where the run keeps its files (chart copy, values, helm home, webhook records).
+    pub dir: PathBuf,
+    /// The binaries an `upgrade` step switches to.
+    pub upgrade_to: Option<Components>,
+    pub progress: Progress,
+    /// A short unique id, used in names and labels.
+    pub run_id: String,
+}
+
+/// The namespace of a scenario's run.
+pub fn namespace_for(scenario: &str, run_id: &str) -> String {
+    let mut base: String = scenario.chars().take(40).collect();
+    while base.ends_with('-') {
+        base.pop();
+    }
+    format!("pf-{base}-{run_id}")
+}
+
+/// Runs `scenario` on `cluster`.
+pub async fn run(cluster: &mut LocalCluster, scenario: &Scenario, opts: &Options) -> anyhow::Result<Outcome> {
+    let namespace = namespace_for(&scenario.name, &opts.run_id);
+    let release = "preflight".to_string();
+    std::fs::create_dir_all(&opts.dir).with_context(|| format!("creating {}", opts.dir.display()))?;
+    let client = cluster.client();
+    let start_version = cluster.version().to_string();
+
+    let chart = match &scenario.chart.source {
+        ChartSource::Embedded => crate::scenario::extract_embedded_chart(&opts.dir.join("chart"))
+            .with_context(|| format!("writing the embedded chart into {}", opts.dir.display()))?,
+        ChartSource::Dir(d) => d.clone(),
+    };
+    let values = opts.dir.join("values.json");
+    std::fs::write(&values, serde_json::to_string_pretty(&scenario.chart.values)?)?;
+
+    crate::smoke::ensure_namespace_labelled(&client, &namespace, &opts.run_id).await?;
+    let before = snapshot::take(&client, &SnapshotScope::default()).await.context("snapshot before the scenario")?;
+
+    let server = WebhookServer::new(&opts.dir.join("webhooks"), IpAddr::V4(Ipv4Addr::LOCALHOST), &[]).await?;
+    let mut registration = Registration::register(&client, &server, &scenario.webhooks, &namespace, &opts.run_id).await?;
+    let driver = tokio::spawn(pods::complete_job_pods(client.clone(), namespace.clone()));
+
+    let mut steps = Vec::new();
+    let mut steps_iter: Vec<Step> = scenario.steps.clone();
+    if !matches!(steps_iter.last(), Some(Step::Settle(_))) {
+        steps_iter.push(Step::Settle(crate::scenario::Settle { timeout_seconds: 60 }));
+    }
+    for (index, step) in steps_iter.iter().enumerate() {
+        let started = Instant::now();
+        let mut record = StepRecord {
+            index,
+            title: title(step),
+            version: cluster.version().to_string(),
+            helm: None,
+            dry_run: None,
+            settle: None,
+            error: None,
+            duration_ms: 0,
+        };
+        let progress = opts.progress.step(format!("[{} @ {}] {}", scenario.name, cluster.version(), record.title));
+        let helm = Helm::new(&cluster.components().helm, cluster.kubeconfig(), &opts.dir.join("helm"));
+        let result: anyhow::Result<()> = async {
+            match step {
+                Step::Helm(h) => {
+                    let extra = match &h.values {
+                        Some(v) => {
+                            let path = opts.dir.join(format!("values-step-{index}.json"));
+                            std::fs::write(&path, serde_json::to_string_pretty(v)?)?;
+                            Some(path)
+                        }
+                        None => None,
+                    };
+                    let (h, release, namespace, chart, values) = (h.clone(), release.clone(), namespace.clone(), chart.clone(), values.clone());
+                    let run = tokio::task::spawn_blocking(move || helm.step(&h, &release, &namespace, &chart, &values, extra.as_deref())).await?;
+                    record.helm = Some(run);
+                }
+                Step::ServerDryRun(action) => {
+                    record.dry_run = Some(server_dry_run(*action, cluster, &helm, &release, &namespace, &chart, &values).await?);
+                }
+                Step::SetWebhook(set) => {
+                    server
+                        .set(
+                            &set.name,
+                            BehaviourSpec {
+                                behaviour: set.behaviour,
+                                message: set.message.clone(),
+                                delay: set.delay_seconds.map(Duration::from_secs),
+                            },
+                        )
+                        .await?;
+                }
+                Step::RestartControllerManager => cluster.restart_controller_manager().await?,
+                Step::Upgrade => {
+                    let target = opts.upgrade_to.clone().context("an `upgrade` step needs a target version")?;
+                    cluster.upgrade(target).await?;
+                }
+                Step::Settle(s) => {
+                    record.settle = Some(settle::settle(&cluster.client(), &namespace, Duration::from_secs(s.timeout_seconds.into())).await);
+                }
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            record.error = Some(format!("{e:#}"));
+        }
+        // A conversion webhook can be registered once the chart has created its CRD.
+        if let Err(e) = registration.register_pending(&cluster.client(), &server).await {
+            record.error.get_or_insert_with(|| e.to_string());
+        }
+        record.duration_ms = started.elapsed().as_millis() as u64;
+        let note = match (&record.helm, &record.error) {
+            (_, Some(e)) => format!("error: {}", e.lines().next().unwrap_or_default()),
+            (Some(h), None) => format!("helm exit {}", h.exit_code),
+            _ => String::new(),
+        };
+        if record.error.is_some() || record.helm.as_ref().is_some_and(|h| h.exit_code != 0) {
+            progress.fail(note);
+        } else {
+            progress.done(note);
+        }
+        steps.push(record);
+    }
+
+    let client = cluster.client();
+    let after = snapshot::take(&client, &SnapshotScope::default()).await.context("snapshot after the scenario")?;
+    driver.abort();
+    let log_evidence = log_evidence(cluster);
+    let mut teardown_errors = registration.teardown(&client).await;
+    server.shutdown();
+    if let Err(e) = crate::smoke::delete_namespace(&client, &namespace).await {
+        teardown_errors.push(format!("deleting namespace {namespace}: {e}"));
+    }
+    let outcome = Outcome {
+        scenario: scenario.name.clone(),
+        namespace,
+        release,
+        start_version,
+        end_version: cluster.version().to_string(),
+        steps,
+        before,
+        after,
+        webhook_requests: server.records(),
+        log_evidence,
+        teardown_errors,
+    };
+    let path = opts.dir.join("outcome.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&outcome)?).with_context(|| format!("writing {}", path.display()))?;
+    Ok(outcome)
+}
+
+fn title(step: &Step) -> String {
+    match step {
+        Step::Helm(h) => {
+            let action = match h.action {
+                HelmAction::Install => "install",
+                HelmAction::Uninstall => "uninstall",
+            };
+            let dry = match (h.action, h.dry_run) {
+                (_, HelmDryRun::None) => "",
+                (HelmAction::Install, HelmDryRun::Client) => " --dry-run=client",
+                (HelmAction::Install, HelmDryRun::Server) => " --dry-run=server",
+                (HelmAction::Uninstall, _) => " --dry-run",
+            };
+            format!("helm {action}{dry}")
+        }
+        Step::ServerDryRun(DryRunAction::Install) => "server-side dry run: install".into(),
+        Step::ServerDryRun(DryRunAction::Uninstall) => "server-side dry run: uninstall".into(),
+        Step::SetWebhook(s) => format!("webhook {} -> {:?}", s.name, s.behaviour).to_lowercase(),
+        Step::RestartControllerManager => "restart kube-controller-manager".into(),
+        Step::Upgrade => "upgrade the control plane in place".into(),
+        Step::Settle(_) => "settle".into(),
+    }
+}
+
+async fn server_dry_run(
+    action: DryRunAction,
+    cluster: &LocalCluster,
+    helm: &Helm,
+    release: &str,
+    namespace: &str,
+    chart: &Path,
+    values: &Path,
+) -> anyhow::Result<DryRunReport> {
+    let client = cluster.client();
+    match action {
+        DryRunAction::Install => {
+            let (h, r, n, c, v, kv) = (helm.clone(), release.to_string(), namespace.to_string(), chart.to_path_buf(), values.to_path_buf(), cluster.version().to_string());
+            let rendered = tokio::task::spawn_blocking(move || h.template(&r, &n, &c, &v, &kv)).await?;
+            anyhow::ensure!(rendered.exit_code == 0, "helm template failed: {}", rendered.stderr.trim());
+            let manifests = helm::split_manifest(&rendered.stdout).map_err(anyhow::Error::msg)?;
+            Ok(dry_run::install(&client, namespace, &manifests).await?)
+        }
+        DryRunAction::Uninstall => {
+            let (h, r, n) = (helm.clone(), release.to_string(), namespace.to_string());
+            let manifest = tokio::task::spawn_blocking(move || h.manifest(&r, &n)).await?;
+            anyhow::ensure!(manifest.exit_code == 0, "helm get manifest failed: {}", manifest.stderr.trim());
+            let manifests = helm::split_manifest(&manifest.stdout).map_err(anyhow::Error::msg)?;
+            let current = snapshot::take(&client, &SnapshotScope { namespace: Some(namespace.to_string()), ..Default::default() }).await?;
+            let gc_client = cluster.impersonating(dry_run::GC_USER).await?;
+            Ok(dry_run::uninstall(&client, &gc_client, namespace, &manifests, &current).await?)
+        }
+    }
+}
+
+/// Lines of the control plane's logs that explain webhook and garbage-collector
+/// trouble (at most 50, newest last). The garbage collector's errors are condensed to
+/// `garbage collector could not delete Kind namespace/name: error`.
+fn log_evidence(cluster: &LocalCluster) -> Vec<String> {
+    let mut lines = Vec::new();
+    for component in ["kube-apiserver", "kube-controller-manager"] {
+        let text = std::fs::read_to_string(cluster.log_path(component)).unwrap_or_default();
+        for line in text.lines() {
+            if let Some(gc) = gc_error(line) {
+                lines.push(gc);
+            } else if line.contains("failed calling webhook")
+                || line.contains("conversion webhook")
+                || (component == "kube-controller-manager"
+                    && line.contains("garbagecollector")
+                    && (line.contains("timed out") || line.contains("unable to sync") || line.contains("failed to sync")))
+            {
+                lines.push(format!("{component}: {}", line.chars().take(400).collect::<String>()));
+            }
+        }
+    }
+    lines.dedup();
+    let start = lines.len().saturating_sub(50);
+    lines.split_off(start)
+}
+
+/// Condenses a garbage collector `error syncing item` line.
+pub fn gc_error(line: &str) -> Option<String> {
+    if !line.contains("error syncing item") {
+        return None;
+    }
+    let field = |key: &str| -> Option<&str> {
+        let start = line.find(&format!("{key}:\""))? + key.len() + 2;
+        let rest = &line[start..];
+        Some(&rest[..rest.find('"')?])
+    };
+    let (kind, name) = (field("Kind")?, field("Name")?);
+    let ns = field("Namespace").unwrap_or("");
+    let error = line.rsplit_once("}: ").map(|(_, e)| e).unwrap_or("");
+    Some(format!("kube-controller-manager: garbage collector could not delete {kind} {ns}/{name}: {error}"))
+}

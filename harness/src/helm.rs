@@ -1,0 +1,167 @@
+//! The real `helm` CLI, one call at a time (through `duct`).
+//!
+//! Every call is isolated from the user's own Helm set-up (its cache, config and data
+//! directories live in the run directory) and talks to the cluster through an explicit
+//! `--kubeconfig`. Each call is recorded (command line, exit code, stdout, stderr,
+//! duration): helm's "success" while objects stay behind is the incident's headline.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::scenario::{Cascade, HelmAction, HelmDryRun, HelmStep};
+
+/// One helm invocation and what it said.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct HelmRun {
+    /// The command line, with paths shortened (no credentials are ever on it).
+    pub command: String,
+    pub exit_code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub duration_ms: u64,
+}
+
+/// A helm CLI bound to one cluster and one run directory.
+#[derive(Clone, Debug)]
+pub struct Helm {
+    binary: PathBuf,
+    kubeconfig: PathBuf,
+    home: PathBuf,
+}
+
+impl Helm {
+    pub fn new(binary: &Path, kubeconfig: &Path, home: &Path) -> Helm {
+        Helm {
+            binary: binary.to_path_buf(),
+            kubeconfig: kubeconfig.to_path_buf(),
+            home: home.to_path_buf(),
+        }
+    }
+
+    fn run(&self, args: Vec<String>) -> HelmRun {
+        let started = Instant::now();
+        let mut full = args.clone();
+        full.push(format!("--kubeconfig={}", self.kubeconfig.display()));
+        let out = duct::cmd(&self.binary, &full)
+            .env("HELM_CACHE_HOME", self.home.join("cache"))
+            .env("HELM_CONFIG_HOME", self.home.join("config"))
+            .env("HELM_DATA_HOME", self.home.join("data"))
+            .env_remove("KUBECONFIG")
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked()
+            .run();
+        let command = format!("helm {}", args.join(" "));
+        match out {
+            Ok(o) => HelmRun {
+                command,
+                exit_code: o.status.code().unwrap_or(-1),
+                stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+                duration_ms: started.elapsed().as_millis() as u64,
+            },
+            Err(e) => HelmRun {
+                command,
+                exit_code: -1,
+                stdout: String::new(),
+                stderr: format!("cannot run {}: {e}", self.binary.display()),
+                duration_ms: started.elapsed().as_millis() as u64,
+            },
+        }
+    }
+
+    /// `helm install` or `helm uninstall` as a scenario step says.
+    /// `extra_values` is the step's own values file, if it has one.
+    pub fn step(&self, step: &HelmStep, release: &str, namespace: &str, chart: &Path, values: &Path, extra_values: Option<&Path>) -> HelmRun {
+        let mut args = match step.action {
+            HelmAction::Install => {
+                let mut a = vec![
+                    "install".to_string(),
+                    release.to_string(),
+                    chart.display().to_string(),
+                    format!("--values={}", values.display()),
+                ];
+                if let Some(extra) = extra_values {
+                    a.push(format!("--values={}", extra.display()));
+                }
+                a
+            }
+            HelmAction::Uninstall => vec!["uninstall".to_string(), release.to_string()],
+        };
+        args.push(format!("--namespace={namespace}"));
+        args.push(format!("--timeout={}s", step.timeout_seconds));
+        if step.wait {
+            args.push("--wait".into());
+        }
+        if step.no_hooks {
+            args.push("--no-hooks".into());
+        }
+        match (step.action, step.dry_run) {
+            (_, HelmDryRun::None) => {}
+            (HelmAction::Install, HelmDryRun::Client) => args.push("--dry-run=client".into()),
+            (HelmAction::Install, HelmDryRun::Server) => args.push("--dry-run=server".into()),
+            // `helm uninstall --dry-run` only simulates, on the client.
+            (HelmAction::Uninstall, _) => args.push("--dry-run".into()),
+        }
+        if let (HelmAction::Uninstall, Some(c)) = (step.action, step.cascade) {
+            let c = match c {
+                Cascade::Background => "background",
+                Cascade::Foreground => "foreground",
+                Cascade::Orphan => "orphan",
+            };
+            args.push(format!("--cascade={c}"));
+        }
+        self.run(args)
+    }
+
+    /// The chart's manifests as the release would render them on `kube_version`
+    /// (hooks included, CRDs from `crds/` excluded: Helm applies those separately).
+    pub fn template(&self, release: &str, namespace: &str, chart: &Path, values: &Path, kube_version: &str) -> HelmRun {
+        self.run(vec![
+            "template".into(),
+            release.into(),
+            chart.display().to_string(),
+            format!("--namespace={namespace}"),
+            format!("--values={}", values.display()),
+            format!("--kube-version={kube_version}"),
+        ])
+    }
+
+    /// The manifest of an installed release.
+    pub fn manifest(&self, release: &str, namespace: &str) -> HelmRun {
+        self.run(vec!["get".into(), "manifest".into(), release.into(), format!("--namespace={namespace}")])
+    }
+}
+
+/// Splits a multi-document YAML manifest into JSON objects (empty documents dropped).
+pub fn split_manifest(text: &str) -> Result<Vec<serde_json::Value>, String> {
+    let mut out = Vec::new();
+    for doc in text.split("\n---") {
+        let doc = doc.trim_start_matches("---");
+        let body: String = doc.lines().filter(|l| !l.trim_start().starts_with('#')).collect::<Vec<_>>().join("\n");
+        if body.trim().is_empty() {
+            continue;
+        }
+        let v: serde_json::Value = serde_saphyr::from_str(doc).map_err(|e| e.to_string())?;
+        if v.is_object() {
+            out.push(v);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifests_split_into_objects() {
+        let text = "---\n# Source: a.yaml\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n---\n# Source: empty.yaml\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: b\n";
+        let objs = split_manifest(text).unwrap();
+        let names: Vec<_> = objs.iter().map(|o| o["metadata"]["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["a", "b"]);
+    }
+}

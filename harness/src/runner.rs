@@ -1,0 +1,120 @@
+//! The whole job: scenarios x versions, each run on a fresh local control plane, two
+//! at a time (source and target side by side).
+//!
+//! A scenario without an `upgrade` step runs twice, once at the source and once at
+//! the target version, so their outcomes can be compared. A scenario with one runs
+//! once, starting at the source and upgrading in place to the target: the incident's
+//! own path.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::cluster::{LocalCluster, LocalConfig};
+use crate::components::Components;
+use crate::exercise::{self, Outcome};
+use crate::progress::Progress;
+use crate::scenario::Scenario;
+
+/// One planned run.
+#[derive(Clone, Debug)]
+pub struct Planned {
+    pub scenario: Scenario,
+    /// `source`, `target`, or `upgrade`.
+    pub role: Role,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Role {
+    Source,
+    Target,
+    /// Source upgraded in place to target.
+    Upgrade,
+}
+
+/// Every run of every scenario.
+pub fn plan(scenarios: &[Scenario]) -> Vec<Planned> {
+    let mut out = Vec::new();
+    for s in scenarios {
+        if s.upgrades_in_place() {
+            out.push(Planned { scenario: s.clone(), role: Role::Upgrade });
+        } else {
+            out.push(Planned { scenario: s.clone(), role: Role::Source });
+            out.push(Planned { scenario: s.clone(), role: Role::Target });
+        }
+    }
+    out
+}
+
+/// A finished run (or why it could not run).
+#[derive(Debug)]
+pub struct RunResult {
+    pub scenario: String,
+    pub role: Role,
+    pub outcome: Result<Outcome, String>,
+}
+
+/// Settings of the whole job.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub source: Components,
+    pub target: Components,
+    pub work_dir: PathBuf,
+    pub keep: bool,
+    pub parallel: usize,
+    pub progress: Progress,
+    pub run_id: String,
+}
+
+/// Runs every planned run and returns the results in plan order.
+pub async fn run_all(plan: Vec<Planned>, settings: &Settings) -> Vec<RunResult> {
+    let sem = Arc::new(tokio::sync::Semaphore::new(settings.parallel.max(1)));
+    let futures = plan.into_iter().enumerate().map(|(i, p)| {
+        let sem = sem.clone();
+        let settings = settings.clone();
+        async move {
+            let _permit = sem.acquire().await.expect("semaphore open");
+            let outcome = run_one(&p, &settings, i).await.map_err(|e| format!("{e:#}"));
+            RunResult { scenario: p.scenario.name.clone(), role: p.role, outcome }
+        }
+    });
+    futures::future::join_all(futures).await
+}
+
+async fn run_one(p: &Planned, settings: &Settings, index: usize) -> anyhow::Result<Outcome> {
+    let (start, upgrade_to) = match p.role {
+        Role::Source => (settings.source.clone(), None),
+        Role::Target => (settings.target.clone(), None),
+        Role::Upgrade => (settings.source.clone(), Some(settings.target.clone())),
+    };
+    let role = match p.role {
+        Role::Source => "source",
+        Role::Target => "target",
+        Role::Upgrade => "upgrade",
+    };
+    let mut config = LocalConfig::new(format!("{}-{role}", p.scenario.name), start);
+    config.keep = settings.keep;
+    config.progress = settings.progress.clone();
+    let mut cluster = LocalCluster::start(config).await.context("starting the control plane")?;
+    let opts = exercise::Options {
+        dir: cluster.dir().join("run"),
+        upgrade_to,
+        progress: settings.progress.clone(),
+        run_id: format!("{}{index}", settings.run_id),
+    };
+    let outcome = exercise::run(&mut cluster, &p.scenario, &opts).await;
+    if settings.keep {
+        settings.progress.println(format!("kept {} (logs, certificates, webhook records)", cluster.dir().display()));
+    }
+    cluster.stop();
+    outcome
+}
+
+/// A short random id for names and labels.
+pub fn new_run_id() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..5).map(|_| (b'a' + rng.random_range(0..26)) as char).collect()
+}

@@ -1,0 +1,485 @@
+//! Scenario files: the YAML schema, loading, validation with `file:line:column`
+//! errors, and the embedded defaults (compiled in, so `preflight run` needs no files).
+//!
+//! ```yaml
+//! name: incident-admission
+//! description: a DELETE webhook breaks before uninstall
+//! chart: {path: charts/preflight-test, values: {hook: {enabled: false}}}
+//! webhooks:
+//!   - name: delete-guard
+//!     kind: validating            # validating | mutating | conversion
+//!     behaviour: allow            # allow | deny | delay | error | malformed | unreachable
+//!     failurePolicy: Fail
+//!     timeoutSeconds: 2
+//!     rules:
+//!       - {operations: [DELETE], apiGroups: [apps, ""], apiVersions: [v1], resources: [replicasets, pods]}
+//! steps:
+//!   - helm: {action: install}
+//!   - setWebhook: {name: delete-guard, behaviour: unreachable}
+//!   - helm: {action: uninstall}
+//!   - settle: {}
+//! ```
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::webhook::{Behaviour, BehaviourSpec, WebhookKind};
+
+/// A scenario that failed to load or validate, with where and why.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{file}:{line}:{column}: {message}")]
+pub struct ScenarioError {
+    pub file: String,
+    pub line: u64,
+    pub column: u64,
+    pub message: String,
+}
+
+/// The scenario files that ship inside the binary.
+pub const EMBEDDED: &[(&str, &str)] = &[
+    ("baseline.yaml", include_str!("../../scenarios/baseline.yaml")),
+    ("incident-admission.yaml", include_str!("../../scenarios/incident-admission.yaml")),
+    ("incident-conversion.yaml", include_str!("../../scenarios/incident-conversion.yaml")),
+    (
+        "incident-conversion-upgrade.yaml",
+        include_str!("../../scenarios/incident-conversion-upgrade.yaml"),
+    ),
+];
+
+/// The test chart, compiled in for the embedded scenarios.
+pub static EMBEDDED_CHART: include_dir::Dir<'_> =
+    include_dir::include_dir!("$CARGO_MANIFEST_DIR/../scenarios/charts/preflight-test");
+
+/// The chart path the embedded scenarios use.
+pub const EMBEDDED_CHART_PATH: &str = "charts/preflight-test";
+
+/// A loaded, validated scenario.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    pub name: String,
+    pub description: String,
+    /// Where it came from (a path, or `embedded:NAME`).
+    pub origin: String,
+    pub source_version: Option<String>,
+    pub target_version: Option<String>,
+    pub chart: Chart,
+    pub webhooks: Vec<WebhookSpec>,
+    pub steps: Vec<Step>,
+}
+
+impl Scenario {
+    /// Whether the scenario upgrades its cluster in place (it then runs once, from the
+    /// source version to the target, instead of once on each).
+    pub fn upgrades_in_place(&self) -> bool {
+        self.steps.iter().any(|s| matches!(s, Step::Upgrade))
+    }
+}
+
+/// Where the chart is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChartSource {
+    /// The test chart compiled into the binary.
+    Embedded,
+    Dir(PathBuf),
+}
+
+#[derive(Clone, Debug)]
+pub struct Chart {
+    pub source: ChartSource,
+    /// Values given to every helm call (`--values`), as JSON (a subset of YAML).
+    pub values: serde_json::Value,
+}
+
+// ---- The file format ---------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct FileScenario {
+    name: Spanned<String>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    versions: FileVersions,
+    chart: FileChart,
+    #[serde(default)]
+    webhooks: Vec<FileWebhook>,
+    steps: Spanned<Vec<Spanned<Step>>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileVersions {
+    source: Option<Spanned<String>>,
+    target: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileChart {
+    path: Spanned<String>,
+    #[serde(default)]
+    values: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct FileWebhook {
+    name: Spanned<String>,
+    kind: WebhookKind,
+    #[serde(default = "allow")]
+    behaviour: Behaviour,
+    message: Option<String>,
+    delay_seconds: Option<u64>,
+    #[serde(default)]
+    failure_policy: FailurePolicy,
+    timeout_seconds: Option<Spanned<u32>>,
+    #[serde(default)]
+    side_effects: SideEffects,
+    match_policy: Option<MatchPolicy>,
+    #[serde(default)]
+    rules: Vec<Rule>,
+    namespace_selector: Option<serde_json::Value>,
+    object_selector: Option<serde_json::Value>,
+    crd: Option<String>,
+}
+
+fn allow() -> Behaviour {
+    Behaviour::Allow
+}
+
+/// `failurePolicy` of an admission webhook.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub enum FailurePolicy {
+    #[default]
+    Fail,
+    Ignore,
+}
+
+/// `sideEffects` of an admission webhook.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub enum SideEffects {
+    #[default]
+    None,
+    NoneOnDryRun,
+    Some,
+    Unknown,
+}
+
+/// `matchPolicy` of an admission webhook.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub enum MatchPolicy {
+    Exact,
+    Equivalent,
+}
+
+/// An admission rule, as in a webhook configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Rule {
+    pub operations: Vec<Operation>,
+    pub api_groups: Vec<String>,
+    pub api_versions: Vec<String>,
+    pub resources: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub enum Operation {
+    #[serde(rename = "CREATE")]
+    Create,
+    #[serde(rename = "UPDATE")]
+    Update,
+    #[serde(rename = "DELETE")]
+    Delete,
+    #[serde(rename = "CONNECT")]
+    Connect,
+    #[serde(rename = "*")]
+    All,
+}
+
+/// A webhook the scenario registers.
+#[derive(Clone, Debug)]
+pub struct WebhookSpec {
+    pub name: String,
+    pub kind: WebhookKind,
+    pub initial: BehaviourSpec,
+    pub failure_policy: FailurePolicy,
+    pub timeout_seconds: Option<u32>,
+    pub side_effects: SideEffects,
+    pub match_policy: Option<MatchPolicy>,
+    pub rules: Vec<Rule>,
+    /// `None`: only the run's namespace.
+    pub namespace_selector: Option<serde_json::Value>,
+    pub object_selector: Option<serde_json::Value>,
+    /// For conversion webhooks: the CRD whose conversion it serves.
+    pub crd: Option<String>,
+}
+
+/// One step of a scenario.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub enum Step {
+    /// `helm install` / `helm uninstall` with the real CLI.
+    Helm(HelmStep),
+    /// A true server-side dry run through admission (see `exercise::dry_run`).
+    ServerDryRun(DryRunAction),
+    /// Change a webhook's behaviour.
+    SetWebhook(SetWebhook),
+    /// Restart kube-controller-manager (as every upgrade does).
+    RestartControllerManager,
+    /// Upgrade the control plane in place to the target version.
+    Upgrade,
+    /// Wait until the cascade has finished (or the deadline).
+    Settle(Settle),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum HelmAction {
+    Install,
+    Uninstall,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum HelmDryRun {
+    #[default]
+    None,
+    Client,
+    Server,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Cascade {
+    Background,
+    Foreground,
+    Orphan,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HelmStep {
+    pub action: HelmAction,
+    #[serde(default)]
+    pub dry_run: HelmDryRun,
+    #[serde(default)]
+    pub no_hooks: bool,
+    #[serde(default)]
+    pub wait: bool,
+    #[serde(default = "default_helm_timeout")]
+    pub timeout_seconds: u32,
+    pub cascade: Option<Cascade>,
+    /// Extra values for this call only (a second `--values`), e.g. to leave out a
+    /// custom resource whose CRD a dry run cannot install.
+    #[serde(default)]
+    pub values: Option<serde_json::Value>,
+}
+
+fn default_helm_timeout() -> u32 {
+    120
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum DryRunAction {
+    Install,
+    Uninstall,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SetWebhook {
+    pub name: String,
+    pub behaviour: Behaviour,
+    pub message: Option<String>,
+    pub delay_seconds: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Settle {
+    #[serde(default = "default_settle_timeout")]
+    pub timeout_seconds: u32,
+}
+
+fn default_settle_timeout() -> u32 {
+    60
+}
+
+// ---- Loading and validation ---------------------------------------------------------
+
+/// Loads and validates a scenario file.
+pub fn load_file(path: &Path) -> Result<Scenario, ScenarioError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+        file: path.display().to_string(),
+        line: 0,
+        column: 0,
+        message: format!("cannot read: {e}"),
+    })?;
+    let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    parse(&text, &path.display().to_string(), Some(&base))
+}
+
+/// The embedded default scenarios.
+pub fn embedded() -> Vec<Scenario> {
+    EMBEDDED
+        .iter()
+        .map(|(name, text)| {
+            parse(text, &format!("embedded:{name}"), None).unwrap_or_else(|e| panic!("embedded scenario is invalid: {e}"))
+        })
+        .collect()
+}
+
+/// Looks up an embedded scenario by name (`baseline`, `incident-admission`, ...).
+pub fn embedded_named(name: &str) -> Option<Scenario> {
+    embedded().into_iter().find(|s| s.name == name)
+}
+
+/// Parses and validates scenario text. `base` resolves relative chart paths; `None`
+/// means an embedded scenario, whose chart is the embedded test chart.
+pub fn parse(text: &str, file: &str, base: Option<&Path>) -> Result<Scenario, ScenarioError> {
+    let at = |loc: &serde_saphyr::Location, message: String| ScenarioError {
+        file: file.to_string(),
+        line: loc.line(),
+        column: loc.column(),
+        message,
+    };
+    let raw: FileScenario = serde_saphyr::from_str(text).map_err(|e| {
+        let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+        ScenarioError {
+            file: file.to_string(),
+            line,
+            column,
+            message: first_line(&e.to_string()),
+        }
+    })?;
+
+    let name = raw.name.value.clone();
+    if !is_dns_label(&name) || name.len() > 40 {
+        return Err(at(&raw.name.referenced, format!("name `{name}`: expected a lowercase DNS label of at most 40 characters (letters, digits, '-')")));
+    }
+    for v in [&raw.versions.source, &raw.versions.target].into_iter().flatten() {
+        if let Err(e) = v.value.parse::<crate::components::Version>() {
+            return Err(at(&v.referenced, e.to_string()));
+        }
+    }
+
+    let chart_path = raw.chart.path.value.clone();
+    let source = match base {
+        None if chart_path == EMBEDDED_CHART_PATH => ChartSource::Embedded,
+        None => return Err(at(&raw.chart.path.referenced, format!("chart.path `{chart_path}`: embedded scenarios can only use `{EMBEDDED_CHART_PATH}`"))),
+        Some(base) => {
+            let dir = base.join(&chart_path);
+            if !dir.join("Chart.yaml").is_file() {
+                return Err(at(&raw.chart.path.referenced, format!("chart.path `{chart_path}`: no Chart.yaml in {}", dir.display())));
+            }
+            ChartSource::Dir(dir)
+        }
+    };
+    let values = raw.chart.values.unwrap_or(serde_json::json!({}));
+
+    let mut webhooks = Vec::new();
+    let mut names = BTreeSet::new();
+    for w in raw.webhooks {
+        let wname = w.name.value.clone();
+        let here = &w.name.referenced;
+        if !is_dns_label(&wname) || wname.len() > 40 {
+            return Err(at(here, format!("webhooks.name `{wname}`: expected a lowercase DNS label of at most 40 characters")));
+        }
+        if !names.insert(wname.clone()) {
+            return Err(at(here, format!("webhooks.name `{wname}` is defined twice")));
+        }
+        match w.kind {
+            WebhookKind::Conversion if w.crd.is_none() => {
+                return Err(at(here, format!("webhook `{wname}`: a conversion webhook needs `crd` (the CRD's name, e.g. widgets.preflight.dev)")));
+            }
+            WebhookKind::Validating | WebhookKind::Mutating if w.rules.is_empty() => {
+                return Err(at(here, format!("webhook `{wname}`: an admission webhook needs at least one entry in `rules`")));
+            }
+            _ => {}
+        }
+        if let Some(t) = &w.timeout_seconds
+            && !(1..=30).contains(&t.value)
+        {
+            return Err(at(&t.referenced, format!("webhook `{wname}`: timeoutSeconds {} is out of range: expected 1 to 30", t.value)));
+        }
+        webhooks.push(WebhookSpec {
+            name: wname,
+            kind: w.kind,
+            initial: BehaviourSpec {
+                behaviour: w.behaviour,
+                message: w.message,
+                delay: w.delay_seconds.map(std::time::Duration::from_secs),
+            },
+            failure_policy: w.failure_policy,
+            timeout_seconds: w.timeout_seconds.map(|t| t.value),
+            side_effects: w.side_effects,
+            match_policy: w.match_policy,
+            rules: w.rules,
+            namespace_selector: w.namespace_selector,
+            object_selector: w.object_selector,
+            crd: w.crd,
+        });
+    }
+
+    if raw.steps.value.is_empty() {
+        return Err(at(&raw.steps.referenced, "steps: expected at least one step".into()));
+    }
+    let mut steps = Vec::new();
+    let mut upgrades = 0;
+    for step in raw.steps.value {
+        if let Step::SetWebhook(set) = &step.value
+            && !names.contains(&set.name)
+        {
+            let known: Vec<_> = names.iter().cloned().collect();
+            return Err(at(&step.referenced, format!("setWebhook.name `{}` is not a webhook of this scenario (known: {})", set.name, if known.is_empty() { "none".into() } else { known.join(", ") })));
+        }
+        if let Step::Helm(h) = &step.value
+            && !(1..=3600).contains(&h.timeout_seconds)
+        {
+            return Err(at(&step.referenced, format!("helm.timeoutSeconds {} is out of range: expected 1 to 3600", h.timeout_seconds)));
+        }
+        if matches!(step.value, Step::Upgrade) {
+            upgrades += 1;
+            if upgrades > 1 {
+                return Err(at(&step.referenced, "upgrade: a scenario can upgrade in place only once (source -> target)".into()));
+            }
+        }
+        steps.push(step.value);
+    }
+
+    Ok(Scenario {
+        name,
+        description: raw.description,
+        origin: file.to_string(),
+        source_version: raw.versions.source.map(|v| v.value),
+        target_version: raw.versions.target.map(|v| v.value),
+        chart: Chart { source, values },
+        webhooks,
+        steps,
+    })
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or(s).to_string()
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// Writes the embedded chart into `dir` (for helm, which needs files).
+pub fn extract_embedded_chart(dir: &Path) -> std::io::Result<PathBuf> {
+    let target = dir.join("preflight-test");
+    std::fs::create_dir_all(&target)?;
+    EMBEDDED_CHART.extract(&target)?;
+    Ok(target)
+}

@@ -1,0 +1,165 @@
+//! Verdicts: what a run left behind, and why.
+//!
+//! A leftover is an object that the scenario created (directly, by a hook, or by a
+//! controller on its behalf: anything whose uid was not in the snapshot before the
+//! first step) and that still exists after the cascade settled. preflight's own
+//! objects (labelled `app.kubernetes.io/managed-by: preflight`) and what the control
+//! plane puts in every namespace (`ServiceAccount/default`, `ConfigMap/kube-root-ca.crt`)
+//! are not leftovers.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::exercise::Outcome;
+use crate::snapshot::ObjectRecord;
+
+/// Why an object stayed.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reason {
+    /// A webhook refused, timed out or could not be called on the DELETE.
+    WebhookBlockedDelete,
+    /// The garbage collector stopped collecting: a resource type could not be synced.
+    GarbageCollectorStalled,
+    /// Its owner is gone and nothing explains why it was not collected.
+    OwnerGone,
+    /// A finalizer holds its deletion.
+    BlockedByFinalizer,
+    /// Left by a Helm hook that Helm does not delete.
+    HookLeftover,
+    /// `helm.sh/resource-policy: keep`: on purpose.
+    KeptByPolicy,
+    /// Kept by design (StatefulSet PVCs, CRDs from a chart's `crds/`).
+    KeptByDesign,
+    /// Created by the release and not deleted, cause unknown.
+    NotDeleted,
+}
+
+impl Reason {
+    /// Whether this reason counts as a failure (kept-on-purpose ones do not).
+    pub fn is_failure(self) -> bool {
+        !matches!(self, Reason::KeptByPolicy | Reason::KeptByDesign)
+    }
+}
+
+/// One object left behind.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Leftover {
+    pub api_version: String,
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+    pub reason: Reason,
+    /// The chain of owners, nearest first (`ReplicaSet/web-5d4 (gone)`, `Deployment/web (gone)`).
+    pub owner_chain: Vec<String>,
+    pub evidence: Vec<String>,
+}
+
+const NAMESPACE_INFRASTRUCTURE: &[(&str, &str)] = &[("ServiceAccount", "default"), ("ConfigMap", "kube-root-ca.crt")];
+
+/// The leftovers of one run.
+pub fn leftovers(outcome: &Outcome) -> Vec<Leftover> {
+    let before: BTreeSet<&str> = outcome.before.objects.iter().map(|o| o.uid.as_str()).collect();
+    let after_uids: BTreeMap<&str, &ObjectRecord> = outcome.after.by_uid();
+    let stalled: Vec<String> = outcome
+        .after
+        .unlistable
+        .iter()
+        .map(|u| format!("{} cannot be listed: {}", u.resource, u.error))
+        .chain(
+            outcome
+                .log_evidence
+                .iter()
+                .filter(|l| l.contains("kube-controller-manager") && (l.contains("conversion webhook") || l.contains("timed out waiting for dependency graph builder") || l.contains("failed to sync")))
+                .take(3)
+                .cloned(),
+        )
+        .collect();
+    let mut out = Vec::new();
+    for o in &outcome.after.objects {
+        if before.contains(o.uid.as_str()) {
+            continue;
+        }
+        if o.labels.get("app.kubernetes.io/managed-by").map(String::as_str) == Some("preflight") {
+            continue;
+        }
+        // The aggregator registers a local APIService per served CRD version: control
+        // plane bookkeeping that follows the CRD, not something the release made.
+        if o.labels.get("kube-aggregator.kubernetes.io/automanaged").is_some() {
+            continue;
+        }
+        if o.namespace.as_deref() == Some(outcome.namespace.as_str())
+            && NAMESPACE_INFRASTRUCTURE.iter().any(|(k, n)| o.kind == *k && o.name == *n)
+        {
+            continue;
+        }
+        // Only what this run made: its namespace, or cluster-scoped objects.
+        if o.namespace.as_ref().is_some_and(|ns| *ns != outcome.namespace) {
+            continue;
+        }
+        let owner_chain: Vec<String> = chain(o, &after_uids);
+        let owner_gone = owner_chain.iter().any(|c| c.ends_with("(gone)"));
+        let deletes: Vec<String> = outcome
+            .webhook_requests
+            .iter()
+            .filter(|r| r.operation == "DELETE" && r.name.as_deref() == Some(o.name.as_str()) && r.answer != "allowed")
+            .map(|r| format!("webhook {} answered {} to {}'s DELETE", r.webhook, r.answer, r.user.clone().unwrap_or_default()))
+            .collect();
+        let logged: Vec<String> = outcome
+            .log_evidence
+            .iter()
+            .filter(|l| l.contains("failed calling webhook") && l.contains(&format!("{} {}/{}:", o.kind, o.namespace.clone().unwrap_or_default(), o.name)))
+            .take(2)
+            .cloned()
+            .collect();
+        let (reason, evidence) = if o.helm_annotations.get("helm.sh/resource-policy").map(String::as_str) == Some("keep") {
+            (Reason::KeptByPolicy, vec!["annotated helm.sh/resource-policy: keep".to_string()])
+        } else if o.kind == "PersistentVolumeClaim" && o.labels.contains_key("app.kubernetes.io/instance") && o.owners.is_empty() {
+            (Reason::KeptByDesign, vec!["a StatefulSet's volumeClaimTemplates PVC: Kubernetes keeps it by design".to_string()])
+        } else if o.kind == "CustomResourceDefinition" && !o.helm_annotations.contains_key("meta.helm.sh/release-name") {
+            (Reason::KeptByDesign, vec!["installed from the chart's crds/: Helm never deletes those".to_string()])
+        } else if !deletes.is_empty() || !logged.is_empty() {
+            (Reason::WebhookBlockedDelete, deletes.into_iter().chain(logged).collect())
+        } else if o.deletion_timestamp.is_some() && !o.finalizers.is_empty() {
+            (Reason::BlockedByFinalizer, vec![format!("deletion pending on finalizers: {}", o.finalizers.join(", "))])
+        } else if owner_gone && !stalled.is_empty() {
+            (Reason::GarbageCollectorStalled, stalled.clone())
+        } else if owner_gone {
+            (Reason::OwnerGone, vec![format!("owner {} no longer exists", owner_chain.first().cloned().unwrap_or_default())])
+        } else if o.helm_annotations.contains_key("helm.sh/hook") {
+            (Reason::HookLeftover, vec![format!("Helm hook ({}) without a delete policy that removed it", o.helm_annotations["helm.sh/hook"])])
+        } else {
+            (Reason::NotDeleted, Vec::new())
+        };
+        out.push(Leftover {
+            api_version: o.api_version.clone(),
+            kind: o.kind.clone(),
+            namespace: o.namespace.clone(),
+            name: o.name.clone(),
+            reason,
+            owner_chain,
+            evidence,
+        });
+    }
+    out
+}
+
+fn chain(o: &ObjectRecord, by_uid: &BTreeMap<&str, &ObjectRecord>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = o.owners.iter().find(|r| r.controller).or(o.owners.first()).cloned();
+    while let Some(owner) = current.take() {
+        if out.len() > 8 {
+            break;
+        }
+        match by_uid.get(owner.uid.as_str()) {
+            Some(parent) => {
+                out.push(format!("{}/{}", owner.kind, owner.name));
+                current = parent.owners.iter().find(|r| r.controller).or(parent.owners.first()).cloned();
+            }
+            None => out.push(format!("{}/{} (gone)", owner.kind, owner.name)),
+        }
+    }
+    out
+}

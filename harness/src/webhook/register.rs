@@ -1,0 +1,213 @@
+//! Registering the scenario's webhooks with a cluster, and removing them again.
+//!
+//! Admission webhooks become one `ValidatingWebhookConfiguration` or
+//! `MutatingWebhookConfiguration` each, named `preflight-<namespace>-<webhook>` and
+//! labelled as preflight's, scoped by default to the run's namespace (so a broken
+//! sample webhook never touches anyone else's workloads). A conversion webhook is
+//! patched into its CRD's `spec.conversion` once the CRD exists (the chart installs
+//! it), and the CRD's conversion is set back to `None` at teardown.
+
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::ApiResource;
+use serde_json::{Value, json};
+
+use super::{WebhookError, WebhookKind, WebhookServer};
+use crate::scenario::{FailurePolicy, MatchPolicy, SideEffects, WebhookSpec};
+
+/// The label every object preflight creates carries.
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "preflight");
+
+fn vwc() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration"),
+        "validatingwebhookconfigurations",
+    )
+}
+fn mwc() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration"),
+        "mutatingwebhookconfigurations",
+    )
+}
+fn crd() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
+        "customresourcedefinitions",
+    )
+}
+
+/// What was registered for one run, so it can be removed.
+#[derive(Debug, Default)]
+pub struct Registration {
+    namespace: String,
+    run_label: String,
+    /// (resource, name) of created configurations.
+    created: Vec<(ApiResource, String)>,
+    /// Conversion webhooks waiting for their CRD: (webhook, crd).
+    pending: Vec<(String, String)>,
+    /// CRDs whose conversion we changed.
+    patched_crds: Vec<String>,
+}
+
+impl Registration {
+    /// Starts every webhook on `server` and registers the admission ones now, the
+    /// conversion ones as soon as their CRD exists.
+    pub async fn register(
+        client: &kube::Client,
+        server: &WebhookServer,
+        specs: &[WebhookSpec],
+        namespace: &str,
+        run_label: &str,
+    ) -> Result<Registration, WebhookError> {
+        let mut reg = Registration {
+            namespace: namespace.to_string(),
+            run_label: run_label.to_string(),
+            ..Default::default()
+        };
+        for spec in specs {
+            server.add(&spec.name, spec.kind, spec.initial.clone()).await?;
+            match spec.kind {
+                WebhookKind::Conversion => reg
+                    .pending
+                    .push((spec.name.clone(), spec.crd.clone().unwrap_or_default())),
+                kind => {
+                    let ar = if kind == WebhookKind::Validating { vwc() } else { mwc() };
+                    let name = format!("preflight-{namespace}-{}", spec.name);
+                    let obj = configuration(&ar, &name, spec, server, namespace, run_label)?;
+                    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+                    api.create(&PostParams::default(), &obj)
+                        .await
+                        .map_err(|e| WebhookError::Register {
+                            name: spec.name.clone(),
+                            detail: e.to_string(),
+                        })?;
+                    reg.created.push((ar, name));
+                }
+            }
+        }
+        reg.register_pending(client, server).await?;
+        Ok(reg)
+    }
+
+    /// Points pending conversion webhooks' CRDs at the server, for those CRDs that
+    /// exist now. Returns how many are still pending.
+    pub async fn register_pending(&mut self, client: &kube::Client, server: &WebhookServer) -> Result<usize, WebhookError> {
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &crd());
+        let mut still = Vec::new();
+        for (webhook, crd_name) in std::mem::take(&mut self.pending) {
+            let exists = api.get_opt(&crd_name).await.map_err(|e| WebhookError::Register {
+                name: webhook.clone(),
+                detail: e.to_string(),
+            })?;
+            if exists.is_none() {
+                still.push((webhook, crd_name));
+                continue;
+            }
+            let patch = json!({"spec": {"conversion": {
+                "strategy": "Webhook",
+                "webhook": {
+                    "clientConfig": {"url": server.url(&webhook)?, "caBundle": server.ca_bundle()},
+                    "conversionReviewVersions": ["v1"]
+                }
+            }}});
+            api.patch(&crd_name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(|e| WebhookError::Register {
+                    name: webhook.clone(),
+                    detail: format!("patching CRD {crd_name}: {e}"),
+                })?;
+            self.patched_crds.push(crd_name);
+        }
+        let n = still.len();
+        self.pending = still;
+        Ok(n)
+    }
+
+    /// Names of the configurations created (for reports and the kubeconfig provider).
+    pub fn created(&self) -> Vec<String> {
+        self.created.iter().map(|(_, n)| n.clone()).collect()
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    pub fn run_label(&self) -> &str {
+        &self.run_label
+    }
+
+    /// Removes every configuration and restores patched CRDs. Best effort: every
+    /// failure is returned, none stops the rest.
+    pub async fn teardown(&mut self, client: &kube::Client) -> Vec<String> {
+        let mut errors = Vec::new();
+        for (ar, name) in self.created.drain(..) {
+            let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+            match api.delete(&name, &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => errors.push(format!("deleting {} {name}: {e}", ar.kind)),
+            }
+        }
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &crd());
+        for crd_name in self.patched_crds.drain(..) {
+            let patch = json!({"spec": {"conversion": {"strategy": "None", "webhook": null}}});
+            match api.patch(&crd_name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => errors.push(format!("restoring conversion of CRD {crd_name}: {e}")),
+            }
+        }
+        errors
+    }
+}
+
+fn configuration(
+    ar: &ApiResource,
+    name: &str,
+    spec: &WebhookSpec,
+    server: &WebhookServer,
+    namespace: &str,
+    run_label: &str,
+) -> Result<DynamicObject, WebhookError> {
+    let namespace_selector = spec.namespace_selector.clone().unwrap_or_else(|| {
+        json!({"matchLabels": {"kubernetes.io/metadata.name": namespace}})
+    });
+    let mut hook = json!({
+        "name": format!("{}.{namespace}.preflight.dev", spec.name),
+        "clientConfig": {"url": server.url(&spec.name)?, "caBundle": server.ca_bundle()},
+        "rules": spec.rules,
+        "failurePolicy": match spec.failure_policy { FailurePolicy::Fail => "Fail", FailurePolicy::Ignore => "Ignore" },
+        "sideEffects": match spec.side_effects {
+            SideEffects::None => "None", SideEffects::NoneOnDryRun => "NoneOnDryRun",
+            SideEffects::Some => "Some", SideEffects::Unknown => "Unknown",
+        },
+        "admissionReviewVersions": ["v1"],
+        "namespaceSelector": namespace_selector,
+    });
+    if let Some(t) = spec.timeout_seconds {
+        hook["timeoutSeconds"] = json!(t);
+    }
+    if let Some(m) = spec.match_policy {
+        hook["matchPolicy"] = json!(match m {
+            MatchPolicy::Exact => "Exact",
+            MatchPolicy::Equivalent => "Equivalent",
+        });
+    }
+    if let Some(sel) = &spec.object_selector {
+        hook["objectSelector"] = sel.clone();
+    }
+    if ar.kind == "MutatingWebhookConfiguration" {
+        hook["reinvocationPolicy"] = Value::String("Never".into());
+    }
+    let obj = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": ar.kind,
+        "metadata": {"name": name, "labels": {MANAGED_BY.0: MANAGED_BY.1, "preflight.dev/run": run_label}},
+        "webhooks": [hook],
+    });
+    serde_json::from_value(obj).map_err(|e| WebhookError::Register {
+        name: spec.name.clone(),
+        detail: e.to_string(),
+    })
+}
