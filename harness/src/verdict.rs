@@ -87,7 +87,11 @@ pub fn leftovers(outcome: &Outcome) -> Vec<Leftover> {
         }
         // The aggregator registers a local APIService per served CRD version: control
         // plane bookkeeping that follows the CRD, not something the release made.
-        if o.labels.get("kube-aggregator.kubernetes.io/automanaged").is_some() {
+        if o.labels.contains_key("kube-aggregator.kubernetes.io/automanaged") {
+            continue;
+        }
+        // Default RBAC that a newer apiserver bootstraps after an in-place upgrade.
+        if o.labels.get("kubernetes.io/bootstrapping").map(String::as_str) == Some("rbac-defaults") {
             continue;
         }
         if o.namespace.as_deref() == Some(outcome.namespace.as_str())
@@ -143,7 +147,27 @@ pub fn leftovers(outcome: &Outcome) -> Vec<Leftover> {
             evidence,
         });
     }
+    inherit_blocked_owners(&mut out);
     out
+}
+
+/// Dependents of an object whose DELETE a webhook blocked stay because their owner
+/// stays: they share its cause.
+fn inherit_blocked_owners(leftovers: &mut [Leftover]) {
+    let blocked: BTreeMap<String, String> = leftovers
+        .iter()
+        .filter(|l| l.reason == Reason::WebhookBlockedDelete)
+        .map(|l| (format!("{}/{}", l.kind, l.name), l.evidence.first().cloned().unwrap_or_default()))
+        .collect();
+    for l in leftovers.iter_mut() {
+        if !matches!(l.reason, Reason::OwnerGone | Reason::NotDeleted) {
+            continue;
+        }
+        if let Some((owner, why)) = l.owner_chain.iter().find_map(|c| blocked.get(c).map(|w| (c.clone(), w.clone()))) {
+            l.reason = Reason::WebhookBlockedDelete;
+            l.evidence.insert(0, format!("its owner {owner} could not be deleted: {why}"));
+        }
+    }
 }
 
 fn chain(o: &ObjectRecord, by_uid: &BTreeMap<&str, &ObjectRecord>) -> Vec<String> {
