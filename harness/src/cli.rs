@@ -147,7 +147,13 @@ pub async fn execute(cli: Cli, progress: Progress) -> anyhow::Result<i32> {
             let mut failed = 0;
             for f in &files {
                 match scenario::load_file(f) {
-                    Ok(s) => println!("ok    {} ({}: {} webhooks, {} steps)", f.display(), s.name, s.webhooks.len(), s.steps.len()),
+                    Ok(s) => println!(
+                        "ok    {} ({}: {} webhooks, {} steps)",
+                        f.display(),
+                        s.name,
+                        s.webhooks.len(),
+                        s.steps.len()
+                    ),
                     Err(e) => {
                         failed += 1;
                         eprintln!("error {e}");
@@ -247,7 +253,10 @@ pub fn load_scenarios(args: &[String]) -> anyhow::Result<Vec<Scenario>> {
             out.push(s);
         } else {
             let names: Vec<_> = scenario::embedded().into_iter().map(|s| s.name).collect();
-            anyhow::bail!("scenario `{a}`: no such file, and not an embedded scenario (embedded: {})", names.join(", "));
+            anyhow::bail!(
+                "scenario `{a}`: no such file, and not an embedded scenario (embedded: {})",
+                names.join(", ")
+            );
         }
     }
     Ok(out)
@@ -255,16 +264,36 @@ pub fn load_scenarios(args: &[String]) -> anyhow::Result<Vec<Scenario>> {
 
 async fn run(args: RunArgs, progress: Progress) -> anyhow::Result<i32> {
     let scenarios = load_scenarios(&args.scenarios)?;
-    let pick = |flag: &str, given: &Option<String>, from_scenario: Option<&String>, default: &str| -> anyhow::Result<Version> {
-        let v = given.clone().or_else(|| from_scenario.cloned()).unwrap_or_else(|| default.to_string());
+    let pick = |flag: &str,
+                given: &Option<String>,
+                from_scenario: Option<&String>,
+                default: &str|
+     -> anyhow::Result<Version> {
+        let v = given
+            .clone()
+            .or_else(|| from_scenario.cloned())
+            .unwrap_or_else(|| default.to_string());
         parse_version(flag, &v)
     };
-    let source = pick("--source", &args.source, scenarios.iter().find_map(|s| s.source_version.as_ref()), components::DEFAULT_SOURCE)?;
-    let target = pick("--target", &args.target, scenarios.iter().find_map(|s| s.target_version.as_ref()), components::DEFAULT_TARGET)?;
+    let source = pick(
+        "--source",
+        &args.source,
+        scenarios.iter().find_map(|s| s.source_version.as_ref()),
+        components::DEFAULT_SOURCE,
+    )?;
+    let target = pick(
+        "--target",
+        &args.target,
+        scenarios.iter().find_map(|s| s.target_version.as_ref()),
+        components::DEFAULT_TARGET,
+    )?;
     let opts = args.bins.options(&progress);
     let (s, t) = (source.clone(), target.clone());
     let (src_comps, tgt_comps) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        Ok((components::ensure(&s, &opts)?, components::ensure(&t, &opts)?))
+        Ok((
+            components::ensure(&s, &opts)?,
+            components::ensure(&t, &opts)?,
+        ))
     })
     .await??;
 
@@ -281,7 +310,10 @@ async fn run(args: RunArgs, progress: Progress) -> anyhow::Result<i32> {
     let mut any_failure = false;
     let mut harness_error = false;
     println!();
-    println!("{:<28} {:<22} {:>10}  leftovers", "scenario", "version", "helm exits");
+    println!(
+        "{:<28} {:<22} {:>10}  leftovers",
+        "scenario", "version", "helm exits"
+    );
     for r in &results {
         let version = match r.role {
             runner::Role::Source => source.to_string(),
@@ -290,7 +322,11 @@ async fn run(args: RunArgs, progress: Progress) -> anyhow::Result<i32> {
         };
         match &r.outcome {
             Ok(o) => {
-                let exits: Vec<String> = o.steps.iter().filter_map(|s| s.helm.as_ref().map(|h| h.exit_code.to_string())).collect();
+                let exits: Vec<String> = o
+                    .steps
+                    .iter()
+                    .filter_map(|s| s.helm.as_ref().map(|h| h.exit_code.to_string()))
+                    .collect();
                 let left = verdict::leftovers(o);
                 let failures: Vec<_> = left.iter().filter(|l| l.reason.is_failure()).collect();
                 any_failure |= !failures.is_empty();
@@ -301,15 +337,44 @@ async fn run(args: RunArgs, progress: Progress) -> anyhow::Result<i32> {
                     for l in &failures {
                         *counts.entry((l.kind.clone(), l.reason)).or_insert(0) += 1;
                     }
-                    counts.iter().map(|((k, r), n)| format!("{n} {k} ({})", serde_json::to_value(r).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default())).collect::<Vec<_>>().join(", ")
+                    counts
+                        .iter()
+                        .map(|((k, r), n)| {
+                            format!(
+                                "{n} {k} ({})",
+                                serde_json::to_value(r)
+                                    .ok()
+                                    .and_then(|v| v.as_str().map(String::from))
+                                    .unwrap_or_default()
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 };
-                println!("{:<28} {:<22} {:>10}  {summary}", r.scenario, version, exits.join(","));
+                println!(
+                    "{:<28} {:<22} {:>10}  {summary}",
+                    r.scenario,
+                    version,
+                    exits.join(",")
+                );
             }
             Err(e) => {
                 harness_error = true;
-                println!("{:<28} {:<22} {:>10}  could not run: {}", r.scenario, version, "-", e.lines().next().unwrap_or_default());
+                println!(
+                    "{:<28} {:<22} {:>10}  could not run: {}",
+                    r.scenario,
+                    version,
+                    "-",
+                    e.lines().next().unwrap_or_default()
+                );
             }
         }
     }
-    Ok(if harness_error { EXIT_ERROR } else if any_failure { EXIT_FINDINGS } else { EXIT_OK })
+    Ok(if harness_error {
+        EXIT_ERROR
+    } else if any_failure {
+        EXIT_FINDINGS
+    } else {
+        EXIT_OK
+    })
 }

@@ -75,7 +75,15 @@ impl Helm {
 
     /// `helm install` or `helm uninstall` as a scenario step says.
     /// `extra_values` is the step's own values file, if it has one.
-    pub fn step(&self, step: &HelmStep, release: &str, namespace: &str, chart: &Path, values: &Path, extra_values: Option<&Path>) -> HelmRun {
+    pub fn step(
+        &self,
+        step: &HelmStep,
+        release: &str,
+        namespace: &str,
+        chart: &Path,
+        values: &Path,
+        extra_values: Option<&Path>,
+    ) -> HelmRun {
         let mut args = match step.action {
             HelmAction::Install => {
                 let mut a = vec![
@@ -119,7 +127,14 @@ impl Helm {
 
     /// The chart's manifests as the release would render them on `kube_version`
     /// (hooks included, CRDs from `crds/` excluded: Helm applies those separately).
-    pub fn template(&self, release: &str, namespace: &str, chart: &Path, values: &Path, kube_version: &str) -> HelmRun {
+    pub fn template(
+        &self,
+        release: &str,
+        namespace: &str,
+        chart: &Path,
+        values: &Path,
+        kube_version: &str,
+    ) -> HelmRun {
         self.run(vec![
             "template".into(),
             release.into(),
@@ -132,7 +147,12 @@ impl Helm {
 
     /// The manifest of an installed release.
     pub fn manifest(&self, release: &str, namespace: &str) -> HelmRun {
-        self.run(vec!["get".into(), "manifest".into(), release.into(), format!("--namespace={namespace}")])
+        self.run(vec![
+            "get".into(),
+            "manifest".into(),
+            release.into(),
+            format!("--namespace={namespace}"),
+        ])
     }
 }
 
@@ -141,7 +161,11 @@ pub fn split_manifest(text: &str) -> Result<Vec<serde_json::Value>, String> {
     let mut out = Vec::new();
     for doc in text.split("\n---") {
         let doc = doc.trim_start_matches("---");
-        let body: String = doc.lines().filter(|l| !l.trim_start().starts_with('#')).collect::<Vec<_>>().join("\n");
+        let body: String = doc
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n");
         if body.trim().is_empty() {
             continue;
         }
@@ -161,7 +185,10 @@ mod tests {
     fn manifests_split_into_objects() {
         let text = "---\n# Source: a.yaml\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n---\n# Source: empty.yaml\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: b\n";
         let objs = split_manifest(text).unwrap();
-        let names: Vec<_> = objs.iter().map(|o| o["metadata"]["name"].as_str().unwrap()).collect();
+        let names: Vec<_> = objs
+            .iter()
+            .map(|o| o["metadata"]["name"].as_str().unwrap())
+            .collect();
         assert_eq!(names, ["a", "b"]);
     }
 }

@@ -22,11 +22,11 @@ pub mod exercise;
 pub mod helm;
 pub mod progress;
 pub mod runner;
-pub mod verdict;
 pub mod scenario;
-pub mod snapshot;
-pub mod webhook;
 pub mod smoke;
+pub mod snapshot;
+pub mod verdict;
+pub mod webhook;
 
 pub use errors::{ClusterError, ComponentsError};
 

@@ -39,10 +39,19 @@ pub fn plan(scenarios: &[Scenario]) -> Vec<Planned> {
     let mut out = Vec::new();
     for s in scenarios {
         if s.upgrades_in_place() {
-            out.push(Planned { scenario: s.clone(), role: Role::Upgrade });
+            out.push(Planned {
+                scenario: s.clone(),
+                role: Role::Upgrade,
+            });
         } else {
-            out.push(Planned { scenario: s.clone(), role: Role::Source });
-            out.push(Planned { scenario: s.clone(), role: Role::Target });
+            out.push(Planned {
+                scenario: s.clone(),
+                role: Role::Source,
+            });
+            out.push(Planned {
+                scenario: s.clone(),
+                role: Role::Target,
+            });
         }
     }
     out
@@ -76,8 +85,14 @@ pub async fn run_all(plan: Vec<Planned>, settings: &Settings) -> Vec<RunResult> 
         let settings = settings.clone();
         async move {
             let _permit = sem.acquire().await.expect("semaphore open");
-            let outcome = run_one(&p, &settings, i).await.map_err(|e| format!("{e:#}"));
-            RunResult { scenario: p.scenario.name.clone(), role: p.role, outcome }
+            let outcome = run_one(&p, &settings, i)
+                .await
+                .map_err(|e| format!("{e:#}"));
+            RunResult {
+                scenario: p.scenario.name.clone(),
+                role: p.role,
+                outcome,
+            }
         }
     });
     futures::future::join_all(futures).await
@@ -97,7 +112,9 @@ async fn run_one(p: &Planned, settings: &Settings, index: usize) -> anyhow::Resu
     let mut config = LocalConfig::new(format!("{}-{role}", p.scenario.name), start);
     config.keep = settings.keep;
     config.progress = settings.progress.clone();
-    let mut cluster = LocalCluster::start(config).await.context("starting the control plane")?;
+    let mut cluster = LocalCluster::start(config)
+        .await
+        .context("starting the control plane")?;
     let opts = exercise::Options {
         dir: cluster.dir().join("run"),
         upgrade_to,
@@ -106,7 +123,10 @@ async fn run_one(p: &Planned, settings: &Settings, index: usize) -> anyhow::Resu
     };
     let outcome = exercise::run(&mut cluster, &p.scenario, &opts).await;
     if settings.keep {
-        settings.progress.println(format!("kept {} (logs, certificates, webhook records)", cluster.dir().display()));
+        settings.progress.println(format!(
+            "kept {} (logs, certificates, webhook records)",
+            cluster.dir().display()
+        ));
     }
     cluster.stop();
     outcome
@@ -116,5 +136,7 @@ async fn run_one(p: &Planned, settings: &Settings, index: usize) -> anyhow::Resu
 pub fn new_run_id() -> String {
     use rand::Rng;
     let mut rng = rand::rng();
-    (0..5).map(|_| (b'a' + rng.random_range(0..26)) as char).collect()
+    (0..5)
+        .map(|_| (b'a' + rng.random_range(0..26)) as char)
+        .collect()
 }

@@ -40,9 +40,18 @@ pub struct ScenarioError {
 
 /// The scenario files that ship inside the binary.
 pub const EMBEDDED: &[(&str, &str)] = &[
-    ("baseline.yaml", include_str!("../../scenarios/baseline.yaml")),
-    ("incident-admission.yaml", include_str!("../../scenarios/incident-admission.yaml")),
-    ("incident-conversion.yaml", include_str!("../../scenarios/incident-conversion.yaml")),
+    (
+        "baseline.yaml",
+        include_str!("../../scenarios/baseline.yaml"),
+    ),
+    (
+        "incident-admission.yaml",
+        include_str!("../../scenarios/incident-admission.yaml"),
+    ),
+    (
+        "incident-conversion.yaml",
+        include_str!("../../scenarios/incident-conversion.yaml"),
+    ),
     (
         "incident-conversion-upgrade.yaml",
         include_str!("../../scenarios/incident-conversion-upgrade.yaml"),
@@ -330,7 +339,8 @@ pub fn embedded() -> Vec<Scenario> {
     EMBEDDED
         .iter()
         .map(|(name, text)| {
-            parse(text, &format!("embedded:{name}"), None).unwrap_or_else(|e| panic!("embedded scenario is invalid: {e}"))
+            parse(text, &format!("embedded:{name}"), None)
+                .unwrap_or_else(|e| panic!("embedded scenario is invalid: {e}"))
         })
         .collect()
 }
@@ -350,20 +360,31 @@ pub fn parse(text: &str, file: &str, base: Option<&Path>) -> Result<Scenario, Sc
         message,
     };
     let raw: FileScenario = serde_saphyr::from_str(text).map_err(|e| {
-        let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+        let (line, column) = e
+            .location()
+            .map(|l| (l.line(), l.column()))
+            .unwrap_or((0, 0));
         ScenarioError {
             file: file.to_string(),
             line,
             column,
-            message: first_line(&e.to_string()),
+            message: explain(&e.to_string(), token_at(text, line, column)),
         }
     })?;
 
     let name = raw.name.value.clone();
     if !is_dns_label(&name) || name.len() > 40 {
-        return Err(at(&raw.name.referenced, format!("name `{name}`: expected a lowercase DNS label of at most 40 characters (letters, digits, '-')")));
+        return Err(at(
+            &raw.name.referenced,
+            format!(
+                "name `{name}`: expected a lowercase DNS label of at most 40 characters (letters, digits, '-')"
+            ),
+        ));
     }
-    for v in [&raw.versions.source, &raw.versions.target].into_iter().flatten() {
+    for v in [&raw.versions.source, &raw.versions.target]
+        .into_iter()
+        .flatten()
+    {
         if let Err(e) = v.value.parse::<crate::components::Version>() {
             return Err(at(&v.referenced, e.to_string()));
         }
@@ -372,11 +393,24 @@ pub fn parse(text: &str, file: &str, base: Option<&Path>) -> Result<Scenario, Sc
     let chart_path = raw.chart.path.value.clone();
     let source = match base {
         None if chart_path == EMBEDDED_CHART_PATH => ChartSource::Embedded,
-        None => return Err(at(&raw.chart.path.referenced, format!("chart.path `{chart_path}`: embedded scenarios can only use `{EMBEDDED_CHART_PATH}`"))),
+        None => {
+            return Err(at(
+                &raw.chart.path.referenced,
+                format!(
+                    "chart.path `{chart_path}`: embedded scenarios can only use `{EMBEDDED_CHART_PATH}`"
+                ),
+            ));
+        }
         Some(base) => {
             let dir = base.join(&chart_path);
             if !dir.join("Chart.yaml").is_file() {
-                return Err(at(&raw.chart.path.referenced, format!("chart.path `{chart_path}`: no Chart.yaml in {}", dir.display())));
+                return Err(at(
+                    &raw.chart.path.referenced,
+                    format!(
+                        "chart.path `{chart_path}`: no Chart.yaml in {}",
+                        dir.display()
+                    ),
+                ));
             }
             ChartSource::Dir(dir)
         }
@@ -389,24 +423,48 @@ pub fn parse(text: &str, file: &str, base: Option<&Path>) -> Result<Scenario, Sc
         let wname = w.name.value.clone();
         let here = &w.name.referenced;
         if !is_dns_label(&wname) || wname.len() > 40 {
-            return Err(at(here, format!("webhooks.name `{wname}`: expected a lowercase DNS label of at most 40 characters")));
+            return Err(at(
+                here,
+                format!(
+                    "webhooks.name `{wname}`: expected a lowercase DNS label of at most 40 characters"
+                ),
+            ));
         }
         if !names.insert(wname.clone()) {
-            return Err(at(here, format!("webhooks.name `{wname}` is defined twice")));
+            return Err(at(
+                here,
+                format!("webhooks.name `{wname}` is defined twice"),
+            ));
         }
         match w.kind {
             WebhookKind::Conversion if w.crd.is_none() => {
-                return Err(at(here, format!("webhook `{wname}`: a conversion webhook needs `crd` (the CRD's name, e.g. widgets.preflight.dev)")));
+                return Err(at(
+                    here,
+                    format!(
+                        "webhook `{wname}`: a conversion webhook needs `crd` (the CRD's name, e.g. widgets.preflight.dev)"
+                    ),
+                ));
             }
             WebhookKind::Validating | WebhookKind::Mutating if w.rules.is_empty() => {
-                return Err(at(here, format!("webhook `{wname}`: an admission webhook needs at least one entry in `rules`")));
+                return Err(at(
+                    here,
+                    format!(
+                        "webhook `{wname}`: an admission webhook needs at least one entry in `rules`"
+                    ),
+                ));
             }
             _ => {}
         }
         if let Some(t) = &w.timeout_seconds
             && !(1..=30).contains(&t.value)
         {
-            return Err(at(&t.referenced, format!("webhook `{wname}`: timeoutSeconds {} is out of range: expected 1 to 30", t.value)));
+            return Err(at(
+                &t.referenced,
+                format!(
+                    "webhook `{wname}`: timeoutSeconds {} is out of range: expected 1 to 30",
+                    t.value
+                ),
+            ));
         }
         webhooks.push(WebhookSpec {
             name: wname,
@@ -428,7 +486,10 @@ pub fn parse(text: &str, file: &str, base: Option<&Path>) -> Result<Scenario, Sc
     }
 
     if raw.steps.value.is_empty() {
-        return Err(at(&raw.steps.referenced, "steps: expected at least one step".into()));
+        return Err(at(
+            &raw.steps.referenced,
+            "steps: expected at least one step".into(),
+        ));
     }
     let mut steps = Vec::new();
     let mut upgrades = 0;
@@ -437,17 +498,37 @@ pub fn parse(text: &str, file: &str, base: Option<&Path>) -> Result<Scenario, Sc
             && !names.contains(&set.name)
         {
             let known: Vec<_> = names.iter().cloned().collect();
-            return Err(at(&step.referenced, format!("setWebhook.name `{}` is not a webhook of this scenario (known: {})", set.name, if known.is_empty() { "none".into() } else { known.join(", ") })));
+            return Err(at(
+                &step.referenced,
+                format!(
+                    "setWebhook.name `{}` is not a webhook of this scenario (known: {})",
+                    set.name,
+                    if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            ));
         }
         if let Step::Helm(h) = &step.value
             && !(1..=3600).contains(&h.timeout_seconds)
         {
-            return Err(at(&step.referenced, format!("helm.timeoutSeconds {} is out of range: expected 1 to 3600", h.timeout_seconds)));
+            return Err(at(
+                &step.referenced,
+                format!(
+                    "helm.timeoutSeconds {} is out of range: expected 1 to 3600",
+                    h.timeout_seconds
+                ),
+            ));
         }
         if matches!(step.value, Step::Upgrade) {
             upgrades += 1;
             if upgrades > 1 {
-                return Err(at(&step.referenced, "upgrade: a scenario can upgrade in place only once (source -> target)".into()));
+                return Err(at(
+                    &step.referenced,
+                    "upgrade: a scenario can upgrade in place only once (source -> target)".into(),
+                ));
             }
         }
         steps.push(step.value);
@@ -465,13 +546,45 @@ pub fn parse(text: &str, file: &str, base: Option<&Path>) -> Result<Scenario, Sc
     })
 }
 
-fn first_line(s: &str) -> String {
-    s.lines().next().unwrap_or(s).to_string()
+/// The parser's message without its own position prefix, in words a scenario author
+/// acts on.
+fn explain(message: &str, found: Option<String>) -> String {
+    let first = message.lines().next().unwrap_or(message);
+    let mut text = first.trim_start_matches("error: ");
+    if let Some(rest) = text.strip_prefix("line ")
+        && let Some((_, after)) = rest.split_once(": ")
+    {
+        text = after;
+    }
+    let found = found.map(|f| format!(", found `{f}`")).unwrap_or_default();
+    match text {
+        t if t.starts_with("invalid u") || t.starts_with("invalid i") => {
+            format!("expected a whole number{found}")
+        }
+        t if t.starts_with("invalid bool") => format!("expected true or false{found}"),
+        t => t.to_string(),
+    }
+}
+
+/// The scalar at a 1-based line and column, for messages.
+fn token_at(text: &str, line: u64, column: u64) -> Option<String> {
+    let l = text
+        .lines()
+        .nth(usize::try_from(line).ok()?.checked_sub(1)?)?;
+    let start = usize::try_from(column).ok()?.checked_sub(1)?;
+    let rest = l.get(start..)?;
+    let token: String = rest
+        .chars()
+        .take_while(|c| !matches!(c, ',' | '}' | ']' | '#'))
+        .collect();
+    let token = token.trim();
+    (!token.is_empty()).then(|| token.to_string())
 }
 
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }

@@ -55,7 +55,11 @@ pub async fn ensure_namespace(client: &Client, name: &str) -> anyhow::Result<()>
 }
 
 /// Creates a namespace labelled as preflight's and with the run's id (idempotent).
-pub async fn ensure_namespace_labelled(client: &Client, name: &str, run_id: &str) -> anyhow::Result<()> {
+pub async fn ensure_namespace_labelled(
+    client: &Client,
+    name: &str,
+    run_id: &str,
+) -> anyhow::Result<()> {
     let api: Api<Namespace> = Api::all(client.clone());
     let ns: Namespace = serde_json::from_value(serde_json::json!({
         "apiVersion": "v1", "kind": "Namespace",

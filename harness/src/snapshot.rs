@@ -37,8 +37,14 @@ impl Default for Noise {
 
 impl Noise {
     fn contains(&self, ar: &ApiResource) -> bool {
-        let group = if ar.group.is_empty() { "core" } else { ar.group.as_str() };
-        self.0.iter().any(|n| *n == format!("{group}/{}", ar.plural))
+        let group = if ar.group.is_empty() {
+            "core"
+        } else {
+            ar.group.as_str()
+        };
+        self.0
+            .iter()
+            .any(|n| *n == format!("{group}/{}", ar.plural))
     }
 }
 
@@ -120,7 +126,10 @@ pub struct SnapshotScope {
 }
 
 /// The listable resource types of the cluster, at their preferred versions.
-pub async fn listable(client: &kube::Client, noise: &Noise) -> Result<Vec<(ApiResource, ApiCapabilities)>, kube::Error> {
+pub async fn listable(
+    client: &kube::Client,
+    noise: &Noise,
+) -> Result<Vec<(ApiResource, ApiCapabilities)>, kube::Error> {
     let discovery = match Discovery::new(client.clone()).run_aggregated().await {
         Ok(d) => d,
         Err(_) => Discovery::new(client.clone()).run().await?,
@@ -159,7 +168,15 @@ pub async fn take(client: &kube::Client, scope: &SnapshotScope) -> Result<Snapsh
         ..Default::default()
     };
     for (ar, result) in results {
-        let resource = format!("{}/{}", if ar.group.is_empty() { "core" } else { &ar.group }, ar.plural);
+        let resource = format!(
+            "{}/{}",
+            if ar.group.is_empty() {
+                "core"
+            } else {
+                &ar.group
+            },
+            ar.plural
+        );
         match result {
             Ok(list) => snap
                 .objects
@@ -171,9 +188,8 @@ pub async fn take(client: &kube::Client, scope: &SnapshotScope) -> Result<Snapsh
             }),
         }
     }
-    snap.objects.sort_by(|a, b| {
-        (&a.namespace, &a.kind, &a.name).cmp(&(&b.namespace, &b.kind, &b.name))
-    });
+    snap.objects
+        .sort_by(|a, b| (&a.namespace, &a.kind, &a.name).cmp(&(&b.namespace, &b.kind, &b.name)));
     snap.unlistable.sort_by(|a, b| a.resource.cmp(&b.resource));
     Ok(snap)
 }

@@ -57,11 +57,19 @@ pub struct Leftover {
     pub evidence: Vec<String>,
 }
 
-const NAMESPACE_INFRASTRUCTURE: &[(&str, &str)] = &[("ServiceAccount", "default"), ("ConfigMap", "kube-root-ca.crt")];
+const NAMESPACE_INFRASTRUCTURE: &[(&str, &str)] = &[
+    ("ServiceAccount", "default"),
+    ("ConfigMap", "kube-root-ca.crt"),
+];
 
 /// The leftovers of one run.
 pub fn leftovers(outcome: &Outcome) -> Vec<Leftover> {
-    let before: BTreeSet<&str> = outcome.before.objects.iter().map(|o| o.uid.as_str()).collect();
+    let before: BTreeSet<&str> = outcome
+        .before
+        .objects
+        .iter()
+        .map(|o| o.uid.as_str())
+        .collect();
     let after_uids: BTreeMap<&str, &ObjectRecord> = outcome.after.by_uid();
     let stalled: Vec<String> = outcome
         .after
@@ -72,7 +80,12 @@ pub fn leftovers(outcome: &Outcome) -> Vec<Leftover> {
             outcome
                 .log_evidence
                 .iter()
-                .filter(|l| l.contains("kube-controller-manager") && (l.contains("conversion webhook") || l.contains("timed out waiting for dependency graph builder") || l.contains("failed to sync")))
+                .filter(|l| {
+                    l.contains("kube-controller-manager")
+                        && (l.contains("conversion webhook")
+                            || l.contains("timed out waiting for dependency graph builder")
+                            || l.contains("failed to sync"))
+                })
                 .take(3)
                 .cloned(),
         )
@@ -82,25 +95,40 @@ pub fn leftovers(outcome: &Outcome) -> Vec<Leftover> {
         if before.contains(o.uid.as_str()) {
             continue;
         }
-        if o.labels.get("app.kubernetes.io/managed-by").map(String::as_str) == Some("preflight") {
+        if o.labels
+            .get("app.kubernetes.io/managed-by")
+            .map(String::as_str)
+            == Some("preflight")
+        {
             continue;
         }
         // The aggregator registers a local APIService per served CRD version: control
         // plane bookkeeping that follows the CRD, not something the release made.
-        if o.labels.contains_key("kube-aggregator.kubernetes.io/automanaged") {
+        if o.labels
+            .contains_key("kube-aggregator.kubernetes.io/automanaged")
+        {
             continue;
         }
         // Default RBAC that a newer apiserver bootstraps after an in-place upgrade.
-        if o.labels.get("kubernetes.io/bootstrapping").map(String::as_str) == Some("rbac-defaults") {
+        if o.labels
+            .get("kubernetes.io/bootstrapping")
+            .map(String::as_str)
+            == Some("rbac-defaults")
+        {
             continue;
         }
         if o.namespace.as_deref() == Some(outcome.namespace.as_str())
-            && NAMESPACE_INFRASTRUCTURE.iter().any(|(k, n)| o.kind == *k && o.name == *n)
+            && NAMESPACE_INFRASTRUCTURE
+                .iter()
+                .any(|(k, n)| o.kind == *k && o.name == *n)
         {
             continue;
         }
         // Only what this run made: its namespace, or cluster-scoped objects.
-        if o.namespace.as_ref().is_some_and(|ns| *ns != outcome.namespace) {
+        if o.namespace
+            .as_ref()
+            .is_some_and(|ns| *ns != outcome.namespace)
+        {
             continue;
         }
         let owner_chain: Vec<String> = chain(o, &after_uids);
@@ -108,32 +136,94 @@ pub fn leftovers(outcome: &Outcome) -> Vec<Leftover> {
         let deletes: Vec<String> = outcome
             .webhook_requests
             .iter()
-            .filter(|r| r.operation == "DELETE" && r.name.as_deref() == Some(o.name.as_str()) && r.answer != "allowed")
-            .map(|r| format!("webhook {} answered {} to {}'s DELETE", r.webhook, r.answer, r.user.clone().unwrap_or_default()))
+            .filter(|r| {
+                r.operation == "DELETE"
+                    && r.name.as_deref() == Some(o.name.as_str())
+                    && r.answer != "allowed"
+            })
+            .map(|r| {
+                format!(
+                    "webhook {} answered {} to {}'s DELETE",
+                    r.webhook,
+                    r.answer,
+                    r.user.clone().unwrap_or_default()
+                )
+            })
             .collect();
         let logged: Vec<String> = outcome
             .log_evidence
             .iter()
-            .filter(|l| l.contains("failed calling webhook") && l.contains(&format!("{} {}/{}:", o.kind, o.namespace.clone().unwrap_or_default(), o.name)))
+            .filter(|l| {
+                l.contains("failed calling webhook")
+                    && l.contains(&format!(
+                        "{} {}/{}:",
+                        o.kind,
+                        o.namespace.clone().unwrap_or_default(),
+                        o.name
+                    ))
+            })
             .take(2)
             .cloned()
             .collect();
-        let (reason, evidence) = if o.helm_annotations.get("helm.sh/resource-policy").map(String::as_str) == Some("keep") {
-            (Reason::KeptByPolicy, vec!["annotated helm.sh/resource-policy: keep".to_string()])
-        } else if o.kind == "PersistentVolumeClaim" && o.labels.contains_key("app.kubernetes.io/instance") && o.owners.is_empty() {
-            (Reason::KeptByDesign, vec!["a StatefulSet's volumeClaimTemplates PVC: Kubernetes keeps it by design".to_string()])
-        } else if o.kind == "CustomResourceDefinition" && !o.helm_annotations.contains_key("meta.helm.sh/release-name") {
-            (Reason::KeptByDesign, vec!["installed from the chart's crds/: Helm never deletes those".to_string()])
+        let (reason, evidence) = if o
+            .helm_annotations
+            .get("helm.sh/resource-policy")
+            .map(String::as_str)
+            == Some("keep")
+        {
+            (
+                Reason::KeptByPolicy,
+                vec!["annotated helm.sh/resource-policy: keep".to_string()],
+            )
+        } else if o.kind == "PersistentVolumeClaim"
+            && o.labels.contains_key("app.kubernetes.io/instance")
+            && o.owners.is_empty()
+        {
+            (
+                Reason::KeptByDesign,
+                vec![
+                    "a StatefulSet's volumeClaimTemplates PVC: Kubernetes keeps it by design"
+                        .to_string(),
+                ],
+            )
+        } else if o.kind == "CustomResourceDefinition"
+            && !o.helm_annotations.contains_key("meta.helm.sh/release-name")
+        {
+            (
+                Reason::KeptByDesign,
+                vec!["installed from the chart's crds/: Helm never deletes those".to_string()],
+            )
         } else if !deletes.is_empty() || !logged.is_empty() {
-            (Reason::WebhookBlockedDelete, deletes.into_iter().chain(logged).collect())
+            (
+                Reason::WebhookBlockedDelete,
+                deletes.into_iter().chain(logged).collect(),
+            )
         } else if o.deletion_timestamp.is_some() && !o.finalizers.is_empty() {
-            (Reason::BlockedByFinalizer, vec![format!("deletion pending on finalizers: {}", o.finalizers.join(", "))])
+            (
+                Reason::BlockedByFinalizer,
+                vec![format!(
+                    "deletion pending on finalizers: {}",
+                    o.finalizers.join(", ")
+                )],
+            )
         } else if owner_gone && !stalled.is_empty() {
             (Reason::GarbageCollectorStalled, stalled.clone())
         } else if owner_gone {
-            (Reason::OwnerGone, vec![format!("owner {} no longer exists", owner_chain.first().cloned().unwrap_or_default())])
+            (
+                Reason::OwnerGone,
+                vec![format!(
+                    "owner {} no longer exists",
+                    owner_chain.first().cloned().unwrap_or_default()
+                )],
+            )
         } else if o.helm_annotations.contains_key("helm.sh/hook") {
-            (Reason::HookLeftover, vec![format!("Helm hook ({}) without a delete policy that removed it", o.helm_annotations["helm.sh/hook"])])
+            (
+                Reason::HookLeftover,
+                vec![format!(
+                    "Helm hook ({}) without a delete policy that removed it",
+                    o.helm_annotations["helm.sh/hook"]
+                )],
+            )
         } else {
             (Reason::NotDeleted, Vec::new())
         };
@@ -157,22 +247,37 @@ fn inherit_blocked_owners(leftovers: &mut [Leftover]) {
     let blocked: BTreeMap<String, String> = leftovers
         .iter()
         .filter(|l| l.reason == Reason::WebhookBlockedDelete)
-        .map(|l| (format!("{}/{}", l.kind, l.name), l.evidence.first().cloned().unwrap_or_default()))
+        .map(|l| {
+            (
+                format!("{}/{}", l.kind, l.name),
+                l.evidence.first().cloned().unwrap_or_default(),
+            )
+        })
         .collect();
     for l in leftovers.iter_mut() {
         if !matches!(l.reason, Reason::OwnerGone | Reason::NotDeleted) {
             continue;
         }
-        if let Some((owner, why)) = l.owner_chain.iter().find_map(|c| blocked.get(c).map(|w| (c.clone(), w.clone()))) {
+        if let Some((owner, why)) = l
+            .owner_chain
+            .iter()
+            .find_map(|c| blocked.get(c).map(|w| (c.clone(), w.clone())))
+        {
             l.reason = Reason::WebhookBlockedDelete;
-            l.evidence.insert(0, format!("its owner {owner} could not be deleted: {why}"));
+            l.evidence
+                .insert(0, format!("its owner {owner} could not be deleted: {why}"));
         }
     }
 }
 
 fn chain(o: &ObjectRecord, by_uid: &BTreeMap<&str, &ObjectRecord>) -> Vec<String> {
     let mut out = Vec::new();
-    let mut current = o.owners.iter().find(|r| r.controller).or(o.owners.first()).cloned();
+    let mut current = o
+        .owners
+        .iter()
+        .find(|r| r.controller)
+        .or(o.owners.first())
+        .cloned();
     while let Some(owner) = current.take() {
         if out.len() > 8 {
             break;
@@ -180,7 +285,12 @@ fn chain(o: &ObjectRecord, by_uid: &BTreeMap<&str, &ObjectRecord>) -> Vec<String
         match by_uid.get(owner.uid.as_str()) {
             Some(parent) => {
                 out.push(format!("{}/{}", owner.kind, owner.name));
-                current = parent.owners.iter().find(|r| r.controller).or(parent.owners.first()).cloned();
+                current = parent
+                    .owners
+                    .iter()
+                    .find(|r| r.controller)
+                    .or(parent.owners.first())
+                    .cloned();
             }
             None => out.push(format!("{}/{} (gone)", owner.kind, owner.name)),
         }

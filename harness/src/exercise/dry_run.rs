@@ -49,7 +49,9 @@ pub struct DryRunReport {
 impl DryRunReport {
     /// Requests that would not have been admitted.
     pub fn refused(&self) -> impl Iterator<Item = &DryRunObject> {
-        self.objects.iter().filter(|o| !matches!(o.outcome.as_str(), "admitted" | "skipped"))
+        self.objects
+            .iter()
+            .filter(|o| !matches!(o.outcome.as_str(), "admitted" | "skipped"))
     }
 }
 
@@ -58,7 +60,9 @@ fn classify(result: Result<(), kube::Error>) -> (String, String) {
         Ok(()) => ("admitted".into(), String::new()),
         Err(kube::Error::Api(e)) => {
             let m = e.message.clone();
-            let outcome = if m.contains("failed calling webhook") && (m.contains("deadline exceeded") || m.contains("Timeout")) {
+            let outcome = if m.contains("failed calling webhook")
+                && (m.contains("deadline exceeded") || m.contains("Timeout"))
+            {
                 "timed-out"
             } else if m.contains("failed calling webhook") {
                 "webhook-failed"
@@ -87,7 +91,12 @@ fn gvk_of(obj: &serde_json::Value) -> Option<GroupVersionKind> {
     Some(GroupVersionKind::gvk(group, version, kind))
 }
 
-fn api_for(client: &kube::Client, ar: &ApiResource, scope: &Scope, namespace: &str) -> Api<DynamicObject> {
+fn api_for(
+    client: &kube::Client,
+    ar: &ApiResource,
+    scope: &Scope,
+    namespace: &str,
+) -> Api<DynamicObject> {
     match scope {
         Scope::Namespaced => Api::namespaced_with(client.clone(), namespace, ar),
         Scope::Cluster => Api::all_with(client.clone(), ar),
@@ -95,12 +104,20 @@ fn api_for(client: &kube::Client, ar: &ApiResource, scope: &Scope, namespace: &s
 }
 
 /// Dry-run creates every rendered manifest in `namespace`.
-pub async fn install(client: &kube::Client, namespace: &str, manifests: &[serde_json::Value]) -> Result<DryRunReport, kube::Error> {
+pub async fn install(
+    client: &kube::Client,
+    namespace: &str,
+    manifests: &[serde_json::Value],
+) -> Result<DryRunReport, kube::Error> {
     let disc = discovery(client).await?;
     let mut objects = Vec::new();
     for m in manifests {
         let Some(gvk) = gvk_of(m) else { continue };
-        let name = m.pointer("/metadata/name").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+        let name = m
+            .pointer("/metadata/name")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string();
         let mut rec = DryRunObject {
             api_version: m["apiVersion"].as_str().unwrap_or_default().into(),
             kind: gvk.kind.clone(),
@@ -113,7 +130,10 @@ pub async fn install(client: &kube::Client, namespace: &str, manifests: &[serde_
         };
         let Some((ar, caps)) = disc.resolve_gvk(&gvk) else {
             rec.outcome = "skipped".into();
-            rec.message = format!("{} is not served yet (its CRD is installed by the chart first)", gvk.kind);
+            rec.message = format!(
+                "{} is not served yet (its CRD is installed by the chart first)",
+                gvk.kind
+            );
             objects.push(rec);
             continue;
         };
@@ -131,13 +151,19 @@ pub async fn install(client: &kube::Client, namespace: &str, manifests: &[serde_
             rec.namespace = Some(namespace.to_string());
         }
         let api = api_for(client, &ar, &caps.scope, namespace);
-        let pp = PostParams { dry_run: true, ..Default::default() };
+        let pp = PostParams {
+            dry_run: true,
+            ..Default::default()
+        };
         let (outcome, message) = classify(api.create(&pp, &obj).await.map(|_| ()));
         rec.outcome = outcome;
         rec.message = message;
         objects.push(rec);
     }
-    Ok(DryRunReport { action: "install".into(), objects })
+    Ok(DryRunReport {
+        action: "install".into(),
+        objects,
+    })
 }
 
 /// Dry-run deletes the release's objects (as Helm) and, transitively, their
@@ -159,8 +185,14 @@ pub async fn uninstall(
     let mut release_uids = BTreeSet::new();
     for m in manifests {
         let Some(gvk) = gvk_of(m) else { continue };
-        let Some((ar, caps)) = disc.resolve_gvk(&gvk) else { continue };
-        let name = m.pointer("/metadata/name").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+        let Some((ar, caps)) = disc.resolve_gvk(&gvk) else {
+            continue;
+        };
+        let name = m
+            .pointer("/metadata/name")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string();
         let ns = (caps.scope == Scope::Namespaced).then(|| namespace.to_string());
         if let Some(found) = current
             .objects
@@ -197,10 +229,23 @@ pub async fn uninstall(
                 continue;
             }
             queue.push(child.uid.clone());
-            let (group, version) = child.api_version.split_once('/').unwrap_or(("", &child.api_version));
-            let Some((ar, caps)) = disc.resolve_gvk(&GroupVersionKind::gvk(group, version, &child.kind)) else { continue };
-            let api = api_for(gc_client, &ar, &caps.scope, child.namespace.as_deref().unwrap_or(namespace));
-            let (outcome, message) = classify(api.delete(&child.name, &background).await.map(|_| ()));
+            let (group, version) = child
+                .api_version
+                .split_once('/')
+                .unwrap_or(("", &child.api_version));
+            let Some((ar, caps)) =
+                disc.resolve_gvk(&GroupVersionKind::gvk(group, version, &child.kind))
+            else {
+                continue;
+            };
+            let api = api_for(
+                gc_client,
+                &ar,
+                &caps.scope,
+                child.namespace.as_deref().unwrap_or(namespace),
+            );
+            let (outcome, message) =
+                classify(api.delete(&child.name, &background).await.map(|_| ()));
             objects.push(DryRunObject {
                 api_version: child.api_version.clone(),
                 kind: child.kind.clone(),
@@ -213,5 +258,8 @@ pub async fn uninstall(
             });
         }
     }
-    Ok(DryRunReport { action: "uninstall".into(), objects })
+    Ok(DryRunReport {
+        action: "uninstall".into(),
+        objects,
+    })
 }

@@ -94,32 +94,60 @@ pub fn namespace_for(scenario: &str, run_id: &str) -> String {
 }
 
 /// Runs `scenario` on `cluster`.
-pub async fn run(cluster: &mut LocalCluster, scenario: &Scenario, opts: &Options) -> anyhow::Result<Outcome> {
+pub async fn run(
+    cluster: &mut LocalCluster,
+    scenario: &Scenario,
+    opts: &Options,
+) -> anyhow::Result<Outcome> {
     let namespace = namespace_for(&scenario.name, &opts.run_id);
-    let release = "preflight".to_string();
-    std::fs::create_dir_all(&opts.dir).with_context(|| format!("creating {}", opts.dir.display()))?;
+    // The scenario name is a DNS label of at most 40 characters: every name the chart
+    // derives from it stays within Kubernetes limits.
+    let release = scenario.name.clone();
+    std::fs::create_dir_all(&opts.dir)
+        .with_context(|| format!("creating {}", opts.dir.display()))?;
     let client = cluster.client();
     let start_version = cluster.version().to_string();
 
     let chart = match &scenario.chart.source {
         ChartSource::Embedded => crate::scenario::extract_embedded_chart(&opts.dir.join("chart"))
-            .with_context(|| format!("writing the embedded chart into {}", opts.dir.display()))?,
+            .with_context(|| {
+            format!("writing the embedded chart into {}", opts.dir.display())
+        })?,
         ChartSource::Dir(d) => d.clone(),
     };
     let values = opts.dir.join("values.json");
-    std::fs::write(&values, serde_json::to_string_pretty(&scenario.chart.values)?)?;
+    std::fs::write(
+        &values,
+        serde_json::to_string_pretty(&scenario.chart.values)?,
+    )?;
 
     crate::smoke::ensure_namespace_labelled(&client, &namespace, &opts.run_id).await?;
-    let before = snapshot::take(&client, &SnapshotScope::default()).await.context("snapshot before the scenario")?;
+    let before = snapshot::take(&client, &SnapshotScope::default())
+        .await
+        .context("snapshot before the scenario")?;
 
-    let server = WebhookServer::new(&opts.dir.join("webhooks"), IpAddr::V4(Ipv4Addr::LOCALHOST), &[]).await?;
-    let mut registration = Registration::register(&client, &server, &scenario.webhooks, &namespace, &opts.run_id).await?;
+    let server = WebhookServer::new(
+        &opts.dir.join("webhooks"),
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        &[],
+    )
+    .await?;
+    let mut registration = Registration::register(
+        &client,
+        &server,
+        &scenario.webhooks,
+        &namespace,
+        &opts.run_id,
+    )
+    .await?;
     let driver = tokio::spawn(pods::complete_job_pods(client.clone(), namespace.clone()));
 
     let mut steps = Vec::new();
     let mut steps_iter: Vec<Step> = scenario.steps.clone();
     if !matches!(steps_iter.last(), Some(Step::Settle(_))) {
-        steps_iter.push(Step::Settle(crate::scenario::Settle { timeout_seconds: 60 }));
+        steps_iter.push(Step::Settle(crate::scenario::Settle {
+            timeout_seconds: 60,
+        }));
     }
     for (index, step) in steps_iter.iter().enumerate() {
         let started = Instant::now();
@@ -133,8 +161,17 @@ pub async fn run(cluster: &mut LocalCluster, scenario: &Scenario, opts: &Options
             error: None,
             duration_ms: 0,
         };
-        let progress = opts.progress.step(format!("[{} @ {}] {}", scenario.name, cluster.version(), record.title));
-        let helm = Helm::new(&cluster.components().helm, cluster.kubeconfig(), &opts.dir.join("helm"));
+        let progress = opts.progress.step(format!(
+            "[{} @ {}] {}",
+            scenario.name,
+            cluster.version(),
+            record.title
+        ));
+        let helm = Helm::new(
+            &cluster.components().helm,
+            cluster.kubeconfig(),
+            &opts.dir.join("helm"),
+        );
         let result: anyhow::Result<()> = async {
             match step {
                 Step::Helm(h) => {
@@ -146,12 +183,26 @@ pub async fn run(cluster: &mut LocalCluster, scenario: &Scenario, opts: &Options
                         }
                         None => None,
                     };
-                    let (h, release, namespace, chart, values) = (h.clone(), release.clone(), namespace.clone(), chart.clone(), values.clone());
-                    let run = tokio::task::spawn_blocking(move || helm.step(&h, &release, &namespace, &chart, &values, extra.as_deref())).await?;
+                    let (h, release, namespace, chart, values) = (
+                        h.clone(),
+                        release.clone(),
+                        namespace.clone(),
+                        chart.clone(),
+                        values.clone(),
+                    );
+                    let run = tokio::task::spawn_blocking(move || {
+                        helm.step(&h, &release, &namespace, &chart, &values, extra.as_deref())
+                    })
+                    .await?;
                     record.helm = Some(run);
                 }
                 Step::ServerDryRun(action) => {
-                    record.dry_run = Some(server_dry_run(*action, cluster, &helm, &release, &namespace, &chart, &values).await?);
+                    record.dry_run = Some(
+                        server_dry_run(
+                            *action, cluster, &helm, &release, &namespace, &chart, &values,
+                        )
+                        .await?,
+                    );
                 }
                 Step::SetWebhook(set) => {
                     server
@@ -167,11 +218,21 @@ pub async fn run(cluster: &mut LocalCluster, scenario: &Scenario, opts: &Options
                 }
                 Step::RestartControllerManager => cluster.restart_controller_manager().await?,
                 Step::Upgrade => {
-                    let target = opts.upgrade_to.clone().context("an `upgrade` step needs a target version")?;
+                    let target = opts
+                        .upgrade_to
+                        .clone()
+                        .context("an `upgrade` step needs a target version")?;
                     cluster.upgrade(target).await?;
                 }
                 Step::Settle(s) => {
-                    record.settle = Some(settle::settle(&cluster.client(), &namespace, Duration::from_secs(s.timeout_seconds.into())).await);
+                    record.settle = Some(
+                        settle::settle(
+                            &cluster.client(),
+                            &namespace,
+                            Duration::from_secs(s.timeout_seconds.into()),
+                        )
+                        .await,
+                    );
                 }
             }
             Ok(())
@@ -181,7 +242,10 @@ pub async fn run(cluster: &mut LocalCluster, scenario: &Scenario, opts: &Options
             record.error = Some(format!("{e:#}"));
         }
         // A conversion webhook can be registered once the chart has created its CRD.
-        if let Err(e) = registration.register_pending(&cluster.client(), &server).await {
+        if let Err(e) = registration
+            .register_pending(&cluster.client(), &server)
+            .await
+        {
             record.error.get_or_insert_with(|| e.to_string());
         }
         record.duration_ms = started.elapsed().as_millis() as u64;
@@ -199,7 +263,9 @@ pub async fn run(cluster: &mut LocalCluster, scenario: &Scenario, opts: &Options
     }
 
     let client = cluster.client();
-    let after = snapshot::take(&client, &SnapshotScope::default()).await.context("snapshot after the scenario")?;
+    let after = snapshot::take(&client, &SnapshotScope::default())
+        .await
+        .context("snapshot after the scenario")?;
     driver.abort();
     let log_evidence = log_evidence(cluster);
     let mut teardown_errors = registration.teardown(&client).await;
@@ -221,7 +287,8 @@ pub async fn run(cluster: &mut LocalCluster, scenario: &Scenario, opts: &Options
         teardown_errors,
     };
     let path = opts.dir.join("outcome.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&outcome)?).with_context(|| format!("writing {}", path.display()))?;
+    std::fs::write(&path, serde_json::to_string_pretty(&outcome)?)
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(outcome)
 }
 
@@ -261,18 +328,41 @@ async fn server_dry_run(
     let client = cluster.client();
     match action {
         DryRunAction::Install => {
-            let (h, r, n, c, v, kv) = (helm.clone(), release.to_string(), namespace.to_string(), chart.to_path_buf(), values.to_path_buf(), cluster.version().to_string());
-            let rendered = tokio::task::spawn_blocking(move || h.template(&r, &n, &c, &v, &kv)).await?;
-            anyhow::ensure!(rendered.exit_code == 0, "helm template failed: {}", rendered.stderr.trim());
+            let (h, r, n, c, v, kv) = (
+                helm.clone(),
+                release.to_string(),
+                namespace.to_string(),
+                chart.to_path_buf(),
+                values.to_path_buf(),
+                cluster.version().to_string(),
+            );
+            let rendered =
+                tokio::task::spawn_blocking(move || h.template(&r, &n, &c, &v, &kv)).await?;
+            anyhow::ensure!(
+                rendered.exit_code == 0,
+                "helm template failed: {}",
+                rendered.stderr.trim()
+            );
             let manifests = helm::split_manifest(&rendered.stdout).map_err(anyhow::Error::msg)?;
             Ok(dry_run::install(&client, namespace, &manifests).await?)
         }
         DryRunAction::Uninstall => {
             let (h, r, n) = (helm.clone(), release.to_string(), namespace.to_string());
             let manifest = tokio::task::spawn_blocking(move || h.manifest(&r, &n)).await?;
-            anyhow::ensure!(manifest.exit_code == 0, "helm get manifest failed: {}", manifest.stderr.trim());
+            anyhow::ensure!(
+                manifest.exit_code == 0,
+                "helm get manifest failed: {}",
+                manifest.stderr.trim()
+            );
             let manifests = helm::split_manifest(&manifest.stdout).map_err(anyhow::Error::msg)?;
-            let current = snapshot::take(&client, &SnapshotScope { namespace: Some(namespace.to_string()), ..Default::default() }).await?;
+            let current = snapshot::take(
+                &client,
+                &SnapshotScope {
+                    namespace: Some(namespace.to_string()),
+                    ..Default::default()
+                },
+            )
+            .await?;
             let gc_client = cluster.impersonating(dry_run::GC_USER).await?;
             Ok(dry_run::uninstall(&client, &gc_client, namespace, &manifests, &current).await?)
         }
@@ -293,9 +383,14 @@ fn log_evidence(cluster: &LocalCluster) -> Vec<String> {
                 || line.contains("conversion webhook")
                 || (component == "kube-controller-manager"
                     && line.contains("garbagecollector")
-                    && (line.contains("timed out") || line.contains("unable to sync") || line.contains("failed to sync")))
+                    && (line.contains("timed out")
+                        || line.contains("unable to sync")
+                        || line.contains("failed to sync")))
             {
-                lines.push(format!("{component}: {}", line.chars().take(400).collect::<String>()));
+                lines.push(format!(
+                    "{component}: {}",
+                    line.chars().take(400).collect::<String>()
+                ));
             }
         }
     }
@@ -317,5 +412,7 @@ pub fn gc_error(line: &str) -> Option<String> {
     let (kind, name) = (field("Kind")?, field("Name")?);
     let ns = field("Namespace").unwrap_or("");
     let error = line.rsplit_once("}: ").map(|(_, e)| e).unwrap_or("");
-    Some(format!("kube-controller-manager: garbage collector could not delete {kind} {ns}/{name}: {error}"))
+    Some(format!(
+        "kube-controller-manager: garbage collector could not delete {kind} {ns}/{name}: {error}"
+    ))
 }

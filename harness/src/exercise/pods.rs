@@ -22,8 +22,15 @@ pub async fn complete_job_pods(client: kube::Client, namespace: String) {
                     .owner_references
                     .as_ref()
                     .is_some_and(|refs| refs.iter().any(|r| r.kind == "Job"));
-                let phase = pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
-                if !owned_by_job || pod.metadata.deletion_timestamp.is_some() || (phase != "Pending" && !phase.is_empty()) {
+                let phase = pod
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.phase.clone())
+                    .unwrap_or_default();
+                if !owned_by_job
+                    || pod.metadata.deletion_timestamp.is_some()
+                    || (phase != "Pending" && !phase.is_empty())
+                {
                     continue;
                 }
                 let containers: Vec<_> = pod
@@ -48,7 +55,9 @@ pub async fn complete_job_pods(client: kube::Client, namespace: String) {
                     "conditions": [{"type": "Ready", "status": "False", "reason": "PodCompleted", "lastTransitionTime": now}]
                 }});
                 let name = pod.metadata.name.unwrap_or_default();
-                let _ = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await;
+                let _ = api
+                    .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await;
             }
         }
         tokio::time::sleep(Duration::from_millis(300)).await;

@@ -30,16 +30,28 @@ pub fn orphans(snap: &Snapshot) -> Vec<&snapshot::ObjectRecord> {
     snap.objects
         .iter()
         .filter(|o| {
-            o.owners
+            o.owners.iter().any(|r| {
+                namespaced_kinds.contains(r.kind.as_str()) && !uids.contains(r.uid.as_str())
+            }) || o
+                .owners
                 .iter()
-                .any(|r| namespaced_kinds.contains(r.kind.as_str()) && !uids.contains(r.uid.as_str()))
-                || o.owners.iter().any(|r| known_namespaced_owner(&r.kind) && !uids.contains(r.uid.as_str()))
+                .any(|r| known_namespaced_owner(&r.kind) && !uids.contains(r.uid.as_str()))
         })
         .collect()
 }
 
 fn known_namespaced_owner(kind: &str) -> bool {
-    matches!(kind, "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job" | "CronJob" | "Service" | "Pod")
+    matches!(
+        kind,
+        "Deployment"
+            | "ReplicaSet"
+            | "StatefulSet"
+            | "DaemonSet"
+            | "Job"
+            | "CronJob"
+            | "Service"
+            | "Pod"
+    )
 }
 
 /// Waits in `namespace` until settled or `deadline`.
@@ -64,7 +76,11 @@ pub async fn settle(client: &kube::Client, namespace: &str, deadline: Duration) 
                 last = Some(state);
                 last_change = Instant::now();
             }
-            let quiet = if orphan_count == 0 { Duration::from_secs(2) } else { Duration::from_secs(10) };
+            let quiet = if orphan_count == 0 {
+                Duration::from_secs(2)
+            } else {
+                Duration::from_secs(10)
+            };
             if last_change.elapsed() >= quiet {
                 return SettleReport {
                     duration_ms: started.elapsed().as_millis() as u64,

@@ -20,13 +20,21 @@ pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "preflight
 
 fn vwc() -> ApiResource {
     ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration"),
+        &GroupVersionKind::gvk(
+            "admissionregistration.k8s.io",
+            "v1",
+            "ValidatingWebhookConfiguration",
+        ),
         "validatingwebhookconfigurations",
     )
 }
 fn mwc() -> ApiResource {
     ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration"),
+        &GroupVersionKind::gvk(
+            "admissionregistration.k8s.io",
+            "v1",
+            "MutatingWebhookConfiguration",
+        ),
         "mutatingwebhookconfigurations",
     )
 }
@@ -66,13 +74,19 @@ impl Registration {
             ..Default::default()
         };
         for spec in specs {
-            server.add(&spec.name, spec.kind, spec.initial.clone()).await?;
+            server
+                .add(&spec.name, spec.kind, spec.initial.clone())
+                .await?;
             match spec.kind {
                 WebhookKind::Conversion => reg
                     .pending
                     .push((spec.name.clone(), spec.crd.clone().unwrap_or_default())),
                 kind => {
-                    let ar = if kind == WebhookKind::Validating { vwc() } else { mwc() };
+                    let ar = if kind == WebhookKind::Validating {
+                        vwc()
+                    } else {
+                        mwc()
+                    };
                     let name = format!("preflight-{namespace}-{}", spec.name);
                     let obj = configuration(&ar, &name, spec, server, namespace, run_label)?;
                     let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
@@ -92,14 +106,21 @@ impl Registration {
 
     /// Points pending conversion webhooks' CRDs at the server, for those CRDs that
     /// exist now. Returns how many are still pending.
-    pub async fn register_pending(&mut self, client: &kube::Client, server: &WebhookServer) -> Result<usize, WebhookError> {
+    pub async fn register_pending(
+        &mut self,
+        client: &kube::Client,
+        server: &WebhookServer,
+    ) -> Result<usize, WebhookError> {
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &crd());
         let mut still = Vec::new();
         for (webhook, crd_name) in std::mem::take(&mut self.pending) {
-            let exists = api.get_opt(&crd_name).await.map_err(|e| WebhookError::Register {
-                name: webhook.clone(),
-                detail: e.to_string(),
-            })?;
+            let exists = api
+                .get_opt(&crd_name)
+                .await
+                .map_err(|e| WebhookError::Register {
+                    name: webhook.clone(),
+                    detail: e.to_string(),
+                })?;
             if exists.is_none() {
                 still.push((webhook, crd_name));
                 continue;
@@ -152,7 +173,10 @@ impl Registration {
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &crd());
         for crd_name in self.patched_crds.drain(..) {
             let patch = json!({"spec": {"conversion": {"strategy": "None", "webhook": null}}});
-            match api.patch(&crd_name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            match api
+                .patch(&crd_name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
                 Ok(_) => {}
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
                 Err(e) => errors.push(format!("restoring conversion of CRD {crd_name}: {e}")),
@@ -170,9 +194,10 @@ fn configuration(
     namespace: &str,
     run_label: &str,
 ) -> Result<DynamicObject, WebhookError> {
-    let namespace_selector = spec.namespace_selector.clone().unwrap_or_else(|| {
-        json!({"matchLabels": {"kubernetes.io/metadata.name": namespace}})
-    });
+    let namespace_selector = spec
+        .namespace_selector
+        .clone()
+        .unwrap_or_else(|| json!({"matchLabels": {"kubernetes.io/metadata.name": namespace}}));
     let mut hook = json!({
         "name": format!("{}.{namespace}.preflight.dev", spec.name),
         "clientConfig": {"url": server.url(&spec.name)?, "caBundle": server.ca_bundle()},

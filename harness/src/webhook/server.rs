@@ -16,7 +16,10 @@ use axum::routing::{get, post};
 use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
 use base64::Engine;
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -72,27 +75,45 @@ pub struct WebhookServer {
 
 impl std::fmt::Debug for WebhookServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebhookServer").field("bind", &self.bind).field("log", &self.log).finish()
+        f.debug_struct("WebhookServer")
+            .field("bind", &self.bind)
+            .field("log", &self.log)
+            .finish()
     }
 }
 
 impl WebhookServer {
     /// A server whose certificates (CA and serving, valid for `bind` and any
     /// `extra_addresses`) are generated now; its key and the request log stay in `dir`.
-    pub async fn new(dir: &Path, bind: IpAddr, extra_addresses: &[IpAddr]) -> Result<WebhookServer, WebhookError> {
+    pub async fn new(
+        dir: &Path,
+        bind: IpAddr,
+        extra_addresses: &[IpAddr],
+    ) -> Result<WebhookServer, WebhookError> {
         crate::init_crypto();
-        std::fs::create_dir_all(dir).map_err(|source| WebhookError::Io { action: "creating", path: dir.into(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| WebhookError::Io {
+            action: "creating",
+            path: dir.into(),
+            source,
+        })?;
         let tls_err = |e: rcgen::Error| WebhookError::Tls(e.to_string());
         let ca_key = KeyPair::generate().map_err(tls_err)?;
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(tls_err)?;
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(DnType::CommonName, "preflight-webhook-ca");
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "preflight-webhook-ca");
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         let ca_cert = ca_params.self_signed(&ca_key).map_err(tls_err)?;
         let issuer = Issuer::new(ca_params, ca_key);
         let key = KeyPair::generate().map_err(tls_err)?;
         let mut params = CertificateParams::new(vec!["localhost".to_string()]).map_err(tls_err)?;
-        params.distinguished_name.push(DnType::CommonName, "preflight-webhooks");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "preflight-webhooks");
         for ip in std::iter::once(&bind).chain(extra_addresses) {
             params.subject_alt_names.push(SanType::IpAddress(*ip));
         }
@@ -102,7 +123,11 @@ impl WebhookServer {
             .await
             .map_err(|e| WebhookError::Tls(e.to_string()))?;
         let log = dir.join("requests.jsonl");
-        std::fs::write(&log, "").map_err(|source| WebhookError::Io { action: "creating", path: log.clone(), source })?;
+        std::fs::write(&log, "").map_err(|source| WebhookError::Io {
+            action: "creating",
+            path: log.clone(),
+            source,
+        })?;
         Ok(WebhookServer {
             bind,
             ca_pem: ca_cert.pem(),
@@ -123,18 +148,32 @@ impl WebhookServer {
     }
 
     /// Adds a webhook on a fresh port and starts it with `spec`.
-    pub async fn add(&self, name: &str, kind: WebhookKind, spec: BehaviourSpec) -> Result<(), WebhookError> {
+    pub async fn add(
+        &self,
+        name: &str,
+        kind: WebhookKind,
+        spec: BehaviourSpec,
+    ) -> Result<(), WebhookError> {
         let addr = {
             let l = TcpListener::bind((self.bind, 0)).map_err(|source| WebhookError::Listen {
                 name: name.into(),
                 addr: SocketAddr::new(self.bind, 0),
                 source,
             })?;
-            l.local_addr().map_err(|source| WebhookError::Listen { name: name.into(), addr: SocketAddr::new(self.bind, 0), source })?
+            l.local_addr().map_err(|source| WebhookError::Listen {
+                name: name.into(),
+                addr: SocketAddr::new(self.bind, 0),
+                source,
+            })?
         };
         self.hooks.lock().expect("hooks lock").insert(
             name.to_string(),
-            Hook { kind, addr, spec: Arc::new(RwLock::new(BehaviourSpec::new(Behaviour::Unreachable))), handle: None },
+            Hook {
+                kind,
+                addr,
+                spec: Arc::new(RwLock::new(BehaviourSpec::new(Behaviour::Unreachable))),
+                handle: None,
+            },
         );
         self.set(name, spec).await
     }
@@ -142,7 +181,9 @@ impl WebhookServer {
     /// The URL the API server calls for webhook `name`.
     pub fn url(&self, name: &str) -> Result<String, WebhookError> {
         let hooks = self.hooks.lock().expect("hooks lock");
-        let hook = hooks.get(name).ok_or_else(|| WebhookError::Unknown(name.into()))?;
+        let hook = hooks
+            .get(name)
+            .ok_or_else(|| WebhookError::Unknown(name.into()))?;
         let path = match hook.kind {
             WebhookKind::Validating => "validate",
             WebhookKind::Mutating => "mutate",
@@ -152,7 +193,11 @@ impl WebhookServer {
     }
 
     pub fn kind(&self, name: &str) -> Option<WebhookKind> {
-        self.hooks.lock().expect("hooks lock").get(name).map(|h| h.kind)
+        self.hooks
+            .lock()
+            .expect("hooks lock")
+            .get(name)
+            .map(|h| h.kind)
     }
 
     /// Changes how webhook `name` answers from now on. `unreachable` stops its
@@ -160,10 +205,17 @@ impl WebhookServer {
     pub async fn set(&self, name: &str, spec: BehaviourSpec) -> Result<(), WebhookError> {
         let (stop, start) = {
             let mut hooks = self.hooks.lock().expect("hooks lock");
-            let hook = hooks.get_mut(name).ok_or_else(|| WebhookError::Unknown(name.into()))?;
+            let hook = hooks
+                .get_mut(name)
+                .ok_or_else(|| WebhookError::Unknown(name.into()))?;
             *hook.spec.write().expect("spec lock") = spec.clone();
-            let stop = if spec.behaviour == Behaviour::Unreachable { hook.handle.take() } else { None };
-            let start = (spec.behaviour != Behaviour::Unreachable && hook.handle.is_none()).then(|| (hook.addr, hook.kind, hook.spec.clone()));
+            let stop = if spec.behaviour == Behaviour::Unreachable {
+                hook.handle.take()
+            } else {
+                None
+            };
+            let start = (spec.behaviour != Behaviour::Unreachable && hook.handle.is_none())
+                .then(|| (hook.addr, hook.kind, hook.spec.clone()));
             (stop, start)
         };
         if let Some(handle) = stop {
@@ -171,26 +223,47 @@ impl WebhookServer {
             // Wait until the port is closed for real.
             let deadline = Instant::now() + Duration::from_secs(5);
             let addr = self.hooks.lock().expect("hooks lock")[name].addr;
-            while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() && Instant::now() < deadline {
+            while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+                && Instant::now() < deadline
+            {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
         if let Some((addr, kind, spec)) = start {
-            let std_listener = bind_reusing(addr).map_err(|source| WebhookError::Listen { name: name.into(), addr, source })?;
-            let state = HookState { name: name.to_string(), kind, spec, records: self.records.clone(), log: self.log.clone() };
+            let std_listener = bind_reusing(addr).map_err(|source| WebhookError::Listen {
+                name: name.into(),
+                addr,
+                source,
+            })?;
+            let state = HookState {
+                name: name.to_string(),
+                kind,
+                spec,
+                records: self.records.clone(),
+                log: self.log.clone(),
+            };
             let app = Router::new()
                 .route("/healthz", get(|| async { "ok" }))
                 .route("/{kind}/{name}", post(handle_review))
                 .with_state(state);
             let handle = Handle::new();
             let server = axum_server::from_tcp_rustls(std_listener, self.tls.clone())
-                .map_err(|source| WebhookError::Listen { name: name.into(), addr, source })?
+                .map_err(|source| WebhookError::Listen {
+                    name: name.into(),
+                    addr,
+                    source,
+                })?
                 .handle(handle.clone());
             tokio::spawn(async move {
                 let _ = server.serve(app.into_make_service()).await;
             });
             handle.listening().await;
-            self.hooks.lock().expect("hooks lock").get_mut(name).expect("exists").handle = Some(handle);
+            self.hooks
+                .lock()
+                .expect("hooks lock")
+                .get_mut(name)
+                .expect("exists")
+                .handle = Some(handle);
         }
         Ok(())
     }
@@ -253,14 +326,26 @@ fn parse_review(kind: WebhookKind, body: &[u8]) -> Option<Seen> {
     if kind == WebhookKind::Conversion {
         let objects = req.get("objects")?.as_array()?.clone();
         let first = objects.first();
-        let kind_name = first.and_then(|o| o.get("kind")).and_then(Value::as_str).unwrap_or("?");
-        let api = first.and_then(|o| o.get("apiVersion")).and_then(Value::as_str).unwrap_or("?");
+        let kind_name = first
+            .and_then(|o| o.get("kind"))
+            .and_then(Value::as_str)
+            .unwrap_or("?");
+        let api = first
+            .and_then(|o| o.get("apiVersion"))
+            .and_then(Value::as_str)
+            .unwrap_or("?");
         return Some(Seen {
             uid: req.get("uid")?.clone(),
             operation: "CONVERT".into(),
             resource: format!("{api}/{kind_name}"),
-            namespace: first.and_then(|o| o.pointer("/metadata/namespace")).and_then(Value::as_str).map(str::to_string),
-            name: first.and_then(|o| o.pointer("/metadata/name")).and_then(Value::as_str).map(str::to_string),
+            namespace: first
+                .and_then(|o| o.pointer("/metadata/namespace"))
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            name: first
+                .and_then(|o| o.pointer("/metadata/name"))
+                .and_then(Value::as_str)
+                .map(str::to_string),
             user: None,
             dry_run: false,
             operation_is_write: false,
@@ -275,7 +360,11 @@ fn parse_review(kind: WebhookKind, body: &[u8]) -> Option<Seen> {
         uid: req.get("uid")?.clone(),
         resource: format!(
             "{}/{}/{}",
-            if group.is_empty() { "core" } else { group.as_str() },
+            if group.is_empty() {
+                "core"
+            } else {
+                group.as_str()
+            },
             s("/resource/version").unwrap_or_default(),
             s("/resource/resource").unwrap_or_default()
         ),
@@ -284,7 +373,9 @@ fn parse_review(kind: WebhookKind, body: &[u8]) -> Option<Seen> {
         user: s("/userInfo/username"),
         dry_run: req.get("dryRun").and_then(Value::as_bool).unwrap_or(false),
         operation_is_write: operation == "CREATE" || operation == "UPDATE",
-        has_annotations: req.pointer("/object/metadata/annotations").is_some_and(Value::is_object),
+        has_annotations: req
+            .pointer("/object/metadata/annotations")
+            .is_some_and(Value::is_object),
         operation,
         objects: Vec::new(),
         desired: None,
@@ -299,20 +390,46 @@ async fn handle_review(State(hook): State<HookState>, body: Bytes) -> Response {
         return (StatusCode::BAD_REQUEST, "not a review").into_response();
     };
     let (response, answer) = match spec.behaviour {
-        Behaviour::Error => ((StatusCode::INTERNAL_SERVER_ERROR, "preflight sample webhook: simulated failure").into_response(), "error 500".to_string()),
-        Behaviour::Malformed => ((StatusCode::OK, "{\"this is\": \"not a review\"").into_response(), "malformed".to_string()),
+        Behaviour::Error => (
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "preflight sample webhook: simulated failure",
+            )
+                .into_response(),
+            "error 500".to_string(),
+        ),
+        Behaviour::Malformed => (
+            (StatusCode::OK, "{\"this is\": \"not a review\"").into_response(),
+            "malformed".to_string(),
+        ),
         Behaviour::Deny => {
             let msg = spec.deny_message(&hook.name);
-            (answer_json(hook.kind, &seen, Err(&msg)), format!("denied: {msg}"))
+            (
+                answer_json(hook.kind, &seen, Err(&msg)),
+                format!("denied: {msg}"),
+            )
         }
         Behaviour::Delay => {
             let delay = spec.delay.unwrap_or(Duration::from_secs(15));
             tokio::time::sleep(delay).await;
-            (answer_json(hook.kind, &seen, Ok(&hook.name)), format!("allowed after {}s (past the caller's timeout)", delay.as_secs()))
+            (
+                answer_json(hook.kind, &seen, Ok(&hook.name)),
+                format!(
+                    "allowed after {}s (past the caller's timeout)",
+                    delay.as_secs()
+                ),
+            )
         }
         Behaviour::Allow | Behaviour::Unreachable => {
-            let word = if hook.kind == WebhookKind::Conversion { "converted" } else { "allowed" };
-            (answer_json(hook.kind, &seen, Ok(&hook.name)), word.to_string())
+            let word = if hook.kind == WebhookKind::Conversion {
+                "converted"
+            } else {
+                "allowed"
+            };
+            (
+                answer_json(hook.kind, &seen, Ok(&hook.name)),
+                word.to_string(),
+            )
         }
     };
     let record = Record {
@@ -356,8 +473,10 @@ fn answer_json(kind: WebhookKind, seen: &Seen, verdict: Result<&str, &str>) -> R
                     json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "ConversionReview",
                            "response": {"uid": seen.uid, "convertedObjects": converted, "result": {"status": "Success"}}})
                 }
-                Err(msg) => json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "ConversionReview",
-                                   "response": {"uid": seen.uid, "convertedObjects": [], "result": {"status": "Failure", "message": msg}}}),
+                Err(msg) => {
+                    json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "ConversionReview",
+                                   "response": {"uid": seen.uid, "convertedObjects": [], "result": {"status": "Failure", "message": msg}}})
+                }
             }
         }
         _ => match verdict {

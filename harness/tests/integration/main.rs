@@ -12,4 +12,7 @@ mod cli;
 mod download;
 mod gc;
 mod lifecycle;
+mod scenario_files;
+mod scenarios;
 mod webhook_incident;
+mod webhooks;
