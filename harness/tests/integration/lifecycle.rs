@@ -101,7 +101,7 @@ async fn dropping_the_guard_stops_every_process_and_removes_the_directory() {
 /// checks that every component process and every cluster directory disappears.
 async fn signal_mid_run_leaves_nothing(signal: Signal) {
     let mut child = Command::new(common::preflight_bin())
-        .args(["run", "--settle-timeout", "600"])
+        .args(["run", "incident-admission"])
         .env("CI", "true")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
