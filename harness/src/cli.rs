@@ -8,9 +8,9 @@ use clap::{Args, Parser, Subcommand};
 use crate::cluster::{LocalCluster, LocalConfig, state};
 use crate::components::{self, SourceKind, Version};
 use crate::progress::Progress;
+use crate::report::{self, FailOn};
 use crate::runner;
 use crate::scenario::{self, Scenario};
-use crate::verdict;
 
 /// Exit code: the target is no worse than the source.
 pub const EXIT_OK: i32 = 0;
@@ -94,6 +94,12 @@ pub struct RunArgs {
     /// How many control planes run at once.
     #[arg(long, default_value_t = 2)]
     pub parallel: usize,
+    /// Where to write report.json, report.md, junit.xml and report.html [default: reports/<time>-<id>].
+    #[arg(long)]
+    pub report_dir: Option<PathBuf>,
+    /// What counts as a failure (exit code 1).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [FailOn::Leftovers, FailOn::Regressions])]
+    pub fail_on: Vec<FailOn>,
     #[command(flatten)]
     pub bins: BinArgs,
 }
@@ -306,75 +312,50 @@ async fn run(args: RunArgs, progress: Progress) -> anyhow::Result<i32> {
         progress: progress.clone(),
         run_id: runner::new_run_id(),
     };
+    let run_id = settings.run_id.clone();
     let results = runner::run_all(runner::plan(&scenarios), &settings).await;
-    let mut any_failure = false;
-    let mut harness_error = false;
+    let report = report::build(&scenarios, &results, &source.to_string(), &target.to_string(), &args.fail_on);
+    let dir = args.report_dir.clone().unwrap_or_else(|| {
+        let stamp = time::OffsetDateTime::now_utc()
+            .format(time::macros::format_description!("[year][month][day]-[hour][minute][second]"))
+            .unwrap_or_default();
+        PathBuf::from("reports").join(format!("{stamp}-{run_id}"))
+    });
+    let written = report::write_all(&report, &dir).with_context(|| format!("writing reports into {}", dir.display()))?;
+    print_summary(&report);
     println!();
-    println!(
-        "{:<28} {:<22} {:>10}  leftovers",
-        "scenario", "version", "helm exits"
-    );
-    for r in &results {
-        let version = match r.role {
-            runner::Role::Source => source.to_string(),
-            runner::Role::Target => target.to_string(),
-            runner::Role::Upgrade => format!("{source} -> {target}"),
-        };
-        match &r.outcome {
-            Ok(o) => {
-                let exits: Vec<String> = o
-                    .steps
-                    .iter()
-                    .filter_map(|s| s.helm.as_ref().map(|h| h.exit_code.to_string()))
-                    .collect();
-                let left = verdict::leftovers(o);
-                let failures: Vec<_> = left.iter().filter(|l| l.reason.is_failure()).collect();
-                any_failure |= !failures.is_empty();
-                let summary = if failures.is_empty() {
-                    "-".to_string()
-                } else {
-                    let mut counts = std::collections::BTreeMap::new();
-                    for l in &failures {
-                        *counts.entry((l.kind.clone(), l.reason)).or_insert(0) += 1;
-                    }
-                    counts
-                        .iter()
-                        .map(|((k, r), n)| {
-                            format!(
-                                "{n} {k} ({})",
-                                serde_json::to_value(r)
-                                    .ok()
-                                    .and_then(|v| v.as_str().map(String::from))
-                                    .unwrap_or_default()
-                            )
-                        })
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                };
-                println!(
-                    "{:<28} {:<22} {:>10}  {summary}",
-                    r.scenario,
-                    version,
-                    exits.join(",")
-                );
-            }
-            Err(e) => {
-                harness_error = true;
-                println!(
-                    "{:<28} {:<22} {:>10}  could not run: {}",
-                    r.scenario,
-                    version,
-                    "-",
-                    e.lines().next().unwrap_or_default()
-                );
-            }
+    for p in written {
+        println!("  {}", p.display());
+    }
+    Ok(report.exit_code)
+}
+
+/// The short table printed at the end of a run.
+fn print_summary(r: &report::Report) {
+    let word = |v: report::Verdict| match v {
+        report::Verdict::Pass => "pass",
+        report::Verdict::Fail => "FAIL",
+        report::Verdict::Error => "ERROR",
+    };
+    println!();
+    println!("{:<28} {:<22} {:<6} result", "scenario", "version", "");
+    for sc in &r.scenarios {
+        for run in &sc.runs {
+            println!("{:<28} {:<22} {:<6} {}", sc.name, report::run_label(run), word(run.verdict), run.headline);
+        }
+        for d in &sc.regressions {
+            println!("{:<28} {:<22} {:<6} regression: {}", sc.name, "", "FAIL", d.text);
+        }
+        for d in &sc.improvements {
+            println!("{:<28} {:<22} {:<6} improvement: {}", sc.name, "", "", d.text);
         }
     }
-    Ok(if harness_error {
-        EXIT_ERROR
-    } else if any_failure {
-        EXIT_FINDINGS
-    } else {
-        EXIT_OK
-    })
+    println!();
+    println!(
+        "verdict: {} ({} unexpected leftovers, {} regressions, {} errors)",
+        word(r.verdict).to_uppercase(),
+        r.summary.unexpected_leftovers,
+        r.summary.regressions,
+        r.summary.errors
+    );
 }

@@ -16,11 +16,13 @@
 
 pub mod cli;
 pub mod cluster;
+pub mod compare;
 pub mod components;
 pub mod errors;
 pub mod exercise;
 pub mod helm;
 pub mod progress;
+pub mod report;
 pub mod runner;
 pub mod scenario;
 pub mod smoke;

@@ -18,6 +18,9 @@
 //!   - setWebhook: {name: delete-guard, behaviour: unreachable}
 //!   - helm: {action: uninstall}
 //!   - settle: {}
+//! expect:                         # what the scenario exists to demonstrate
+//!   leftovers:
+//!     - {kind: ReplicaSet, reason: webhook-blocked-delete}
 //! ```
 
 use std::collections::BTreeSet;
@@ -77,6 +80,24 @@ pub struct Scenario {
     pub chart: Chart,
     pub webhooks: Vec<WebhookSpec>,
     pub steps: Vec<Step>,
+    /// Leftovers the scenario exists to demonstrate: not counted as unexpected.
+    pub expect: Vec<Expectation>,
+}
+
+/// A leftover a scenario expects: `kind`, and optionally why it stays.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Expectation {
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<crate::verdict::Reason>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct FileExpect {
+    #[serde(default)]
+    leftovers: Vec<Expectation>,
 }
 
 impl Scenario {
@@ -116,6 +137,8 @@ struct FileScenario {
     #[serde(default)]
     webhooks: Vec<FileWebhook>,
     steps: Spanned<Vec<Spanned<Step>>>,
+    #[serde(default)]
+    expect: FileExpect,
 }
 
 #[derive(Default, Deserialize)]
@@ -543,6 +566,7 @@ pub fn parse(text: &str, file: &str, base: Option<&Path>) -> Result<Scenario, Sc
         chart: Chart { source, values },
         webhooks,
         steps,
+        expect: raw.expect.leftovers,
     })
 }
 

@@ -15,7 +15,7 @@ use crate::exercise::Outcome;
 use crate::snapshot::ObjectRecord;
 
 /// Why an object stayed.
-#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Serialize, serde::Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[serde(rename_all = "kebab-case")]
 pub enum Reason {
     /// A webhook refused, timed out or could not be called on the DELETE.
@@ -37,6 +37,34 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// The kebab-case name used in reports and scenario files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::WebhookBlockedDelete => "webhook-blocked-delete",
+            Reason::GarbageCollectorStalled => "garbage-collector-stalled",
+            Reason::OwnerGone => "owner-gone",
+            Reason::BlockedByFinalizer => "blocked-by-finalizer",
+            Reason::HookLeftover => "hook-leftover",
+            Reason::KeptByPolicy => "kept-by-policy",
+            Reason::KeptByDesign => "kept-by-design",
+            Reason::NotDeleted => "not-deleted",
+        }
+    }
+
+    /// A sentence for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Reason::WebhookBlockedDelete => "an admission webhook refused, timed out or could not be called on its DELETE",
+            Reason::GarbageCollectorStalled => "the garbage collector stopped collecting: a resource type could not be synced",
+            Reason::OwnerGone => "its owner is gone but it was not garbage-collected",
+            Reason::BlockedByFinalizer => "a finalizer holds its deletion",
+            Reason::HookLeftover => "a Helm hook that Helm does not delete",
+            Reason::KeptByPolicy => "kept on purpose (helm.sh/resource-policy: keep)",
+            Reason::KeptByDesign => "kept by design (StatefulSet PVCs, CRDs from crds/)",
+            Reason::NotDeleted => "created by the release and not deleted; cause unknown",
+        }
+    }
+
     /// Whether this reason counts as a failure (kept-on-purpose ones do not).
     pub fn is_failure(self) -> bool {
         !matches!(self, Reason::KeptByPolicy | Reason::KeptByDesign)
@@ -55,6 +83,35 @@ pub struct Leftover {
     /// The chain of owners, nearest first (`ReplicaSet/web-5d4 (gone)`, `Deployment/web (gone)`).
     pub owner_chain: Vec<String>,
     pub evidence: Vec<String>,
+}
+
+impl Leftover {
+    /// A name that is the same on every run: generated names are replaced by the
+    /// ownership path to the first owner with a stable name, e.g. `Pod of ReplicaSet
+    /// of Deployment web` (the release name is the same on every version).
+    pub fn normalized(&self) -> String {
+        if self.owner_chain.is_empty() {
+            return format!("{} {}", self.kind, self.name);
+        }
+        let mut parts = vec![self.kind.clone()];
+        for (i, owner) in self.owner_chain.iter().enumerate() {
+            let owner = owner.trim_end_matches(" (gone)");
+            let (kind, name) = owner.split_once('/').unwrap_or((owner, ""));
+            if i + 1 == self.owner_chain.len() {
+                parts.push(format!("{kind} {name}"));
+            } else {
+                parts.push(kind.to_string());
+            }
+        }
+        parts.join(" of ")
+    }
+
+    /// Whether a scenario's expectations cover this leftover.
+    pub fn expected_by(&self, expect: &[crate::scenario::Expectation]) -> bool {
+        expect
+            .iter()
+            .any(|e| e.kind == self.kind && e.reason.is_none_or(|r| r == self.reason))
+    }
 }
 
 const NAMESPACE_INFRASTRUCTURE: &[(&str, &str)] = &[

@@ -66,6 +66,11 @@ pub struct Outcome {
     #[serde(skip)]
     pub after: Snapshot,
     pub webhook_requests: Vec<Record>,
+    /// The release's manifest as installed (`helm get manifest`), empty if never installed.
+    #[serde(skip)]
+    pub manifest: String,
+    /// Objects in the run's namespace after each step (the timeline).
+    pub objects_after_step: Vec<usize>,
     /// Control-plane log lines about webhooks and the garbage collector.
     pub log_evidence: Vec<String>,
     /// Teardown problems (never silent).
@@ -143,6 +148,8 @@ pub async fn run(
     let driver = tokio::spawn(pods::complete_job_pods(client.clone(), namespace.clone()));
 
     let mut steps = Vec::new();
+    let mut manifest = String::new();
+    let mut objects_after_step = Vec::new();
     let mut steps_iter: Vec<Step> = scenario.steps.clone();
     if !matches!(steps_iter.last(), Some(Step::Settle(_))) {
         steps_iter.push(Step::Settle(crate::scenario::Settle {
@@ -241,6 +248,19 @@ pub async fn run(
         if let Err(e) = result {
             record.error = Some(format!("{e:#}"));
         }
+        if let Some(h) = &record.helm
+            && h.exit_code == 0
+            && h.command.starts_with("helm install")
+            && !h.command.contains("--dry-run")
+        {
+            let (helm, r, n) = (Helm::new(&cluster.components().helm, cluster.kubeconfig(), &opts.dir.join("helm")), release.clone(), namespace.clone());
+            let got = tokio::task::spawn_blocking(move || helm.manifest(&r, &n)).await?;
+            if got.exit_code == 0 {
+                manifest = got.stdout;
+            }
+        }
+        let scope = SnapshotScope { namespace: Some(namespace.clone()), ..Default::default() };
+        objects_after_step.push(snapshot::take(&cluster.client(), &scope).await.map(|s| s.objects.len()).unwrap_or(0));
         // A conversion webhook can be registered once the chart has created its CRD.
         if let Err(e) = registration
             .register_pending(&cluster.client(), &server)
@@ -283,6 +303,8 @@ pub async fn run(
         before,
         after,
         webhook_requests: server.records(),
+        manifest,
+        objects_after_step,
         log_evidence,
         teardown_errors,
     };

@@ -1,0 +1,200 @@
+//! Across versions: the same scenario's outcome on the source and on the target.
+//!
+//! Generated names are normalised ([`Leftover::normalized`]), so the comparison reads
+//! as "the target leaves 1 ReplicaSet and 3 Pods that the source cleaned up". Helm's
+//! exit codes, the server-side dry run's answers and the rendered manifests are
+//! compared too. A difference is a regression when the target is worse, an
+//! improvement when it is better, and neutral otherwise.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::exercise::Outcome;
+use crate::verdict::Leftover;
+
+/// What a difference is about.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum Aspect {
+    Leftovers,
+    HelmExit,
+    DryRun,
+    Manifest,
+}
+
+/// One difference between source and target.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Difference {
+    pub aspect: Aspect,
+    pub text: String,
+    /// The normalised objects concerned (for leftovers).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<String>,
+}
+
+/// The comparison of one scenario.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Comparison {
+    pub regressions: Vec<Difference>,
+    pub improvements: Vec<Difference>,
+    pub differences: Vec<Difference>,
+}
+
+/// `1 ReplicaSet and 3 Pods`.
+pub fn count_phrase(kinds: &BTreeMap<String, usize>) -> String {
+    let parts: Vec<String> = kinds
+        .iter()
+        .map(|(k, n)| format!("{n} {}", if *n == 1 { k.clone() } else { plural(k) }))
+        .collect();
+    match parts.len() {
+        0 => String::new(),
+        1 => parts[0].clone(),
+        _ => format!("{} and {}", parts[..parts.len() - 1].join(", "), parts[parts.len() - 1]),
+    }
+}
+
+fn plural(kind: &str) -> String {
+    if let Some(stem) = kind.strip_suffix('y') {
+        format!("{stem}ies")
+    } else if kind.ends_with('s') {
+        format!("{kind}es")
+    } else {
+        format!("{kind}s")
+    }
+}
+
+/// Normalised failure leftovers as a multiset.
+fn multiset(left: &[Leftover]) -> BTreeMap<String, (String, usize)> {
+    let mut m: BTreeMap<String, (String, usize)> = BTreeMap::new();
+    for l in left.iter().filter(|l| l.reason.is_failure()) {
+        m.entry(l.normalized()).or_insert((l.kind.clone(), 0)).1 += 1;
+    }
+    m
+}
+
+/// Objects in `a` beyond those in `b`, and their kinds counted.
+fn excess(a: &BTreeMap<String, (String, usize)>, b: &BTreeMap<String, (String, usize)>) -> (Vec<String>, BTreeMap<String, usize>) {
+    let mut objects = Vec::new();
+    let mut kinds = BTreeMap::new();
+    for (key, (kind, n)) in a {
+        let other = b.get(key).map_or(0, |(_, m)| *m);
+        if *n > other {
+            objects.push(format!("{} x {key}", n - other));
+            *kinds.entry(kind.clone()).or_insert(0) += n - other;
+        }
+    }
+    (objects, kinds)
+}
+
+/// Compares a scenario's source and target runs.
+pub fn compare(source: &Outcome, source_left: &[Leftover], target: &Outcome, target_left: &[Leftover]) -> Comparison {
+    let mut c = Comparison::default();
+    let (s, t) = (multiset(source_left), multiset(target_left));
+    let (worse, worse_kinds) = excess(&t, &s);
+    if !worse.is_empty() {
+        c.regressions.push(Difference {
+            aspect: Aspect::Leftovers,
+            text: format!("the target leaves {} that the source cleaned up", count_phrase(&worse_kinds)),
+            objects: worse,
+        });
+    }
+    let (better, better_kinds) = excess(&s, &t);
+    if !better.is_empty() {
+        c.improvements.push(Difference {
+            aspect: Aspect::Leftovers,
+            text: format!("the target cleans up {} that the source left behind", count_phrase(&better_kinds)),
+            objects: better,
+        });
+    }
+
+    for (ss, ts) in source.steps.iter().zip(&target.steps) {
+        if let (Some(sh), Some(th)) = (&ss.helm, &ts.helm)
+            && sh.exit_code != th.exit_code
+        {
+            let why = th.stderr.lines().chain(sh.stderr.lines()).find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+            let d = Difference {
+                aspect: Aspect::HelmExit,
+                text: format!("`{}` exits {} on the target and {} on the source: {why}", ts.title, th.exit_code, sh.exit_code),
+                objects: Vec::new(),
+            };
+            if sh.exit_code == 0 { c.regressions.push(d) } else if th.exit_code == 0 { c.improvements.push(d) } else { c.differences.push(d) }
+        }
+        if let (Some(sd), Some(td)) = (&ss.dry_run, &ts.dry_run) {
+            let refused = |d: &crate::exercise::dry_run::DryRunReport| {
+                let mut m: BTreeMap<String, usize> = BTreeMap::new();
+                for o in d.refused() {
+                    *m.entry(format!("{} {} as {} ({})", o.operation, o.kind, o.as_user, o.outcome)).or_insert(0) += 1;
+                }
+                m
+            };
+            let (sr, tr) = (refused(sd), refused(td));
+            for (key, n) in &tr {
+                let m = sr.get(key).copied().unwrap_or(0);
+                if *n > m {
+                    c.regressions.push(Difference {
+                        aspect: Aspect::DryRun,
+                        text: format!("{}: the target refuses {} more: {key}", ts.title, n - m),
+                        objects: Vec::new(),
+                    });
+                }
+            }
+            for (key, n) in &sr {
+                let m = tr.get(key).copied().unwrap_or(0);
+                if *n > m {
+                    c.improvements.push(Difference {
+                        aspect: Aspect::DryRun,
+                        text: format!("{}: the target refuses {} fewer: {key}", ts.title, n - m),
+                        objects: Vec::new(),
+                    });
+                }
+            }
+        }
+    }
+
+    let objects = |o: &Outcome| -> BTreeMap<String, String> {
+        crate::helm::split_manifest(&o.manifest)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| {
+                let key = format!("{} {}", v["kind"].as_str().unwrap_or("?"), v["metadata"]["name"].as_str().unwrap_or("?"));
+                (key, v.to_string())
+            })
+            .collect()
+    };
+    let (sm, tm) = (objects(source), objects(target));
+    let changed: Vec<String> = sm
+        .keys()
+        .chain(tm.keys())
+        .filter(|k| sm.get(*k) != tm.get(*k))
+        .cloned()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if !changed.is_empty() {
+        c.differences.push(Difference {
+            aspect: Aspect::Manifest,
+            text: format!("the rendered manifests differ in {}", changed.join(", ")),
+            objects: changed,
+        });
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phrases_count_and_pluralise() {
+        let mut m = BTreeMap::new();
+        m.insert("Pod".to_string(), 3);
+        m.insert("ReplicaSet".to_string(), 1);
+        assert_eq!(count_phrase(&m), "3 Pods and 1 ReplicaSet");
+        m.insert("NetworkPolicy".to_string(), 2);
+        m.insert("Ingress".to_string(), 2);
+        assert_eq!(count_phrase(&m), "2 Ingresses, 2 NetworkPolicies, 3 Pods and 1 ReplicaSet");
+    }
+}

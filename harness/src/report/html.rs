@@ -1,0 +1,198 @@
+//! `report.html`: one self-contained page (inline CSS and SVG, no scripts, nothing
+//! fetched) that a person would rather look at than read: the scenario x version
+//! matrix, then for every leftover its ownership chain drawn as a picture, its cause
+//! and its evidence, and each run's timeline of objects per step.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use super::{LeftoverReport, Report, RunReport, Verdict, run_label};
+use crate::runner::Role;
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn class(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Pass => "pass",
+        Verdict::Fail => "fail",
+        Verdict::Error => "error",
+    }
+}
+
+const STYLE: &str = r#"
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#1d2330;padding:0 1rem}
+h1{font-size:1.5rem;margin-bottom:.2rem} h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #dde2ea;padding-bottom:.3rem}
+.badge{display:inline-block;padding:.15rem .6rem;border-radius:1rem;font-weight:600;font-size:.9rem}
+.pass{background:#e3f6e8;color:#17632f}.fail{background:#fde4e4;color:#9b1c1c}.error{background:#fff1d6;color:#8a5300}
+.expected{background:#eef1f6;color:#39435a}
+table.matrix{border-collapse:collapse;width:100%;margin-top:1rem}
+table.matrix th,table.matrix td{border:1px solid #dde2ea;padding:.5rem;text-align:left;vertical-align:top}
+table.matrix td.cell{font-size:.9rem}
+.summary{color:#4b5568}
+.reg{border-left:4px solid #c62828;padding:.3rem .8rem;background:#fff6f6;margin:.4rem 0}
+.imp{border-left:4px solid #2e7d32;padding:.3rem .8rem;background:#f4fbf5;margin:.4rem 0}
+.dif{border-left:4px solid #8894a8;padding:.3rem .8rem;background:#f6f7f9;margin:.4rem 0}
+.leftover{margin:.8rem 0;padding:.6rem .8rem;border:1px solid #e4e8ef;border-radius:.4rem}
+.cause{font-weight:600} details{margin-top:.3rem} pre{white-space:pre-wrap;font-size:.8rem;background:#f6f7f9;padding:.5rem;border-radius:.3rem}
+svg text{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:12px}
+"#;
+
+pub fn render(r: &Report) -> String {
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>preflight {} → {}: {}</title><style>{STYLE}</style></head><body>\n",
+        esc(&r.source.version),
+        esc(&r.target.version),
+        class(r.verdict)
+    );
+    let _ = write!(
+        h,
+        "<h1>preflight: {} → {} <span id=\"verdict\" class=\"badge {}\">{}</span></h1>\n<p class=\"summary\">{} scenarios, {} runs · {} unexpected leftovers · {} regressions · {} improvements · {} errors · generated {}</p>\n",
+        esc(&r.source.version),
+        esc(&r.target.version),
+        class(r.verdict),
+        class(r.verdict).to_uppercase(),
+        r.summary.scenarios,
+        r.summary.runs,
+        r.summary.unexpected_leftovers,
+        r.summary.regressions,
+        r.summary.improvements,
+        r.summary.errors,
+        esc(&r.generated_at)
+    );
+    for g in &r.regressions {
+        let _ = writeln!(h, "<div class=\"reg\"><b>{}</b>: {}</div>", esc(&g.scenario), esc(&g.difference.text));
+    }
+
+    // The matrix: scenarios x (source, target, in-place upgrade).
+    let _ = write!(
+        h,
+        "<table class=\"matrix\" id=\"matrix\"><tr><th>scenario</th><th>{}</th><th>{}</th><th>{} → {} in place</th></tr>\n",
+        esc(&r.source.version),
+        esc(&r.target.version),
+        esc(&r.source.version),
+        esc(&r.target.version)
+    );
+    for sc in &r.scenarios {
+        let _ = write!(h, "<tr><td><a href=\"#sc-{0}\">{0}</a><br><span class=\"badge {1}\">{1}</span></td>", esc(&sc.name), class(sc.verdict));
+        for role in [Role::Source, Role::Target, Role::Upgrade] {
+            match sc.runs.iter().find(|run| run.role == role) {
+                Some(run) => {
+                    let all_expected = run.verdict == Verdict::Pass && run.leftovers.iter().any(|l| l.expected);
+                    let c = if all_expected { "expected" } else { class(run.verdict) };
+                    let _ = write!(h, "<td class=\"cell {c}\">{}</td>", esc(&run.headline));
+                }
+                None => h.push_str("<td class=\"cell\">–</td>"),
+            }
+        }
+        h.push_str("</tr>\n");
+    }
+    h.push_str("</table>\n<p class=\"summary\">Grey cells: leftovers the scenario exists to demonstrate (expected), not counted as findings.</p>\n");
+
+    for sc in &r.scenarios {
+        let _ = write!(h, "<h2 id=\"sc-{0}\">{0} <span class=\"badge {1}\">{1}</span></h2>\n<p>{2}</p>\n", esc(&sc.name), class(sc.verdict), esc(&sc.description));
+        for d in &sc.regressions {
+            let _ = writeln!(h, "<div class=\"reg\">regression: {}</div>", esc(&d.text));
+        }
+        for d in &sc.improvements {
+            let _ = writeln!(h, "<div class=\"imp\">improvement: {}</div>", esc(&d.text));
+        }
+        for d in &sc.differences {
+            let _ = writeln!(h, "<div class=\"dif\">difference: {}</div>", esc(&d.text));
+        }
+        for run in &sc.runs {
+            run_section(&mut h, run);
+        }
+    }
+    h.push_str("</body></html>\n");
+    h
+}
+
+fn run_section(h: &mut String, run: &RunReport) {
+    let _ = write!(h, "<h3>{} <span class=\"badge {}\">{}</span></h3>\n", esc(&run_label(run)), class(run.verdict), esc(&run.headline));
+    if let Some(e) = &run.error {
+        let _ = writeln!(h, "<pre>{}</pre>", esc(e));
+        return;
+    }
+    timeline(h, run);
+    // Group leftovers by their normalised shape, so three Pods of one ReplicaSet are one picture.
+    let mut groups: BTreeMap<String, Vec<&LeftoverReport>> = BTreeMap::new();
+    for l in run.leftovers.iter().filter(|l| l.reason.is_failure()) {
+        groups.entry(l.normalized.clone()).or_default().push(l);
+    }
+    for (shape, items) in &groups {
+        let first = items[0];
+        let tag = if first.expected { " <span class=\"badge expected\">expected</span>" } else { "" };
+        let _ = write!(h, "<div class=\"leftover\"><div>{} × {}{tag}</div>", items.len(), esc(shape));
+        chain_svg(h, first, items.len());
+        let _ = write!(h, "<div class=\"cause\">{}</div>", esc(&first.reason_text));
+        let names: Vec<String> = items.iter().map(|l| esc(&l.name)).collect();
+        let _ = write!(h, "<details><summary>objects and evidence</summary><p>{}</p><pre>{}</pre></details></div>\n", names.join(", "), esc(&first.evidence.join("\n")));
+    }
+    let kept: Vec<&LeftoverReport> = run.leftovers.iter().filter(|l| !l.reason.is_failure()).collect();
+    if !kept.is_empty() {
+        let list: Vec<String> = kept.iter().map(|l| format!("{} {} ({})", esc(&l.kind), esc(&l.name), esc(&l.reason_text))).collect();
+        let _ = writeln!(h, "<details><summary>{} kept on purpose or by design</summary><p>{}</p></details>", kept.len(), list.join("<br>"));
+    }
+}
+
+/// The ownership chain as boxes and arrows; owners that are gone are dashed.
+fn chain_svg(h: &mut String, l: &LeftoverReport, count: usize) {
+    let mut nodes = vec![(format!("{}{}", if count > 1 { format!("{count} × ") } else { String::new() }, l.kind), false)];
+    for o in &l.owner_chain {
+        let gone = o.ends_with("(gone)");
+        nodes.push((o.trim_end_matches(" (gone)").to_string(), gone));
+    }
+    let width = 250;
+    let total = nodes.len() * width;
+    let _ = write!(h, "<svg role=\"img\" width=\"{total}\" height=\"56\" viewBox=\"0 0 {total} 56\">");
+    for (i, (label, gone)) in nodes.iter().enumerate() {
+        let x = i * width + 4;
+        let (stroke, fill, dash) = match (i, gone) {
+            (0, _) => ("#c62828", "#fde4e4", ""),
+            (_, true) => ("#8894a8", "#ffffff", " stroke-dasharray=\"5,3\""),
+            _ => ("#39435a", "#eef1f6", ""),
+        };
+        let label: String = label.chars().take(28).collect();
+        let _ = write!(
+            h,
+            "<rect x=\"{x}\" y=\"8\" width=\"200\" height=\"36\" rx=\"6\" fill=\"{fill}\" stroke=\"{stroke}\"{dash}/><text x=\"{}\" y=\"31\">{}{}</text>",
+            x + 8,
+            esc(&label),
+            if *gone { " (gone)" } else { "" }
+        );
+        if i + 1 < nodes.len() {
+            let _ = write!(h, "<line x1=\"{}\" y1=\"26\" x2=\"{}\" y2=\"26\" stroke=\"#39435a\"/><polygon points=\"{},21 {},26 {},31\" fill=\"#39435a\"/><text x=\"{}\" y=\"20\" font-size=\"10\">owned by</text>", x + 200, x + width - 6, x + width - 12, x + width - 4, x + width - 12, x + 204);
+        }
+    }
+    h.push_str("</svg>");
+}
+
+/// Objects in the namespace after each step, as bars.
+fn timeline(h: &mut String, run: &RunReport) {
+    let counts: Vec<(String, usize)> = run.steps.iter().filter_map(|s| s.objects_after.map(|n| (s.title.clone(), n))).collect();
+    if counts.is_empty() {
+        return;
+    }
+    let max = counts.iter().map(|(_, n)| *n).max().unwrap_or(1).max(1);
+    let bar = 110;
+    let width = counts.len() * bar;
+    let _ = write!(h, "<svg role=\"img\" aria-label=\"objects after each step\" width=\"{width}\" height=\"120\" viewBox=\"0 0 {width} 120\">");
+    for (i, (title, n)) in counts.iter().enumerate() {
+        let height = 70 * n / max;
+        let x = i * bar + 10;
+        let short: String = title.chars().take(16).collect();
+        let _ = write!(
+            h,
+            "<rect x=\"{x}\" y=\"{}\" width=\"60\" height=\"{height}\" fill=\"#7aa2d6\"><title>{}: {n} objects</title></rect><text x=\"{x}\" y=\"{}\">{n}</text><text x=\"{x}\" y=\"112\" font-size=\"9\">{}</text>",
+            85 - height,
+            esc(title),
+            80 - height,
+            esc(&short)
+        );
+    }
+    h.push_str("</svg>\n");
+}

@@ -1,0 +1,62 @@
+//! `junit.xml`: one test case per scenario and version; a failure says what stayed
+//! and why, so a CI system's test view tells the story without opening the report.
+
+use quick_junit::{NonSuccessKind, Report as JunitReport, TestCase, TestCaseStatus, TestSuite};
+
+use super::{Report, Verdict, run_label};
+
+pub fn render(r: &Report) -> String {
+    let mut report = JunitReport::new("preflight");
+    for sc in &r.scenarios {
+        let mut suite = TestSuite::new(sc.name.as_str());
+        for run in &sc.runs {
+            let name = run_label(run);
+            let status = match run.verdict {
+                Verdict::Pass => TestCaseStatus::success(),
+                Verdict::Fail => {
+                    let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                    st.set_message(run.headline.as_str());
+                    let detail: Vec<String> = run
+                        .leftovers
+                        .iter()
+                        .filter(|l| l.unexpected)
+                        .map(|l| {
+                            format!(
+                                "{} {}/{}: {}{}",
+                                l.kind,
+                                l.namespace.clone().unwrap_or_default(),
+                                l.name,
+                                l.reason_text,
+                                l.evidence.first().map(|e| format!(" ({e})")).unwrap_or_default()
+                            )
+                        })
+                        .collect();
+                    st.set_description(detail.join("\n"));
+                    st.set_type("leftovers");
+                    st
+                }
+                Verdict::Error => {
+                    let mut st = TestCaseStatus::non_success(NonSuccessKind::Error);
+                    st.set_message(run.headline.as_str());
+                    st.set_description(run.error.clone().unwrap_or_default());
+                    st
+                }
+            };
+            let mut case = TestCase::new(name, status);
+            case.set_classname(format!("preflight.{}", sc.name));
+            let ms: u64 = run.steps.iter().map(|s| s.duration_ms).sum();
+            case.set_time(std::time::Duration::from_millis(ms));
+            suite.add_test_case(case);
+        }
+        if !sc.regressions.is_empty() {
+            let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            st.set_message(sc.regressions.iter().map(|d| d.text.clone()).collect::<Vec<_>>().join("; "));
+            st.set_type("regression");
+            let mut case = TestCase::new(format!("{} -> {}", r.source.version, r.target.version), st);
+            case.set_classname(format!("preflight.{}", sc.name));
+            suite.add_test_case(case);
+        }
+        report.add_test_suite(suite);
+    }
+    report.to_string().unwrap_or_default()
+}

@@ -1,0 +1,86 @@
+//! `report.md`: short enough for a pull-request comment or a change ticket, with the
+//! verdict first, the scenario x version matrix, then what stayed and why.
+
+use std::fmt::Write;
+
+use super::{Report, Verdict, run_label};
+
+fn mark(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Pass => "✅ pass",
+        Verdict::Fail => "❌ fail",
+        Verdict::Error => "⚠️ error",
+    }
+}
+
+pub fn render(r: &Report) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# preflight: {} -> {}: {}", r.source.version, r.target.version, mark(r.verdict).to_uppercase());
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "{} scenarios, {} runs: {} unexpected leftovers, {} regressions, {} improvements, {} errors. Fails on: {}.",
+        r.summary.scenarios,
+        r.summary.runs,
+        r.summary.unexpected_leftovers,
+        r.summary.regressions,
+        r.summary.improvements,
+        r.summary.errors,
+        r.fail_on.iter().map(|f| format!("{f:?}").to_lowercase()).collect::<Vec<_>>().join(", ")
+    );
+    if !r.regressions.is_empty() {
+        let _ = writeln!(s, "\n## Regressions\n");
+        for g in &r.regressions {
+            let _ = writeln!(s, "- **{}**: {}", g.scenario, g.difference.text);
+        }
+    }
+    let _ = writeln!(s, "\n## Matrix\n");
+    let _ = writeln!(s, "| scenario | verdict | run | result |");
+    let _ = writeln!(s, "|---|---|---|---|");
+    for sc in &r.scenarios {
+        for (i, run) in sc.runs.iter().enumerate() {
+            let name = if i == 0 { format!("`{}`", sc.name) } else { String::new() };
+            let verdict = if i == 0 { mark(sc.verdict).to_string() } else { String::new() };
+            let _ = writeln!(s, "| {name} | {verdict} | {} | {}: {} |", run_label(run), mark(run.verdict), run.headline.replace('|', "\\|"));
+        }
+    }
+    for sc in &r.scenarios {
+        let interesting = sc.runs.iter().any(|run| run.leftovers.iter().any(|l| l.reason.is_failure()) || run.error.is_some())
+            || !sc.regressions.is_empty()
+            || !sc.improvements.is_empty()
+            || !sc.differences.is_empty();
+        if !interesting {
+            continue;
+        }
+        let _ = writeln!(s, "\n## `{}`\n", sc.name);
+        if !sc.description.is_empty() {
+            let _ = writeln!(s, "{}\n", sc.description);
+        }
+        for d in sc.regressions.iter().map(|d| ("regression", d)).chain(sc.improvements.iter().map(|d| ("improvement", d))).chain(sc.differences.iter().map(|d| ("difference", d))) {
+            let _ = writeln!(s, "- {}: {}", d.0, d.1.text);
+        }
+        for run in &sc.runs {
+            let failures: Vec<_> = run.leftovers.iter().filter(|l| l.reason.is_failure()).collect();
+            if failures.is_empty() && run.error.is_none() {
+                continue;
+            }
+            let _ = writeln!(s, "\n**{}**: {}\n", run_label(run), run.headline);
+            if let Some(e) = &run.error {
+                let _ = writeln!(s, "```\n{e}\n```");
+            }
+            for l in failures {
+                let ns = l.namespace.as_deref().map(|n| format!("{n}/")).unwrap_or_default();
+                let tag = if l.expected { " (expected by the scenario)" } else { "" };
+                let _ = writeln!(s, "- `{} {ns}{}`: {}{tag}", l.kind, l.name, l.reason_text);
+                if !l.owner_chain.is_empty() {
+                    let _ = writeln!(s, "  - owners: {}", l.owner_chain.join(" → "));
+                }
+                if let Some(e) = l.evidence.first() {
+                    let e: String = e.chars().take(300).collect();
+                    let _ = writeln!(s, "  - evidence: `{}`", e.replace('`', "'"));
+                }
+            }
+        }
+    }
+    s
+}

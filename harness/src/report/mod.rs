@@ -1,0 +1,450 @@
+//! Reports: one result model, four renderers (nextest style: no renderer re-derives a
+//! fact).
+//!
+//! * `report.json`: the machine contract, [`SCHEMA`], described by
+//!   `harness/schema/report.v1.json`;
+//! * `report.md`: fits a pull-request comment or a change ticket;
+//! * `junit.xml`: one test case per scenario and version, for CI systems;
+//! * `report.html`: one self-contained page for people.
+
+pub mod html;
+pub mod junit;
+pub mod markdown;
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::compare::{self, Comparison, Difference};
+use crate::exercise::Outcome;
+use crate::exercise::dry_run::DryRunReport;
+use crate::exercise::settle::SettleReport;
+use crate::runner::{Role, RunResult};
+use crate::scenario::Scenario;
+use crate::snapshot::Unlistable;
+use crate::verdict::{self, Leftover, Reason};
+
+/// The identifier and version of the JSON contract.
+pub const SCHEMA: &str = "preflight.report/v1";
+
+/// What makes a run fail (`--fail-on`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailOn {
+    /// Unexpected leftovers on any version.
+    Leftovers,
+    /// The target behaves worse than the source.
+    Regressions,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    Pass,
+    Fail,
+    /// The harness could not run something.
+    Error,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionInfo {
+    pub version: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub schema: String,
+    pub verdict: Verdict,
+    /// The process exit code that goes with the verdict.
+    pub exit_code: i32,
+    pub fail_on: Vec<FailOn>,
+    pub preflight_version: String,
+    pub generated_at: String,
+    pub provider: String,
+    pub source: VersionInfo,
+    pub target: VersionInfo,
+    pub summary: Summary,
+    pub scenarios: Vec<ScenarioReport>,
+    /// Every regression of every scenario, each naming its scenario.
+    pub regressions: Vec<Regression>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    pub scenarios: usize,
+    pub runs: usize,
+    pub failed_runs: usize,
+    pub unexpected_leftovers: usize,
+    pub regressions: usize,
+    pub improvements: usize,
+    pub errors: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Regression {
+    pub scenario: String,
+    #[serde(flatten)]
+    pub difference: Difference,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScenarioReport {
+    pub name: String,
+    pub description: String,
+    pub verdict: Verdict,
+    pub runs: Vec<RunReport>,
+    /// Empty for scenarios that upgrade in place (they run once).
+    pub regressions: Vec<Difference>,
+    pub improvements: Vec<Difference>,
+    pub differences: Vec<Difference>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunReport {
+    /// `source`, `target`, or `upgrade` (source upgraded in place to target).
+    pub role: Role,
+    pub version: String,
+    pub end_version: String,
+    pub verdict: Verdict,
+    /// One line: "helm said success (exit 0), 4 objects stayed".
+    pub headline: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub namespace: Option<String>,
+    pub release: Option<String>,
+    pub steps: Vec<StepReport>,
+    pub leftovers: Vec<LeftoverReport>,
+    pub unlistable: Vec<Unlistable>,
+    pub webhook_requests: usize,
+    /// Webhook requests not answered `allowed`/`converted`.
+    pub webhook_refusals: usize,
+    pub teardown_errors: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepReport {
+    pub index: usize,
+    pub title: String,
+    pub version: String,
+    pub duration_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub helm: Option<HelmReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<DryRunReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settle: Option<SettleReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Objects in the run's namespace after the step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub objects_after: Option<usize>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HelmReport {
+    pub command: String,
+    pub exit_code: i32,
+    /// The last lines of stderr (at most 20).
+    pub stderr: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeftoverReport {
+    pub api_version: String,
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+    pub reason: Reason,
+    pub reason_text: String,
+    /// Counted as a failure: a failure reason the scenario does not expect.
+    pub unexpected: bool,
+    /// A failure reason the scenario expects (it demonstrates it).
+    pub expected: bool,
+    pub normalized: String,
+    pub owner_chain: Vec<String>,
+    pub evidence: Vec<String>,
+}
+
+/// Removes credentials from free text (helm output, log lines, errors): bearer
+/// tokens, `token=`/`password=` values, kubeconfig key data and PEM private keys.
+pub fn redact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_key = false;
+    for (i, line) in text.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        if line.contains("-----BEGIN") && line.contains("PRIVATE KEY-----") {
+            in_key = true;
+            out.push_str("[REDACTED PRIVATE KEY]");
+            continue;
+        }
+        if in_key {
+            if line.contains("-----END") {
+                in_key = false;
+            }
+            continue;
+        }
+        let mut l = line.to_string();
+        for marker in ["Bearer ", "token=", "password=", "password: ", "client-key-data: ", "token: "] {
+            let mut from = 0;
+            while let Some(pos) = l[from..].find(marker) {
+                let start = from + pos + marker.len();
+                let end = l[start..]
+                    .find(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == ',')
+                    .map_or(l.len(), |e| start + e);
+                if end > start {
+                    l.replace_range(start..end, "[REDACTED]");
+                }
+                from = start + "[REDACTED]".len().min(l.len() - start);
+            }
+        }
+        out.push_str(&l);
+    }
+    out
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn run_report(role: Role, version: &str, scenario: &Scenario, result: &Result<Outcome, String>) -> (RunReport, Vec<Leftover>) {
+    match result {
+        Err(e) => (
+            RunReport {
+                role,
+                version: version.to_string(),
+                end_version: version.to_string(),
+                verdict: Verdict::Error,
+                headline: format!("could not run: {}", e.lines().next().unwrap_or_default()),
+                error: Some(redact(e)),
+                namespace: None,
+                release: None,
+                steps: Vec::new(),
+                leftovers: Vec::new(),
+                unlistable: Vec::new(),
+                webhook_requests: 0,
+                webhook_refusals: 0,
+                teardown_errors: Vec::new(),
+            },
+            Vec::new(),
+        ),
+        Ok(o) => {
+            let left = verdict::leftovers(o);
+            let leftovers: Vec<LeftoverReport> = left
+                .iter()
+                .map(|l| {
+                    let expected = l.reason.is_failure() && l.expected_by(&scenario.expect);
+                    LeftoverReport {
+                        api_version: l.api_version.clone(),
+                        kind: l.kind.clone(),
+                        namespace: l.namespace.clone(),
+                        name: l.name.clone(),
+                        reason: l.reason,
+                        reason_text: l.reason.describe().to_string(),
+                        unexpected: l.reason.is_failure() && !expected,
+                        expected,
+                        normalized: l.normalized(),
+                        owner_chain: l.owner_chain.clone(),
+                        evidence: l.evidence.iter().map(|e| redact(e)).collect(),
+                    }
+                })
+                .collect();
+            let failures = leftovers.iter().filter(|l| l.reason.is_failure()).count();
+            let unexpected = leftovers.iter().filter(|l| l.unexpected).count();
+            let uninstall_exit = o
+                .steps
+                .iter()
+                .filter_map(|s| s.helm.as_ref())
+                .filter(|h| h.command.starts_with("helm uninstall") && !h.command.contains("--dry-run"))
+                .map(|h| h.exit_code)
+                .last();
+            let headline = match (failures, uninstall_exit) {
+                (0, _) => "clean: nothing unexpected left behind".to_string(),
+                (n, Some(0)) => format!("helm said success (exit 0), {n} object{} stayed", if n == 1 { "" } else { "s" }),
+                (n, Some(code)) => format!("helm uninstall exited {code}, {n} object{} stayed", if n == 1 { "" } else { "s" }),
+                (n, None) => format!("{n} object{} stayed", if n == 1 { "" } else { "s" }),
+            };
+            let steps = o
+                .steps
+                .iter()
+                .enumerate()
+                .map(|(i, s)| StepReport {
+                    index: s.index,
+                    title: s.title.clone(),
+                    version: s.version.clone(),
+                    duration_ms: s.duration_ms,
+                    helm: s.helm.as_ref().map(|h| HelmReport {
+                        command: h.command.clone(),
+                        exit_code: h.exit_code,
+                        stderr: redact(&tail(&h.stderr, 20)),
+                    }),
+                    dry_run: s.dry_run.clone(),
+                    settle: s.settle.clone(),
+                    error: s.error.as_deref().map(redact),
+                    objects_after: o.objects_after_step.get(i).copied(),
+                })
+                .collect();
+            let report = RunReport {
+                role,
+                version: o.start_version.clone(),
+                end_version: o.end_version.clone(),
+                verdict: if unexpected > 0 { Verdict::Fail } else { Verdict::Pass },
+                headline,
+                error: None,
+                namespace: Some(o.namespace.clone()),
+                release: Some(o.release.clone()),
+                steps,
+                leftovers,
+                unlistable: o.after.unlistable.clone(),
+                webhook_requests: o.webhook_requests.len(),
+                webhook_refusals: o
+                    .webhook_requests
+                    .iter()
+                    .filter(|r| r.answer != "allowed" && r.answer != "converted")
+                    .count(),
+                teardown_errors: o.teardown_errors.clone(),
+            };
+            (report, left)
+        }
+    }
+}
+
+/// Builds the report of a whole job. `results` are in plan order.
+pub fn build(scenarios: &[Scenario], results: &[RunResult], source: &str, target: &str, fail_on: &[FailOn]) -> Report {
+    let mut report = Report {
+        schema: SCHEMA.to_string(),
+        verdict: Verdict::Pass,
+        exit_code: 0,
+        fail_on: fail_on.to_vec(),
+        preflight_version: env!("CARGO_PKG_VERSION").to_string(),
+        generated_at: time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+        provider: "local".to_string(),
+        source: VersionInfo { version: source.to_string() },
+        target: VersionInfo { version: target.to_string() },
+        summary: Summary { scenarios: scenarios.len(), ..Default::default() },
+        scenarios: Vec::new(),
+        regressions: Vec::new(),
+    };
+    for scenario in scenarios {
+        let mine: Vec<&RunResult> = results.iter().filter(|r| r.scenario == scenario.name).collect();
+        let mut runs = Vec::new();
+        let mut by_role = Vec::new();
+        for r in &mine {
+            let version = match r.role {
+                Role::Target => target,
+                _ => source,
+            };
+            let (run, left) = run_report(r.role, version, scenario, &r.outcome);
+            by_role.push((r.role, r.outcome.as_ref().ok(), left));
+            runs.push(run);
+        }
+        let comparison = match (
+            by_role.iter().find(|(role, o, _)| *role == Role::Source && o.is_some()),
+            by_role.iter().find(|(role, o, _)| *role == Role::Target && o.is_some()),
+        ) {
+            (Some((_, Some(so), sl)), Some((_, Some(to), tl))) => compare::compare(so, sl, to, tl),
+            _ => Comparison::default(),
+        };
+        let errors = runs.iter().filter(|r| r.verdict == Verdict::Error).count();
+        let unexpected: usize = runs.iter().map(|r| r.leftovers.iter().filter(|l| l.unexpected).count()).sum();
+        let failing = (fail_on.contains(&FailOn::Leftovers) && unexpected > 0)
+            || (fail_on.contains(&FailOn::Regressions) && !comparison.regressions.is_empty());
+        let verdict = if errors > 0 {
+            Verdict::Error
+        } else if failing {
+            Verdict::Fail
+        } else {
+            Verdict::Pass
+        };
+        report.summary.runs += runs.len();
+        report.summary.failed_runs += runs.iter().filter(|r| r.verdict != Verdict::Pass).count();
+        report.summary.unexpected_leftovers += unexpected;
+        report.summary.regressions += comparison.regressions.len();
+        report.summary.improvements += comparison.improvements.len();
+        report.summary.errors += errors;
+        report.regressions.extend(comparison.regressions.iter().map(|d| Regression {
+            scenario: scenario.name.clone(),
+            difference: d.clone(),
+        }));
+        report.scenarios.push(ScenarioReport {
+            name: scenario.name.clone(),
+            description: scenario.description.clone(),
+            verdict,
+            runs,
+            regressions: comparison.regressions,
+            improvements: comparison.improvements,
+            differences: comparison.differences,
+        });
+    }
+    let (verdict, code) = if report.summary.errors > 0 {
+        (Verdict::Error, crate::cli::EXIT_ERROR)
+    } else if report.scenarios.iter().any(|s| s.verdict == Verdict::Fail) {
+        (Verdict::Fail, crate::cli::EXIT_FINDINGS)
+    } else {
+        (Verdict::Pass, crate::cli::EXIT_OK)
+    };
+    report.verdict = verdict;
+    report.exit_code = code;
+    report
+}
+
+/// Writes the four reports into `dir`; returns their paths.
+pub fn write_all(report: &Report, dir: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    std::fs::create_dir_all(dir)?;
+    let files = [
+        ("report.json", render_json(report)),
+        ("report.md", markdown::render(report)),
+        ("junit.xml", junit::render(report)),
+        ("report.html", html::render(report)),
+    ];
+    let mut out = Vec::new();
+    for (name, text) in files {
+        let path = dir.join(name);
+        std::fs::write(&path, text)?;
+        out.push(path);
+    }
+    Ok(out)
+}
+
+pub fn render_json(report: &Report) -> String {
+    let mut s = serde_json::to_string_pretty(report).expect("report serialises");
+    s.push('\n');
+    s
+}
+
+/// A scenario run's column label: `v1.29.15`, or `v1.29.15 -> v1.30.14` for upgrades.
+pub fn run_label(run: &RunReport) -> String {
+    if run.role == Role::Upgrade {
+        format!("{} -> {}", run.version, run.end_version)
+    } else {
+        run.version.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn credentials_are_redacted() {
+        let text = "Authorization: Bearer abc.def.ghi\nurl?token=s3cr3t&x=1 password=hunter2\n-----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n-----END EC PRIVATE KEY-----\nclient-key-data: LS0tLS1\nfine";
+        let r = redact(text);
+        for secret in ["abc.def.ghi", "s3cr3t", "hunter2", "MHcCAQEE", "LS0tLS1"] {
+            assert!(!r.contains(secret), "{secret} leaked: {r}");
+        }
+        assert!(r.contains("Bearer [REDACTED]") && r.ends_with("fine"), "{r}");
+    }
+}
