@@ -154,8 +154,9 @@ pub fn compare(source: &Outcome, source_left: &[Leftover], target: &Outcome, tar
         }
     }
 
+    // Namespaces differ between runs by design; compare manifests without them.
     let objects = |o: &Outcome| -> BTreeMap<String, String> {
-        crate::helm::split_manifest(&o.manifest)
+        crate::helm::split_manifest(&o.manifest.replace(&o.namespace, "NAMESPACE"))
             .unwrap_or_default()
             .into_iter()
             .map(|v| {

@@ -58,7 +58,7 @@ pub fn plan(scenarios: &[Scenario]) -> Vec<Planned> {
 }
 
 /// A finished run (or why it could not run).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct RunResult {
     pub scenario: String,
     pub role: Role,

@@ -68,14 +68,18 @@ pub fn render(r: &Report) -> String {
             if let Some(e) = &run.error {
                 let _ = writeln!(s, "```\n{e}\n```");
             }
+            // Group by normalised shape: three Pods of one ReplicaSet are one line.
+            let mut groups: std::collections::BTreeMap<&str, Vec<&super::LeftoverReport>> = std::collections::BTreeMap::new();
             for l in failures {
-                let ns = l.namespace.as_deref().map(|n| format!("{n}/")).unwrap_or_default();
-                let tag = if l.expected { " (expected by the scenario)" } else { "" };
-                let _ = writeln!(s, "- `{} {ns}{}`: {}{tag}", l.kind, l.name, l.reason_text);
-                if !l.owner_chain.is_empty() {
-                    let _ = writeln!(s, "  - owners: {}", l.owner_chain.join(" → "));
-                }
-                if let Some(e) = l.evidence.first() {
+                groups.entry(l.normalized.as_str()).or_default().push(l);
+            }
+            for (shape, items) in groups {
+                let first = items[0];
+                let tag = if first.expected { " (expected by the scenario)" } else { "" };
+                let names: Vec<&str> = items.iter().map(|l| l.name.as_str()).collect();
+                let _ = writeln!(s, "- {} × `{shape}`: {}{tag}", items.len(), first.reason_text);
+                let _ = writeln!(s, "  - objects: {}", names.join(", "));
+                if let Some(e) = first.evidence.first() {
                     let e: String = e.chars().take(300).collect();
                     let _ = writeln!(s, "  - evidence: `{}`", e.replace('`', "'"));
                 }

@@ -448,3 +448,6 @@ mod tests {
         assert!(r.contains("Bearer [REDACTED]") && r.ends_with("fine"), "{r}");
     }
 }
+
+#[cfg(test)]
+mod fixture_tests;

@@ -1,0 +1,168 @@
+//! Snapshot tests of every report format, on a fixture job: a clean baseline, the
+//! admission incident on both versions, and a scenario that regresses on the target.
+//! Times, versions, generated names and namespaces are redacted.
+
+use std::collections::BTreeMap;
+
+use crate::exercise::{Outcome, StepRecord};
+use crate::helm::HelmRun;
+use crate::runner::{Role, RunResult};
+use crate::scenario::{self, Scenario};
+use crate::snapshot::{ObjectRecord, Owner, Snapshot};
+use crate::webhook::{Record, WebhookKind};
+
+use super::{FailOn, Verdict, build, html, junit, markdown, render_json};
+
+fn obj(kind: &str, api: &str, ns: &str, name: &str, uid: &str, owners: &[(&str, &str, &str)]) -> ObjectRecord {
+    ObjectRecord {
+        api_version: api.into(),
+        kind: kind.into(),
+        resource: format!("x/{}", kind.to_lowercase()),
+        namespace: Some(ns.into()),
+        name: name.into(),
+        uid: uid.into(),
+        owners: owners
+            .iter()
+            .map(|(k, n, u)| Owner { kind: (*k).into(), name: (*n).into(), uid: (*u).into(), controller: true })
+            .collect(),
+        finalizers: vec![],
+        deletion_timestamp: None,
+        labels: BTreeMap::new(),
+        helm_annotations: BTreeMap::new(),
+    }
+}
+
+fn helm(cmd: &str, code: i32) -> HelmRun {
+    HelmRun { command: cmd.into(), exit_code: code, stdout: String::new(), stderr: String::new(), duration_ms: 1200 }
+}
+
+fn step(index: usize, title: &str, version: &str, helm_run: Option<HelmRun>) -> StepRecord {
+    StepRecord { index, title: title.into(), version: version.into(), helm: helm_run, dry_run: None, settle: None, error: None, duration_ms: 1500 }
+}
+
+/// A run that leaves `pods` Pods and (if `rs`) a ReplicaSet of Deployment `<release>-web`.
+fn outcome(scenario: &str, version: &str, ns: &str, rs: bool, pods: usize) -> Outcome {
+    let release = scenario.to_string();
+    let mut after = vec![obj("ConfigMap", "v1", ns, "kube-root-ca.crt", "infra", &[])];
+    let mut requests = Vec::new();
+    let mut evidence = Vec::new();
+    let rs_name = format!("{release}-web-5d4f8c7b9");
+    if rs {
+        after.push(obj("ReplicaSet", "apps/v1", ns, &rs_name, &format!("rs-{ns}"), &[("Deployment", &format!("{release}-web"), "gone-deploy")]));
+        evidence.push(format!(
+            "kube-controller-manager: garbage collector could not delete ReplicaSet {ns}/{rs_name}: Internal error occurred: failed calling webhook \"delete-guard.{ns}.preflight.dev\": connection refused"
+        ));
+        requests.push(Record {
+            time: "2026-11-29T10:00:00Z".into(),
+            webhook: "delete-guard".into(),
+            kind: WebhookKind::Validating,
+            operation: "DELETE".into(),
+            resource: "apps/v1/replicasets".into(),
+            namespace: Some(ns.into()),
+            name: Some(rs_name.clone()),
+            user: Some("system:serviceaccount:kube-system:generic-garbage-collector".into()),
+            dry_run: false,
+            answer: "denied: no deletes today".into(),
+            latency_ms: 3,
+        });
+    }
+    for i in 0..pods {
+        after.push(obj("Pod", "v1", ns, &format!("{rs_name}-abcd{i}"), &format!("pod{i}-{ns}"), &[("ReplicaSet", &rs_name, &format!("rs-{ns}"))]));
+    }
+    Outcome {
+        scenario: scenario.into(),
+        namespace: ns.into(),
+        release,
+        start_version: version.into(),
+        end_version: version.into(),
+        steps: vec![
+            step(0, "helm install", version, Some(helm("helm install", 0))),
+            step(1, "webhook delete-guard -> deny", version, None),
+            step(2, "helm uninstall", version, Some(helm("helm uninstall", 0))),
+        ],
+        before: Snapshot { objects: vec![], unlistable: vec![], types: 40 },
+        after: Snapshot { objects: after, unlistable: vec![], types: 40 },
+        webhook_requests: requests,
+        manifest: String::new(),
+        objects_after_step: vec![14, 14, 4],
+        log_evidence: evidence,
+        teardown_errors: vec![],
+    }
+}
+
+fn scenario(text: &str) -> Scenario {
+    scenario::parse(text, "fixture.yaml", None).unwrap()
+}
+
+fn job() -> (Vec<Scenario>, Vec<RunResult>) {
+    let baseline = scenario("name: baseline\ndescription: healthy\nchart: {path: charts/preflight-test}\nsteps: [settle: {}]\n");
+    let incident = scenario(
+        "name: incident-admission\ndescription: the incident\nchart: {path: charts/preflight-test}\nsteps: [settle: {}]\nexpect:\n  leftovers:\n    - {kind: ReplicaSet, reason: webhook-blocked-delete}\n    - {kind: Pod, reason: webhook-blocked-delete}\n",
+    );
+    let regress = scenario("name: regresses\ndescription: worse on the target\nchart: {path: charts/preflight-test}\nsteps: [settle: {}]\n");
+    let (s, t) = ("v1.29.15", "v1.30.14");
+    let results = vec![
+        RunResult { scenario: "baseline".into(), role: Role::Source, outcome: Ok(outcome("baseline", s, "pf-baseline-abcde0", false, 0)) },
+        RunResult { scenario: "baseline".into(), role: Role::Target, outcome: Ok(outcome("baseline", t, "pf-baseline-abcde1", false, 0)) },
+        RunResult { scenario: "incident-admission".into(), role: Role::Source, outcome: Ok(outcome("incident-admission", s, "pf-incident-admission-abcde2", true, 2)) },
+        RunResult { scenario: "incident-admission".into(), role: Role::Target, outcome: Ok(outcome("incident-admission", t, "pf-incident-admission-abcde3", true, 2)) },
+        RunResult { scenario: "regresses".into(), role: Role::Source, outcome: Ok(outcome("regresses", s, "pf-regresses-abcde4", false, 0)) },
+        RunResult { scenario: "regresses".into(), role: Role::Target, outcome: Ok(outcome("regresses", t, "pf-regresses-abcde5", true, 3)) },
+    ];
+    (vec![baseline, incident, regress], results)
+}
+
+fn filters() -> Vec<(&'static str, &'static str)> {
+    vec![
+        (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", "[time]"),
+        (r"v1\.29\.\d+", "[source]"),
+        (r"v1\.30\.\d+", "[target]"),
+        (r"pf-([a-z-]+)-[a-z]{5}\d", "pf-$1-[id]"),
+        (r"-[0-9a-f]{9}-[a-z0-9]{5}\b", "-[rs-hash]-[pod]"),
+        (r"-[0-9a-f]{9}\b", "-[rs-hash]"),
+        (r#""preflightVersion": "[^"]+""#, r#""preflightVersion": "[version]""#),
+    ]
+}
+
+#[test]
+fn verdicts_regressions_and_exit_codes() {
+    let (scenarios, results) = job();
+    let r = build(&scenarios, &results, "v1.29.15", "v1.30.14", &[FailOn::Leftovers, FailOn::Regressions]);
+    assert_eq!(r.verdict, Verdict::Fail);
+    assert_eq!(r.exit_code, 1);
+    let by_name = |n: &str| r.scenarios.iter().find(|s| s.name == n).unwrap();
+    assert_eq!(by_name("baseline").verdict, Verdict::Pass);
+    assert_eq!(by_name("incident-admission").verdict, Verdict::Pass, "expected leftovers are not findings");
+    let regresses = by_name("regresses");
+    assert_eq!(regresses.verdict, Verdict::Fail);
+    assert_eq!(regresses.regressions[0].text, "the target leaves 3 Pods and 1 ReplicaSet that the source cleaned up");
+    assert_eq!(r.regressions.len(), 1);
+    let inc = &by_name("incident-admission").runs[0];
+    assert_eq!(inc.headline, "helm said success (exit 0), 3 objects stayed");
+    let pod = inc.leftovers.iter().find(|l| l.kind == "Pod").unwrap();
+    assert_eq!(pod.normalized, "Pod of ReplicaSet of Deployment incident-admission-web");
+    assert!(pod.evidence[0].starts_with("its owner ReplicaSet/"), "{:?}", pod.evidence);
+
+    // --fail-on chooses what counts.
+    let only_regressions = build(&scenarios, &results, "v1.29.15", "v1.30.14", &[FailOn::Regressions]);
+    assert_eq!(only_regressions.exit_code, 1);
+    let (s2, r2) = (scenarios[..2].to_vec(), results[..4].to_vec());
+    let clean = build(&s2, &r2, "v1.29.15", "v1.30.14", &[FailOn::Leftovers, FailOn::Regressions]);
+    assert_eq!((clean.verdict, clean.exit_code), (Verdict::Pass, 0));
+    let mut errored = r2.clone();
+    errored[0].outcome = Err("starting the control plane: etcd exited".into());
+    let e = build(&s2, &errored, "v1.29.15", "v1.30.14", &[FailOn::Leftovers]);
+    assert_eq!((e.verdict, e.exit_code), (Verdict::Error, 2));
+}
+
+#[test]
+fn every_format_snapshot() {
+    let (scenarios, results) = job();
+    let r = build(&scenarios, &results, "v1.29.15", "v1.30.14", &[FailOn::Leftovers, FailOn::Regressions]);
+    insta::with_settings!({filters => filters()}, {
+        insta::assert_snapshot!("report.json", render_json(&r));
+        insta::assert_snapshot!("report.md", markdown::render(&r));
+        insta::assert_snapshot!("junit.xml", junit::render(&r));
+        insta::assert_snapshot!("report.html", html::render(&r));
+    });
+}
