@@ -13,6 +13,15 @@ need() { command -v "$1" >/dev/null 2>&1 || { echo "error: '$1' is missing: $2" 
 
 need cargo "install Rust with rustup (https://rustup.rs)"
 need go "install Go >= 1.22; the Kubernetes components are built from their Go modules"
+# Headless Chromium renders report.html in the tests (Debian's package).
+if ! command -v chromium >/dev/null 2>&1; then
+  say "installing chromium (renders report.html in the tests)"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "error: chromium is missing: sudo apt-get install chromium" >&2; exit 2
+  fi
+fi
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 

@@ -19,14 +19,19 @@ fn main() {
     let target: Version = components::DEFAULT_TARGET.parse().unwrap();
     let src = components::ensure(&source, &opts).expect("source components");
     let tgt = components::ensure(&target, &opts).expect("target components");
-    let rounds: usize = std::env::var("PREFLIGHT_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    let rounds: usize = std::env::var("PREFLIGHT_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
 
     runtime.block_on(async {
         let start = |name: &str, c: &components::Components| {
             let config = LocalConfig::new(name, c.clone());
             async move {
                 let t = Instant::now();
-                let cluster = LocalCluster::start(config).await.expect("control plane starts");
+                let cluster = LocalCluster::start(config)
+                    .await
+                    .expect("control plane starts");
                 let ready = t.elapsed();
                 drop(cluster);
                 ready
@@ -45,10 +50,23 @@ fn main() {
             tokio::join!(start("bench-source", &src), start("bench-target", &tgt));
             concurrent.push(t.elapsed());
         }
-        let (one, seq, conc) = (median(&mut single), median(&mut sequential), median(&mut concurrent));
+        let (one, seq, conc) = (
+            median(&mut single),
+            median(&mut sequential),
+            median(&mut concurrent),
+        );
         println!("local control plane start-up, median of {rounds} rounds (warm cache)");
-        println!("{:<44} {:>10} {:>10} {:>8}", "measurement", "baseline", "preflight", "ratio");
-        println!("{:<44} {:>9.2}s {:>9.2}s {:>8.2}", "one control plane ready vs the 10 s budget", 10.0, one.as_secs_f64(), one.as_secs_f64() / 10.0);
+        println!(
+            "{:<44} {:>10} {:>10} {:>8}",
+            "measurement", "baseline", "preflight", "ratio"
+        );
+        println!(
+            "{:<44} {:>9.2}s {:>9.2}s {:>8.2}",
+            "one control plane ready vs the 10 s budget",
+            10.0,
+            one.as_secs_f64(),
+            one.as_secs_f64() / 10.0
+        );
         println!(
             "{:<44} {:>9.2}s {:>9.2}s {:>8.2}",
             "source + target: sequential vs concurrent",

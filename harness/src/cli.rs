@@ -314,14 +314,23 @@ async fn run(args: RunArgs, progress: Progress) -> anyhow::Result<i32> {
     };
     let run_id = settings.run_id.clone();
     let results = runner::run_all(runner::plan(&scenarios), &settings).await;
-    let report = report::build(&scenarios, &results, &source.to_string(), &target.to_string(), &args.fail_on);
+    let report = report::build(
+        &scenarios,
+        &results,
+        &source.to_string(),
+        &target.to_string(),
+        &args.fail_on,
+    );
     let dir = args.report_dir.clone().unwrap_or_else(|| {
         let stamp = time::OffsetDateTime::now_utc()
-            .format(time::macros::format_description!("[year][month][day]-[hour][minute][second]"))
+            .format(time::macros::format_description!(
+                "[year][month][day]-[hour][minute][second]"
+            ))
             .unwrap_or_default();
         PathBuf::from("reports").join(format!("{stamp}-{run_id}"))
     });
-    let written = report::write_all(&report, &dir).with_context(|| format!("writing reports into {}", dir.display()))?;
+    let written = report::write_all(&report, &dir)
+        .with_context(|| format!("writing reports into {}", dir.display()))?;
     print_summary(&report);
     println!();
     for p in written {
@@ -341,13 +350,25 @@ fn print_summary(r: &report::Report) {
     println!("{:<28} {:<22} {:<6} result", "scenario", "version", "");
     for sc in &r.scenarios {
         for run in &sc.runs {
-            println!("{:<28} {:<22} {:<6} {}", sc.name, report::run_label(run), word(run.verdict), run.headline);
+            println!(
+                "{:<28} {:<22} {:<6} {}",
+                sc.name,
+                report::run_label(run),
+                word(run.verdict),
+                run.headline
+            );
         }
         for d in &sc.regressions {
-            println!("{:<28} {:<22} {:<6} regression: {}", sc.name, "", "FAIL", d.text);
+            println!(
+                "{:<28} {:<22} {:<6} regression: {}",
+                sc.name, "", "FAIL", d.text
+            );
         }
         for d in &sc.improvements {
-            println!("{:<28} {:<22} {:<6} improvement: {}", sc.name, "", "", d.text);
+            println!(
+                "{:<28} {:<22} {:<6} improvement: {}",
+                sc.name, "", "", d.text
+            );
         }
     }
     println!();

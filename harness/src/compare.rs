@@ -52,7 +52,11 @@ pub fn count_phrase(kinds: &BTreeMap<String, usize>) -> String {
     match parts.len() {
         0 => String::new(),
         1 => parts[0].clone(),
-        _ => format!("{} and {}", parts[..parts.len() - 1].join(", "), parts[parts.len() - 1]),
+        _ => format!(
+            "{} and {}",
+            parts[..parts.len() - 1].join(", "),
+            parts[parts.len() - 1]
+        ),
     }
 }
 
@@ -76,7 +80,10 @@ fn multiset(left: &[Leftover]) -> BTreeMap<String, (String, usize)> {
 }
 
 /// Objects in `a` beyond those in `b`, and their kinds counted.
-fn excess(a: &BTreeMap<String, (String, usize)>, b: &BTreeMap<String, (String, usize)>) -> (Vec<String>, BTreeMap<String, usize>) {
+fn excess(
+    a: &BTreeMap<String, (String, usize)>,
+    b: &BTreeMap<String, (String, usize)>,
+) -> (Vec<String>, BTreeMap<String, usize>) {
     let mut objects = Vec::new();
     let mut kinds = BTreeMap::new();
     for (key, (kind, n)) in a {
@@ -90,14 +97,22 @@ fn excess(a: &BTreeMap<String, (String, usize)>, b: &BTreeMap<String, (String, u
 }
 
 /// Compares a scenario's source and target runs.
-pub fn compare(source: &Outcome, source_left: &[Leftover], target: &Outcome, target_left: &[Leftover]) -> Comparison {
+pub fn compare(
+    source: &Outcome,
+    source_left: &[Leftover],
+    target: &Outcome,
+    target_left: &[Leftover],
+) -> Comparison {
     let mut c = Comparison::default();
     let (s, t) = (multiset(source_left), multiset(target_left));
     let (worse, worse_kinds) = excess(&t, &s);
     if !worse.is_empty() {
         c.regressions.push(Difference {
             aspect: Aspect::Leftovers,
-            text: format!("the target leaves {} that the source cleaned up", count_phrase(&worse_kinds)),
+            text: format!(
+                "the target leaves {} that the source cleaned up",
+                count_phrase(&worse_kinds)
+            ),
             objects: worse,
         });
     }
@@ -105,7 +120,10 @@ pub fn compare(source: &Outcome, source_left: &[Leftover], target: &Outcome, tar
     if !better.is_empty() {
         c.improvements.push(Difference {
             aspect: Aspect::Leftovers,
-            text: format!("the target cleans up {} that the source left behind", count_phrase(&better_kinds)),
+            text: format!(
+                "the target cleans up {} that the source left behind",
+                count_phrase(&better_kinds)
+            ),
             objects: better,
         });
     }
@@ -114,19 +132,38 @@ pub fn compare(source: &Outcome, source_left: &[Leftover], target: &Outcome, tar
         if let (Some(sh), Some(th)) = (&ss.helm, &ts.helm)
             && sh.exit_code != th.exit_code
         {
-            let why = th.stderr.lines().chain(sh.stderr.lines()).find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+            let why = th
+                .stderr
+                .lines()
+                .chain(sh.stderr.lines())
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .trim();
             let d = Difference {
                 aspect: Aspect::HelmExit,
-                text: format!("`{}` exits {} on the target and {} on the source: {why}", ts.title, th.exit_code, sh.exit_code),
+                text: format!(
+                    "`{}` exits {} on the target and {} on the source: {why}",
+                    ts.title, th.exit_code, sh.exit_code
+                ),
                 objects: Vec::new(),
             };
-            if sh.exit_code == 0 { c.regressions.push(d) } else if th.exit_code == 0 { c.improvements.push(d) } else { c.differences.push(d) }
+            if sh.exit_code == 0 {
+                c.regressions.push(d)
+            } else if th.exit_code == 0 {
+                c.improvements.push(d)
+            } else {
+                c.differences.push(d)
+            }
         }
         if let (Some(sd), Some(td)) = (&ss.dry_run, &ts.dry_run) {
             let refused = |d: &crate::exercise::dry_run::DryRunReport| {
                 let mut m: BTreeMap<String, usize> = BTreeMap::new();
                 for o in d.refused() {
-                    *m.entry(format!("{} {} as {} ({})", o.operation, o.kind, o.as_user, o.outcome)).or_insert(0) += 1;
+                    *m.entry(format!(
+                        "{} {} as {} ({})",
+                        o.operation, o.kind, o.as_user, o.outcome
+                    ))
+                    .or_insert(0) += 1;
                 }
                 m
             };
@@ -160,7 +197,11 @@ pub fn compare(source: &Outcome, source_left: &[Leftover], target: &Outcome, tar
             .unwrap_or_default()
             .into_iter()
             .map(|v| {
-                let key = format!("{} {}", v["kind"].as_str().unwrap_or("?"), v["metadata"]["name"].as_str().unwrap_or("?"));
+                let key = format!(
+                    "{} {}",
+                    v["kind"].as_str().unwrap_or("?"),
+                    v["metadata"]["name"].as_str().unwrap_or("?")
+                );
                 (key, v.to_string())
             })
             .collect()
@@ -196,6 +237,9 @@ mod tests {
         assert_eq!(count_phrase(&m), "3 Pods and 1 ReplicaSet");
         m.insert("NetworkPolicy".to_string(), 2);
         m.insert("Ingress".to_string(), 2);
-        assert_eq!(count_phrase(&m), "2 Ingresses, 2 NetworkPolicies, 3 Pods and 1 ReplicaSet");
+        assert_eq!(
+            count_phrase(&m),
+            "2 Ingresses, 2 NetworkPolicies, 3 Pods and 1 ReplicaSet"
+        );
     }
 }

@@ -15,7 +15,9 @@ use crate::exercise::Outcome;
 use crate::snapshot::ObjectRecord;
 
 /// Why an object stayed.
-#[derive(Clone, Copy, Debug, Serialize, serde::Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Copy, Debug, Serialize, serde::Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Reason {
     /// A webhook refused, timed out or could not be called on the DELETE.
@@ -54,8 +56,12 @@ impl Reason {
     /// A sentence for people.
     pub fn describe(self) -> &'static str {
         match self {
-            Reason::WebhookBlockedDelete => "an admission webhook refused, timed out or could not be called on its DELETE",
-            Reason::GarbageCollectorStalled => "the garbage collector stopped collecting: a resource type could not be synced",
+            Reason::WebhookBlockedDelete => {
+                "an admission webhook refused, timed out or could not be called on its DELETE"
+            }
+            Reason::GarbageCollectorStalled => {
+                "the garbage collector stopped collecting: a resource type could not be synced"
+            }
             Reason::OwnerGone => "its owner is gone but it was not garbage-collected",
             Reason::BlockedByFinalizer => "a finalizer holds its deletion",
             Reason::HookLeftover => "a Helm hook that Helm does not delete",

@@ -253,14 +253,30 @@ pub async fn run(
             && h.command.starts_with("helm install")
             && !h.command.contains("--dry-run")
         {
-            let (helm, r, n) = (Helm::new(&cluster.components().helm, cluster.kubeconfig(), &opts.dir.join("helm")), release.clone(), namespace.clone());
+            let (helm, r, n) = (
+                Helm::new(
+                    &cluster.components().helm,
+                    cluster.kubeconfig(),
+                    &opts.dir.join("helm"),
+                ),
+                release.clone(),
+                namespace.clone(),
+            );
             let got = tokio::task::spawn_blocking(move || helm.manifest(&r, &n)).await?;
             if got.exit_code == 0 {
                 manifest = got.stdout;
             }
         }
-        let scope = SnapshotScope { namespace: Some(namespace.clone()), ..Default::default() };
-        objects_after_step.push(snapshot::take(&cluster.client(), &scope).await.map(|s| s.objects.len()).unwrap_or(0));
+        let scope = SnapshotScope {
+            namespace: Some(namespace.clone()),
+            ..Default::default()
+        };
+        objects_after_step.push(
+            snapshot::take(&cluster.client(), &scope)
+                .await
+                .map(|s| s.objects.len())
+                .unwrap_or(0),
+        );
         // A conversion webhook can be registered once the chart has created its CRD.
         if let Err(e) = registration
             .register_pending(&cluster.client(), &server)

@@ -13,7 +13,14 @@ use crate::webhook::{Record, WebhookKind};
 
 use super::{FailOn, Verdict, build, html, junit, markdown, render_json};
 
-fn obj(kind: &str, api: &str, ns: &str, name: &str, uid: &str, owners: &[(&str, &str, &str)]) -> ObjectRecord {
+fn obj(
+    kind: &str,
+    api: &str,
+    ns: &str,
+    name: &str,
+    uid: &str,
+    owners: &[(&str, &str, &str)],
+) -> ObjectRecord {
     ObjectRecord {
         api_version: api.into(),
         kind: kind.into(),
@@ -23,7 +30,12 @@ fn obj(kind: &str, api: &str, ns: &str, name: &str, uid: &str, owners: &[(&str, 
         uid: uid.into(),
         owners: owners
             .iter()
-            .map(|(k, n, u)| Owner { kind: (*k).into(), name: (*n).into(), uid: (*u).into(), controller: true })
+            .map(|(k, n, u)| Owner {
+                kind: (*k).into(),
+                name: (*n).into(),
+                uid: (*u).into(),
+                controller: true,
+            })
             .collect(),
         finalizers: vec![],
         deletion_timestamp: None,
@@ -33,11 +45,26 @@ fn obj(kind: &str, api: &str, ns: &str, name: &str, uid: &str, owners: &[(&str, 
 }
 
 fn helm(cmd: &str, code: i32) -> HelmRun {
-    HelmRun { command: cmd.into(), exit_code: code, stdout: String::new(), stderr: String::new(), duration_ms: 1200 }
+    HelmRun {
+        command: cmd.into(),
+        exit_code: code,
+        stdout: String::new(),
+        stderr: String::new(),
+        duration_ms: 1200,
+    }
 }
 
 fn step(index: usize, title: &str, version: &str, helm_run: Option<HelmRun>) -> StepRecord {
-    StepRecord { index, title: title.into(), version: version.into(), helm: helm_run, dry_run: None, settle: None, error: None, duration_ms: 1500 }
+    StepRecord {
+        index,
+        title: title.into(),
+        version: version.into(),
+        helm: helm_run,
+        dry_run: None,
+        settle: None,
+        error: None,
+        duration_ms: 1500,
+    }
 }
 
 /// A run that leaves `pods` Pods and (if `rs`) a ReplicaSet of Deployment `<release>-web`.
@@ -48,7 +75,14 @@ fn outcome(scenario: &str, version: &str, ns: &str, rs: bool, pods: usize) -> Ou
     let mut evidence = Vec::new();
     let rs_name = format!("{release}-web-5d4f8c7b9");
     if rs {
-        after.push(obj("ReplicaSet", "apps/v1", ns, &rs_name, &format!("rs-{ns}"), &[("Deployment", &format!("{release}-web"), "gone-deploy")]));
+        after.push(obj(
+            "ReplicaSet",
+            "apps/v1",
+            ns,
+            &rs_name,
+            &format!("rs-{ns}"),
+            &[("Deployment", &format!("{release}-web"), "gone-deploy")],
+        ));
         evidence.push(format!(
             "kube-controller-manager: garbage collector could not delete ReplicaSet {ns}/{rs_name}: Internal error occurred: failed calling webhook \"delete-guard.{ns}.preflight.dev\": connection refused"
         ));
@@ -67,7 +101,14 @@ fn outcome(scenario: &str, version: &str, ns: &str, rs: bool, pods: usize) -> Ou
         });
     }
     for i in 0..pods {
-        after.push(obj("Pod", "v1", ns, &format!("{rs_name}-abcd{i}"), &format!("pod{i}-{ns}"), &[("ReplicaSet", &rs_name, &format!("rs-{ns}"))]));
+        after.push(obj(
+            "Pod",
+            "v1",
+            ns,
+            &format!("{rs_name}-abcd{i}"),
+            &format!("pod{i}-{ns}"),
+            &[("ReplicaSet", &rs_name, &format!("rs-{ns}"))],
+        ));
     }
     Outcome {
         scenario: scenario.into(),
@@ -78,10 +119,23 @@ fn outcome(scenario: &str, version: &str, ns: &str, rs: bool, pods: usize) -> Ou
         steps: vec![
             step(0, "helm install", version, Some(helm("helm install", 0))),
             step(1, "webhook delete-guard -> deny", version, None),
-            step(2, "helm uninstall", version, Some(helm("helm uninstall", 0))),
+            step(
+                2,
+                "helm uninstall",
+                version,
+                Some(helm("helm uninstall", 0)),
+            ),
         ],
-        before: Snapshot { objects: vec![], unlistable: vec![], types: 40 },
-        after: Snapshot { objects: after, unlistable: vec![], types: 40 },
+        before: Snapshot {
+            objects: vec![],
+            unlistable: vec![],
+            types: 40,
+        },
+        after: Snapshot {
+            objects: after,
+            unlistable: vec![],
+            types: 40,
+        },
         webhook_requests: requests,
         manifest: String::new(),
         objects_after_step: vec![14, 14, 4],
@@ -95,19 +149,59 @@ fn scenario(text: &str) -> Scenario {
 }
 
 fn job() -> (Vec<Scenario>, Vec<RunResult>) {
-    let baseline = scenario("name: baseline\ndescription: healthy\nchart: {path: charts/preflight-test}\nsteps: [settle: {}]\n");
+    let baseline = scenario(
+        "name: baseline\ndescription: healthy\nchart: {path: charts/preflight-test}\nsteps: [settle: {}]\n",
+    );
     let incident = scenario(
         "name: incident-admission\ndescription: the incident\nchart: {path: charts/preflight-test}\nsteps: [settle: {}]\nexpect:\n  leftovers:\n    - {kind: ReplicaSet, reason: webhook-blocked-delete}\n    - {kind: Pod, reason: webhook-blocked-delete}\n",
     );
-    let regress = scenario("name: regresses\ndescription: worse on the target\nchart: {path: charts/preflight-test}\nsteps: [settle: {}]\n");
+    let regress = scenario(
+        "name: regresses\ndescription: worse on the target\nchart: {path: charts/preflight-test}\nsteps: [settle: {}]\n",
+    );
     let (s, t) = ("v1.29.15", "v1.30.14");
     let results = vec![
-        RunResult { scenario: "baseline".into(), role: Role::Source, outcome: Ok(outcome("baseline", s, "pf-baseline-abcde0", false, 0)) },
-        RunResult { scenario: "baseline".into(), role: Role::Target, outcome: Ok(outcome("baseline", t, "pf-baseline-abcde1", false, 0)) },
-        RunResult { scenario: "incident-admission".into(), role: Role::Source, outcome: Ok(outcome("incident-admission", s, "pf-incident-admission-abcde2", true, 2)) },
-        RunResult { scenario: "incident-admission".into(), role: Role::Target, outcome: Ok(outcome("incident-admission", t, "pf-incident-admission-abcde3", true, 2)) },
-        RunResult { scenario: "regresses".into(), role: Role::Source, outcome: Ok(outcome("regresses", s, "pf-regresses-abcde4", false, 0)) },
-        RunResult { scenario: "regresses".into(), role: Role::Target, outcome: Ok(outcome("regresses", t, "pf-regresses-abcde5", true, 3)) },
+        RunResult {
+            scenario: "baseline".into(),
+            role: Role::Source,
+            outcome: Ok(outcome("baseline", s, "pf-baseline-abcde0", false, 0)),
+        },
+        RunResult {
+            scenario: "baseline".into(),
+            role: Role::Target,
+            outcome: Ok(outcome("baseline", t, "pf-baseline-abcde1", false, 0)),
+        },
+        RunResult {
+            scenario: "incident-admission".into(),
+            role: Role::Source,
+            outcome: Ok(outcome(
+                "incident-admission",
+                s,
+                "pf-incident-admission-abcde2",
+                true,
+                2,
+            )),
+        },
+        RunResult {
+            scenario: "incident-admission".into(),
+            role: Role::Target,
+            outcome: Ok(outcome(
+                "incident-admission",
+                t,
+                "pf-incident-admission-abcde3",
+                true,
+                2,
+            )),
+        },
+        RunResult {
+            scenario: "regresses".into(),
+            role: Role::Source,
+            outcome: Ok(outcome("regresses", s, "pf-regresses-abcde4", false, 0)),
+        },
+        RunResult {
+            scenario: "regresses".into(),
+            role: Role::Target,
+            outcome: Ok(outcome("regresses", t, "pf-regresses-abcde5", true, 3)),
+        },
     ];
     (vec![baseline, incident, regress], results)
 }
@@ -120,34 +214,69 @@ fn filters() -> Vec<(&'static str, &'static str)> {
         (r"pf-([a-z-]+)-[a-z]{5}\d", "pf-$1-[id]"),
         (r"-[0-9a-f]{9}-[a-z0-9]{5}\b", "-[rs-hash]-[pod]"),
         (r"-[0-9a-f]{9}\b", "-[rs-hash]"),
-        (r#""preflightVersion": "[^"]+""#, r#""preflightVersion": "[version]""#),
+        (
+            r#""preflightVersion": "[^"]+""#,
+            r#""preflightVersion": "[version]""#,
+        ),
     ]
 }
 
 #[test]
 fn verdicts_regressions_and_exit_codes() {
     let (scenarios, results) = job();
-    let r = build(&scenarios, &results, "v1.29.15", "v1.30.14", &[FailOn::Leftovers, FailOn::Regressions]);
+    let r = build(
+        &scenarios,
+        &results,
+        "v1.29.15",
+        "v1.30.14",
+        &[FailOn::Leftovers, FailOn::Regressions],
+    );
     assert_eq!(r.verdict, Verdict::Fail);
     assert_eq!(r.exit_code, 1);
     let by_name = |n: &str| r.scenarios.iter().find(|s| s.name == n).unwrap();
     assert_eq!(by_name("baseline").verdict, Verdict::Pass);
-    assert_eq!(by_name("incident-admission").verdict, Verdict::Pass, "expected leftovers are not findings");
+    assert_eq!(
+        by_name("incident-admission").verdict,
+        Verdict::Pass,
+        "expected leftovers are not findings"
+    );
     let regresses = by_name("regresses");
     assert_eq!(regresses.verdict, Verdict::Fail);
-    assert_eq!(regresses.regressions[0].text, "the target leaves 3 Pods and 1 ReplicaSet that the source cleaned up");
+    assert_eq!(
+        regresses.regressions[0].text,
+        "the target leaves 3 Pods and 1 ReplicaSet that the source cleaned up"
+    );
     assert_eq!(r.regressions.len(), 1);
     let inc = &by_name("incident-admission").runs[0];
     assert_eq!(inc.headline, "helm said success (exit 0), 3 objects stayed");
     let pod = inc.leftovers.iter().find(|l| l.kind == "Pod").unwrap();
-    assert_eq!(pod.normalized, "Pod of ReplicaSet of Deployment incident-admission-web");
-    assert!(pod.evidence[0].starts_with("its owner ReplicaSet/"), "{:?}", pod.evidence);
+    assert_eq!(
+        pod.normalized,
+        "Pod of ReplicaSet of Deployment incident-admission-web"
+    );
+    assert!(
+        pod.evidence[0].starts_with("its owner ReplicaSet/"),
+        "{:?}",
+        pod.evidence
+    );
 
     // --fail-on chooses what counts.
-    let only_regressions = build(&scenarios, &results, "v1.29.15", "v1.30.14", &[FailOn::Regressions]);
+    let only_regressions = build(
+        &scenarios,
+        &results,
+        "v1.29.15",
+        "v1.30.14",
+        &[FailOn::Regressions],
+    );
     assert_eq!(only_regressions.exit_code, 1);
     let (s2, r2) = (scenarios[..2].to_vec(), results[..4].to_vec());
-    let clean = build(&s2, &r2, "v1.29.15", "v1.30.14", &[FailOn::Leftovers, FailOn::Regressions]);
+    let clean = build(
+        &s2,
+        &r2,
+        "v1.29.15",
+        "v1.30.14",
+        &[FailOn::Leftovers, FailOn::Regressions],
+    );
     assert_eq!((clean.verdict, clean.exit_code), (Verdict::Pass, 0));
     let mut errored = r2.clone();
     errored[0].outcome = Err("starting the control plane: etcd exited".into());
@@ -158,11 +287,47 @@ fn verdicts_regressions_and_exit_codes() {
 #[test]
 fn every_format_snapshot() {
     let (scenarios, results) = job();
-    let r = build(&scenarios, &results, "v1.29.15", "v1.30.14", &[FailOn::Leftovers, FailOn::Regressions]);
+    let r = build(
+        &scenarios,
+        &results,
+        "v1.29.15",
+        "v1.30.14",
+        &[FailOn::Leftovers, FailOn::Regressions],
+    );
     insta::with_settings!({filters => filters()}, {
         insta::assert_snapshot!("report.json", render_json(&r));
         insta::assert_snapshot!("report.md", markdown::render(&r));
         insta::assert_snapshot!("junit.xml", junit::render(&r));
         insta::assert_snapshot!("report.html", html::render(&r));
     });
+}
+
+/// Validates a report document against the JSON Schema in the repository.
+pub fn schema_errors(doc: &serde_json::Value) -> Vec<String> {
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../../schema/report.v1.json")).expect("schema is JSON");
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    validator
+        .iter_errors(doc)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect()
+}
+
+#[test]
+fn report_json_follows_its_schema() {
+    let (scenarios, results) = job();
+    let r = build(
+        &scenarios,
+        &results,
+        "v1.29.15",
+        "v1.30.14",
+        &[FailOn::Leftovers],
+    );
+    let doc: serde_json::Value = serde_json::from_str(&render_json(&r)).unwrap();
+    assert_eq!(schema_errors(&doc), Vec::<String>::new());
+    let mut broken = doc.clone();
+    broken.as_object_mut().unwrap().remove("verdict");
+    broken["scenarios"][1]["runs"][0]["leftovers"][0]["reason"] = "because".into();
+    let errors = schema_errors(&broken);
+    assert_eq!(errors.len(), 2, "{errors:?}");
 }

@@ -10,7 +10,10 @@ use super::{LeftoverReport, Report, RunReport, Verdict, run_label};
 use crate::runner::Role;
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 fn class(v: Verdict) -> &'static str {
@@ -64,25 +67,40 @@ pub fn render(r: &Report) -> String {
         esc(&r.generated_at)
     );
     for g in &r.regressions {
-        let _ = writeln!(h, "<div class=\"reg\"><b>{}</b>: {}</div>", esc(&g.scenario), esc(&g.difference.text));
+        let _ = writeln!(
+            h,
+            "<div class=\"reg\"><b>{}</b>: {}</div>",
+            esc(&g.scenario),
+            esc(&g.difference.text)
+        );
     }
 
     // The matrix: scenarios x (source, target, in-place upgrade).
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<table class=\"matrix\" id=\"matrix\"><tr><th>scenario</th><th>{}</th><th>{}</th><th>{} → {} in place</th></tr>\n",
+        "<table class=\"matrix\" id=\"matrix\"><tr><th>scenario</th><th>{}</th><th>{}</th><th>{} → {} in place</th></tr>",
         esc(&r.source.version),
         esc(&r.target.version),
         esc(&r.source.version),
         esc(&r.target.version)
     );
     for sc in &r.scenarios {
-        let _ = write!(h, "<tr><td><a href=\"#sc-{0}\">{0}</a><br><span class=\"badge {1}\">{1}</span></td>", esc(&sc.name), class(sc.verdict));
+        let _ = write!(
+            h,
+            "<tr><td><a href=\"#sc-{0}\">{0}</a><br><span class=\"badge {1}\">{1}</span></td>",
+            esc(&sc.name),
+            class(sc.verdict)
+        );
         for role in [Role::Source, Role::Target, Role::Upgrade] {
             match sc.runs.iter().find(|run| run.role == role) {
                 Some(run) => {
-                    let all_expected = run.verdict == Verdict::Pass && run.leftovers.iter().any(|l| l.expected);
-                    let c = if all_expected { "expected" } else { class(run.verdict) };
+                    let all_expected =
+                        run.verdict == Verdict::Pass && run.leftovers.iter().any(|l| l.expected);
+                    let c = if all_expected {
+                        "expected"
+                    } else {
+                        class(run.verdict)
+                    };
                     let _ = write!(h, "<td class=\"cell {c}\">{}</td>", esc(&run.headline));
                 }
                 None => h.push_str("<td class=\"cell\">–</td>"),
@@ -93,7 +111,13 @@ pub fn render(r: &Report) -> String {
     h.push_str("</table>\n<p class=\"summary\">Grey cells: leftovers the scenario exists to demonstrate (expected), not counted as findings.</p>\n");
 
     for sc in &r.scenarios {
-        let _ = write!(h, "<h2 id=\"sc-{0}\">{0} <span class=\"badge {1}\">{1}</span></h2>\n<p>{2}</p>\n", esc(&sc.name), class(sc.verdict), esc(&sc.description));
+        let _ = write!(
+            h,
+            "<h2 id=\"sc-{0}\">{0} <span class=\"badge {1}\">{1}</span></h2>\n<p>{2}</p>\n",
+            esc(&sc.name),
+            class(sc.verdict),
+            esc(&sc.description)
+        );
         for d in &sc.regressions {
             let _ = writeln!(h, "<div class=\"reg\">regression: {}</div>", esc(&d.text));
         }
@@ -112,7 +136,13 @@ pub fn render(r: &Report) -> String {
 }
 
 fn run_section(h: &mut String, run: &RunReport) {
-    let _ = write!(h, "<h3>{} <span class=\"badge {}\">{}</span></h3>\n", esc(&run_label(run)), class(run.verdict), esc(&run.headline));
+    let _ = writeln!(
+        h,
+        "<h3>{} <span class=\"badge {}\">{}</span></h3>",
+        esc(&run_label(run)),
+        class(run.verdict),
+        esc(&run.headline)
+    );
     if let Some(e) = &run.error {
         let _ = writeln!(h, "<pre>{}</pre>", esc(e));
         return;
@@ -125,74 +155,144 @@ fn run_section(h: &mut String, run: &RunReport) {
     }
     for (shape, items) in &groups {
         let first = items[0];
-        let tag = if first.expected { " <span class=\"badge expected\">expected</span>" } else { "" };
-        let _ = write!(h, "<div class=\"leftover\"><div>{} × {}{tag}</div>", items.len(), esc(shape));
+        let tag = if first.expected {
+            " <span class=\"badge expected\">expected</span>"
+        } else {
+            ""
+        };
+        let _ = write!(
+            h,
+            "<div class=\"leftover\"><div>{} × {}{tag}</div>",
+            items.len(),
+            esc(shape)
+        );
         chain_svg(h, first, items.len());
         let _ = write!(h, "<div class=\"cause\">{}</div>", esc(&first.reason_text));
         let names: Vec<String> = items.iter().map(|l| esc(&l.name)).collect();
-        let _ = write!(h, "<details><summary>objects and evidence</summary><p>{}</p><pre>{}</pre></details></div>\n", names.join(", "), esc(&first.evidence.join("\n")));
+        let _ = writeln!(
+            h,
+            "<details><summary>objects and evidence</summary><p>{}</p><pre>{}</pre></details></div>",
+            names.join(", "),
+            esc(&first.evidence.join("\n"))
+        );
     }
-    let kept: Vec<&LeftoverReport> = run.leftovers.iter().filter(|l| !l.reason.is_failure()).collect();
+    let kept: Vec<&LeftoverReport> = run
+        .leftovers
+        .iter()
+        .filter(|l| !l.reason.is_failure())
+        .collect();
     if !kept.is_empty() {
-        let list: Vec<String> = kept.iter().map(|l| format!("{} {} ({})", esc(&l.kind), esc(&l.name), esc(&l.reason_text))).collect();
-        let _ = writeln!(h, "<details><summary>{} kept on purpose or by design</summary><p>{}</p></details>", kept.len(), list.join("<br>"));
+        let list: Vec<String> = kept
+            .iter()
+            .map(|l| {
+                format!(
+                    "{} {} ({})",
+                    esc(&l.kind),
+                    esc(&l.name),
+                    esc(&l.reason_text)
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            h,
+            "<details><summary>{} kept on purpose or by design</summary><p>{}</p></details>",
+            kept.len(),
+            list.join("<br>")
+        );
     }
 }
 
 /// The ownership chain as boxes and arrows; owners that are gone are dashed.
 fn chain_svg(h: &mut String, l: &LeftoverReport, count: usize) {
-    let mut nodes = vec![(format!("{}{}", if count > 1 { format!("{count} × ") } else { String::new() }, l.kind), false)];
+    let mut nodes = vec![(
+        if count > 1 {
+            format!("{count} × {}", l.kind)
+        } else {
+            l.kind.clone()
+        },
+        l.name.clone(),
+        false,
+    )];
     for o in &l.owner_chain {
         let gone = o.ends_with("(gone)");
-        nodes.push((o.trim_end_matches(" (gone)").to_string(), gone));
+        let o = o.trim_end_matches(" (gone)");
+        let (kind, name) = o.split_once('/').unwrap_or((o, ""));
+        nodes.push((kind.to_string(), name.to_string(), gone));
     }
-    let width = 250;
-    let total = nodes.len() * width;
-    let _ = write!(h, "<svg role=\"img\" width=\"{total}\" height=\"56\" viewBox=\"0 0 {total} 56\">");
-    for (i, (label, gone)) in nodes.iter().enumerate() {
-        let x = i * width + 4;
+    let (box_w, gap) = (250, 60);
+    let total = nodes.len() * (box_w + gap);
+    let _ = write!(
+        h,
+        "<svg role=\"img\" aria-label=\"ownership chain\" width=\"{total}\" height=\"64\" viewBox=\"0 0 {total} 64\">"
+    );
+    for (i, (kind, name, gone)) in nodes.iter().enumerate() {
+        let x = i * (box_w + gap) + 4;
         let (stroke, fill, dash) = match (i, gone) {
             (0, _) => ("#c62828", "#fde4e4", ""),
             (_, true) => ("#8894a8", "#ffffff", " stroke-dasharray=\"5,3\""),
             _ => ("#39435a", "#eef1f6", ""),
         };
-        let label: String = label.chars().take(28).collect();
+        let name: String = if i == 0 && count > 1 {
+            String::new()
+        } else {
+            name.chars().take(34).collect()
+        };
         let _ = write!(
             h,
-            "<rect x=\"{x}\" y=\"8\" width=\"200\" height=\"36\" rx=\"6\" fill=\"{fill}\" stroke=\"{stroke}\"{dash}/><text x=\"{}\" y=\"31\">{}{}</text>",
+            "<rect x=\"{x}\" y=\"6\" width=\"{box_w}\" height=\"50\" rx=\"6\" fill=\"{fill}\" stroke=\"{stroke}\"{dash}/><text x=\"{}\" y=\"26\" font-weight=\"bold\">{}{}</text><text x=\"{}\" y=\"46\">{}</text>",
             x + 8,
-            esc(&label),
-            if *gone { " (gone)" } else { "" }
+            esc(kind),
+            if *gone { " — gone" } else { "" },
+            x + 8,
+            esc(&name)
         );
         if i + 1 < nodes.len() {
-            let _ = write!(h, "<line x1=\"{}\" y1=\"26\" x2=\"{}\" y2=\"26\" stroke=\"#39435a\"/><polygon points=\"{},21 {},26 {},31\" fill=\"#39435a\"/><text x=\"{}\" y=\"20\" font-size=\"10\">owned by</text>", x + 200, x + width - 6, x + width - 12, x + width - 4, x + width - 12, x + 204);
+            let (x1, x2) = (x + box_w, x + box_w + gap - 4);
+            let _ = write!(
+                h,
+                "<line x1=\"{x1}\" y1=\"31\" x2=\"{x2}\" y2=\"31\" stroke=\"#39435a\"/><polygon points=\"{},26 {x2},31 {},36\" fill=\"#39435a\"/><text x=\"{}\" y=\"24\" font-size=\"9\">owner</text>",
+                x2 - 6,
+                x2 - 6,
+                x1 + 10
+            );
         }
     }
     h.push_str("</svg>");
 }
 
-/// Objects in the namespace after each step, as bars.
+/// Objects in the namespace after each step, as bars numbered like the steps.
 fn timeline(h: &mut String, run: &RunReport) {
-    let counts: Vec<(String, usize)> = run.steps.iter().filter_map(|s| s.objects_after.map(|n| (s.title.clone(), n))).collect();
+    let counts: Vec<(String, usize)> = run
+        .steps
+        .iter()
+        .filter_map(|s| s.objects_after.map(|n| (s.title.clone(), n)))
+        .collect();
     if counts.is_empty() {
         return;
     }
     let max = counts.iter().map(|(_, n)| *n).max().unwrap_or(1).max(1);
-    let bar = 110;
-    let width = counts.len() * bar;
-    let _ = write!(h, "<svg role=\"img\" aria-label=\"objects after each step\" width=\"{width}\" height=\"120\" viewBox=\"0 0 {width} 120\">");
+    let bar = 56;
+    let width = counts.len() * bar + 10;
+    let _ = write!(
+        h,
+        "<div class=\"summary\">objects in the namespace after each step</div><svg role=\"img\" aria-label=\"objects after each step\" width=\"{width}\" height=\"110\" viewBox=\"0 0 {width} 110\">"
+    );
     for (i, (title, n)) in counts.iter().enumerate() {
         let height = 70 * n / max;
         let x = i * bar + 10;
-        let short: String = title.chars().take(16).collect();
         let _ = write!(
             h,
-            "<rect x=\"{x}\" y=\"{}\" width=\"60\" height=\"{height}\" fill=\"#7aa2d6\"><title>{}: {n} objects</title></rect><text x=\"{x}\" y=\"{}\">{n}</text><text x=\"{x}\" y=\"112\" font-size=\"9\">{}</text>",
-            85 - height,
+            "<rect x=\"{x}\" y=\"{}\" width=\"40\" height=\"{height}\" fill=\"#7aa2d6\"><title>{}: {n} objects</title></rect><text x=\"{x}\" y=\"{}\">{n}</text><text x=\"{}\" y=\"104\" font-size=\"11\">{}</text>",
+            90 - height,
             esc(title),
-            80 - height,
-            esc(&short)
+            85 - height,
+            x + 14,
+            i + 1
         );
     }
-    h.push_str("</svg>\n");
+    h.push_str("</svg><ol class=\"summary\" style=\"font-size:.8rem;columns:2\">");
+    for (title, n) in &counts {
+        let _ = write!(h, "<li>{} ({n})</li>", esc(title));
+    }
+    h.push_str("</ol>\n");
 }

@@ -27,7 +27,10 @@ pub fn render(r: &Report) -> String {
                                 l.namespace.clone().unwrap_or_default(),
                                 l.name,
                                 l.reason_text,
-                                l.evidence.first().map(|e| format!(" ({e})")).unwrap_or_default()
+                                l.evidence
+                                    .first()
+                                    .map(|e| format!(" ({e})"))
+                                    .unwrap_or_default()
                             )
                         })
                         .collect();
@@ -50,9 +53,16 @@ pub fn render(r: &Report) -> String {
         }
         if !sc.regressions.is_empty() {
             let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
-            st.set_message(sc.regressions.iter().map(|d| d.text.clone()).collect::<Vec<_>>().join("; "));
+            st.set_message(
+                sc.regressions
+                    .iter()
+                    .map(|d| d.text.clone())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            );
             st.set_type("regression");
-            let mut case = TestCase::new(format!("{} -> {}", r.source.version, r.target.version), st);
+            let mut case =
+                TestCase::new(format!("{} -> {}", r.source.version, r.target.version), st);
             case.set_classname(format!("preflight.{}", sc.name));
             suite.add_test_case(case);
         }

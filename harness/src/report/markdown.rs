@@ -15,7 +15,13 @@ fn mark(v: Verdict) -> &'static str {
 
 pub fn render(r: &Report) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "# preflight: {} -> {}: {}", r.source.version, r.target.version, mark(r.verdict).to_uppercase());
+    let _ = writeln!(
+        s,
+        "# preflight: {} -> {}: {}",
+        r.source.version,
+        r.target.version,
+        mark(r.verdict).to_uppercase()
+    );
     let _ = writeln!(s);
     let _ = writeln!(
         s,
@@ -26,7 +32,11 @@ pub fn render(r: &Report) -> String {
         r.summary.regressions,
         r.summary.improvements,
         r.summary.errors,
-        r.fail_on.iter().map(|f| format!("{f:?}").to_lowercase()).collect::<Vec<_>>().join(", ")
+        r.fail_on
+            .iter()
+            .map(|f| format!("{f:?}").to_lowercase())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     if !r.regressions.is_empty() {
         let _ = writeln!(s, "\n## Regressions\n");
@@ -39,16 +49,32 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(s, "|---|---|---|---|");
     for sc in &r.scenarios {
         for (i, run) in sc.runs.iter().enumerate() {
-            let name = if i == 0 { format!("`{}`", sc.name) } else { String::new() };
-            let verdict = if i == 0 { mark(sc.verdict).to_string() } else { String::new() };
-            let _ = writeln!(s, "| {name} | {verdict} | {} | {}: {} |", run_label(run), mark(run.verdict), run.headline.replace('|', "\\|"));
+            let name = if i == 0 {
+                format!("`{}`", sc.name)
+            } else {
+                String::new()
+            };
+            let verdict = if i == 0 {
+                mark(sc.verdict).to_string()
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                s,
+                "| {name} | {verdict} | {} | {}: {} |",
+                run_label(run),
+                mark(run.verdict),
+                run.headline.replace('|', "\\|")
+            );
         }
     }
     for sc in &r.scenarios {
-        let interesting = sc.runs.iter().any(|run| run.leftovers.iter().any(|l| l.reason.is_failure()) || run.error.is_some())
-            || !sc.regressions.is_empty()
-            || !sc.improvements.is_empty()
-            || !sc.differences.is_empty();
+        let interesting =
+            sc.runs.iter().any(|run| {
+                run.leftovers.iter().any(|l| l.reason.is_failure()) || run.error.is_some()
+            }) || !sc.regressions.is_empty()
+                || !sc.improvements.is_empty()
+                || !sc.differences.is_empty();
         if !interesting {
             continue;
         }
@@ -56,11 +82,21 @@ pub fn render(r: &Report) -> String {
         if !sc.description.is_empty() {
             let _ = writeln!(s, "{}\n", sc.description);
         }
-        for d in sc.regressions.iter().map(|d| ("regression", d)).chain(sc.improvements.iter().map(|d| ("improvement", d))).chain(sc.differences.iter().map(|d| ("difference", d))) {
+        for d in sc
+            .regressions
+            .iter()
+            .map(|d| ("regression", d))
+            .chain(sc.improvements.iter().map(|d| ("improvement", d)))
+            .chain(sc.differences.iter().map(|d| ("difference", d)))
+        {
             let _ = writeln!(s, "- {}: {}", d.0, d.1.text);
         }
         for run in &sc.runs {
-            let failures: Vec<_> = run.leftovers.iter().filter(|l| l.reason.is_failure()).collect();
+            let failures: Vec<_> = run
+                .leftovers
+                .iter()
+                .filter(|l| l.reason.is_failure())
+                .collect();
             if failures.is_empty() && run.error.is_none() {
                 continue;
             }
@@ -69,15 +105,25 @@ pub fn render(r: &Report) -> String {
                 let _ = writeln!(s, "```\n{e}\n```");
             }
             // Group by normalised shape: three Pods of one ReplicaSet are one line.
-            let mut groups: std::collections::BTreeMap<&str, Vec<&super::LeftoverReport>> = std::collections::BTreeMap::new();
+            let mut groups: std::collections::BTreeMap<&str, Vec<&super::LeftoverReport>> =
+                std::collections::BTreeMap::new();
             for l in failures {
                 groups.entry(l.normalized.as_str()).or_default().push(l);
             }
             for (shape, items) in groups {
                 let first = items[0];
-                let tag = if first.expected { " (expected by the scenario)" } else { "" };
+                let tag = if first.expected {
+                    " (expected by the scenario)"
+                } else {
+                    ""
+                };
                 let names: Vec<&str> = items.iter().map(|l| l.name.as_str()).collect();
-                let _ = writeln!(s, "- {} × `{shape}`: {}{tag}", items.len(), first.reason_text);
+                let _ = writeln!(
+                    s,
+                    "- {} × `{shape}`: {}{tag}",
+                    items.len(),
+                    first.reason_text
+                );
                 let _ = writeln!(s, "  - objects: {}", names.join(", "));
                 if let Some(e) = first.evidence.first() {
                     let e: String = e.chars().take(300).collect();

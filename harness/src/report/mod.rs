@@ -195,7 +195,14 @@ pub fn redact(text: &str) -> String {
             continue;
         }
         let mut l = line.to_string();
-        for marker in ["Bearer ", "token=", "password=", "password: ", "client-key-data: ", "token: "] {
+        for marker in [
+            "Bearer ",
+            "token=",
+            "password=",
+            "password: ",
+            "client-key-data: ",
+            "token: ",
+        ] {
             let mut from = 0;
             while let Some(pos) = l[from..].find(marker) {
                 let start = from + pos + marker.len();
@@ -218,7 +225,12 @@ fn tail(s: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-fn run_report(role: Role, version: &str, scenario: &Scenario, result: &Result<Outcome, String>) -> (RunReport, Vec<Leftover>) {
+fn run_report(
+    role: Role,
+    version: &str,
+    scenario: &Scenario,
+    result: &Result<Outcome, String>,
+) -> (RunReport, Vec<Leftover>) {
     match result {
         Err(e) => (
             RunReport {
@@ -266,13 +278,21 @@ fn run_report(role: Role, version: &str, scenario: &Scenario, result: &Result<Ou
                 .steps
                 .iter()
                 .filter_map(|s| s.helm.as_ref())
-                .filter(|h| h.command.starts_with("helm uninstall") && !h.command.contains("--dry-run"))
+                .filter(|h| {
+                    h.command.starts_with("helm uninstall") && !h.command.contains("--dry-run")
+                })
                 .map(|h| h.exit_code)
-                .last();
+                .next_back();
             let headline = match (failures, uninstall_exit) {
                 (0, _) => "clean: nothing unexpected left behind".to_string(),
-                (n, Some(0)) => format!("helm said success (exit 0), {n} object{} stayed", if n == 1 { "" } else { "s" }),
-                (n, Some(code)) => format!("helm uninstall exited {code}, {n} object{} stayed", if n == 1 { "" } else { "s" }),
+                (n, Some(0)) => format!(
+                    "helm said success (exit 0), {n} object{} stayed",
+                    if n == 1 { "" } else { "s" }
+                ),
+                (n, Some(code)) => format!(
+                    "helm uninstall exited {code}, {n} object{} stayed",
+                    if n == 1 { "" } else { "s" }
+                ),
                 (n, None) => format!("{n} object{} stayed", if n == 1 { "" } else { "s" }),
             };
             let steps = o
@@ -299,7 +319,11 @@ fn run_report(role: Role, version: &str, scenario: &Scenario, result: &Result<Ou
                 role,
                 version: o.start_version.clone(),
                 end_version: o.end_version.clone(),
-                verdict: if unexpected > 0 { Verdict::Fail } else { Verdict::Pass },
+                verdict: if unexpected > 0 {
+                    Verdict::Fail
+                } else {
+                    Verdict::Pass
+                },
                 headline,
                 error: None,
                 namespace: Some(o.namespace.clone()),
@@ -321,7 +345,13 @@ fn run_report(role: Role, version: &str, scenario: &Scenario, result: &Result<Ou
 }
 
 /// Builds the report of a whole job. `results` are in plan order.
-pub fn build(scenarios: &[Scenario], results: &[RunResult], source: &str, target: &str, fail_on: &[FailOn]) -> Report {
+pub fn build(
+    scenarios: &[Scenario],
+    results: &[RunResult],
+    source: &str,
+    target: &str,
+    fail_on: &[FailOn],
+) -> Report {
     let mut report = Report {
         schema: SCHEMA.to_string(),
         verdict: Verdict::Pass,
@@ -332,14 +362,24 @@ pub fn build(scenarios: &[Scenario], results: &[RunResult], source: &str, target
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default(),
         provider: "local".to_string(),
-        source: VersionInfo { version: source.to_string() },
-        target: VersionInfo { version: target.to_string() },
-        summary: Summary { scenarios: scenarios.len(), ..Default::default() },
+        source: VersionInfo {
+            version: source.to_string(),
+        },
+        target: VersionInfo {
+            version: target.to_string(),
+        },
+        summary: Summary {
+            scenarios: scenarios.len(),
+            ..Default::default()
+        },
         scenarios: Vec::new(),
         regressions: Vec::new(),
     };
     for scenario in scenarios {
-        let mine: Vec<&RunResult> = results.iter().filter(|r| r.scenario == scenario.name).collect();
+        let mine: Vec<&RunResult> = results
+            .iter()
+            .filter(|r| r.scenario == scenario.name)
+            .collect();
         let mut runs = Vec::new();
         let mut by_role = Vec::new();
         for r in &mine {
@@ -352,14 +392,21 @@ pub fn build(scenarios: &[Scenario], results: &[RunResult], source: &str, target
             runs.push(run);
         }
         let comparison = match (
-            by_role.iter().find(|(role, o, _)| *role == Role::Source && o.is_some()),
-            by_role.iter().find(|(role, o, _)| *role == Role::Target && o.is_some()),
+            by_role
+                .iter()
+                .find(|(role, o, _)| *role == Role::Source && o.is_some()),
+            by_role
+                .iter()
+                .find(|(role, o, _)| *role == Role::Target && o.is_some()),
         ) {
             (Some((_, Some(so), sl)), Some((_, Some(to), tl))) => compare::compare(so, sl, to, tl),
             _ => Comparison::default(),
         };
         let errors = runs.iter().filter(|r| r.verdict == Verdict::Error).count();
-        let unexpected: usize = runs.iter().map(|r| r.leftovers.iter().filter(|l| l.unexpected).count()).sum();
+        let unexpected: usize = runs
+            .iter()
+            .map(|r| r.leftovers.iter().filter(|l| l.unexpected).count())
+            .sum();
         let failing = (fail_on.contains(&FailOn::Leftovers) && unexpected > 0)
             || (fail_on.contains(&FailOn::Regressions) && !comparison.regressions.is_empty());
         let verdict = if errors > 0 {
@@ -375,10 +422,12 @@ pub fn build(scenarios: &[Scenario], results: &[RunResult], source: &str, target
         report.summary.regressions += comparison.regressions.len();
         report.summary.improvements += comparison.improvements.len();
         report.summary.errors += errors;
-        report.regressions.extend(comparison.regressions.iter().map(|d| Regression {
-            scenario: scenario.name.clone(),
-            difference: d.clone(),
-        }));
+        report
+            .regressions
+            .extend(comparison.regressions.iter().map(|d| Regression {
+                scenario: scenario.name.clone(),
+                difference: d.clone(),
+            }));
         report.scenarios.push(ScenarioReport {
             name: scenario.name.clone(),
             description: scenario.description.clone(),
@@ -445,7 +494,10 @@ mod tests {
         for secret in ["abc.def.ghi", "s3cr3t", "hunter2", "MHcCAQEE", "LS0tLS1"] {
             assert!(!r.contains(secret), "{secret} leaked: {r}");
         }
-        assert!(r.contains("Bearer [REDACTED]") && r.ends_with("fine"), "{r}");
+        assert!(
+            r.contains("Bearer [REDACTED]") && r.ends_with("fine"),
+            "{r}"
+        );
     }
 }
 

@@ -12,6 +12,7 @@ mod cli;
 mod download;
 mod gc;
 mod lifecycle;
+mod report_run;
 mod scenario_files;
 mod scenarios;
 mod webhook_incident;

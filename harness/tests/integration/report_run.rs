@@ -1,0 +1,213 @@
+//! The complete product: `preflight run` with no scenario argument runs the embedded
+//! scenarios on source and target local clusters and writes all four reports with the
+//! verdicts the scenarios describe. The HTML page is rendered in headless Chromium.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::common;
+
+fn schema_errors(doc: &Value) -> Vec<String> {
+    let schema: Value = serde_json::from_str(include_str!("../../schema/report.v1.json")).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    validator
+        .iter_errors(doc)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect()
+}
+
+fn run_of<'a>(doc: &'a Value, scenario: &str, role: &str) -> &'a Value {
+    doc["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == scenario)
+        .and_then(|s| {
+            s["runs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["role"] == role)
+        })
+        .unwrap_or_else(|| panic!("no {role} run of {scenario}"))
+}
+
+fn leftovers<'a>(run: &'a Value, kind: &str) -> Vec<&'a Value> {
+    run["leftovers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["kind"] == kind)
+        .collect()
+}
+
+/// Headless Chromium's DOM of a file (the page is self-contained: no network needed).
+fn chromium_dom(page: &Path) -> Option<String> {
+    let chromium = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|c| {
+            Command::new(c)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })?;
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap();
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn default_run_writes_four_reports_with_the_expected_verdicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(common::preflight_bin())
+        .args(["run", "--report-dir"])
+        .arg(dir.path())
+        .env("CI", "true")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("verdict: PASS"), "{stdout}");
+    for f in ["report.json", "report.md", "junit.xml", "report.html"] {
+        assert!(dir.path().join(f).is_file(), "{f} missing");
+    }
+
+    let doc: Value = serde_json::from_str(&common::read(&dir.path().join("report.json"))).unwrap();
+    assert_eq!(schema_errors(&doc), Vec::<String>::new());
+    assert_eq!(doc["schema"], "preflight.report/v1");
+    assert_eq!(doc["verdict"], "pass");
+    assert_eq!(doc["source"]["version"], "v1.29.15");
+    assert_eq!(doc["target"]["version"], "v1.30.14");
+
+    for role in ["source", "target"] {
+        let base = run_of(&doc, "baseline", role);
+        assert!(
+            base["leftovers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|l| l["unexpected"] == false),
+            "{role}: {base}"
+        );
+        assert!(
+            base["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|s| s["helm"]["exitCode"].as_i64())
+                .all(|c| c == 0)
+        );
+
+        let adm = run_of(&doc, "incident-admission", role);
+        let uninstall = adm["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["title"] == "helm uninstall")
+            .unwrap();
+        assert_eq!(
+            uninstall["helm"]["exitCode"], 0,
+            "{role}: helm says success"
+        );
+        assert!(
+            adm["headline"]
+                .as_str()
+                .unwrap()
+                .starts_with("helm said success (exit 0)")
+        );
+        let rs = leftovers(adm, "ReplicaSet");
+        assert_eq!(rs.len(), 1, "{role}");
+        assert_eq!(rs[0]["reason"], "webhook-blocked-delete");
+        let evidence = rs[0]["evidence"].to_string();
+        assert!(
+            evidence.contains("garbage collector could not delete")
+                && evidence.contains("delete-guard"),
+            "{evidence}"
+        );
+        assert!(leftovers(adm, "Pod").len() >= 2);
+        let dry = adm["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find_map(|s| s.get("dryRun"))
+            .unwrap();
+        assert!(
+            dry["objects"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|o| o["asUser"]
+                    == "system:serviceaccount:kube-system:generic-garbage-collector"
+                    && o["outcome"] == "webhook-failed")
+        );
+
+        let conv = run_of(&doc, "incident-conversion", role);
+        let rs = leftovers(conv, "ReplicaSet");
+        assert_eq!(rs.len(), 1, "{role}");
+        assert_eq!(rs[0]["reason"], "garbage-collector-stalled");
+        assert!(
+            conv["unlistable"]
+                .to_string()
+                .contains("preflight.dev/widgets")
+        );
+    }
+    let up = run_of(&doc, "incident-conversion-upgrade", "upgrade");
+    assert_eq!(up["endVersion"], "v1.30.14");
+    assert_eq!(
+        leftovers(up, "ReplicaSet")[0]["reason"],
+        "garbage-collector-stalled"
+    );
+
+    let md = common::read(&dir.path().join("report.md"));
+    assert!(md.starts_with("# preflight: v1.29.15 -> v1.30.14"), "{md}");
+    let junit = common::read(&dir.path().join("junit.xml"));
+    assert_eq!(
+        junit.matches("<testcase ").count(),
+        7,
+        "one test case per scenario and version: {junit}"
+    );
+
+    let html = common::read(&dir.path().join("report.html"));
+    for external in ["<script", "src=\"http", "href=\"http", "url(http", "<link"] {
+        assert!(!html.contains(external), "self-contained: found {external}");
+    }
+    match chromium_dom(&dir.path().join("report.html")) {
+        Some(dom) => {
+            assert!(
+                dom.contains("id=\"matrix\""),
+                "Chromium rendered the matrix: {}",
+                &dom[..dom.len().min(500)]
+            );
+            assert!(
+                dom.contains("PASS") && dom.matches("<svg").count() >= 7,
+                "verdict and pictures rendered"
+            );
+        }
+        None => assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have Chromium (ci/test.sh installs it)"
+        ),
+    }
+}
