@@ -63,6 +63,18 @@ pub struct RunResult {
     pub scenario: String,
     pub role: Role,
     pub outcome: Result<Outcome, String>,
+    pub timings: Timings,
+}
+
+/// Where a run's time went.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Timings {
+    /// Starting the control plane until ready.
+    pub start: std::time::Duration,
+    /// The scenario's steps, snapshots and webhook set-up.
+    pub exercise: std::time::Duration,
+    /// Stopping the control plane and removing its files.
+    pub stop: std::time::Duration,
 }
 
 /// Settings of the whole job.
@@ -85,20 +97,22 @@ pub async fn run_all(plan: Vec<Planned>, settings: &Settings) -> Vec<RunResult> 
         let settings = settings.clone();
         async move {
             let _permit = sem.acquire().await.expect("semaphore open");
-            let outcome = run_one(&p, &settings, i)
+            let mut timings = Timings::default();
+            let outcome = run_one(&p, &settings, i, &mut timings)
                 .await
                 .map_err(|e| format!("{e:#}"));
             RunResult {
                 scenario: p.scenario.name.clone(),
                 role: p.role,
                 outcome,
+                timings,
             }
         }
     });
     futures::future::join_all(futures).await
 }
 
-async fn run_one(p: &Planned, settings: &Settings, index: usize) -> anyhow::Result<Outcome> {
+async fn run_one(p: &Planned, settings: &Settings, index: usize, timings: &mut Timings) -> anyhow::Result<Outcome> {
     let (start, upgrade_to) = match p.role {
         Role::Source => (settings.source.clone(), None),
         Role::Target => (settings.target.clone(), None),
@@ -112,9 +126,12 @@ async fn run_one(p: &Planned, settings: &Settings, index: usize) -> anyhow::Resu
     let mut config = LocalConfig::new(format!("{}-{role}", p.scenario.name), start);
     config.keep = settings.keep;
     config.progress = settings.progress.clone();
+    let started = std::time::Instant::now();
     let mut cluster = LocalCluster::start(config)
         .await
         .context("starting the control plane")?;
+    timings.start = started.elapsed();
+    let started = std::time::Instant::now();
     let opts = exercise::Options {
         dir: cluster.dir().join("run"),
         upgrade_to,
@@ -122,6 +139,8 @@ async fn run_one(p: &Planned, settings: &Settings, index: usize) -> anyhow::Resu
         run_id: format!("{}{index}", settings.run_id),
     };
     let outcome = exercise::run(&mut cluster, &p.scenario, &opts).await;
+    timings.exercise = started.elapsed();
+    let started = std::time::Instant::now();
     if settings.keep {
         settings.progress.println(format!(
             "kept {} (logs, certificates, webhook records)",
@@ -129,6 +148,7 @@ async fn run_one(p: &Planned, settings: &Settings, index: usize) -> anyhow::Resu
         ));
     }
     cluster.stop();
+    timings.stop = started.elapsed();
     outcome
 }
 

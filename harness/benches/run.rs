@@ -1,0 +1,83 @@
+//! `cargo bench --bench run`: the whole default `preflight run` (embedded scenarios,
+//! local control planes, warm components cache), with one control plane at a time
+//! (the baseline) and two at a time (what `preflight run` does), side by side, against
+//! the 90 s budget, and where the time goes.
+//!
+//! `PREFLIGHT_BENCH_BASELINE=0` skips the sequential baseline.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use preflight::components::{self, Version};
+use preflight::progress::Progress;
+use preflight::runner::{self, RunResult, Settings};
+use preflight::scenario;
+
+fn job(parallel: usize, settings: &Settings, rt: &tokio::runtime::Runtime) -> (Duration, Vec<RunResult>) {
+    let mut s = settings.clone();
+    s.parallel = parallel;
+    s.run_id = runner::new_run_id();
+    let started = Instant::now();
+    let results = rt.block_on(runner::run_all(runner::plan(&scenario::embedded()), &s));
+    (started.elapsed(), results)
+}
+
+fn breakdown(results: &[RunResult]) -> BTreeMap<&'static str, Duration> {
+    let mut m = BTreeMap::new();
+    for r in results {
+        *m.entry("1 control-plane start").or_default() += r.timings.start;
+        *m.entry("9 control-plane stop").or_default() += r.timings.stop;
+        let mut steps = Duration::ZERO;
+        if let Ok(o) = &r.outcome {
+            for s in &o.steps {
+                let d = Duration::from_millis(s.duration_ms);
+                steps += d;
+                let key = if s.title.starts_with("helm") {
+                    "3 helm"
+                } else if s.title.starts_with("settle") {
+                    "5 settle (waiting for the cascade)"
+                } else if s.title.starts_with("server-side") {
+                    "4 server-side dry runs"
+                } else if s.title.starts_with("upgrade") || s.title.starts_with("restart") {
+                    "6 restarts and upgrades"
+                } else {
+                    "7 other steps"
+                };
+                *m.entry(key).or_default() += d;
+            }
+        }
+        *m.entry("2 snapshots, webhooks, teardown").or_default() += r.timings.exercise.saturating_sub(steps);
+    }
+    m
+}
+
+fn main() {
+    preflight::init_crypto();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let opts = components::Options::from_env(Progress::from_env());
+    let source: Version = components::DEFAULT_SOURCE.parse().unwrap();
+    let target: Version = components::DEFAULT_TARGET.parse().unwrap();
+    let settings = Settings {
+        source: components::ensure(&source, &opts).expect("source components"),
+        target: components::ensure(&target, &opts).expect("target components"),
+        work_dir: std::env::temp_dir(),
+        keep: false,
+        parallel: 2,
+        progress: Progress::quiet(),
+        run_id: String::new(),
+    };
+    let (fast, results) = job(2, &settings, &rt);
+    assert!(results.iter().all(|r| r.outcome.is_ok()), "every run completes");
+    let baseline = (std::env::var("PREFLIGHT_BENCH_BASELINE").as_deref() != Ok("0")).then(|| job(1, &settings, &rt).0);
+
+    println!("default `preflight run` ({} runs of {} scenarios, warm cache)", results.len(), scenario::embedded().len());
+    println!("{:<46} {:>10} {:>10} {:>8}", "measurement", "baseline", "preflight", "ratio");
+    println!("{:<46} {:>9.1}s {:>9.1}s {:>8.2}", "wall time vs the 90 s budget", 90.0, fast.as_secs_f64(), fast.as_secs_f64() / 90.0);
+    if let Some(b) = baseline {
+        println!("{:<46} {:>9.1}s {:>9.1}s {:>8.2}", "one control plane at a time vs two at a time", b.as_secs_f64(), fast.as_secs_f64(), fast.as_secs_f64() / b.as_secs_f64());
+    }
+    println!("\nwhere the time goes (summed over runs; two run at once):");
+    for (k, d) in breakdown(&results) {
+        println!("  {:<44} {:>7.1}s", &k[2..], d.as_secs_f64());
+    }
+}
