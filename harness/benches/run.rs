@@ -13,7 +13,11 @@ use preflight::progress::Progress;
 use preflight::runner::{self, RunResult, Settings};
 use preflight::scenario;
 
-fn job(parallel: usize, settings: &Settings, rt: &tokio::runtime::Runtime) -> (Duration, Vec<RunResult>) {
+fn job(
+    parallel: usize,
+    settings: &Settings,
+    rt: &tokio::runtime::Runtime,
+) -> (Duration, Vec<RunResult>) {
     let mut s = settings.clone();
     s.parallel = parallel;
     s.run_id = runner::new_run_id();
@@ -46,7 +50,8 @@ fn breakdown(results: &[RunResult]) -> BTreeMap<&'static str, Duration> {
                 *m.entry(key).or_default() += d;
             }
         }
-        *m.entry("2 snapshots, webhooks, teardown").or_default() += r.timings.exercise.saturating_sub(steps);
+        *m.entry("2 snapshots, webhooks, teardown").or_default() +=
+            r.timings.exercise.saturating_sub(steps);
     }
     m
 }
@@ -65,16 +70,40 @@ fn main() {
         parallel: 2,
         progress: Progress::quiet(),
         run_id: String::new(),
+        noise: Default::default(),
     };
     let (fast, results) = job(2, &settings, &rt);
-    assert!(results.iter().all(|r| r.outcome.is_ok()), "every run completes");
-    let baseline = (std::env::var("PREFLIGHT_BENCH_BASELINE").as_deref() != Ok("0")).then(|| job(1, &settings, &rt).0);
+    assert!(
+        results.iter().all(|r| r.outcome.is_ok()),
+        "every run completes"
+    );
+    let baseline = (std::env::var("PREFLIGHT_BENCH_BASELINE").as_deref() != Ok("0"))
+        .then(|| job(1, &settings, &rt).0);
 
-    println!("default `preflight run` ({} runs of {} scenarios, warm cache)", results.len(), scenario::embedded().len());
-    println!("{:<46} {:>10} {:>10} {:>8}", "measurement", "baseline", "preflight", "ratio");
-    println!("{:<46} {:>9.1}s {:>9.1}s {:>8.2}", "wall time vs the 90 s budget", 90.0, fast.as_secs_f64(), fast.as_secs_f64() / 90.0);
+    println!(
+        "default `preflight run` ({} runs of {} scenarios, warm cache)",
+        results.len(),
+        scenario::embedded().len()
+    );
+    println!(
+        "{:<46} {:>10} {:>10} {:>8}",
+        "measurement", "baseline", "preflight", "ratio"
+    );
+    println!(
+        "{:<46} {:>9.1}s {:>9.1}s {:>8.2}",
+        "wall time vs the 90 s budget",
+        90.0,
+        fast.as_secs_f64(),
+        fast.as_secs_f64() / 90.0
+    );
     if let Some(b) = baseline {
-        println!("{:<46} {:>9.1}s {:>9.1}s {:>8.2}", "one control plane at a time vs two at a time", b.as_secs_f64(), fast.as_secs_f64(), fast.as_secs_f64() / b.as_secs_f64());
+        println!(
+            "{:<46} {:>9.1}s {:>9.1}s {:>8.2}",
+            "one control plane at a time vs two at a time",
+            b.as_secs_f64(),
+            fast.as_secs_f64(),
+            fast.as_secs_f64() / b.as_secs_f64()
+        );
     }
     println!("\nwhere the time goes (summed over runs; two run at once):");
     for (k, d) in breakdown(&results) {

@@ -31,14 +31,24 @@ fn crd(i: usize) -> DynamicObject {
 
 fn kubectl_snapshot(kubectl: &std::path::Path, kubeconfig: &std::path::Path) -> usize {
     let run = |args: &[&str]| {
-        let out = std::process::Command::new(kubectl).args(args).arg(format!("--kubeconfig={}", kubeconfig.display())).output().unwrap();
-        assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = std::process::Command::new(kubectl)
+            .args(args)
+            .arg(format!("--kubeconfig={}", kubeconfig.display()))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         out.stdout
     };
-    let resources = String::from_utf8(run(&["api-resources", "--verbs=list", "-o", "name"])).unwrap();
+    let resources =
+        String::from_utf8(run(&["api-resources", "--verbs=list", "-o", "name"])).unwrap();
     let mut count = 0;
     for r in resources.lines().filter(|r| !r.is_empty()) {
-        let list: serde_json::Value = serde_json::from_slice(&run(&["get", r, "-A", "-o", "json"])).unwrap();
+        let list: serde_json::Value =
+            serde_json::from_slice(&run(&["get", r, "-A", "-o", "json"])).unwrap();
         count += list["items"].as_array().map_or(0, Vec::len);
     }
     count
@@ -56,7 +66,10 @@ fn main() {
     let version: Version = components::DEFAULT_TARGET.parse().unwrap();
     let comps = components::ensure(&version, &opts).unwrap();
     let kubectl = components::ensure_kubectl(&version, &opts).unwrap();
-    let rounds: usize = std::env::var("PREFLIGHT_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    let rounds: usize = std::env::var("PREFLIGHT_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
 
     rt.block_on(async {
         let cluster = LocalCluster::start(LocalConfig::new("bench-snapshot", comps)).await.unwrap();

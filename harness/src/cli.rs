@@ -97,6 +97,10 @@ pub struct RunArgs {
     /// Where to write report.json, report.md, junit.xml and report.html [default: reports/<time>-<id>].
     #[arg(long)]
     pub report_dir: Option<PathBuf>,
+    /// Also leave this resource type out of snapshots, as GROUP/RESOURCE (`core` for the
+    /// core group), e.g. `metrics.k8s.io/pods` (repeatable). Events and Leases are always left out.
+    #[arg(long = "noise", value_name = "GROUP/RESOURCE")]
+    pub noise: Vec<String>,
     /// What counts as a failure (exit code 1).
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [FailOn::Leftovers, FailOn::Regressions])]
     pub fail_on: Vec<FailOn>,
@@ -311,6 +315,19 @@ async fn run(args: RunArgs, progress: Progress) -> anyhow::Result<i32> {
         parallel: args.parallel,
         progress: progress.clone(),
         run_id: runner::new_run_id(),
+        noise: {
+            let mut n = crate::snapshot::Noise::default();
+            for extra in &args.noise {
+                anyhow::ensure!(
+                    extra.split('/').count() == 2
+                        && !extra.starts_with('/')
+                        && !extra.ends_with('/'),
+                    "invalid value for --noise: `{extra}`: expected GROUP/RESOURCE, e.g. core/configmaps"
+                );
+                n.0.push(extra.clone());
+            }
+            n
+        },
     };
     let run_id = settings.run_id.clone();
     let results = runner::run_all(runner::plan(&scenarios), &settings).await;

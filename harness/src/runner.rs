@@ -87,6 +87,8 @@ pub struct Settings {
     pub parallel: usize,
     pub progress: Progress,
     pub run_id: String,
+    /// Resource types left out of snapshots.
+    pub noise: crate::snapshot::Noise,
 }
 
 /// Runs every planned run and returns the results in plan order.
@@ -112,7 +114,12 @@ pub async fn run_all(plan: Vec<Planned>, settings: &Settings) -> Vec<RunResult> 
     futures::future::join_all(futures).await
 }
 
-async fn run_one(p: &Planned, settings: &Settings, index: usize, timings: &mut Timings) -> anyhow::Result<Outcome> {
+async fn run_one(
+    p: &Planned,
+    settings: &Settings,
+    index: usize,
+    timings: &mut Timings,
+) -> anyhow::Result<Outcome> {
     let (start, upgrade_to) = match p.role {
         Role::Source => (settings.source.clone(), None),
         Role::Target => (settings.target.clone(), None),
@@ -137,6 +144,7 @@ async fn run_one(p: &Planned, settings: &Settings, index: usize, timings: &mut T
         upgrade_to,
         progress: settings.progress.clone(),
         run_id: format!("{}{index}", settings.run_id),
+        noise: settings.noise.clone(),
     };
     let outcome = exercise::run(&mut cluster, &p.scenario, &opts).await;
     timings.exercise = started.elapsed();

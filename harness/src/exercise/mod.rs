@@ -23,7 +23,7 @@ use crate::components::Components;
 use crate::helm::{self, Helm, HelmRun};
 use crate::progress::Progress;
 use crate::scenario::{ChartSource, DryRunAction, HelmAction, HelmDryRun, Scenario, Step};
-use crate::snapshot::{self, Snapshot, SnapshotScope};
+use crate::snapshot::{self, Noise, Snapshot, SnapshotScope};
 use crate::webhook::{BehaviourSpec, Record, Registration, WebhookServer};
 use dry_run::DryRunReport;
 use settle::SettleReport;
@@ -87,6 +87,8 @@ pub struct Options {
     pub progress: Progress,
     /// A short unique id, used in names and labels.
     pub run_id: String,
+    /// Resource types left out of snapshots.
+    pub noise: Noise,
 }
 
 /// The namespace of a scenario's run.
@@ -127,7 +129,11 @@ pub async fn run(
     )?;
 
     crate::smoke::ensure_namespace_labelled(&client, &namespace, &opts.run_id).await?;
-    let before = snapshot::take(&client, &SnapshotScope::default())
+    let everything = SnapshotScope {
+        namespace: None,
+        noise: opts.noise.clone(),
+    };
+    let before = snapshot::take(&client, &everything)
         .await
         .context("snapshot before the scenario")?;
 
@@ -236,6 +242,7 @@ pub async fn run(
                         settle::settle(
                             &cluster.client(),
                             &namespace,
+                            &opts.noise,
                             Duration::from_secs(s.timeout_seconds.into()),
                         )
                         .await,
@@ -269,7 +276,7 @@ pub async fn run(
         }
         let scope = SnapshotScope {
             namespace: Some(namespace.clone()),
-            ..Default::default()
+            noise: opts.noise.clone(),
         };
         objects_after_step.push(
             snapshot::take(&cluster.client(), &scope)
@@ -299,7 +306,7 @@ pub async fn run(
     }
 
     let client = cluster.client();
-    let after = snapshot::take(&client, &SnapshotScope::default())
+    let after = snapshot::take(&client, &everything)
         .await
         .context("snapshot after the scenario")?;
     driver.abort();
@@ -408,7 +415,7 @@ async fn server_dry_run(
 }
 
 /// Lines of the control plane's logs that explain webhook and garbage-collector
-/// trouble (at most 50, newest last). The garbage collector's errors are condensed to
+/// trouble (at most 200, newest last; repeated lines are repeated attempts). The garbage collector's errors are condensed to
 /// `garbage collector could not delete Kind namespace/name: error`.
 fn log_evidence(cluster: &LocalCluster) -> Vec<String> {
     let mut lines = Vec::new();
@@ -432,8 +439,7 @@ fn log_evidence(cluster: &LocalCluster) -> Vec<String> {
             }
         }
     }
-    lines.dedup();
-    let start = lines.len().saturating_sub(50);
+    let start = lines.len().saturating_sub(200);
     lines.split_off(start)
 }
 

@@ -55,11 +55,16 @@ fn known_namespaced_owner(kind: &str) -> bool {
 }
 
 /// Waits in `namespace` until settled or `deadline`.
-pub async fn settle(client: &kube::Client, namespace: &str, deadline: Duration) -> SettleReport {
+pub async fn settle(
+    client: &kube::Client,
+    namespace: &str,
+    noise: &Noise,
+    deadline: Duration,
+) -> SettleReport {
     let started = Instant::now();
     let scope = SnapshotScope {
         namespace: Some(namespace.to_string()),
-        noise: Noise::default(),
+        noise: noise.clone(),
     };
     let mut last: Option<BTreeSet<String>> = None;
     let mut last_change = Instant::now();

@@ -163,17 +163,20 @@ fn job() -> (Vec<Scenario>, Vec<RunResult>) {
         RunResult {
             scenario: "baseline".into(),
             role: Role::Source,
-            timings: Default::default(), outcome: Ok(outcome("baseline", s, "pf-baseline-abcde0", false, 0)),
+            timings: Default::default(),
+            outcome: Ok(outcome("baseline", s, "pf-baseline-abcde0", false, 0)),
         },
         RunResult {
             scenario: "baseline".into(),
             role: Role::Target,
-            timings: Default::default(), outcome: Ok(outcome("baseline", t, "pf-baseline-abcde1", false, 0)),
+            timings: Default::default(),
+            outcome: Ok(outcome("baseline", t, "pf-baseline-abcde1", false, 0)),
         },
         RunResult {
             scenario: "incident-admission".into(),
             role: Role::Source,
-            timings: Default::default(), outcome: Ok(outcome(
+            timings: Default::default(),
+            outcome: Ok(outcome(
                 "incident-admission",
                 s,
                 "pf-incident-admission-abcde2",
@@ -184,7 +187,8 @@ fn job() -> (Vec<Scenario>, Vec<RunResult>) {
         RunResult {
             scenario: "incident-admission".into(),
             role: Role::Target,
-            timings: Default::default(), outcome: Ok(outcome(
+            timings: Default::default(),
+            outcome: Ok(outcome(
                 "incident-admission",
                 t,
                 "pf-incident-admission-abcde3",
@@ -195,12 +199,14 @@ fn job() -> (Vec<Scenario>, Vec<RunResult>) {
         RunResult {
             scenario: "regresses".into(),
             role: Role::Source,
-            timings: Default::default(), outcome: Ok(outcome("regresses", s, "pf-regresses-abcde4", false, 0)),
+            timings: Default::default(),
+            outcome: Ok(outcome("regresses", s, "pf-regresses-abcde4", false, 0)),
         },
         RunResult {
             scenario: "regresses".into(),
             role: Role::Target,
-            timings: Default::default(), outcome: Ok(outcome("regresses", t, "pf-regresses-abcde5", true, 3)),
+            timings: Default::default(),
+            outcome: Ok(outcome("regresses", t, "pf-regresses-abcde5", true, 3)),
         },
     ];
     (vec![baseline, incident, regress], results)

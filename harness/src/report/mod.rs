@@ -66,6 +66,8 @@ pub struct Report {
     pub source: VersionInfo,
     pub target: VersionInfo,
     pub summary: Summary,
+    /// Resource types left out of snapshots (`group/resource`).
+    pub noise: Vec<String>,
     pub scenarios: Vec<ScenarioReport>,
     /// Every regression of every scenario, each naming its scenario.
     pub regressions: Vec<Regression>,
@@ -372,6 +374,7 @@ pub fn build(
             scenarios: scenarios.len(),
             ..Default::default()
         },
+        noise: crate::snapshot::Noise::default().0,
         scenarios: Vec::new(),
         regressions: Vec::new(),
     };

@@ -23,6 +23,7 @@ async fn run(
         upgrade_to: upgrade_to.map(common::components),
         progress: preflight::progress::Progress::quiet(),
         run_id: "t".into(),
+        noise: Default::default(),
     };
     let outcome = exercise::run(&mut cluster, &s, &opts).await.unwrap();
     let left = verdict::leftovers(&outcome);
