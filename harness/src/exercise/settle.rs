@@ -84,7 +84,7 @@ pub async fn settle(
             let quiet = if orphan_count == 0 {
                 Duration::from_secs(2)
             } else {
-                Duration::from_secs(10)
+                Duration::from_secs(6)
             };
             if last_change.elapsed() >= quiet {
                 return SettleReport {
