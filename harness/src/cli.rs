@@ -41,6 +41,18 @@ pub enum Command {
     /// Manage the cache of Kubernetes binaries.
     #[command(subcommand)]
     Components(ComponentsCommand),
+    /// Audit a live cluster before its upgrade: read-only, dry-run requests only.
+    Audit(AuditArgs),
+    /// Save a snapshot of every listable object of a cluster (JSON).
+    Snapshot {
+        /// Where to write the snapshot.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        target: KubeconfigArgs,
+    },
+    /// Compare two snapshots: what appeared, disappeared, and what is newly orphaned or stuck.
+    Diff { before: PathBuf, after: PathBuf },
     /// Check scenario files without running them.
     Validate {
         /// Scenario files.
@@ -108,6 +120,68 @@ pub struct RunArgs {
     pub bins: BinArgs,
 }
 
+/// Which cluster to talk to.
+#[derive(Debug, Args, Clone)]
+pub struct KubeconfigArgs {
+    /// Kubeconfig file [default: $KUBECONFIG, else ~/.kube/config].
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Context in the kubeconfig [default: its current context].
+    #[arg(long)]
+    pub context: Option<String>,
+}
+
+impl KubeconfigArgs {
+    fn path(&self) -> anyhow::Result<PathBuf> {
+        let path = self
+            .kubeconfig
+            .clone()
+            .or_else(|| {
+                std::env::var_os("KUBECONFIG")
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+            })
+            .or_else(|| dirs::home_dir().map(|h| h.join(".kube/config")))
+            .context("no kubeconfig: give --kubeconfig or set KUBECONFIG")?;
+        anyhow::ensure!(
+            path.is_file(),
+            "kubeconfig {}: no such file (from --kubeconfig, KUBECONFIG or ~/.kube/config)",
+            path.display()
+        );
+        Ok(path)
+    }
+
+    async fn client(&self, impersonate: Option<&str>) -> anyhow::Result<kube::Client> {
+        Ok(crate::cluster::local::client_from_kubeconfig_as(
+            &self.path()?,
+            self.context.as_deref(),
+            impersonate,
+        )
+        .await?)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    pub cluster: KubeconfigArgs,
+    /// The version the cluster will be upgraded to (consequences and removed APIs depend on it).
+    #[arg(long = "target")]
+    pub target: Option<String>,
+    /// Certificates expiring within this many days are findings.
+    #[arg(long, default_value_t = 30)]
+    pub upgrade_window: i64,
+    /// Exit 1 when a finding is at or above this severity.
+    #[arg(long, value_enum, default_value_t = crate::audit::Severity::High)]
+    pub fail_on: crate::audit::Severity,
+    /// Only read: send no dry-run requests.
+    #[arg(long)]
+    pub no_live: bool,
+    /// Where to write audit.json, audit.md, junit.xml and audit.html [default: reports/audit-<time>].
+    #[arg(long)]
+    pub report_dir: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ComponentsCommand {
     /// Make the binaries of a version available (build or download them once).
@@ -153,6 +227,38 @@ fn parse_version(flag: &str, value: &str) -> anyhow::Result<Version> {
 pub async fn execute(cli: Cli, progress: Progress) -> anyhow::Result<i32> {
     match cli.command {
         Command::Run(args) => run(args, progress).await,
+        Command::Audit(args) => audit(args).await,
+        Command::Snapshot { out, target } => {
+            let client = target.client(None).await?;
+            let snap = crate::snapshot::take(&client, &Default::default())
+                .await
+                .context("taking the snapshot")?;
+            std::fs::write(&out, serde_json::to_string_pretty(&snap)?)
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "{} objects of {} resource types ({} not listable) written to {}",
+                snap.objects.len(),
+                snap.types,
+                snap.unlistable.len(),
+                out.display()
+            );
+            Ok(EXIT_OK)
+        }
+        Command::Diff { before, after } => {
+            let load = |p: &PathBuf| -> anyhow::Result<crate::snapshot::Snapshot> {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading {}", p.display()))?;
+                serde_json::from_str(&text)
+                    .with_context(|| format!("{}: not a preflight snapshot", p.display()))
+            };
+            let d = crate::snapshot::diff(&load(&before)?, &load(&after)?);
+            print!("{}", d.render());
+            Ok(if d.newly_orphaned.is_empty() && d.newly_stuck.is_empty() {
+                EXIT_OK
+            } else {
+                EXIT_FINDINGS
+            })
+        }
         Command::Validate { files } => {
             let mut failed = 0;
             for f in &files {
@@ -247,6 +353,65 @@ pub async fn execute(cli: Cli, progress: Progress) -> anyhow::Result<i32> {
             Ok(EXIT_OK)
         }
     }
+}
+
+async fn audit(args: AuditArgs) -> anyhow::Result<i32> {
+    let target = args
+        .target
+        .as_deref()
+        .map(|t| parse_version("--target", t))
+        .transpose()?;
+    let client = args.cluster.client(None).await?;
+    // Impersonating the garbage collector needs the `impersonate` right; without it the
+    // live checks run as the user, and the report says so.
+    let gc = args
+        .cluster
+        .client(Some(crate::exercise::dry_run::GC_USER))
+        .await?;
+    let ns: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(gc.clone());
+    let gc = ns
+        .list(&kube::api::ListParams::default().limit(1))
+        .await
+        .ok()
+        .map(|_| gc);
+    let opts = crate::audit::AuditOptions {
+        target,
+        upgrade_window_days: args.upgrade_window,
+        live: !args.no_live,
+    };
+    let report = crate::audit::run(&client, gc.as_ref(), &opts, args.fail_on).await?;
+    let dir = args.report_dir.clone().unwrap_or_else(|| {
+        let stamp = time::OffsetDateTime::now_utc()
+            .format(time::macros::format_description!(
+                "[year][month][day]-[hour][minute][second]"
+            ))
+            .unwrap_or_default();
+        PathBuf::from("reports").join(format!("audit-{stamp}"))
+    });
+    let written = crate::audit::render::write_all(&report, &dir)
+        .with_context(|| format!("writing reports into {}", dir.display()))?;
+    for f in &report.findings {
+        println!(
+            "{:<9} {:<36} {}: {}",
+            f.severity.as_str(),
+            f.check,
+            f.object,
+            f.title
+        );
+    }
+    for s in &report.skipped {
+        println!("not checked: {s}");
+    }
+    println!(
+        "
+{} findings; verdict {:?}",
+        report.findings.len(),
+        report.verdict
+    );
+    for p in written {
+        println!("  {}", p.display());
+    }
+    Ok(report.exit_code)
 }
 
 /// Loads scenarios given as files or embedded names; none means every embedded one.

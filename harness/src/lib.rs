@@ -14,6 +14,7 @@
 //! * [`progress`]: what a long step shows while it runs (spinner on a terminal, plain
 //!   lines in CI).
 
+pub mod audit;
 pub mod cli;
 pub mod cluster;
 pub mod compare;

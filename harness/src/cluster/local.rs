@@ -42,6 +42,7 @@ pub const CONTROLLERS: &[&str] = &[
     "serviceaccount",
     "serviceaccount-token",
     "root-ca-cert-publisher",
+    "clusterrole-aggregation",
     "endpoint",
     "endpointslice",
     "disruption",
@@ -269,16 +270,7 @@ impl LocalCluster {
     /// A client that impersonates `user` (e.g. the garbage collector's service
     /// account), for dry runs that must be judged as that user's requests.
     pub async fn impersonating(&self, user: &str) -> Result<kube::Client, ClusterError> {
-        let err = |detail: String| ClusterError::Kubeconfig {
-            path: self.kubeconfig.clone(),
-            detail,
-        };
-        let kc = Kubeconfig::read_from(&self.kubeconfig).map_err(|e| err(e.to_string()))?;
-        let mut config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-            .await
-            .map_err(|e| err(e.to_string()))?;
-        config.auth_info.impersonate = Some(user.to_string());
-        kube::Client::try_from(config).map_err(|e| err(e.to_string()))
+        client_from_kubeconfig_as(&self.kubeconfig, None, Some(user)).await
     }
 
     /// Process ids of the running components (for tests and `cluster down`).
@@ -655,6 +647,15 @@ pub async fn client_from_kubeconfig(
     path: &Path,
     context: Option<&str>,
 ) -> Result<kube::Client, ClusterError> {
+    client_from_kubeconfig_as(path, context, None).await
+}
+
+/// Like [`client_from_kubeconfig`], impersonating `user` when given.
+pub async fn client_from_kubeconfig_as(
+    path: &Path,
+    context: Option<&str>,
+    user: Option<&str>,
+) -> Result<kube::Client, ClusterError> {
     let err = |detail: String| ClusterError::Kubeconfig {
         path: path.to_path_buf(),
         detail,
@@ -664,8 +665,9 @@ pub async fn client_from_kubeconfig(
         context: context.map(str::to_string),
         ..Default::default()
     };
-    let config = kube::Config::from_custom_kubeconfig(kc, &opts)
+    let mut config = kube::Config::from_custom_kubeconfig(kc, &opts)
         .await
         .map_err(|e| err(e.to_string()))?;
+    config.auth_info.impersonate = user.map(str::to_string);
     kube::Client::try_from(config).map_err(|e| err(e.to_string()))
 }

@@ -55,7 +55,8 @@ impl DryRunReport {
     }
 }
 
-fn classify(result: Result<(), kube::Error>) -> (String, String) {
+/// Sorts an API answer into `admitted`, `denied`, `webhook-failed`, `timed-out` or `error`.
+pub fn classify(result: Result<(), kube::Error>) -> (String, String) {
     match result {
         Ok(()) => ("admitted".into(), String::new()),
         Err(kube::Error::Api(e)) => {

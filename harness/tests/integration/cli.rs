@@ -95,3 +95,97 @@ async fn cluster_up_leaves_a_usable_cluster_and_down_removes_it() {
     assert_eq!(twice.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&twice.stderr).contains("no cluster named `itest` is running"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_snapshot_and_diff_commands() {
+    let version = &common::versions()[1];
+    let cluster = common::cluster("cli-audit", version).await;
+    let kc = cluster.kubeconfig().display().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(common::preflight_bin())
+            .args(args)
+            .env("CI", "true")
+            .output()
+            .unwrap()
+    };
+
+    let out = run(&[
+        "audit",
+        "--kubeconfig",
+        &kc,
+        "--target",
+        "v1.31.0",
+        "--report-dir",
+        &dir.path().join("audit").display().to_string(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "a clean cluster passes: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in ["audit.json", "audit.md", "junit.xml", "audit.html"] {
+        assert!(dir.path().join("audit").join(f).is_file(), "{f}");
+    }
+
+    let before = dir.path().join("before.json");
+    assert!(
+        run(&[
+            "snapshot",
+            "--kubeconfig",
+            &kc,
+            "--out",
+            &before.display().to_string()
+        ])
+        .status
+        .success()
+    );
+    // Something becomes stuck in deletion between the two snapshots.
+    let client = cluster.client();
+    let cms: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+        kube::Api::namespaced(client, "default");
+    let cm: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "held", "finalizers": ["example.com/hold"]}})).unwrap();
+    cms.create(&Default::default(), &cm).await.unwrap();
+    cms.delete("held", &Default::default()).await.unwrap();
+    let after = dir.path().join("after.json");
+    assert!(
+        run(&[
+            "snapshot",
+            "--kubeconfig",
+            &kc,
+            "--out",
+            &after.display().to_string()
+        ])
+        .status
+        .success()
+    );
+    let diff = run(&[
+        "diff",
+        &before.display().to_string(),
+        &after.display().to_string(),
+    ]);
+    let text = String::from_utf8_lossy(&diff.stdout);
+    assert_eq!(diff.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("newly stuck in deletion: 1") && text.contains("ConfigMap/default/held"),
+        "{text}"
+    );
+
+    let bad = run(&["audit", "--kubeconfig", "/nonexistent/kubeconfig"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr)
+            .contains("kubeconfig /nonexistent/kubeconfig: no such file")
+    );
+    let garbage = dir.path().join("garbage");
+    std::fs::write(&garbage, "this: [is not a kubeconfig").unwrap();
+    let bad = run(&["audit", "--kubeconfig", &garbage.display().to_string()]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains(&format!("kubeconfig {}", garbage.display())),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}

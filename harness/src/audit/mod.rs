@@ -1,0 +1,140 @@
+//! `preflight audit`: a read-only look at a live cluster for everything that can make
+//! deletions silently fail after an upgrade. It only reads and sends dry-run requests.
+//!
+//! Each check degrades on its own: missing rights (impersonation, Secrets) turn into an
+//! `info` finding that says which check could not run, never a crash.
+
+pub mod checks;
+pub mod removed_apis;
+pub mod render;
+
+use serde::Serialize;
+
+use crate::components::Version;
+
+/// How bad a finding is.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Severity {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// One thing found, with what to do about it.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Finding {
+    /// A stable identifier of the check, e.g. `webhook-fail-closed-on-gc-delete`.
+    pub check: String,
+    pub severity: Severity,
+    /// `Kind/name` or `Kind/namespace/name`.
+    pub object: String,
+    pub title: String,
+    pub evidence: Vec<String>,
+    pub fix: String,
+}
+
+/// What to audit against.
+#[derive(Clone, Debug)]
+pub struct AuditOptions {
+    /// The version the cluster will be upgraded to (consequences depend on it).
+    pub target: Option<Version>,
+    /// Certificates expiring within this many days are findings.
+    pub upgrade_window_days: i64,
+    /// Send dry-run requests (no object is changed either way).
+    pub live: bool,
+}
+
+/// The audit's result.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditReport {
+    pub schema: String,
+    pub verdict: crate::report::Verdict,
+    pub exit_code: i32,
+    pub fail_on: Severity,
+    pub server_version: String,
+    pub target_version: Option<String>,
+    pub generated_at: String,
+    /// Checks that could not run (missing rights), said plainly.
+    pub skipped: Vec<String>,
+    pub findings: Vec<Finding>,
+}
+
+/// Runs every check.
+pub async fn run(
+    client: &kube::Client,
+    gc_client: Option<&kube::Client>,
+    opts: &AuditOptions,
+    fail_on: Severity,
+) -> anyhow::Result<AuditReport> {
+    let server_version = client.apiserver_version().await?.git_version;
+    let mut ctx = checks::Context {
+        client: client.clone(),
+        gc_client: gc_client.cloned(),
+        opts: opts.clone(),
+        findings: Vec::new(),
+        skipped: Vec::new(),
+    };
+    checks::webhooks(&mut ctx).await;
+    checks::conversion(&mut ctx).await;
+    checks::api_services(&mut ctx).await;
+    checks::objects(&mut ctx).await;
+    checks::helm_releases(&mut ctx).await;
+    checks::pdbs(&mut ctx).await;
+    let mut findings = ctx.findings;
+    findings.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then(a.check.cmp(&b.check))
+            .then(a.object.cmp(&b.object))
+    });
+    let failing = findings.iter().any(|f| f.severity >= fail_on);
+    Ok(AuditReport {
+        schema: "preflight.audit/v1".into(),
+        verdict: if failing {
+            crate::report::Verdict::Fail
+        } else {
+            crate::report::Verdict::Pass
+        },
+        exit_code: if failing {
+            crate::cli::EXIT_FINDINGS
+        } else {
+            crate::cli::EXIT_OK
+        },
+        fail_on,
+        server_version,
+        target_version: opts.target.as_ref().map(ToString::to_string),
+        generated_at: time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+        skipped: ctx.skipped,
+        findings,
+    })
+}
