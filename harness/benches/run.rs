@@ -62,16 +62,12 @@ fn main() {
     let opts = components::Options::from_env(Progress::from_env());
     let source: Version = components::DEFAULT_SOURCE.parse().unwrap();
     let target: Version = components::DEFAULT_TARGET.parse().unwrap();
-    let settings = Settings {
-        source: components::ensure(&source, &opts).expect("source components"),
-        target: components::ensure(&target, &opts).expect("target components"),
-        work_dir: std::env::temp_dir(),
-        keep: false,
-        parallel: 2,
-        progress: Progress::quiet(),
-        run_id: String::new(),
-        noise: Default::default(),
-    };
+    let settings = Settings::local(
+        components::ensure(&source, &opts).expect("source components"),
+        components::ensure(&target, &opts).expect("target components"),
+        Progress::quiet(),
+    );
+
     let (fast, results) = job(2, &settings, &rt);
     assert!(
         results.iter().all(|r| r.outcome.is_ok()),

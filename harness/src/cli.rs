@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
+use crate::cluster::Provider;
 use crate::cluster::{LocalCluster, LocalConfig, state};
 use crate::components::{self, SourceKind, Version};
 use crate::progress::Progress;
@@ -116,6 +117,18 @@ pub struct RunArgs {
     /// What counts as a failure (exit code 1).
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [FailOn::Leftovers, FailOn::Regressions])]
     pub fail_on: Vec<FailOn>,
+    /// Where clusters come from: local control planes, kind clusters (needs Docker), or an existing cluster.
+    #[arg(long, value_enum, default_value_t = Provider::Local)]
+    pub provider: Provider,
+    /// With --provider kubeconfig: the cluster (and --context).
+    #[command(flatten)]
+    pub cluster: KubeconfigArgs,
+    /// With --provider kubeconfig: an address of this machine that the cluster's API server reaches, for the sample webhooks.
+    #[arg(long)]
+    pub webhook_address: Option<std::net::IpAddr>,
+    /// With --provider kind: the node image [default: kindest/node:<version>].
+    #[arg(long)]
+    pub kind_image: Option<String>,
     #[command(flatten)]
     pub bins: BinArgs,
 }
@@ -463,21 +476,72 @@ async fn run(args: RunArgs, progress: Progress) -> anyhow::Result<i32> {
         components::DEFAULT_TARGET,
     )?;
     let opts = args.bins.options(&progress);
-    let (s, t) = (source.clone(), target.clone());
-    let (src_comps, tgt_comps) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        Ok((
-            components::ensure(&s, &opts)?,
-            components::ensure(&t, &opts)?,
-        ))
-    })
-    .await??;
+    let mut scenarios = scenarios;
+    let (source, target, src_comps, tgt_comps) = if args.provider == Provider::Kubeconfig {
+        // One existing cluster: its own version is both source and target.
+        let helm = tokio::task::spawn_blocking(move || components::ensure_helm(&opts)).await??;
+        let path = args.cluster.path()?;
+        let existing = crate::cluster::ExistingCluster::connect(
+            &path,
+            args.cluster.context.as_deref(),
+            &helm,
+            args.webhook_address,
+        )
+        .await?;
+        let swept = existing.sweep().await?;
+        if !swept.is_empty() {
+            progress.println(format!(
+                "removed what an interrupted earlier run left: {}",
+                swept.join(", ")
+            ));
+        }
+        if args.scenarios.is_empty() {
+            scenarios.retain(|s| {
+                match crate::cluster::existing::refusal(s, args.webhook_address) {
+                    Some(why) => {
+                        progress.println(format!(
+                            "leaving out `{}` on a shared cluster: {why}",
+                            s.name
+                        ));
+                        false
+                    }
+                    None => true,
+                }
+            });
+        }
+        let version = existing.version().clone();
+        let comps = components::Components {
+            version: version.clone(),
+            etcd_version: version.default_etcd(),
+            helm_version: components::HELM_VERSION.parse().expect("pinned"),
+            kube_apiserver: PathBuf::new(),
+            kube_controller_manager: PathBuf::new(),
+            etcd: PathBuf::new(),
+            helm,
+        };
+        (version.clone(), version, comps.clone(), comps)
+    } else {
+        let (s, t) = (source.clone(), target.clone());
+        let (a, b) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            Ok((
+                components::ensure(&s, &opts)?,
+                components::ensure(&t, &opts)?,
+            ))
+        })
+        .await??;
+        (source, target, a, b)
+    };
 
     let settings = runner::Settings {
         source: src_comps,
         target: tgt_comps,
         work_dir: std::env::temp_dir(),
         keep: args.keep,
-        parallel: args.parallel,
+        parallel: if args.provider == Provider::Kubeconfig {
+            1
+        } else {
+            args.parallel
+        },
         progress: progress.clone(),
         run_id: runner::new_run_id(),
         noise: {
@@ -493,16 +557,28 @@ async fn run(args: RunArgs, progress: Progress) -> anyhow::Result<i32> {
             }
             n
         },
+        provider: args.provider,
+        kubeconfig: (args.provider == Provider::Kubeconfig)
+            .then(|| {
+                args.cluster
+                    .path()
+                    .map(|p| (p, args.cluster.context.clone()))
+            })
+            .transpose()?,
+        webhook_address: args.webhook_address,
+        kind_image: args.kind_image.clone(),
     };
     let run_id = settings.run_id.clone();
-    let results = runner::run_all(runner::plan(&scenarios), &settings).await;
-    let report = report::build(
+    let results = runner::run_all(runner::plan_for(&scenarios, args.provider), &settings).await;
+    let mut report = report::build(
         &scenarios,
         &results,
         &source.to_string(),
         &target.to_string(),
         &args.fail_on,
     );
+    report.noise = settings.noise.0.clone();
+    report.provider = format!("{:?}", args.provider).to_lowercase();
     let dir = args.report_dir.clone().unwrap_or_else(|| {
         let stamp = time::OffsetDateTime::now_utc()
             .format(time::macros::format_description!(

@@ -121,6 +121,15 @@ pub enum ClusterError {
         source: kube::Error,
     },
 
+    /// A provider cannot do what was asked, or cannot run here; the message says what
+    /// to do instead (install a tool, use another provider).
+    #[error("{0}")]
+    Unsupported(String),
+
+    /// A provider's command failed.
+    #[error("`{command}` failed: {detail}")]
+    Command { command: String, detail: String },
+
     /// No cluster with this name is running (for `cluster down`).
     #[error("no cluster named `{name}` is running (no state file {path})", path = path.display())]
     NotRunning { name: String, path: PathBuf },

@@ -30,6 +30,8 @@ pub struct Helm {
     binary: PathBuf,
     kubeconfig: PathBuf,
     home: PathBuf,
+    context: Option<String>,
+    skip_crds: bool,
 }
 
 impl Helm {
@@ -38,13 +40,30 @@ impl Helm {
             binary: binary.to_path_buf(),
             kubeconfig: kubeconfig.to_path_buf(),
             home: home.to_path_buf(),
+            context: None,
+            skip_crds: false,
         }
+    }
+
+    /// Uses this kubeconfig context.
+    pub fn context(mut self, context: Option<String>) -> Helm {
+        self.context = context;
+        self
+    }
+
+    /// Installs without the chart's `crds/` (on shared clusters).
+    pub fn skip_crds(mut self, skip: bool) -> Helm {
+        self.skip_crds = skip;
+        self
     }
 
     fn run(&self, args: Vec<String>) -> HelmRun {
         let started = Instant::now();
         let mut full = args.clone();
         full.push(format!("--kubeconfig={}", self.kubeconfig.display()));
+        if let Some(c) = &self.context {
+            full.push(format!("--kube-context={c}"));
+        }
         let out = duct::cmd(&self.binary, &full)
             .env("HELM_CACHE_HOME", self.home.join("cache"))
             .env("HELM_CONFIG_HOME", self.home.join("config"))
@@ -94,6 +113,9 @@ impl Helm {
                 ];
                 if let Some(extra) = extra_values {
                     a.push(format!("--values={}", extra.display()));
+                }
+                if self.skip_crds {
+                    a.push("--skip-crds".into());
                 }
                 a
             }

@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::cluster::{LocalCluster, LocalConfig};
+use crate::cluster::{
+    Cluster, ExistingCluster, KindCluster, LocalCluster, LocalConfig, Provider, existing, kind,
+};
 use crate::components::Components;
 use crate::exercise::{self, Outcome};
 use crate::progress::Progress;
@@ -36,9 +38,20 @@ pub enum Role {
 
 /// Every run of every scenario.
 pub fn plan(scenarios: &[Scenario]) -> Vec<Planned> {
+    plan_for(scenarios, Provider::Local)
+}
+
+/// Every run of every scenario on `provider`: an existing cluster has one version, so
+/// each scenario runs once there.
+pub fn plan_for(scenarios: &[Scenario], provider: Provider) -> Vec<Planned> {
     let mut out = Vec::new();
     for s in scenarios {
-        if s.upgrades_in_place() {
+        if provider == Provider::Kubeconfig {
+            out.push(Planned {
+                scenario: s.clone(),
+                role: Role::Source,
+            });
+        } else if s.upgrades_in_place() {
             out.push(Planned {
                 scenario: s.clone(),
                 role: Role::Upgrade,
@@ -89,6 +102,33 @@ pub struct Settings {
     pub run_id: String,
     /// Resource types left out of snapshots.
     pub noise: crate::snapshot::Noise,
+    pub provider: Provider,
+    /// For the kubeconfig provider: the cluster.
+    pub kubeconfig: Option<(PathBuf, Option<String>)>,
+    /// For the kubeconfig provider: where the cluster's API server reaches preflight.
+    pub webhook_address: Option<std::net::IpAddr>,
+    /// For the kind provider: a node image instead of `kindest/node:<version>`.
+    pub kind_image: Option<String>,
+}
+
+impl Settings {
+    /// Settings for local control planes at `source` and `target`.
+    pub fn local(source: Components, target: Components, progress: Progress) -> Settings {
+        Settings {
+            source,
+            target,
+            work_dir: std::env::temp_dir(),
+            keep: false,
+            parallel: 2,
+            progress,
+            run_id: new_run_id(),
+            noise: Default::default(),
+            provider: Provider::Local,
+            kubeconfig: None,
+            webhook_address: None,
+            kind_image: None,
+        }
+    }
 }
 
 /// Runs every planned run and returns the results in plan order.
@@ -130,17 +170,62 @@ async fn run_one(
         Role::Target => "target",
         Role::Upgrade => "upgrade",
     };
-    let mut config = LocalConfig::new(format!("{}-{role}", p.scenario.name), start);
-    config.keep = settings.keep;
-    config.progress = settings.progress.clone();
     let started = std::time::Instant::now();
-    let mut cluster = LocalCluster::start(config)
-        .await
-        .context("starting the control plane")?;
+    let mut cluster = match settings.provider {
+        Provider::Local => {
+            let mut config = LocalConfig::new(format!("{}-{role}", p.scenario.name), start);
+            config.keep = settings.keep;
+            config.progress = settings.progress.clone();
+            Cluster::Local(Box::new(
+                LocalCluster::start(config)
+                    .await
+                    .context("starting the control plane")?,
+            ))
+        }
+        Provider::Kind => {
+            anyhow::ensure!(
+                upgrade_to.is_none(),
+                "scenario `{}` upgrades in place, which needs the local provider",
+                p.scenario.name
+            );
+            let name = kind::cluster_name(&format!("{}{index}", settings.run_id), role);
+            let image = kind::node_image(&start.version, settings.kind_image.as_deref());
+            let step = settings
+                .progress
+                .step(format!("creating kind cluster {name} ({image})"));
+            let c = KindCluster::start(&name, &start.version, &image, &start.helm).await;
+            match &c {
+                Ok(_) => step.done(""),
+                Err(_) => step.fail(""),
+            };
+            Cluster::Kind(c?)
+        }
+        Provider::Kubeconfig => {
+            let (path, context) = settings
+                .kubeconfig
+                .clone()
+                .context("the kubeconfig provider needs --kubeconfig")?;
+            if let Some(why) = existing::refusal(&p.scenario, settings.webhook_address) {
+                anyhow::bail!(
+                    "scenario `{}` cannot run on a shared cluster: {why}",
+                    p.scenario.name
+                );
+            }
+            Cluster::Existing(
+                ExistingCluster::connect(
+                    &path,
+                    context.as_deref(),
+                    &start.helm,
+                    settings.webhook_address,
+                )
+                .await?,
+            )
+        }
+    };
     timings.start = started.elapsed();
     let started = std::time::Instant::now();
     let opts = exercise::Options {
-        dir: cluster.dir().join("run"),
+        dir: cluster.dir().join(format!("run-{index}")),
         upgrade_to,
         progress: settings.progress.clone(),
         run_id: format!("{}{index}", settings.run_id),

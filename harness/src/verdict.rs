@@ -261,6 +261,25 @@ pub fn leftovers(outcome: &Outcome) -> Vec<Leftover> {
                 Reason::WebhookBlockedDelete,
                 deletes.into_iter().chain(logged).collect(),
             )
+        } else if let Some((webhook, behaviour, _)) = owner_gone
+            .then(|| {
+                let plural = format!("{}s", o.kind.to_lowercase());
+                outcome
+                    .blocking_webhooks
+                    .iter()
+                    .find(|(_, _, res)| res.iter().any(|r| *r == plural || r == "*"))
+            })
+            .flatten()
+        {
+            // No control-plane log to read (a kind or shared cluster): the scenario's own
+            // webhook state is the evidence.
+            (
+                Reason::WebhookBlockedDelete,
+                vec![format!(
+                    "webhook {webhook} was {behaviour} with failurePolicy Fail on DELETE of {}s: the garbage collector's DELETE could not pass",
+                    o.kind.to_lowercase()
+                )],
+            )
         } else if o.deletion_timestamp.is_some() && !o.finalizers.is_empty() {
             (
                 Reason::BlockedByFinalizer,

@@ -1,12 +1,157 @@
-//! Clusters to exercise: a guard object per control plane, in the testcontainers
-//! style. Creating one returns a handle with a client and a kubeconfig; dropping it
-//! (or Ctrl-C, or an error) tears it down.
+//! Clusters to exercise: a guard object per cluster, in the testcontainers style.
+//! Creating one returns a handle with a client and a kubeconfig; dropping it (or
+//! Ctrl-C, or an error) tears down what preflight created.
 //!
-//! * [`local`]: etcd + kube-apiserver + kube-controller-manager as child processes.
+//! * [`local`]: etcd + kube-apiserver + kube-controller-manager as child processes
+//!   (the default, and what the tests use);
+//! * [`kind`]: a kind cluster per run (needs Docker; exercised by the nightly workflow);
+//! * [`existing`]: a cluster from a kubeconfig, shared with others, where preflight is
+//!   a careful guest.
 
+pub mod existing;
+pub mod kind;
 pub mod local;
 pub mod pki;
 pub mod process;
 pub mod state;
 
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+
+pub use existing::ExistingCluster;
+pub use kind::KindCluster;
 pub use local::{LocalCluster, LocalConfig};
+
+use crate::components::{Components, Version};
+use crate::errors::ClusterError;
+
+/// Which provider runs the clusters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Provider {
+    #[default]
+    Local,
+    Kind,
+    Kubeconfig,
+}
+
+/// A cluster of any provider.
+#[derive(Debug)]
+pub enum Cluster {
+    /// Boxed: a local cluster holds its processes and certificates inline.
+    Local(Box<LocalCluster>),
+    Kind(KindCluster),
+    Existing(ExistingCluster),
+}
+
+impl Cluster {
+    pub fn client(&self) -> kube::Client {
+        match self {
+            Cluster::Local(c) => c.client(),
+            Cluster::Kind(c) => c.client(),
+            Cluster::Existing(c) => c.client(),
+        }
+    }
+
+    /// The Kubernetes version running now.
+    pub fn version(&self) -> &Version {
+        match self {
+            Cluster::Local(c) => c.version(),
+            Cluster::Kind(c) => c.version(),
+            Cluster::Existing(c) => c.version(),
+        }
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        match self {
+            Cluster::Local(c) => c.kubeconfig().to_path_buf(),
+            Cluster::Kind(c) => c.kubeconfig(),
+            Cluster::Existing(c) => c.kubeconfig().to_path_buf(),
+        }
+    }
+
+    /// The kubeconfig context helm should use (existing clusters only).
+    pub fn context(&self) -> Option<String> {
+        match self {
+            Cluster::Existing(c) => c.context().map(String::from),
+            _ => None,
+        }
+    }
+
+    pub fn helm(&self) -> PathBuf {
+        match self {
+            Cluster::Local(c) => c.components().helm.clone(),
+            Cluster::Kind(c) => c.helm().to_path_buf(),
+            Cluster::Existing(c) => c.helm().to_path_buf(),
+        }
+    }
+
+    /// A directory for the run's files, removed with the cluster.
+    pub fn dir(&self) -> PathBuf {
+        match self {
+            Cluster::Local(c) => c.dir().to_path_buf(),
+            Cluster::Kind(c) => c.dir().to_path_buf(),
+            Cluster::Existing(c) => c.dir().to_path_buf(),
+        }
+    }
+
+    /// Whether others use the cluster too (preflight then scopes and refuses).
+    pub fn shared(&self) -> bool {
+        matches!(self, Cluster::Existing(_))
+    }
+
+    pub async fn impersonating(&self, user: &str) -> Result<kube::Client, ClusterError> {
+        match self {
+            Cluster::Local(c) => c.impersonating(user).await,
+            Cluster::Kind(c) => c.impersonating(user).await,
+            Cluster::Existing(c) => c.impersonating(user).await,
+        }
+    }
+
+    pub async fn restart_controller_manager(&mut self) -> Result<(), ClusterError> {
+        match self {
+            Cluster::Local(c) => c.restart_controller_manager().await,
+            Cluster::Kind(c) => c.restart_controller_manager().await,
+            Cluster::Existing(_) => Err(ClusterError::Unsupported(
+                "restarting the controller manager affects the whole cluster: it needs the local or kind provider".into(),
+            )),
+        }
+    }
+
+    pub async fn upgrade(&mut self, target: Components) -> Result<(), ClusterError> {
+        match self {
+            Cluster::Local(c) => c.upgrade(target).await,
+            _ => Err(ClusterError::Unsupported(
+                "an in-place upgrade needs the local provider (`--provider local`)".into(),
+            )),
+        }
+    }
+
+    /// A control-plane component's log (local clusters only).
+    pub fn log_path(&self, component: &str) -> Option<PathBuf> {
+        match self {
+            Cluster::Local(c) => Some(c.log_path(component)),
+            _ => None,
+        }
+    }
+
+    /// Where the sample webhook server listens, and the addresses its certificate
+    /// must name.
+    pub fn webhook_bind(&self) -> IpAddr {
+        match self {
+            Cluster::Local(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            Cluster::Kind(c) => c.gateway(),
+            Cluster::Existing(c) => c
+                .webhook_address()
+                .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        }
+    }
+
+    /// Tears down (same as dropping, but says so for local clusters).
+    pub fn stop(self) {
+        match self {
+            Cluster::Local(c) => (*c).stop(),
+            other => drop(other),
+        }
+    }
+}

@@ -159,6 +159,14 @@ pub fn ensure(version: &Version, opts: &Options) -> Result<Components, Component
     })
 }
 
+/// `helm` alone (the kubeconfig provider needs no control-plane binaries).
+pub fn ensure_helm(opts: &Options) -> Result<PathBuf, ComponentsError> {
+    if let Some(dir) = &opts.bin_dir {
+        return executable_in(dir, "helm");
+    }
+    Ok(ensure_entry(Entry::Helm, &opts.helm_version, opts)?.join("helm"))
+}
+
 /// `kubectl` of `version` (used by the snapshot benchmark as the by-hand baseline).
 pub fn ensure_kubectl(version: &Version, opts: &Options) -> Result<PathBuf, ComponentsError> {
     if let Some(dir) = &opts.bin_dir {

@@ -11,14 +11,13 @@ pub mod dry_run;
 pub mod pods;
 pub mod settle;
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::cluster::LocalCluster;
+use crate::cluster::Cluster;
 use crate::components::Components;
 use crate::helm::{self, Helm, HelmRun};
 use crate::progress::Progress;
@@ -75,6 +74,9 @@ pub struct Outcome {
     pub log_evidence: Vec<String>,
     /// Teardown problems (never silent).
     pub teardown_errors: Vec<String>,
+    /// Fail-closed webhooks on DELETE that were not answering `allow` at the end:
+    /// (webhook, behaviour, resources whose DELETE they intercept).
+    pub blocking_webhooks: Vec<(String, String, Vec<String>)>,
 }
 
 /// Knobs of a run.
@@ -102,7 +104,7 @@ pub fn namespace_for(scenario: &str, run_id: &str) -> String {
 
 /// Runs `scenario` on `cluster`.
 pub async fn run(
-    cluster: &mut LocalCluster,
+    cluster: &mut Cluster,
     scenario: &Scenario,
     opts: &Options,
 ) -> anyhow::Result<Outcome> {
@@ -137,12 +139,8 @@ pub async fn run(
         .await
         .context("snapshot before the scenario")?;
 
-    let server = WebhookServer::new(
-        &opts.dir.join("webhooks"),
-        IpAddr::V4(Ipv4Addr::LOCALHOST),
-        &[],
-    )
-    .await?;
+    let server =
+        WebhookServer::new(&opts.dir.join("webhooks"), cluster.webhook_bind(), &[]).await?;
     let mut registration = Registration::register(
         &client,
         &server,
@@ -180,11 +178,7 @@ pub async fn run(
             cluster.version(),
             record.title
         ));
-        let helm = Helm::new(
-            &cluster.components().helm,
-            cluster.kubeconfig(),
-            &opts.dir.join("helm"),
-        );
+        let helm = helm_for(cluster, opts);
         let result: anyhow::Result<()> = async {
             match step {
                 Step::Helm(h) => {
@@ -260,15 +254,7 @@ pub async fn run(
             && h.command.starts_with("helm install")
             && !h.command.contains("--dry-run")
         {
-            let (helm, r, n) = (
-                Helm::new(
-                    &cluster.components().helm,
-                    cluster.kubeconfig(),
-                    &opts.dir.join("helm"),
-                ),
-                release.clone(),
-                namespace.clone(),
-            );
+            let (helm, r, n) = (helm_for(cluster, opts), release.clone(), namespace.clone());
             let got = tokio::task::spawn_blocking(move || helm.manifest(&r, &n)).await?;
             if got.exit_code == 0 {
                 manifest = got.stdout;
@@ -316,6 +302,7 @@ pub async fn run(
     if let Err(e) = crate::smoke::delete_namespace(&client, &namespace).await {
         teardown_errors.push(format!("deleting namespace {namespace}: {e}"));
     }
+    let blocking_webhooks = blocking_webhooks(scenario);
     let outcome = Outcome {
         scenario: scenario.name.clone(),
         namespace,
@@ -330,11 +317,63 @@ pub async fn run(
         objects_after_step,
         log_evidence,
         teardown_errors,
+        blocking_webhooks,
     };
     let path = opts.dir.join("outcome.json");
     std::fs::write(&path, serde_json::to_string_pretty(&outcome)?)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(outcome)
+}
+
+/// Fail-closed admission webhooks on DELETE whose last behaviour was not `allow`.
+fn blocking_webhooks(scenario: &Scenario) -> Vec<(String, String, Vec<String>)> {
+    use crate::scenario::{FailurePolicy, Operation};
+    use crate::webhook::{Behaviour, WebhookKind};
+    scenario
+        .webhooks
+        .iter()
+        .filter(|w| w.kind != WebhookKind::Conversion && w.failure_policy == FailurePolicy::Fail)
+        .filter_map(|w| {
+            let last = scenario
+                .steps
+                .iter()
+                .rev()
+                .find_map(|s| match s {
+                    Step::SetWebhook(set) if set.name == w.name => Some(set.behaviour),
+                    _ => None,
+                })
+                .unwrap_or(w.initial.behaviour);
+            let resources: Vec<String> = w
+                .rules
+                .iter()
+                .filter(|r| {
+                    r.operations
+                        .iter()
+                        .any(|o| matches!(o, Operation::Delete | Operation::All))
+                })
+                .flat_map(|r| r.resources.clone())
+                .collect();
+            (last != Behaviour::Allow && !resources.is_empty()).then(|| {
+                (
+                    w.name.clone(),
+                    format!("{last:?}").to_lowercase(),
+                    resources,
+                )
+            })
+        })
+        .collect()
+}
+
+/// The helm CLI for this cluster: its kubeconfig and context, and on a shared cluster
+/// `--skip-crds` (CRDs are cluster-wide; preflight writes only into its namespaces).
+fn helm_for(cluster: &Cluster, opts: &Options) -> Helm {
+    Helm::new(
+        &cluster.helm(),
+        &cluster.kubeconfig(),
+        &opts.dir.join("helm"),
+    )
+    .context(cluster.context())
+    .skip_crds(cluster.shared())
 }
 
 fn title(step: &Step) -> String {
@@ -363,7 +402,7 @@ fn title(step: &Step) -> String {
 
 async fn server_dry_run(
     action: DryRunAction,
-    cluster: &LocalCluster,
+    cluster: &Cluster,
     helm: &Helm,
     release: &str,
     namespace: &str,
@@ -417,10 +456,13 @@ async fn server_dry_run(
 /// Lines of the control plane's logs that explain webhook and garbage-collector
 /// trouble (at most 200, newest last; repeated lines are repeated attempts). The garbage collector's errors are condensed to
 /// `garbage collector could not delete Kind namespace/name: error`.
-fn log_evidence(cluster: &LocalCluster) -> Vec<String> {
+fn log_evidence(cluster: &Cluster) -> Vec<String> {
     let mut lines = Vec::new();
     for component in ["kube-apiserver", "kube-controller-manager"] {
-        let text = std::fs::read_to_string(cluster.log_path(component)).unwrap_or_default();
+        let Some(path) = cluster.log_path(component) else {
+            continue;
+        };
+        let text = std::fs::read_to_string(path).unwrap_or_default();
         for line in text.lines() {
             if let Some(gc) = gc_error(line) {
                 lines.push(gc);

@@ -16,5 +16,6 @@ mod lifecycle;
 mod report_run;
 mod scenario_files;
 mod scenarios;
+mod shared_cluster;
 mod webhook_incident;
 mod webhooks;

@@ -1,6 +1,6 @@
 //! The embedded scenarios produce the outcomes they describe, on real control planes.
 
-use preflight::cluster::{LocalCluster, LocalConfig};
+use preflight::cluster::{Cluster, LocalCluster, LocalConfig};
 use preflight::components::Version;
 use preflight::exercise::{self, Outcome, dry_run::GC_USER};
 use preflight::scenario;
@@ -17,7 +17,7 @@ async fn run(
     let s = scenario::embedded_named(name).unwrap();
     let mut config = LocalConfig::new(name, common::components(start));
     config.ready_timeout = std::time::Duration::from_secs(90);
-    let mut cluster = LocalCluster::start(config).await.unwrap();
+    let mut cluster = Cluster::Local(Box::new(LocalCluster::start(config).await.unwrap()));
     let opts = exercise::Options {
         dir: cluster.dir().join("run"),
         upgrade_to: upgrade_to.map(common::components),
