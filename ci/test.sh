@@ -31,6 +31,13 @@ cargo fmt --all --check
 say "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
+say "actionlint ci/github/*.yml (built from its Go module once per machine)"
+tools="${PREFLIGHT_CACHE_DIR:-$HOME/.cache/preflight}/tools"
+if [ ! -x "$tools/actionlint" ]; then
+  GOBIN="$tools" GOFLAGS=-mod=mod go install github.com/rhysd/actionlint/cmd/actionlint@v1.7.12
+fi
+"$tools/actionlint" -shellcheck= ci/github/*.yml
+
 say "components: the pinned source and target (built once per machine)"
 cargo run --quiet -- components ensure
 

@@ -126,7 +126,7 @@ pub struct RunArgs {
     /// With --provider kubeconfig: an address of this machine that the cluster's API server reaches, for the sample webhooks.
     #[arg(long)]
     pub webhook_address: Option<std::net::IpAddr>,
-    /// With --provider kind: the node image [default: kindest/node:<version>].
+    /// With --provider kind: the node image, `{version}` standing for the version [default: kindest/node:{version}].
     #[arg(long)]
     pub kind_image: Option<String>,
     #[command(flatten)]
@@ -521,6 +521,17 @@ async fn run(args: RunArgs, progress: Progress) -> anyhow::Result<i32> {
         };
         (version.clone(), version, comps.clone(), comps)
     } else {
+        if args.provider == Provider::Kind && args.scenarios.is_empty() {
+            scenarios.retain(|s| {
+                if s.upgrades_in_place() {
+                    progress.println(format!(
+                        "leaving out `{}` on kind: an in-place upgrade needs the local provider",
+                        s.name
+                    ));
+                }
+                !s.upgrades_in_place()
+            });
+        }
         let (s, t) = (source.clone(), target.clone());
         let (a, b) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             Ok((

@@ -21,9 +21,12 @@ pub fn cluster_name(run_id: &str, role: &str) -> String {
     name
 }
 
-/// The node image for a version, unless the user gave one (`--kind-image`).
-pub fn node_image(version: &Version, override_image: Option<&str>) -> String {
-    override_image.map_or_else(|| format!("kindest/node:{version}"), str::to_string)
+/// The node image for a version: `kindest/node:<version>`, or the user's template
+/// (`--kind-image`, where `{version}` stands for the version).
+pub fn node_image(version: &Version, template: Option<&str>) -> String {
+    template
+        .unwrap_or("kindest/node:{version}")
+        .replace("{version}", &version.to_string())
 }
 
 pub fn create_args(name: &str, image: &str, kubeconfig: &Path) -> Vec<String> {
