@@ -368,6 +368,16 @@ pub async fn execute(cli: Cli, progress: Progress) -> anyhow::Result<i32> {
     }
 }
 
+/// `reports/<prefix><UTC time><suffix>`: where reports go unless `--report-dir` says.
+fn default_report_dir(prefix: &str, suffix: &str) -> PathBuf {
+    let stamp = time::OffsetDateTime::now_utc()
+        .format(time::macros::format_description!(
+            "[year][month][day]-[hour][minute][second]"
+        ))
+        .unwrap_or_default();
+    PathBuf::from("reports").join(format!("{prefix}{stamp}{suffix}"))
+}
+
 async fn audit(args: AuditArgs) -> anyhow::Result<i32> {
     let target = args
         .target
@@ -393,14 +403,10 @@ async fn audit(args: AuditArgs) -> anyhow::Result<i32> {
         live: !args.no_live,
     };
     let report = crate::audit::run(&client, gc.as_ref(), &opts, args.fail_on).await?;
-    let dir = args.report_dir.clone().unwrap_or_else(|| {
-        let stamp = time::OffsetDateTime::now_utc()
-            .format(time::macros::format_description!(
-                "[year][month][day]-[hour][minute][second]"
-            ))
-            .unwrap_or_default();
-        PathBuf::from("reports").join(format!("audit-{stamp}"))
-    });
+    let dir = args
+        .report_dir
+        .clone()
+        .unwrap_or_else(|| default_report_dir("audit-", ""));
     let written = crate::audit::render::write_all(&report, &dir)
         .with_context(|| format!("writing reports into {}", dir.display()))?;
     for f in &report.findings {
@@ -590,14 +596,10 @@ async fn run(args: RunArgs, progress: Progress) -> anyhow::Result<i32> {
     );
     report.noise = settings.noise.0.clone();
     report.provider = format!("{:?}", args.provider).to_lowercase();
-    let dir = args.report_dir.clone().unwrap_or_else(|| {
-        let stamp = time::OffsetDateTime::now_utc()
-            .format(time::macros::format_description!(
-                "[year][month][day]-[hour][minute][second]"
-            ))
-            .unwrap_or_default();
-        PathBuf::from("reports").join(format!("{stamp}-{run_id}"))
-    });
+    let dir = args
+        .report_dir
+        .clone()
+        .unwrap_or_else(|| default_report_dir("", &format!("-{run_id}")));
     let written = report::write_all(&report, &dir)
         .with_context(|| format!("writing reports into {}", dir.display()))?;
     print_summary(&report);

@@ -54,23 +54,7 @@ impl Pki {
     /// Generates a fresh CA, certificates and service-account keys into `dir`.
     pub fn generate(dir: &Path) -> Result<Pki, ClusterError> {
         std::fs::create_dir_all(dir).map_err(|e| ClusterError::io("creating", dir, e))?;
-        let ca_key = KeyPair::generate()?;
-        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "preflight-local-ca");
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca_cert = ca_params.self_signed(&ca_key)?;
-        let ca = CertPair {
-            cert_pem: ca_cert.pem(),
-            key_pem: ca_key.serialize_pem(),
-        };
-        let issuer = Issuer::new(ca_params, ca_key);
+        let (ca, issuer) = new_ca("preflight-local-ca")?;
 
         let serving = leaf(
             &issuer,
@@ -117,7 +101,29 @@ impl Pki {
     }
 }
 
-fn leaf(
+/// A fresh CA: its certificate (and key) as PEM, and the issuer that signs leaves.
+pub fn new_ca(common_name: &str) -> Result<(CertPair, Issuer<'static, KeyPair>), rcgen::Error> {
+    let ca_key = KeyPair::generate()?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_cert = ca_params.self_signed(&ca_key)?;
+    let pair = CertPair {
+        cert_pem: ca_cert.pem(),
+        key_pem: ca_key.serialize_pem(),
+    };
+    Ok((pair, Issuer::new(ca_params, ca_key)))
+}
+
+/// A certificate signed by `issuer`, for a server or a client.
+pub fn leaf(
     issuer: &Issuer<'_, KeyPair>,
     common_name: &str,
     organization: Option<&str>,

@@ -16,10 +16,7 @@ use axum::routing::{get, post};
 use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
 use base64::Engine;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
-};
+use rcgen::{ExtendedKeyUsagePurpose, SanType};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -97,29 +94,22 @@ impl WebhookServer {
             source,
         })?;
         let tls_err = |e: rcgen::Error| WebhookError::Tls(e.to_string());
-        let ca_key = KeyPair::generate().map_err(tls_err)?;
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(tls_err)?;
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "preflight-webhook-ca");
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca_cert = ca_params.self_signed(&ca_key).map_err(tls_err)?;
-        let issuer = Issuer::new(ca_params, ca_key);
-        let key = KeyPair::generate().map_err(tls_err)?;
-        let mut params = CertificateParams::new(vec!["localhost".to_string()]).map_err(tls_err)?;
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "preflight-webhooks");
-        for ip in std::iter::once(&bind).chain(extra_addresses) {
-            params.subject_alt_names.push(SanType::IpAddress(*ip));
-        }
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let cert = params.signed_by(&key, &issuer).map_err(tls_err)?;
-        let tls = RustlsConfig::from_pem(cert.pem().into_bytes(), key.serialize_pem().into_bytes())
+        let (ca, issuer) = crate::cluster::pki::new_ca("preflight-webhook-ca").map_err(tls_err)?;
+        let mut sans = vec![SanType::DnsName("localhost".try_into().map_err(tls_err)?)];
+        sans.extend(
+            std::iter::once(&bind)
+                .chain(extra_addresses)
+                .map(|ip| SanType::IpAddress(*ip)),
+        );
+        let cert = crate::cluster::pki::leaf(
+            &issuer,
+            "preflight-webhooks",
+            None,
+            &sans,
+            ExtendedKeyUsagePurpose::ServerAuth,
+        )
+        .map_err(|e| WebhookError::Tls(e.to_string()))?;
+        let tls = RustlsConfig::from_pem(cert.cert_pem.into_bytes(), cert.key_pem.into_bytes())
             .await
             .map_err(|e| WebhookError::Tls(e.to_string()))?;
         let log = dir.join("requests.jsonl");
@@ -130,7 +120,7 @@ impl WebhookServer {
         })?;
         Ok(WebhookServer {
             bind,
-            ca_pem: ca_cert.pem(),
+            ca_pem: ca.cert_pem,
             tls,
             hooks: Mutex::new(HashMap::new()),
             records: Arc::new(Mutex::new(Vec::new())),
