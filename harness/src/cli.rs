@@ -586,7 +586,20 @@ async fn run(args: RunArgs, progress: Progress) -> anyhow::Result<i32> {
         kind_image: args.kind_image.clone(),
     };
     let run_id = settings.run_id.clone();
+    // On a shared cluster, an interrupted run must not leave its objects behind.
+    let mut sweeper =
+        settings
+            .kubeconfig
+            .as_ref()
+            .map(|(path, context)| crate::cluster::existing::SweepOnDrop {
+                kubeconfig: path.clone(),
+                context: context.clone(),
+                armed: true,
+            });
     let results = runner::run_all(runner::plan_for(&scenarios, args.provider), &settings).await;
+    if let Some(s) = sweeper.as_mut() {
+        s.armed = false;
+    }
     let mut report = report::build(
         &scenarios,
         &results,

@@ -134,9 +134,63 @@ impl ExistingCluster {
 
 /// Deletes every namespace and webhook configuration labelled as a preflight run's.
 pub async fn sweep(client: &kube::Client) -> Result<Vec<String>, ClusterError> {
+    sweep_selected(client, OWNED).await
+}
+
+/// Deletes the namespace and webhook configurations of one run (`preflight.dev/run=<id>`).
+pub async fn cleanup_run(client: &kube::Client, run_id: &str) -> Result<Vec<String>, ClusterError> {
+    sweep_selected(
+        client,
+        &format!("app.kubernetes.io/managed-by=preflight,preflight.dev/run={run_id}"),
+    )
+    .await
+}
+
+/// Sweeps from a thread of its own when dropped (armed): a run interrupted by Ctrl-C
+/// or SIGTERM drops its futures, and no async teardown runs then. Used on shared
+/// clusters, where nothing preflight made may stay.
+pub struct SweepOnDrop {
+    pub kubeconfig: PathBuf,
+    pub context: Option<String>,
+    pub armed: bool,
+}
+
+impl Drop for SweepOnDrop {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (kubeconfig, context) = (self.kubeconfig.clone(), self.context.clone());
+        let worker = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                let work = async {
+                    let client = super::local::client_from_kubeconfig(&kubeconfig, context.as_deref()).await.ok()?;
+                    sweep(&client).await.ok()
+                };
+                match tokio::time::timeout(std::time::Duration::from_secs(30), work).await {
+                    Ok(Some(removed)) if !removed.is_empty() => eprintln!("interrupted: removed {}", removed.join(", ")),
+                    Ok(_) => {}
+                    Err(_) => eprintln!("interrupted: could not finish removing preflight's objects within 30 s; the next run sweeps them"),
+                }
+            });
+        });
+        let _ = worker.join();
+    }
+}
+
+async fn sweep_selected(
+    client: &kube::Client,
+    selector: &str,
+) -> Result<Vec<String>, ClusterError> {
     let mut removed = Vec::new();
     let kinds = [
-        ("", "v1", "Namespace", "namespaces"),
+        // Webhook configurations first: a namespace being deleted must not meet them.
         (
             "admissionregistration.k8s.io",
             "v1",
@@ -149,13 +203,14 @@ pub async fn sweep(client: &kube::Client) -> Result<Vec<String>, ClusterError> {
             "MutatingWebhookConfiguration",
             "mutatingwebhookconfigurations",
         ),
+        ("", "v1", "Namespace", "namespaces"),
     ];
     for (group, version, kind, plural) in kinds {
         let ar =
             ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
         let list = api
-            .list(&ListParams::default().labels(OWNED))
+            .list(&ListParams::default().labels(selector))
             .await
             .map_err(|source| ClusterError::Api {
                 action: format!("listing preflight's {kind}s"),

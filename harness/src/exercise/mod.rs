@@ -102,8 +102,21 @@ pub fn namespace_for(scenario: &str, run_id: &str) -> String {
     format!("pf-{base}-{run_id}")
 }
 
-/// Runs `scenario` on `cluster`.
+/// Runs `scenario` on `cluster`. If the run fails part-way, its namespace and webhook
+/// configurations are removed before the error is returned.
 pub async fn run(
+    cluster: &mut Cluster,
+    scenario: &Scenario,
+    opts: &Options,
+) -> anyhow::Result<Outcome> {
+    let result = run_steps(cluster, scenario, opts).await;
+    if result.is_err() {
+        let _ = crate::cluster::existing::cleanup_run(&cluster.client(), &opts.run_id).await;
+    }
+    result
+}
+
+async fn run_steps(
     cluster: &mut Cluster,
     scenario: &Scenario,
     opts: &Options,

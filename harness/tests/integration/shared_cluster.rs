@@ -258,3 +258,61 @@ async fn a_broken_sample_webhook_never_touches_other_namespaces() {
     assert!(mine.contains("failed calling webhook"), "{mine}");
     assert!(reg.teardown(&client).await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_run_on_a_shared_cluster_cleans_up_after_itself() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let version = &common::versions()[1];
+    let cluster = common::cluster("interrupted", version).await;
+    let client = cluster.client();
+    let dir = tempfile::tempdir().unwrap();
+    let chart =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/charts/preflight-test");
+    let file = dir.path().join("shared.yaml");
+    std::fs::write(
+        &file,
+        SCENARIO.replace("CHART", &chart.display().to_string()),
+    )
+    .unwrap();
+    let mut child = Command::new(common::preflight_bin())
+        .args([
+            "run",
+            &file.display().to_string(),
+            "--provider",
+            "kubeconfig",
+            "--webhook-address",
+            "127.0.0.1",
+            "--kubeconfig",
+        ])
+        .arg(cluster.kubeconfig())
+        .arg("--report-dir")
+        .arg(dir.path().join("reports"))
+        .env("CI", "true")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Interrupt once its webhook is registered: the cluster then holds its namespace and configuration.
+    let registered = preflight::smoke::poll(Duration::from_secs(60), || async {
+        owned(&client)
+            .await
+            .iter()
+            .any(|o| o.starts_with("ValidatingWebhookConfiguration/"))
+            .then_some(())
+    })
+    .await;
+    assert!(registered.is_some(), "the run never registered its webhook");
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(2));
+    let clean = preflight::smoke::poll(Duration::from_secs(60), || async {
+        owned(&client).await.is_empty().then_some(())
+    })
+    .await;
+    assert!(
+        clean.is_some(),
+        "left behind after SIGTERM: {:?}",
+        owned(&client).await
+    );
+}
