@@ -42,4 +42,4 @@ say "components: the pinned source and target (built once per machine)"
 cargo run --quiet -- components ensure
 
 say "cargo test"
-cargo test --workspace 2>&1 | tee target/test-output.txt
+cargo test --workspace
