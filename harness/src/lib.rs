@@ -39,3 +39,10 @@ pub use errors::{ClusterError, ComponentsError};
 pub fn init_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
+
+/// The current time, RFC 3339 (UTC), for records and reports.
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}

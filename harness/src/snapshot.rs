@@ -125,16 +125,22 @@ pub struct SnapshotScope {
     pub noise: Noise,
 }
 
+/// Discovery of every group: the aggregated endpoint where the server has it, else the
+/// per-group walk.
+pub async fn discover(client: &kube::Client) -> Result<Discovery, kube::Error> {
+    match Discovery::new(client.clone()).run_aggregated().await {
+        Ok(d) => Ok(d),
+        Err(_) => Discovery::new(client.clone()).run().await,
+    }
+}
+
 /// The listable resource types of the cluster, at their preferred versions.
 pub async fn listable(
     client: &kube::Client,
     noise: &Noise,
 ) -> Result<Vec<(ApiResource, ApiCapabilities)>, kube::Error> {
-    let discovery = match Discovery::new(client.clone()).run_aggregated().await {
-        Ok(d) => d,
-        Err(_) => Discovery::new(client.clone()).run().await?,
-    };
-    Ok(discovery
+    Ok(discover(client)
+        .await?
         .groups()
         .flat_map(|g| g.recommended_resources())
         .filter(|(ar, caps)| caps.supports_operation(verbs::LIST) && !noise.contains(ar))
@@ -255,18 +261,45 @@ impl SnapshotDiff {
     }
 }
 
-fn orphan_uids(s: &Snapshot) -> BTreeMap<&str, &ObjectRecord> {
-    let uids: std::collections::BTreeSet<&str> = s.objects.iter().map(|o| o.uid.as_str()).collect();
-    let kinds: std::collections::BTreeSet<&str> =
-        s.objects.iter().map(|o| o.kind.as_str()).collect();
-    s.objects
+/// Owner kinds whose absence from a snapshot means no such owner exists, even when
+/// the snapshot holds no object of that kind.
+const BUILT_IN_OWNER_KINDS: &[&str] = &[
+    "Deployment",
+    "ReplicaSet",
+    "StatefulSet",
+    "DaemonSet",
+    "Job",
+    "CronJob",
+    "Pod",
+    "Service",
+];
+
+/// Each object of `snap` whose owner is gone, with those owners. An owner is judged only
+/// when its kind is listed (present in the snapshot, or a built-in owner kind): a
+/// namespaced snapshot cannot see cluster-scoped owners.
+pub fn orphans(snap: &Snapshot) -> Vec<(&ObjectRecord, Vec<&Owner>)> {
+    let uids: std::collections::BTreeSet<&str> =
+        snap.objects.iter().map(|o| o.uid.as_str()).collect();
+    let mut kinds: std::collections::BTreeSet<&str> =
+        snap.objects.iter().map(|o| o.kind.as_str()).collect();
+    kinds.extend(BUILT_IN_OWNER_KINDS);
+    snap.objects
         .iter()
-        .filter(|o| {
-            o.owners
+        .filter_map(|o| {
+            let gone: Vec<&Owner> = o
+                .owners
                 .iter()
-                .any(|r| kinds.contains(r.kind.as_str()) && !uids.contains(r.uid.as_str()))
+                .filter(|r| kinds.contains(r.kind.as_str()) && !uids.contains(r.uid.as_str()))
+                .collect();
+            (!gone.is_empty()).then_some((o, gone))
         })
-        .map(|o| (o.uid.as_str(), o))
+        .collect()
+}
+
+fn orphan_uids(s: &Snapshot) -> BTreeMap<&str, &ObjectRecord> {
+    orphans(s)
+        .into_iter()
+        .map(|(o, _)| (o.uid.as_str(), o))
         .collect()
 }
 

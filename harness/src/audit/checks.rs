@@ -550,42 +550,23 @@ pub async fn objects(ctx: &mut Context) {
             "Fix what serves it (conversion webhook, aggregated API server) before the upgrade.",
         );
     }
-    let uids: BTreeSet<&str> = snap.objects.iter().map(|o| o.uid.as_str()).collect();
-    // Owners are judged when their kind is listed: present in the snapshot, or one of the
-    // built-in owner kinds (whose absence means none exists).
-    let mut kinds: BTreeSet<&str> = snap.objects.iter().map(|o| o.kind.as_str()).collect();
-    kinds.extend([
-        "Deployment",
-        "ReplicaSet",
-        "StatefulSet",
-        "DaemonSet",
-        "Job",
-        "CronJob",
-        "Pod",
-        "Service",
-    ]);
+    for (o, gone) in snapshot::orphans(&snap) {
+        ctx.add(
+            "orphaned-object",
+            Severity::Medium,
+            o.display(),
+            format!(
+                "its owner {} no longer exists",
+                gone.iter()
+                    .map(|r| format!("{}/{}", r.kind, r.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            vec![format!("ownerReferences uid {}", gone[0].uid)],
+            "Delete it (it predates the upgrade: record it as the baseline).",
+        );
+    }
     for o in &snap.objects {
-        let gone: Vec<_> = o
-            .owners
-            .iter()
-            .filter(|r| kinds.contains(r.kind.as_str()) && !uids.contains(r.uid.as_str()))
-            .collect();
-        if !gone.is_empty() {
-            ctx.add(
-                "orphaned-object",
-                Severity::Medium,
-                o.display(),
-                format!(
-                    "its owner {} no longer exists",
-                    gone.iter()
-                        .map(|r| format!("{}/{}", r.kind, r.name))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                vec![format!("ownerReferences uid {}", gone[0].uid)],
-                "Delete it (it predates the upgrade: record it as the baseline).",
-            );
-        }
         if let Some(ts) = &o.deletion_timestamp {
             ctx.add("stuck-in-deletion", if o.finalizers.is_empty() { Severity::Medium } else { Severity::High }, o.display(),
                 format!("deletion requested at {ts} and still pending{}", if o.finalizers.is_empty() { String::new() } else { format!(" on finalizers {}", o.finalizers.join(", ")) }),

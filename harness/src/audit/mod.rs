@@ -131,9 +131,7 @@ pub async fn run(
         fail_on,
         server_version,
         target_version: opts.target.as_ref().map(ToString::to_string),
-        generated_at: time::OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default(),
+        generated_at: crate::now_rfc3339(),
         skipped: ctx.skipped,
         findings,
     })

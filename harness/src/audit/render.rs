@@ -6,13 +6,7 @@ use std::path::{Path, PathBuf};
 use quick_junit::{NonSuccessKind, Report as JunitReport, TestCase, TestCaseStatus, TestSuite};
 
 use super::{AuditReport, Severity};
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
+use crate::report::html::esc;
 
 pub fn json(r: &AuditReport) -> String {
     let mut s = serde_json::to_string_pretty(r).expect("report serialises");

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use kube::api::{Api, DeleteParams, DynamicObject, PostParams, PropagationPolicy};
 use kube::core::GroupVersionKind;
-use kube::discovery::{ApiResource, Discovery, Scope};
+use kube::discovery::{ApiResource, Scope};
 use serde::Serialize;
 
 use crate::snapshot::Snapshot;
@@ -78,13 +78,6 @@ pub fn classify(result: Result<(), kube::Error>) -> (String, String) {
     }
 }
 
-async fn discovery(client: &kube::Client) -> Result<Discovery, kube::Error> {
-    match Discovery::new(client.clone()).run_aggregated().await {
-        Ok(d) => Ok(d),
-        Err(_) => Discovery::new(client.clone()).run().await,
-    }
-}
-
 fn gvk_of(obj: &serde_json::Value) -> Option<GroupVersionKind> {
     let api_version = obj.get("apiVersion")?.as_str()?;
     let kind = obj.get("kind")?.as_str()?;
@@ -110,7 +103,7 @@ pub async fn install(
     namespace: &str,
     manifests: &[serde_json::Value],
 ) -> Result<DryRunReport, kube::Error> {
-    let disc = discovery(client).await?;
+    let disc = crate::snapshot::discover(client).await?;
     let mut objects = Vec::new();
     for m in manifests {
         let Some(gvk) = gvk_of(m) else { continue };
@@ -176,7 +169,7 @@ pub async fn uninstall(
     manifests: &[serde_json::Value],
     current: &Snapshot,
 ) -> Result<DryRunReport, kube::Error> {
-    let disc = discovery(client).await?;
+    let disc = crate::snapshot::discover(client).await?;
     let background = DeleteParams {
         dry_run: true,
         propagation_policy: Some(PropagationPolicy::Background),

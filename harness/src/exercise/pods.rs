@@ -38,9 +38,7 @@ pub async fn complete_job_pods(client: kube::Client, namespace: String) {
                     .as_ref()
                     .map(|s| s.containers.iter().map(|c| c.name.clone()).collect())
                     .unwrap_or_default();
-                let now = time::OffsetDateTime::now_utc()
-                    .format(&time::format_description::well_known::Rfc3339)
-                    .unwrap_or_default();
+                let now = crate::now_rfc3339();
                 let statuses: Vec<_> = containers
                     .iter()
                     .map(|name| json!({

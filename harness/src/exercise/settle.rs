@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::snapshot::{self, Noise, Snapshot, SnapshotScope};
+use crate::snapshot::{self, Noise, SnapshotScope};
 
 /// How a settle ended.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -19,39 +19,6 @@ pub struct SettleReport {
     pub timed_out: bool,
     /// Objects whose owner was gone when settling ended.
     pub orphans: usize,
-}
-
-/// Objects in `snap` with an owner that is not in `snap` (owners are namespaced or
-/// cluster-scoped; only owners of a listed kind can be judged, so cluster-scoped
-/// owners, absent from a namespaced snapshot, are not counted).
-pub fn orphans(snap: &Snapshot) -> Vec<&snapshot::ObjectRecord> {
-    let uids: BTreeSet<&str> = snap.objects.iter().map(|o| o.uid.as_str()).collect();
-    let namespaced_kinds: BTreeSet<&str> = snap.objects.iter().map(|o| o.kind.as_str()).collect();
-    snap.objects
-        .iter()
-        .filter(|o| {
-            o.owners.iter().any(|r| {
-                namespaced_kinds.contains(r.kind.as_str()) && !uids.contains(r.uid.as_str())
-            }) || o
-                .owners
-                .iter()
-                .any(|r| known_namespaced_owner(&r.kind) && !uids.contains(r.uid.as_str()))
-        })
-        .collect()
-}
-
-fn known_namespaced_owner(kind: &str) -> bool {
-    matches!(
-        kind,
-        "Deployment"
-            | "ReplicaSet"
-            | "StatefulSet"
-            | "DaemonSet"
-            | "Job"
-            | "CronJob"
-            | "Service"
-            | "Pod"
-    )
 }
 
 /// Waits in `namespace` until settled or `deadline`.
@@ -76,7 +43,7 @@ pub async fn settle(
                 .iter()
                 .map(|o| format!("{}:{}", o.uid, o.deletion_timestamp.is_some()))
                 .collect();
-            orphan_count = orphans(&snap).len();
+            orphan_count = snapshot::orphans(&snap).len();
             if last.as_ref() != Some(&state) {
                 last = Some(state);
                 last_change = Instant::now();

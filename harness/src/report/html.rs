@@ -9,7 +9,8 @@ use std::fmt::Write;
 use super::{LeftoverReport, Report, RunReport, Verdict, run_label};
 use crate::runner::Role;
 
-fn esc(s: &str) -> String {
+/// Escapes text for HTML.
+pub fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

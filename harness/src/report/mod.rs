@@ -360,9 +360,7 @@ pub fn build(
         exit_code: 0,
         fail_on: fail_on.to_vec(),
         preflight_version: env!("CARGO_PKG_VERSION").to_string(),
-        generated_at: time::OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default(),
+        generated_at: crate::now_rfc3339(),
         provider: "local".to_string(),
         source: VersionInfo {
             version: source.to_string(),

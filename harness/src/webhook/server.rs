@@ -288,12 +288,6 @@ fn bind_reusing(addr: SocketAddr) -> std::io::Result<TcpListener> {
     Ok(listener)
 }
 
-fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
 /// What the request was about, for the record.
 struct Seen {
     uid: Value,
@@ -374,7 +368,7 @@ fn parse_review(kind: WebhookKind, body: &[u8]) -> Option<Seen> {
 
 async fn handle_review(State(hook): State<HookState>, body: Bytes) -> Response {
     let started = Instant::now();
-    let time = now_rfc3339();
+    let time = crate::now_rfc3339();
     let spec = hook.spec.read().expect("spec lock").clone();
     let Some(seen) = parse_review(hook.kind, &body) else {
         return (StatusCode::BAD_REQUEST, "not a review").into_response();
