@@ -3,8 +3,9 @@
 #
 # Installs what the tests need, fills the components cache (builds etcd,
 # kube-apiserver, kube-controller-manager and helm from their Go modules once per
-# machine; later runs reuse ~/.cache/preflight), then runs formatting, lints and
-# every test. Exits non-zero, loudly, on the first failure.
+# machine; later runs reuse ~/.cache/preflight), starts a Docker engine and builds the
+# kind node images (once per machine), then runs formatting, lints and every test,
+# on local control planes and on kind. Exits non-zero, loudly, on the first failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,6 +41,12 @@ fi
 
 say "components: the pinned source and target (built once per machine)"
 cargo run --quiet -- components ensure
+
+say "Docker engine and kind node images for the pinned source and target (built once per machine)"
+if [ "$(id -u)" = 0 ]; then ./ci/docker-engine.sh; elif ! docker info >/dev/null 2>&1; then
+  echo "error: no Docker engine answers: run 'sudo ci/docker-engine.sh' (the kind tests need one)" >&2; exit 2
+fi
+cargo run --quiet -- components kind-image
 
 say "cargo test"
 cargo test --workspace

@@ -3,7 +3,9 @@
 //! (the baseline) and two at a time (what `preflight run` does), side by side, against
 //! the 90 s budget, and where the time goes.
 //!
-//! `PREFLIGHT_BENCH_BASELINE=0` skips the sequential baseline.
+//! `PREFLIGHT_BENCH_BASELINE=0` skips the sequential baseline. Where a Docker engine
+//! answers, the scenarios that run on kind (all but the in-place upgrade) run on local
+//! control planes (the baseline) and on kind clusters, side by side.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -18,11 +20,20 @@ fn job(
     settings: &Settings,
     rt: &tokio::runtime::Runtime,
 ) -> (Duration, Vec<RunResult>) {
+    job_of(&scenario::embedded(), parallel, settings, rt)
+}
+
+fn job_of(
+    scenarios: &[scenario::Scenario],
+    parallel: usize,
+    settings: &Settings,
+    rt: &tokio::runtime::Runtime,
+) -> (Duration, Vec<RunResult>) {
     let mut s = settings.clone();
     s.parallel = parallel;
     s.run_id = runner::new_run_id();
     let started = Instant::now();
-    let results = rt.block_on(runner::run_all(runner::plan(&scenario::embedded()), &s));
+    let results = rt.block_on(runner::run_all(runner::plan_for(scenarios, s.provider), &s));
     (started.elapsed(), results)
 }
 
@@ -103,6 +114,38 @@ fn main() {
     }
     println!("\nwhere the time goes (summed over runs; two run at once):");
     for (k, d) in breakdown(&results) {
+        println!("  {:<44} {:>7.1}s", &k[2..], d.as_secs_f64());
+    }
+
+    if components::kind_image::check_docker().is_err() {
+        println!("\nkind: skipped (no Docker engine answers; `sudo ci/docker-engine.sh`)");
+        return;
+    }
+    let on_kind: Vec<_> = scenario::embedded()
+        .into_iter()
+        .filter(|s| !s.upgrades_in_place())
+        .collect();
+    for v in [&source, &target] {
+        components::kind_image::ensure(v, &opts).expect("kind node image");
+    }
+    let mut kind = settings.clone();
+    kind.provider = preflight::cluster::Provider::Kind;
+    kind.kind_binary = Some(components::kind_image::ensure_kind(&opts).expect("kind CLI"));
+    let (local_time, _) = job_of(&on_kind, 2, &settings, &rt);
+    let (kind_time, kind_results) = job_of(&on_kind, 2, &kind, &rt);
+    assert!(
+        kind_results.iter().all(|r| r.outcome.is_ok()),
+        "every kind run completes"
+    );
+    println!(
+        "\n{:<46} {:>9.1}s {:>9.1}s {:>8.2}",
+        format!("{} runs: local vs kind", kind_results.len()),
+        local_time.as_secs_f64(),
+        kind_time.as_secs_f64(),
+        kind_time.as_secs_f64() / local_time.as_secs_f64()
+    );
+    println!("where the time goes on kind (summed over runs):");
+    for (k, d) in breakdown(&kind_results) {
         println!("  {:<44} {:>7.1}s", &k[2..], d.as_secs_f64());
     }
 }

@@ -3,11 +3,13 @@
 //!
 //! Prints, side by side: one control plane (median of several starts) against the
 //! 10 s budget, and source + target started one after the other (the baseline) against
-//! both started concurrently, as `preflight run` does.
+//! both started concurrently, as `preflight run` does. Where a Docker engine answers,
+//! the same for kind clusters (from preflight's node images), with local as the
+//! baseline: what a kubelet costs.
 
 use std::time::{Duration, Instant};
 
-use preflight::cluster::{LocalCluster, LocalConfig};
+use preflight::cluster::{KindCluster, KindConfig, LocalCluster, LocalConfig};
 use preflight::components::{self, Version};
 use preflight::progress::Progress;
 
@@ -73,6 +75,59 @@ fn main() {
             seq.as_secs_f64(),
             conc.as_secs_f64(),
             conc.as_secs_f64() / seq.as_secs_f64()
+        );
+
+        if components::kind_image::check_docker().is_err() {
+            println!("kind: skipped (no Docker engine answers; `sudo ci/docker-engine.sh`)");
+            return;
+        }
+        let kind = components::kind_image::ensure_kind(&opts).expect("kind CLI");
+        for v in [&source, &target] {
+            components::kind_image::ensure(v, &opts).expect("kind node image");
+        }
+        let kind_start = |name: String, c: &components::Components| {
+            let config = KindConfig {
+                name,
+                version: c.version.clone(),
+                image: components::kind_image::node_image(&c.version),
+                kind: kind.clone(),
+                helm: c.helm.clone(),
+                load_images: Vec::new(),
+            };
+            async move {
+                let t = Instant::now();
+                let cluster = KindCluster::start(config).await.expect("kind cluster");
+                let ready = t.elapsed();
+                drop(cluster);
+                ready
+            }
+        };
+        let id = preflight::runner::new_run_id();
+        let mut kind_one = Vec::new();
+        let mut kind_two = Vec::new();
+        for round in 0..rounds {
+            kind_one.push(kind_start(format!("preflight-bench-{id}{round}"), &tgt).await);
+            let t = Instant::now();
+            tokio::join!(
+                kind_start(format!("preflight-bench-{id}{round}s"), &src),
+                kind_start(format!("preflight-bench-{id}{round}t"), &tgt)
+            );
+            kind_two.push(t.elapsed());
+        }
+        let (k1, k2) = (median(&mut kind_one), median(&mut kind_two));
+        println!(
+            "{:<44} {:>9.2}s {:>9.2}s {:>8.2}",
+            "one cluster ready: local vs kind",
+            one.as_secs_f64(),
+            k1.as_secs_f64(),
+            k1.as_secs_f64() / one.as_secs_f64()
+        );
+        println!(
+            "{:<44} {:>9.2}s {:>9.2}s {:>8.2}",
+            "source + target concurrent: local vs kind",
+            conc.as_secs_f64(),
+            k2.as_secs_f64(),
+            k2.as_secs_f64() / conc.as_secs_f64()
         );
     });
 }

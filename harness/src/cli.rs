@@ -126,7 +126,8 @@ pub struct RunArgs {
     /// With --provider kubeconfig: an address of this machine that the cluster's API server reaches, for the sample webhooks.
     #[arg(long)]
     pub webhook_address: Option<std::net::IpAddr>,
-    /// With --provider kind: the node image, `{version}` standing for the version [default: kindest/node:{version}].
+    /// With --provider kind: the node image, `{version}` standing for the version, e.g.
+    /// `kindest/node:{version}` [default: preflight/node:{version}, built here offline].
     #[arg(long)]
     pub kind_image: Option<String>,
     #[command(flatten)]
@@ -205,6 +206,14 @@ pub enum ComponentsCommand {
         /// Also build kubectl (used by `cargo bench`).
         #[arg(long)]
         kubectl: bool,
+        #[command(flatten)]
+        bins: BinArgs,
+    },
+    /// Build kind node images (`preflight/node:<version>`) without any registry, and the kind CLI.
+    KindImage {
+        /// Kubernetes version, e.g. v1.30.14 (repeatable) [default: the pinned source and target].
+        #[arg(long = "version")]
+        versions: Vec<String>,
         #[command(flatten)]
         bins: BinArgs,
     },
@@ -330,6 +339,42 @@ pub async fn execute(cli: Cli, progress: Progress) -> anyhow::Result<i32> {
                 if let Some(k) = c.1 {
                     println!("  {:<24} {}", "kubectl", k.display());
                 }
+            }
+            Ok(EXIT_OK)
+        }
+        Command::Components(ComponentsCommand::KindImage { versions, bins }) => {
+            let opts = bins.options(&progress);
+            let versions = if versions.is_empty() {
+                vec![
+                    components::DEFAULT_SOURCE.to_string(),
+                    components::DEFAULT_TARGET.to_string(),
+                ]
+            } else {
+                versions
+            };
+            let versions = versions
+                .iter()
+                .map(|v| parse_version("--version", v))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let built = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+                let kind = components::kind_image::ensure_kind(&opts)?;
+                let records = versions
+                    .iter()
+                    .map(|v| components::kind_image::ensure(v, &opts))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok((kind, records))
+            })
+            .await??;
+            println!("kind {}", built.0.display());
+            for r in built.1 {
+                println!(
+                    "{:<28} etcd {}, coredns {}, pause {} ({})",
+                    r.image,
+                    r.etcd,
+                    r.coredns,
+                    r.pause,
+                    &r.image_id.chars().take(19).collect::<String>()
+                );
             }
             Ok(EXIT_OK)
         }
@@ -483,6 +528,7 @@ async fn run(args: RunArgs, progress: Progress) -> anyhow::Result<i32> {
     )?;
     let opts = args.bins.options(&progress);
     let mut scenarios = scenarios;
+    let mut kind_binary = None;
     let (source, target, src_comps, tgt_comps) = if args.provider == Provider::Kubeconfig {
         // One existing cluster: its own version is both source and target.
         let helm = tokio::task::spawn_blocking(move || components::ensure_helm(&opts)).await??;
@@ -539,13 +585,27 @@ async fn run(args: RunArgs, progress: Progress) -> anyhow::Result<i32> {
             });
         }
         let (s, t) = (source.clone(), target.clone());
-        let (a, b) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            Ok((
-                components::ensure(&s, &opts)?,
-                components::ensure(&t, &opts)?,
-            ))
+        let kind_setup = (args.provider == Provider::Kind).then(|| args.kind_image.is_none());
+        let (a, b, kind) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let a = components::ensure(&s, &opts)?;
+            let b = components::ensure(&t, &opts)?;
+            let kind = match kind_setup {
+                None => None,
+                Some(build_images) => {
+                    // preflight's own node images unless the user named one.
+                    if build_images {
+                        components::kind_image::ensure(&s, &opts)?;
+                        components::kind_image::ensure(&t, &opts)?;
+                    } else {
+                        components::kind_image::ensure_workload(&opts)?;
+                    }
+                    Some(components::kind_image::ensure_kind(&opts)?)
+                }
+            };
+            Ok((a, b, kind))
         })
         .await??;
+        kind_binary = kind;
         (source, target, a, b)
     };
 
@@ -584,6 +644,7 @@ async fn run(args: RunArgs, progress: Progress) -> anyhow::Result<i32> {
             .transpose()?,
         webhook_address: args.webhook_address,
         kind_image: args.kind_image.clone(),
+        kind_binary,
     };
     let run_id = settings.run_id.clone();
     // On a shared cluster, an interrupted run must not leave its objects behind.

@@ -58,6 +58,12 @@ pub enum ComponentsError {
     #[error("filling {what} produced no `{binary}`; nothing was installed")]
     Incomplete { what: String, binary: String },
 
+    /// No Docker engine answers (kind node images and the kind provider need one).
+    #[error(
+        "no Docker engine answers ({0}): start Docker, or on a Debian machine run `sudo ci/docker-engine.sh` from preflight's repository, which installs and starts one that keeps container traffic on the machine"
+    )]
+    Docker(String),
+
     /// File system trouble in the cache.
     #[error("{action} {path}: {source}", path = path.display())]
     Io {

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::cluster::{
-    Cluster, ExistingCluster, KindCluster, LocalCluster, LocalConfig, Provider, existing, kind,
+    Cluster, ExistingCluster, KindCluster, KindConfig, LocalCluster, LocalConfig, Provider,
+    existing, kind,
 };
 use crate::components::Components;
 use crate::exercise::{self, Outcome};
@@ -107,8 +108,10 @@ pub struct Settings {
     pub kubeconfig: Option<(PathBuf, Option<String>)>,
     /// For the kubeconfig provider: where the cluster's API server reaches preflight.
     pub webhook_address: Option<std::net::IpAddr>,
-    /// For the kind provider: a node image instead of `kindest/node:<version>`.
+    /// For the kind provider: a node image instead of `preflight/node:<version>`.
     pub kind_image: Option<String>,
+    /// For the kind provider: the kind CLI.
+    pub kind_binary: Option<PathBuf>,
 }
 
 impl Settings {
@@ -127,6 +130,7 @@ impl Settings {
             kubeconfig: None,
             webhook_address: None,
             kind_image: None,
+            kind_binary: None,
         }
     }
 }
@@ -193,7 +197,22 @@ async fn run_one(
             let step = settings
                 .progress
                 .step(format!("creating kind cluster {name} ({image})"));
-            let c = KindCluster::start(&name, &start.version, &image, &start.helm).await;
+            let config = KindConfig {
+                name: name.clone(),
+                version: start.version.clone(),
+                load_images: if image.starts_with("preflight/node:") {
+                    Vec::new()
+                } else {
+                    vec![crate::components::kind_image::WORKLOAD_IMAGE.to_string()]
+                },
+                image,
+                kind: settings
+                    .kind_binary
+                    .clone()
+                    .context("the kind provider needs the kind CLI")?,
+                helm: start.helm.clone(),
+            };
+            let c = KindCluster::start(config).await;
             match &c {
                 Ok(_) => step.done(""),
                 Err(_) => step.fail(""),

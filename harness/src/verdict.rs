@@ -89,6 +89,10 @@ pub struct Leftover {
     /// The chain of owners, nearest first (`ReplicaSet/web-5d4 (gone)`, `Deployment/web (gone)`).
     pub owner_chain: Vec<String>,
     pub evidence: Vec<String>,
+    /// For a dynamically provisioned PersistentVolume (named `pvc-<claim uid>`): the
+    /// claim it was provisioned for, which names it the same way on every run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claim: Option<String>,
 }
 
 impl Leftover {
@@ -96,6 +100,9 @@ impl Leftover {
     /// ownership path to the first owner with a stable name, e.g. `Pod of ReplicaSet
     /// of Deployment web` (the release name is the same on every version).
     pub fn normalized(&self) -> String {
+        if let Some(claim) = &self.claim {
+            return format!("{} of PersistentVolumeClaim {claim}", self.kind);
+        }
         if self.owner_chain.is_empty() {
             return format!("{} {}", self.kind, self.name);
         }
@@ -195,6 +202,7 @@ pub fn leftovers(outcome: &Outcome) -> Vec<Leftover> {
             continue;
         }
         let owner_chain: Vec<String> = chain(o, &after_uids);
+        let claim = provisioned_for(o, &outcome.after);
         let owner_gone = owner_chain.iter().any(|c| c.ends_with("(gone)"));
         let deletes: Vec<String> = outcome
             .webhook_requests
@@ -213,17 +221,16 @@ pub fn leftovers(outcome: &Outcome) -> Vec<Leftover> {
                 )
             })
             .collect();
+        let ns_name = format!("{}/{}:", o.namespace.clone().unwrap_or_default(), o.name);
+        let plural = o.resource.rsplit('/').next().unwrap_or_default();
         let logged: Vec<String> = outcome
             .log_evidence
             .iter()
             .filter(|l| {
-                l.contains("failed calling webhook")
-                    && l.contains(&format!(
-                        "{} {}/{}:",
-                        o.kind,
-                        o.namespace.clone().unwrap_or_default(),
-                        o.name
-                    ))
+                (l.contains("failed calling webhook")
+                    && l.contains(&format!("{} {ns_name}", o.kind)))
+                    || (l.starts_with("kube-apiserver audit:")
+                        && l.contains(&format!(" DELETE {plural} {ns_name}")))
             })
             .take(2)
             .cloned()
@@ -249,6 +256,13 @@ pub fn leftovers(outcome: &Outcome) -> Vec<Leftover> {
                         .to_string(),
                 ],
             )
+        } else if let Some(claim) = &claim {
+            (
+                Reason::KeptByDesign,
+                vec![format!(
+                    "dynamically provisioned for PersistentVolumeClaim {claim}, which still exists: the volume stays with its claim"
+                )],
+            )
         } else if o.kind == "CustomResourceDefinition"
             && !o.helm_annotations.contains_key("meta.helm.sh/release-name")
         {
@@ -260,25 +274,6 @@ pub fn leftovers(outcome: &Outcome) -> Vec<Leftover> {
             (
                 Reason::WebhookBlockedDelete,
                 deletes.into_iter().chain(logged).collect(),
-            )
-        } else if let Some((webhook, behaviour, _)) = owner_gone
-            .then(|| {
-                let plural = format!("{}s", o.kind.to_lowercase());
-                outcome
-                    .blocking_webhooks
-                    .iter()
-                    .find(|(_, _, res)| res.iter().any(|r| *r == plural || r == "*"))
-            })
-            .flatten()
-        {
-            // No control-plane log to read (a kind or shared cluster): the scenario's own
-            // webhook state is the evidence.
-            (
-                Reason::WebhookBlockedDelete,
-                vec![format!(
-                    "webhook {webhook} was {behaviour} with failurePolicy Fail on DELETE of {}s: the garbage collector's DELETE could not pass",
-                    o.kind.to_lowercase()
-                )],
             )
         } else if o.deletion_timestamp.is_some() && !o.finalizers.is_empty() {
             (
@@ -317,10 +312,25 @@ pub fn leftovers(outcome: &Outcome) -> Vec<Leftover> {
             reason,
             owner_chain,
             evidence,
+            claim,
         });
     }
     inherit_blocked_owners(&mut out);
     out
+}
+
+/// For a PersistentVolume that a provisioner created for a claim (named `pvc-<claim
+/// uid>`) whose claim still exists: the claim's name.
+fn provisioned_for(o: &ObjectRecord, after: &crate::snapshot::Snapshot) -> Option<String> {
+    if o.kind != "PersistentVolume" {
+        return None;
+    }
+    let uid = o.name.strip_prefix("pvc-")?;
+    after
+        .objects
+        .iter()
+        .find(|c| c.kind == "PersistentVolumeClaim" && c.uid == uid)
+        .map(|c| c.name.clone())
 }
 
 /// Dependents of an object whose DELETE a webhook blocked stay because their owner

@@ -1,18 +1,37 @@
 //! The `kind` provider: a kind cluster per run (`kind create cluster`), deleted at
-//! teardown, also on errors and Ctrl-C (the guard's drop).
+//! teardown: when the handle is dropped (errors and Ctrl-C included) and, through a
+//! sentinel process, when the harness itself is killed.
 //!
-//! Not exercised on preflight's own CI machine, which has no Docker engine: the nightly
-//! workflow under `ci/` runs it. The tests here cover the commands, the names and the
-//! error messages.
+//! Unlike the local provider, kind nodes run real kubelets: Pods start, run, and take
+//! their grace period to stop; hook Jobs really run (the test chart's image is loaded
+//! into every node). Evidence comes from the cluster itself: the API server's audit log
+//! (configured through kind's cluster config and written into the run's directory) and
+//! the control-plane containers' logs, read from the node.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use super::process::Sentinel;
 use crate::components::Version;
 use crate::errors::ClusterError;
 
 /// What to install when a tool is missing.
-pub const INSTALL_HINT: &str = "the kind provider needs a running Docker engine and the kind CLI: install Docker (https://docs.docker.com/engine/install/) and kind (`go install sigs.k8s.io/kind@v0.33.0`, or a release binary from https://kind.sigs.k8s.io/docs/user/quick-start/#installation), or use `--provider local`";
+pub const INSTALL_HINT: &str = "the kind provider needs a running Docker engine: start Docker, or on a Debian machine run `sudo ci/docker-engine.sh` from preflight's repository (kind itself is built from its Go module by preflight); or use `--provider local`";
+
+/// Where the audit log lives inside the control-plane node (a mount of the run's
+/// directory on the host).
+const AUDIT_DIR_IN_NODE: &str = "/var/log/preflight-audit";
+
+/// The audit policy of kind clusters: who deleted what, with the API server's answer.
+pub const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    verbs: [delete, deletecollection]
+  - level: None
+";
 
 /// A unique cluster name for a run: parallel runs never collide.
 pub fn cluster_name(run_id: &str, role: &str) -> String {
@@ -21,21 +40,75 @@ pub fn cluster_name(run_id: &str, role: &str) -> String {
     name
 }
 
-/// The node image for a version: `kindest/node:<version>`, or the user's template
-/// (`--kind-image`, where `{version}` stands for the version).
+/// The node image for a version: the user's template (`--kind-image`, where
+/// `{version}` stands for the version), else preflight's own `preflight/node:<version>`.
 pub fn node_image(version: &Version, template: Option<&str>) -> String {
     template
-        .unwrap_or("kindest/node:{version}")
+        .unwrap_or("preflight/node:{version}")
         .replace("{version}", &version.to_string())
 }
 
-pub fn create_args(name: &str, image: &str, kubeconfig: &Path) -> Vec<String> {
+/// kind's cluster configuration: one control-plane node whose API server writes an
+/// audit log into `audit_dir` (on the host), and a controller manager that logs the
+/// garbage collector's work (`--v=2`, as on local control planes). kubeadm's
+/// configuration changed shape in v1beta4 (Kubernetes 1.31): `extraArgs` became a list.
+pub fn cluster_config(version: &Version, audit_dir: &Path) -> String {
+    let args = |pairs: &[(&str, &str)]| -> String {
+        if version.minor >= 31 {
+            pairs
+                .iter()
+                .map(|(k, v)| format!("\n          - name: {k}\n            value: \"{v}\""))
+                .collect()
+        } else {
+            pairs
+                .iter()
+                .map(|(k, v)| format!("\n          {k}: \"{v}\""))
+                .collect()
+        }
+    };
+    let apiserver = args(&[
+        (
+            "audit-policy-file",
+            &format!("{AUDIT_DIR_IN_NODE}/policy.yaml"),
+        ),
+        ("audit-log-path", &format!("{AUDIT_DIR_IN_NODE}/audit.log")),
+        ("audit-log-maxsize", "200"),
+    ]);
+    let kcm = args(&[("v", "2")]);
+    format!(
+        "kind: Cluster
+apiVersion: kind.x-k8s.io/v1alpha4
+nodes:
+  - role: control-plane
+    extraMounts:
+      - hostPath: {audit}
+        containerPath: {AUDIT_DIR_IN_NODE}
+kubeadmConfigPatches:
+  - |
+    kind: ClusterConfiguration
+    apiServer:
+      extraArgs:{apiserver}
+      extraVolumes:
+        - name: preflight-audit
+          hostPath: {AUDIT_DIR_IN_NODE}
+          mountPath: {AUDIT_DIR_IN_NODE}
+          readOnly: false
+          pathType: DirectoryOrCreate
+    controllerManager:
+      extraArgs:{kcm}
+",
+        audit = audit_dir.display()
+    )
+}
+
+pub fn create_args(name: &str, image: &str, kubeconfig: &Path, config: &Path) -> Vec<String> {
     vec![
         "create".into(),
         "cluster".into(),
         format!("--name={name}"),
         format!("--image={image}"),
         format!("--kubeconfig={}", kubeconfig.display()),
+        format!("--config={}", config.display()),
         "--wait=180s".into(),
     ]
 }
@@ -56,15 +129,18 @@ pub fn restart_controller_manager_args(name: &str) -> Vec<String> {
     ]
 }
 
-fn run(program: &str, args: &[String]) -> Result<String, ClusterError> {
-    let command = format!("{program} {}", args.join(" "));
+fn run(program: &Path, args: &[String]) -> Result<String, ClusterError> {
+    let command = format!("{} {}", program.display(), args.join(" "));
     let out = duct::cmd(program, args)
         .stdout_capture()
         .stderr_capture()
         .unchecked()
         .run()
         .map_err(|e| {
-            ClusterError::Unsupported(format!("cannot run `{program}` ({e}): {INSTALL_HINT}"))
+            ClusterError::Unsupported(format!(
+                "cannot run `{}` ({e}): {INSTALL_HINT}",
+                program.display()
+            ))
         })?;
     if !out.status.success() {
         return Err(ClusterError::Command {
@@ -75,31 +151,42 @@ fn run(program: &str, args: &[String]) -> Result<String, ClusterError> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Checks that kind and a Docker engine are there, with an actionable message if not.
-pub fn check_tools() -> Result<(), ClusterError> {
-    run("kind", &["version".into()])?;
-    run(
-        "docker",
-        &[
-            "info".into(),
-            "--format".into(),
-            "{{.ServerVersion}}".into(),
-        ],
-    )
+fn docker(args: &[String]) -> Result<String, ClusterError> {
+    run(Path::new("docker"), args)
+}
+
+/// Checks that a Docker engine answers, with an actionable message if not.
+pub fn check_docker() -> Result<(), ClusterError> {
+    docker(&[
+        "info".into(),
+        "--format".into(),
+        "{{.ServerVersion}}".into(),
+    ])
     .map_err(|e| {
         ClusterError::Unsupported(format!("Docker is not usable ({e}): {INSTALL_HINT}"))
     })?;
     Ok(())
 }
 
+/// Strips the CRI log prefix (`2026-11-30T02:00:00.1Z stderr F `) from a container log line.
+pub fn cri_log_line(line: &str) -> &str {
+    let mut parts = line.splitn(4, ' ');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(_time), Some("stdout" | "stderr"), Some("F" | "P"), Some(rest)) => rest,
+        _ => line,
+    }
+}
+
 /// A kind cluster, deleted when dropped.
 pub struct KindCluster {
     name: String,
+    kind: PathBuf,
     version: Version,
     helm: PathBuf,
     dir: tempfile::TempDir,
     client: kube::Client,
     gateway: IpAddr,
+    sentinel: Option<Sentinel>,
 }
 
 impl std::fmt::Debug for KindCluster {
@@ -111,44 +198,77 @@ impl std::fmt::Debug for KindCluster {
     }
 }
 
+/// How to create a kind cluster.
+#[derive(Clone, Debug)]
+pub struct KindConfig {
+    pub name: String,
+    pub version: Version,
+    pub image: String,
+    /// The kind CLI.
+    pub kind: PathBuf,
+    pub helm: PathBuf,
+    /// Images to load into the node after creation (`kind load docker-image`), e.g. the
+    /// workload image when the node image is not preflight's (which has it preloaded).
+    pub load_images: Vec<String>,
+}
+
 impl KindCluster {
-    pub async fn start(
-        name: &str,
-        version: &Version,
-        image: &str,
-        helm: &Path,
-    ) -> Result<KindCluster, ClusterError> {
+    pub async fn start(config: KindConfig) -> Result<KindCluster, ClusterError> {
         crate::init_crypto();
-        check_tools()?;
+        check_docker()?;
+        let name = config.name.clone();
         let dir = tempfile::Builder::new()
             .prefix(&format!("{name}-"))
             .tempdir()
             .map_err(|e| {
                 ClusterError::io("creating a temporary directory", std::env::temp_dir(), e)
             })?;
+        let audit = dir.path().join("audit");
+        std::fs::create_dir_all(&audit).map_err(|e| ClusterError::io("creating", &audit, e))?;
+        let policy = audit.join("policy.yaml");
+        std::fs::write(&policy, AUDIT_POLICY)
+            .map_err(|e| ClusterError::io("writing", &policy, e))?;
+        let kind_config = dir.path().join("kind.yaml");
+        std::fs::write(&kind_config, cluster_config(&config.version, &audit))
+            .map_err(|e| ClusterError::io("writing", &kind_config, e))?;
+        // If the harness dies (SIGKILL) the sentinel deletes the cluster.
+        let mut on_death = vec![config.kind.display().to_string()];
+        on_death.extend(delete_args(&name));
+        let sentinel =
+            Sentinel::start_with(&dir.path().join(".pgids"), Some(dir.path()), &on_death)?;
         let kubeconfig = dir.path().join("kubeconfig");
-        let args = create_args(name, image, &kubeconfig);
-        let created = tokio::task::spawn_blocking(move || run("kind", &args))
+        let args = create_args(&name, &config.image, &kubeconfig, &kind_config);
+        let kind = config.kind.clone();
+        let created = tokio::task::spawn_blocking(move || run(&kind, &args))
             .await
             .map_err(|e| ClusterError::Unsupported(e.to_string()))?;
-        if let Err(e) = created {
-            let _ = run("kind", &delete_args(name));
-            return Err(e);
+        let mut cluster_guard = KindDelete {
+            kind: config.kind.clone(),
+            name: name.clone(),
+        };
+        created?;
+        for image in &config.load_images {
+            let args = vec![
+                "load".into(),
+                "docker-image".into(),
+                image.clone(),
+                format!("--name={name}"),
+            ];
+            let kind = config.kind.clone();
+            tokio::task::spawn_blocking(move || run(&kind, &args))
+                .await
+                .map_err(|e| ClusterError::Unsupported(e.to_string()))??;
         }
-        let guard = KindDelete(name.to_string());
         let client = super::local::client_from_kubeconfig(&kubeconfig, None).await?;
         // The sample webhook server listens on the kind network's gateway, which the
         // nodes (and so the API server) reach.
-        let gateway = run(
-            "docker",
-            &[
-                "network".into(),
-                "inspect".into(),
-                "kind".into(),
-                "--format".into(),
-                "{{range .IPAM.Config}}{{.Gateway}} {{end}}".into(),
-            ],
-        )?
+        let gateway = docker(&[
+            "network".into(),
+            "inspect".into(),
+            "kind".into(),
+            "--format".into(),
+            "{{range .IPAM.Config}}{{.Gateway}} {{end}}".into(),
+        ])?
         .split_whitespace()
         .find_map(|g| g.parse::<IpAddr>().ok().filter(IpAddr::is_ipv4))
         .ok_or_else(|| {
@@ -156,17 +276,22 @@ impl KindCluster {
                 "the kind network has no IPv4 gateway for the webhook server to listen on".into(),
             )
         })?;
-        std::mem::forget(guard);
+        cluster_guard.name.clear();
         Ok(KindCluster {
-            name: name.to_string(),
-            version: version.clone(),
-            helm: helm.to_path_buf(),
+            name,
+            kind: config.kind,
+            version: config.version,
+            helm: config.helm,
             dir,
             client,
             gateway,
+            sentinel: Some(sentinel),
         })
     }
 
+    pub fn name(&self) -> &str {
+        &self.name
+    }
     pub fn client(&self) -> kube::Client {
         self.client.clone()
     }
@@ -185,52 +310,97 @@ impl KindCluster {
     pub fn gateway(&self) -> IpAddr {
         self.gateway
     }
+    /// The API server's audit log (JSON lines), on the host.
+    pub fn audit_log(&self) -> PathBuf {
+        self.dir.path().join("audit/audit.log")
+    }
+
+    fn node(&self) -> String {
+        format!("{}-control-plane", self.name)
+    }
 
     pub async fn impersonating(&self, user: &str) -> Result<kube::Client, ClusterError> {
         super::local::client_from_kubeconfig_as(&self.kubeconfig(), None, Some(user)).await
     }
 
+    /// Every log line a control-plane component's containers wrote on the node
+    /// (restarts included), without the CRI prefix.
+    pub fn component_log(&self, component: &str) -> Result<String, ClusterError> {
+        let text = docker(&[
+            "exec".into(),
+            self.node(),
+            "sh".into(),
+            "-c".into(),
+            format!("cat /var/log/pods/kube-system_{component}-*/{component}/*.log"),
+        ])?;
+        Ok(text
+            .lines()
+            .map(cri_log_line)
+            .collect::<Vec<_>>()
+            .join("\n"))
+    }
+
     /// Stops the controller manager's container; the kubelet starts a fresh one. Waits
-    /// (polling, with a deadline) until it runs again.
+    /// (polling, with a deadline) until a new one runs.
     pub async fn restart_controller_manager(&mut self) -> Result<(), ClusterError> {
-        let name = self.name.clone();
-        tokio::task::spawn_blocking(move || run("docker", &restart_controller_manager_args(&name)))
-            .await
-            .map_err(|e| ClusterError::Unsupported(e.to_string()))??;
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-        let check = vec![
+        let node = self.node();
+        let running = vec![
             "exec".to_string(),
-            format!("{}-control-plane", self.name),
+            node.clone(),
             "crictl".into(),
             "ps".into(),
             "-q".into(),
             "--state=running".into(),
             "--name=kube-controller-manager".into(),
         ];
+        let before = docker(&running)?.trim().to_string();
+        docker(&restart_controller_manager_args(&self.name))?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
         while std::time::Instant::now() < deadline {
-            if run("docker", &check).is_ok_and(|out| !out.trim().is_empty()) {
+            if docker(&running).is_ok_and(|out| !out.trim().is_empty() && out.trim() != before) {
                 return Ok(());
             }
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        Err(ClusterError::Unsupported(
-            "kube-controller-manager did not come back within 120 s".into(),
-        ))
+        Err(ClusterError::Unsupported(format!(
+            "kube-controller-manager on {node} did not come back within 120 s"
+        )))
     }
 }
 
-struct KindDelete(String);
+/// Deletes a half-created cluster unless its name was cleared (handed to a KindCluster).
+struct KindDelete {
+    kind: PathBuf,
+    name: String,
+}
 
 impl Drop for KindDelete {
     fn drop(&mut self) {
-        let _ = run("kind", &delete_args(&self.0));
+        if !self.name.is_empty() {
+            let _ = run(&self.kind, &delete_args(&self.name));
+        }
     }
 }
 
 impl Drop for KindCluster {
     fn drop(&mut self) {
-        let _ = run("kind", &delete_args(&self.name));
+        let _ = run(&self.kind, &delete_args(&self.name));
+        if let Some(mut s) = self.sentinel.take() {
+            s.disarm();
+        }
     }
+}
+
+/// kind clusters of preflight (named `preflight-...`) that are still there.
+pub fn leftover_clusters(kind: &Path) -> Vec<String> {
+    run(kind, &["get".into(), "clusters".into()])
+        .map(|out| {
+            out.lines()
+                .filter(|l| l.starts_with("preflight-"))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -240,10 +410,10 @@ mod tests {
     #[test]
     fn commands_and_names() {
         let v = Version::new(1, 30, 14);
-        assert_eq!(node_image(&v, None), "kindest/node:v1.30.14");
+        assert_eq!(node_image(&v, None), "preflight/node:v1.30.14");
         assert_eq!(
-            node_image(&v, Some("registry.example/node:custom")),
-            "registry.example/node:custom"
+            node_image(&v, Some("kindest/node:{version}")),
+            "kindest/node:v1.30.14"
         );
         let a = cluster_name("abcde1", "source");
         assert_eq!(a, "preflight-abcde1-source");
@@ -254,17 +424,46 @@ mod tests {
         );
         assert!(cluster_name(&"x".repeat(80), "target").len() <= 40);
         assert_eq!(
-            create_args("n", "kindest/node:v1.30.14", Path::new("/run/kc")),
+            create_args(
+                "n",
+                "preflight/node:v1.30.14",
+                Path::new("/run/kc"),
+                Path::new("/run/kind.yaml")
+            ),
             [
                 "create",
                 "cluster",
                 "--name=n",
-                "--image=kindest/node:v1.30.14",
+                "--image=preflight/node:v1.30.14",
                 "--kubeconfig=/run/kc",
+                "--config=/run/kind.yaml",
                 "--wait=180s"
             ]
         );
         assert_eq!(delete_args("n"), ["delete", "cluster", "--name=n"]);
         assert_eq!(restart_controller_manager_args("n")[1], "n-control-plane");
+    }
+
+    #[test]
+    fn cluster_config_follows_kubeadm_api_versions() {
+        let old = cluster_config(&Version::new(1, 30, 14), Path::new("/run/audit"));
+        assert!(old.contains("hostPath: /run/audit"), "{old}");
+        assert!(
+            old.contains("audit-log-path: \"/var/log/preflight-audit/audit.log\""),
+            "{old}"
+        );
+        assert!(old.contains("v: \"2\""), "{old}");
+        let new = cluster_config(&Version::new(1, 31, 0), Path::new("/run/audit"));
+        assert!(new.contains("- name: audit-log-path"), "{new}");
+        assert!(new.contains("- name: v\n            value: \"2\""), "{new}");
+    }
+
+    #[test]
+    fn cri_prefix_is_stripped() {
+        assert_eq!(
+            cri_log_line("2026-11-30T02:00:00.123Z stderr F E1130 02:00:00 gc error"),
+            "E1130 02:00:00 gc error"
+        );
+        assert_eq!(cri_log_line("plain line"), "plain line");
     }
 }

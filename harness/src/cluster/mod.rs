@@ -19,7 +19,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
 pub use existing::ExistingCluster;
-pub use kind::KindCluster;
+pub use kind::{KindCluster, KindConfig};
 pub use local::{LocalCluster, LocalConfig};
 
 use crate::components::{Components, Version};
@@ -121,18 +121,37 @@ impl Cluster {
     pub async fn upgrade(&mut self, target: Components) -> Result<(), ClusterError> {
         match self {
             Cluster::Local(c) => c.upgrade(target).await,
-            _ => Err(ClusterError::Unsupported(
-                "an in-place upgrade needs the local provider (`--provider local`)".into(),
+            Cluster::Kind(_) => Err(ClusterError::Unsupported(
+                "an in-place upgrade needs the local provider (`--provider local`): on kind it would be `kubeadm upgrade` on the node, which preflight does not drive yet".into(),
+            )),
+            Cluster::Existing(_) => Err(ClusterError::Unsupported(
+                "an in-place upgrade affects the whole cluster: it needs the local provider (`--provider local`)".into(),
             )),
         }
     }
 
-    /// A control-plane component's log (local clusters only).
-    pub fn log_path(&self, component: &str) -> Option<PathBuf> {
+    /// Everything a control-plane component (`kube-apiserver`,
+    /// `kube-controller-manager`) logged, where preflight can read it: the local
+    /// provider's log files, the kind node's container logs. `None` on a shared cluster.
+    pub fn component_log(&self, component: &str) -> Option<String> {
         match self {
-            Cluster::Local(c) => Some(c.log_path(component)),
+            Cluster::Local(c) => std::fs::read_to_string(c.log_path(component)).ok(),
+            Cluster::Kind(c) => c.component_log(component).ok(),
+            Cluster::Existing(_) => None,
+        }
+    }
+
+    /// The API server's audit log (JSON lines), where preflight configured one.
+    pub fn audit_log(&self) -> Option<PathBuf> {
+        match self {
+            Cluster::Kind(c) => Some(c.audit_log()),
             _ => None,
         }
+    }
+
+    /// Whether a real kubelet runs Pods (kind) or nothing does (local control planes).
+    pub fn has_kubelet(&self) -> bool {
+        !matches!(self, Cluster::Local(_))
     }
 
     /// Where the sample webhook server listens, and the addresses its certificate

@@ -136,10 +136,13 @@ pub fn stop_foreign_group(pgid: i32, grace: Duration) {
 }
 
 const SENTINEL_SCRIPT: &str = r#"read _ignored
-for g in $(cat "$1" 2>/dev/null); do kill -TERM "-$g" 2>/dev/null; done
+pgids=$1 dir=$2
+shift 2
+for g in $(cat "$pgids" 2>/dev/null); do kill -TERM "-$g" 2>/dev/null; done
+if [ $# -gt 0 ]; then "$@" >/dev/null 2>&1; fi
 sleep 2
-for g in $(cat "$1" 2>/dev/null); do kill -KILL "-$g" 2>/dev/null; done
-if [ -n "$2" ]; then rm -rf -- "$2"; fi
+for g in $(cat "$pgids" 2>/dev/null); do kill -KILL "-$g" 2>/dev/null; done
+if [ -n "$dir" ]; then rm -rf -- "$dir"; fi
 "#;
 
 /// Cleans up after the harness if it dies without running its destructors.
@@ -153,6 +156,16 @@ impl Sentinel {
     /// Watches this process; on its death stops every group in `pgid_file` and
     /// removes `remove_dir` (if given).
     pub fn start(pgid_file: &Path, remove_dir: Option<&Path>) -> Result<Sentinel, ClusterError> {
+        Self::start_with(pgid_file, remove_dir, &[])
+    }
+
+    /// Like [`Sentinel::start`], and also runs `on_death` (a program and its
+    /// arguments, e.g. `kind delete cluster --name ...`) when the harness dies.
+    pub fn start_with(
+        pgid_file: &Path,
+        remove_dir: Option<&Path>,
+        on_death: &[String],
+    ) -> Result<Sentinel, ClusterError> {
         use std::os::unix::process::CommandExt;
         let remove = remove_dir
             .map(|d| d.display().to_string())
@@ -163,6 +176,7 @@ impl Sentinel {
             .arg("preflight-sentinel")
             .arg(pgid_file)
             .arg(remove)
+            .args(on_death)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -88,6 +88,15 @@ fn download_module(
     }
 }
 
+/// A module's source directory in the module cache, downloaded if needed.
+pub fn module_source(
+    go_binary: &OsStr,
+    module: &str,
+    version: &Version,
+) -> Result<PathBuf, String> {
+    download_module(go_binary, module, version).map(|(dir, _)| dir)
+}
+
 /// The etcd version in a Kubernetes release's `build/dependencies.yaml`.
 pub fn recommended_etcd(go_binary: &OsStr, version: &Version) -> Option<Version> {
     let (dir, _) = download_module(go_binary, "k8s.io/kubernetes", version).ok()?;
@@ -112,12 +121,16 @@ struct Plan {
     packages: Vec<&'static str>,
     ldflags: String,
     what: String,
+    /// Built with `go install PACKAGE@VERSION` (the module's own go.mod and go.sum, as
+    /// its authors build it) instead of a wrapper module.
+    install: bool,
 }
 
 fn plan(entry: Entry, version: &Version) -> Plan {
     let mut ldflags = String::from("-s -w -checklinkname=0");
+    let mut install = false;
     let (module, packages) = match entry {
-        Entry::Kubernetes | Entry::Kubectl => {
+        Entry::Kubernetes | Entry::Kubectl | Entry::Node => {
             for pkg in [
                 "k8s.io/component-base/version",
                 "k8s.io/client-go/pkg/version",
@@ -128,15 +141,38 @@ fn plan(entry: Entry, version: &Version) -> Plan {
                     version.major, version.minor
                 ));
             }
-            let pkgs = if entry == Entry::Kubectl {
-                vec!["k8s.io/kubernetes/cmd/kubectl"]
-            } else {
-                vec![
-                    "k8s.io/kubernetes/cmd/kube-apiserver",
-                    "k8s.io/kubernetes/cmd/kube-controller-manager",
-                ]
-            };
+            let pkgs = entry
+                .binaries()
+                .iter()
+                .map(|b| match *b {
+                    "kube-apiserver" => "k8s.io/kubernetes/cmd/kube-apiserver",
+                    "kube-controller-manager" => "k8s.io/kubernetes/cmd/kube-controller-manager",
+                    "kube-scheduler" => "k8s.io/kubernetes/cmd/kube-scheduler",
+                    "kube-proxy" => "k8s.io/kubernetes/cmd/kube-proxy",
+                    "kubelet" => "k8s.io/kubernetes/cmd/kubelet",
+                    "kubeadm" => "k8s.io/kubernetes/cmd/kubeadm",
+                    _ => "k8s.io/kubernetes/cmd/kubectl",
+                })
+                .collect();
             ("k8s.io/kubernetes", pkgs)
+        }
+        Entry::Kind => {
+            install = true;
+            ("sigs.k8s.io/kind", vec!["sigs.k8s.io/kind"])
+        }
+        Entry::Coredns => {
+            install = true;
+            (
+                "github.com/coredns/coredns",
+                vec!["github.com/coredns/coredns"],
+            )
+        }
+        Entry::Crictl => {
+            install = true;
+            (
+                "sigs.k8s.io/cri-tools",
+                vec!["sigs.k8s.io/cri-tools/cmd/crictl"],
+            )
         }
         Entry::Etcd => (
             "go.etcd.io/etcd/server/v3",
@@ -154,6 +190,7 @@ fn plan(entry: Entry, version: &Version) -> Plan {
         packages,
         ldflags,
         what: format!("{} {version}", entry.binaries().join(", ")),
+        install,
     }
 }
 
@@ -215,72 +252,95 @@ pub fn build(
     let mut step = opts
         .progress
         .step(format!("building {} from Go modules", plan.what));
-    step.detail("resolving modules");
-    let (_, upstream_mod) = match download_module(&opts.go, plan.module, version) {
-        Ok(found) => found,
-        Err(detail) => {
-            let _ = writeln!(log, "go mod download {}@{version}: {detail}", plan.module);
-            step.fail("");
-            if entry == Entry::Kubernetes || entry == Entry::Kubectl {
-                return Err(ComponentsError::UnknownVersion {
-                    version: version.to_string(),
-                    detail,
-                });
+    let go_cmd = if plan.install {
+        step.detail("go install");
+        let mut args = vec![
+            "install",
+            "-v",
+            "-trimpath",
+            "-ldflags",
+            plan.ldflags.as_str(),
+        ];
+        let targets: Vec<String> = plan
+            .packages
+            .iter()
+            .map(|p| format!("{p}@{version}"))
+            .collect();
+        args.extend(targets.iter().map(String::as_str));
+        let _ = writeln!(log, "$ GOBIN={} go {}", out_dir.display(), args.join(" "));
+        // `go install PKG@VERSION` builds with the module's own go.mod: -mod=mod is refused.
+        go(&opts.go, &args)
+            .env("GOBIN", out_dir)
+            .env_remove("GOFLAGS")
+    } else {
+        step.detail("resolving modules");
+        let (_, upstream_mod) = match download_module(&opts.go, plan.module, version) {
+            Ok(found) => found,
+            Err(detail) => {
+                let _ = writeln!(log, "go mod download {}@{version}: {detail}", plan.module);
+                step.fail("");
+                if matches!(entry, Entry::Kubernetes | Entry::Kubectl | Entry::Node) {
+                    return Err(ComponentsError::UnknownVersion {
+                        version: version.to_string(),
+                        detail,
+                    });
+                }
+                return Err(failed(&log_path));
             }
+        };
+        let upstream = std::fs::read_to_string(&upstream_mod)
+            .map_err(|e| ComponentsError::io("reading", &upstream_mod, e))?;
+        let go_mod = wrapper_go_mod(plan.module, version, &upstream);
+        let tools: String = plan
+            .packages
+            .iter()
+            .map(|p| format!("\t_ \"{p}\"\n"))
+            .collect();
+        let tools = format!(
+            "//go:build tools\n\n// Package build pins the binaries preflight builds.\npackage build\n\nimport (\n{tools})\n"
+        );
+        for (name, text) in [("go.mod", go_mod.as_str()), ("tools.go", tools.as_str())] {
+            let p = work.join(name);
+            std::fs::write(&p, text).map_err(|e| ComponentsError::io("writing", &p, e))?;
+        }
+        let _ = std::fs::remove_file(work.join("go.sum"));
+
+        step.detail("go mod tidy");
+        let _ = writeln!(log, "$ go mod tidy");
+        let status = go(&opts.go, &["mod", "tidy"])
+            .dir(&work)
+            .stderr_to_stdout()
+            .stdout_file(
+                log.try_clone()
+                    .map_err(|e| ComponentsError::io("opening", &log_path, e))?,
+            )
+            .unchecked()
+            .run();
+        if !status.is_ok_and(|o| o.status.success()) {
+            step.fail("go mod tidy failed");
             return Err(failed(&log_path));
         }
-    };
-    let upstream = std::fs::read_to_string(&upstream_mod)
-        .map_err(|e| ComponentsError::io("reading", &upstream_mod, e))?;
-    let go_mod = wrapper_go_mod(plan.module, version, &upstream);
-    let tools: String = plan
-        .packages
-        .iter()
-        .map(|p| format!("\t_ \"{p}\"\n"))
-        .collect();
-    let tools = format!(
-        "//go:build tools\n\n// Package build pins the binaries preflight builds.\npackage build\n\nimport (\n{tools})\n"
-    );
-    for (name, text) in [("go.mod", go_mod.as_str()), ("tools.go", tools.as_str())] {
-        let p = work.join(name);
-        std::fs::write(&p, text).map_err(|e| ComponentsError::io("writing", &p, e))?;
-    }
-    let _ = std::fs::remove_file(work.join("go.sum"));
 
-    step.detail("go mod tidy");
-    let _ = writeln!(log, "$ go mod tidy");
-    let status = go(&opts.go, &["mod", "tidy"])
-        .dir(&work)
-        .stderr_to_stdout()
-        .stdout_file(
-            log.try_clone()
-                .map_err(|e| ComponentsError::io("opening", &log_path, e))?,
-        )
-        .unchecked()
-        .run();
-    if !status.is_ok_and(|o| o.status.success()) {
-        step.fail("go mod tidy failed");
-        return Err(failed(&log_path));
-    }
-
-    // One package: name the binary (etcd's main package is `.../server/v3`, which Go
-    // would call `server`); several: let Go name them after their directories.
-    let out = match entry.binaries() {
-        [single] => out_dir.join(single).display().to_string(),
-        _ => format!("{}/", out_dir.display()),
+        // One package: name the binary (etcd's main package is `.../server/v3`, which Go
+        // would call `server`); several: let Go name them after their directories.
+        let out = match entry.binaries() {
+            [single] => out_dir.join(single).display().to_string(),
+            _ => format!("{}/", out_dir.display()),
+        };
+        let mut args = vec![
+            "build",
+            "-v",
+            "-trimpath",
+            "-ldflags",
+            plan.ldflags.as_str(),
+            "-o",
+            out.as_str(),
+        ];
+        args.extend(plan.packages.iter().copied());
+        let _ = writeln!(log, "$ go {}", args.join(" "));
+        go(&opts.go, &args)
     };
-    let mut args = vec![
-        "build",
-        "-v",
-        "-trimpath",
-        "-ldflags",
-        plan.ldflags.as_str(),
-        "-o",
-        out.as_str(),
-    ];
-    args.extend(plan.packages.iter().copied());
-    let _ = writeln!(log, "$ go {}", args.join(" "));
-    let reader = go(&opts.go, &args)
+    let reader = go_cmd
         .dir(&work)
         .stderr_to_stdout()
         .unchecked()

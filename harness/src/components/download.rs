@@ -179,7 +179,7 @@ pub fn download(
         entry.binaries().join(", ")
     ));
     let result = (|| match entry {
-        Entry::Kubernetes | Entry::Kubectl => {
+        Entry::Kubernetes | Entry::Kubectl | Entry::Node => {
             for binary in entry.binaries() {
                 let url = format!("{}/{version}/bin/linux/{arch}/{binary}", m.kubernetes);
                 let sum = text(&format!("{url}.sha256"))?;
@@ -206,6 +206,10 @@ pub fn download(
             let expected = checksum_for(&sums, &file).unwrap_or_default();
             extract(&get_verified(&url, &expected)?, &["helm"], out_dir, &url)
         }
+        Entry::Kind | Entry::Coredns | Entry::Crictl => Err(ComponentsError::Download {
+            url: entry.name().to_string(),
+            detail: "only built from its Go module (needs Go on PATH)".into(),
+        }),
     })();
     match &result {
         Ok(()) => step.done("checksums verified"),

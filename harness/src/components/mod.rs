@@ -23,6 +23,7 @@
 
 pub mod build;
 pub mod download;
+pub mod kind_image;
 pub mod versions;
 
 use std::path::{Path, PathBuf};
@@ -109,6 +110,15 @@ pub enum Entry {
     Kubectl,
     Etcd,
     Helm,
+    /// kubelet, kubeadm, kube-scheduler and kube-proxy: what a kind node adds to the
+    /// control plane (with [`Entry::Kubernetes`] and [`Entry::Kubectl`]).
+    Node,
+    /// The kind CLI (`sigs.k8s.io/kind`).
+    Kind,
+    /// CoreDNS, at the version a release's kubeadm asks for.
+    Coredns,
+    /// crictl (`sigs.k8s.io/cri-tools`), which kind's node scripts use.
+    Crictl,
 }
 
 impl Entry {
@@ -118,6 +128,10 @@ impl Entry {
             Entry::Kubectl => "kubectl",
             Entry::Etcd => "etcd",
             Entry::Helm => "helm",
+            Entry::Node => "node",
+            Entry::Kind => "kind",
+            Entry::Coredns => "coredns",
+            Entry::Crictl => "crictl",
         }
     }
 
@@ -128,6 +142,10 @@ impl Entry {
             Entry::Kubectl => &["kubectl"],
             Entry::Etcd => &["etcd"],
             Entry::Helm => &["helm"],
+            Entry::Node => &["kubelet", "kubeadm", "kube-scheduler", "kube-proxy"],
+            Entry::Kind => &["kind"],
+            Entry::Coredns => &["coredns"],
+            Entry::Crictl => &["crictl"],
         }
     }
 
@@ -231,7 +249,7 @@ pub fn cached(entry: Entry, version: &Version, cache_dir: &Path) -> Option<PathB
 }
 
 /// Fills one entry of the cache unless it is there already; returns its directory.
-fn ensure_entry(
+pub(crate) fn ensure_entry(
     entry: Entry,
     version: &Version,
     opts: &Options,

@@ -74,9 +74,6 @@ pub struct Outcome {
     pub log_evidence: Vec<String>,
     /// Teardown problems (never silent).
     pub teardown_errors: Vec<String>,
-    /// Fail-closed webhooks on DELETE that were not answering `allow` at the end:
-    /// (webhook, behaviour, resources whose DELETE they intercept).
-    pub blocking_webhooks: Vec<(String, String, Vec<String>)>,
 }
 
 /// Knobs of a run.
@@ -162,7 +159,9 @@ async fn run_steps(
         &opts.run_id,
     )
     .await?;
-    let driver = tokio::spawn(pods::complete_job_pods(client.clone(), namespace.clone()));
+    // Only where no kubelet runs: on kind a hook Job's Pod really runs (or really fails).
+    let driver = (!cluster.has_kubelet())
+        .then(|| tokio::spawn(pods::complete_job_pods(client.clone(), namespace.clone())));
 
     let mut steps = Vec::new();
     let mut manifest = String::new();
@@ -308,14 +307,15 @@ async fn run_steps(
     let after = snapshot::take(&client, &everything)
         .await
         .context("snapshot after the scenario")?;
-    driver.abort();
+    if let Some(driver) = driver {
+        driver.abort();
+    }
     let log_evidence = log_evidence(cluster);
     let mut teardown_errors = registration.teardown(&client).await;
     server.shutdown();
     if let Err(e) = crate::smoke::delete_namespace(&client, &namespace).await {
         teardown_errors.push(format!("deleting namespace {namespace}: {e}"));
     }
-    let blocking_webhooks = blocking_webhooks(scenario);
     let outcome = Outcome {
         scenario: scenario.name.clone(),
         namespace,
@@ -330,51 +330,11 @@ async fn run_steps(
         objects_after_step,
         log_evidence,
         teardown_errors,
-        blocking_webhooks,
     };
     let path = opts.dir.join("outcome.json");
     std::fs::write(&path, serde_json::to_string_pretty(&outcome)?)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(outcome)
-}
-
-/// Fail-closed admission webhooks on DELETE whose last behaviour was not `allow`.
-fn blocking_webhooks(scenario: &Scenario) -> Vec<(String, String, Vec<String>)> {
-    use crate::scenario::{FailurePolicy, Operation};
-    use crate::webhook::{Behaviour, WebhookKind};
-    scenario
-        .webhooks
-        .iter()
-        .filter(|w| w.kind != WebhookKind::Conversion && w.failure_policy == FailurePolicy::Fail)
-        .filter_map(|w| {
-            let last = scenario
-                .steps
-                .iter()
-                .rev()
-                .find_map(|s| match s {
-                    Step::SetWebhook(set) if set.name == w.name => Some(set.behaviour),
-                    _ => None,
-                })
-                .unwrap_or(w.initial.behaviour);
-            let resources: Vec<String> = w
-                .rules
-                .iter()
-                .filter(|r| {
-                    r.operations
-                        .iter()
-                        .any(|o| matches!(o, Operation::Delete | Operation::All))
-                })
-                .flat_map(|r| r.resources.clone())
-                .collect();
-            (last != Behaviour::Allow && !resources.is_empty()).then(|| {
-                (
-                    w.name.clone(),
-                    format!("{last:?}").to_lowercase(),
-                    resources,
-                )
-            })
-        })
-        .collect()
 }
 
 /// The helm CLI for this cluster: its kubeconfig and context, and on a shared cluster
@@ -467,15 +427,15 @@ async fn server_dry_run(
 }
 
 /// Lines of the control plane's logs that explain webhook and garbage-collector
-/// trouble (at most 200, newest last; repeated lines are repeated attempts). The garbage collector's errors are condensed to
-/// `garbage collector could not delete Kind namespace/name: error`.
+/// trouble (at most 200, newest last; repeated lines are repeated attempts), and the
+/// audit log's refused DELETEs where the cluster has one. The garbage collector's
+/// errors are condensed to `garbage collector could not delete Kind namespace/name: error`.
 fn log_evidence(cluster: &Cluster) -> Vec<String> {
     let mut lines = Vec::new();
     for component in ["kube-apiserver", "kube-controller-manager"] {
-        let Some(path) = cluster.log_path(component) else {
+        let Some(text) = cluster.component_log(component) else {
             continue;
         };
-        let text = std::fs::read_to_string(path).unwrap_or_default();
         for line in text.lines() {
             if let Some(gc) = gc_error(line) {
                 lines.push(gc);
@@ -494,8 +454,39 @@ fn log_evidence(cluster: &Cluster) -> Vec<String> {
             }
         }
     }
+    if let Some(audit) = cluster.audit_log() {
+        let text = std::fs::read_to_string(audit).unwrap_or_default();
+        lines.extend(text.lines().filter_map(audit_refusal));
+    }
     let start = lines.len().saturating_sub(200);
     lines.split_off(start)
+}
+
+/// An audit event of a DELETE that the API server refused, as an evidence line:
+/// `kube-apiserver audit: USER DELETE resource namespace/name: CODE message`.
+pub fn audit_refusal(line: &str) -> Option<String> {
+    let event: serde_json::Value = serde_json::from_str(line).ok()?;
+    if event["verb"] != "delete" || event["stage"] != "ResponseComplete" {
+        return None;
+    }
+    let code = event["responseStatus"]["code"].as_i64()?;
+    if code < 400 || code == 404 {
+        return None;
+    }
+    let obj = &event["objectRef"];
+    Some(format!(
+        "kube-apiserver audit: {} DELETE {} {}/{}: {code} {}",
+        event["user"]["username"].as_str().unwrap_or("?"),
+        obj["resource"].as_str()?,
+        obj["namespace"].as_str().unwrap_or(""),
+        obj["name"].as_str().unwrap_or(""),
+        event["responseStatus"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .chars()
+            .take(300)
+            .collect::<String>()
+    ))
 }
 
 /// Condenses a garbage collector `error syncing item` line.

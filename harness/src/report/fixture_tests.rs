@@ -141,7 +141,6 @@ fn outcome(scenario: &str, version: &str, ns: &str, rs: bool, pods: usize) -> Ou
         objects_after_step: vec![14, 14, 4],
         log_evidence: evidence,
         teardown_errors: vec![],
-        blocking_webhooks: vec![],
     }
 }
 

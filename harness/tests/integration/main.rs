@@ -12,6 +12,7 @@ mod bad_input;
 mod cli;
 mod download;
 mod gc;
+mod kind_provider;
 mod lifecycle;
 mod report_run;
 mod scenario_files;
