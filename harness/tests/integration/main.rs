@@ -13,6 +13,7 @@ mod cli;
 mod download;
 mod gc;
 mod lifecycle;
+mod ports;
 mod report_run;
 mod scenario_files;
 mod scenarios;
