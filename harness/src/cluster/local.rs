@@ -426,14 +426,12 @@ impl LocalCluster {
             &self.dir.join(".pgids"),
         )?;
         let http = reqwest::Client::new();
-        let url = format!("{client_url}/health");
-        let result = wait_until(&mut etcd, self.ready_timeout, "GET /health", || async {
-            match http.get(&url).send().await {
-                Ok(r) if r.status().is_success() => Ok(()),
-                Ok(r) => Err(format!("HTTP {}", r.status())),
-                Err(e) => Err(e.to_string()),
-            }
-        })
+        let result = wait_until(
+            &mut etcd,
+            self.ready_timeout,
+            "GET /health and our member",
+            || etcd_ready(&http, &client_url, &peer_url),
+        )
         .await;
         self.etcd = Some(etcd);
         result
@@ -750,7 +748,10 @@ where
             });
         }
         match tokio::time::timeout(Duration::from_secs(5), check()).await {
-            Ok(Ok(())) => return Ok(()),
+            // Another process's listener on a taken port can answer for a component
+            // that has just exited: an answer counts only while ours still runs.
+            Ok(Ok(())) if process.exited().is_none() => return Ok(()),
+            Ok(Ok(())) => last = "answered, but not by this process".into(),
             Ok(Err(e)) => last = e,
             Err(_) => last = "check timed out".into(),
         }
@@ -764,6 +765,43 @@ where
             });
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// etcd at `client_url` is healthy and is ours: its only member advertises
+/// `peer_url`. Without the second check, another etcd that holds our client port
+/// (another control plane's, started by another process) would pass for ours, and our
+/// apiserver would write into its data.
+async fn etcd_ready(
+    http: &reqwest::Client,
+    client_url: &str,
+    peer_url: &str,
+) -> Result<(), String> {
+    let health = http
+        .get(format!("{client_url}/health"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !health.status().is_success() {
+        return Err(format!("/health: HTTP {}", health.status()));
+    }
+    // The gRPC gateway's member list (JSON), served by every etcd 3.x.
+    let members = http
+        .post(format!("{client_url}/v3/cluster/member/list"))
+        .body("{}")
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| format!("member list: {e}"))?
+        .text()
+        .await
+        .map_err(|e| format!("member list: {e}"))?;
+    if members.contains(&format!("\"{peer_url}\"")) {
+        Ok(())
+    } else {
+        Err(format!(
+            "the etcd on {client_url} is not ours (no member with peer URL {peer_url}): {members}"
+        ))
     }
 }
 
