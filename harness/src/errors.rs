@@ -78,8 +78,10 @@ pub enum ComponentsError {
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     /// A component exited while it should be running, e.g. a busy port or a bad flag.
+    /// The log lines go on lines of their own, so the first line reads on its own
+    /// (see [`summary_line`]).
     #[error(
-        "{component} exited during start-up ({status}); last lines of {log}:\n{tail}",
+        "{component} exited during start-up ({status})\nlast lines of {log}:\n{tail}",
         log = log.display()
     )]
     ComponentExited {
@@ -91,7 +93,7 @@ pub enum ClusterError {
 
     /// A component did not become ready before the deadline.
     #[error(
-        "{component} was not ready after {secs}s ({detail}); last lines of {log}:\n{tail}",
+        "{component} was not ready after {secs}s ({detail})\nlast lines of {log}:\n{tail}",
         log = log.display()
     )]
     NotReady {
@@ -100,6 +102,18 @@ pub enum ClusterError {
         detail: String,
         log: PathBuf,
         tail: String,
+    },
+
+    /// A component cannot bind its port again after being stopped (an in-place upgrade),
+    /// and the port cannot move because kubeconfigs already handed out point at it.
+    #[error(
+        "{component} cannot listen on 127.0.0.1:{port} again: another process took the port while {component} was stopped, and it cannot move (kubeconfigs point at it)"
+    )]
+    PortTaken {
+        component: String,
+        port: u16,
+        #[source]
+        source: Box<ClusterError>,
     },
 
     /// A process could not be started at all.
@@ -164,6 +178,20 @@ impl ClusterError {
     }
 }
 
+impl ClusterError {
+    /// Whether a component failed because its port was taken: the one start-up failure
+    /// that trying again on other ports cures.
+    pub fn is_port_clash(&self) -> bool {
+        match self {
+            ClusterError::ComponentExited { tail, .. } | ClusterError::NotReady { tail, .. } => {
+                tail.lines().any(mentions_port_clash)
+            }
+            ClusterError::PortTaken { .. } => true,
+            _ => false,
+        }
+    }
+}
+
 impl ComponentsError {
     pub(crate) fn io(
         action: &'static str,
@@ -180,8 +208,16 @@ impl ComponentsError {
 
 /// The last `n` lines of a log file, for error messages; empty when unreadable.
 pub fn log_tail(path: &std::path::Path, n: usize) -> String {
+    log_tail_from(path, 0, n)
+}
+
+/// The last `n` lines of a log file written at or after byte `offset`: a process that
+/// appends to a log shared with earlier runs (a restart, a retry) is judged by its own
+/// lines only. Empty when unreadable.
+pub fn log_tail_from(path: &std::path::Path, offset: u64, n: usize) -> String {
     let text = std::fs::read(path).unwrap_or_default();
-    let text = String::from_utf8_lossy(&text);
+    let from = usize::try_from(offset).map_or(text.len(), |o| o.min(text.len()));
+    let text = String::from_utf8_lossy(&text[from..]);
     let lines: Vec<&str> = text.lines().collect();
     let start = lines.len().saturating_sub(n);
     lines[start..]
@@ -189,4 +225,247 @@ pub fn log_tail(path: &std::path::Path, n: usize) -> String {
         .map(|l| format!("  | {l}"))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// The prefix [`log_tail`] puts before each log line.
+const TAIL_PREFIX: &str = "| ";
+
+/// Whether a log line reports a port that was already taken (Go's `bind: address
+/// already in use`, from etcd, kube-apiserver or kube-controller-manager).
+pub fn mentions_port_clash(line: &str) -> bool {
+    let l = line.to_ascii_lowercase();
+    l.contains("address already in use") || l.contains("eaddrinuse")
+}
+
+/// How telling a log line is about why a component failed; higher is better.
+fn severity(line: &str) -> u8 {
+    if mentions_port_clash(line) {
+        return 3;
+    }
+    let level = klog_level(line).or_else(|| json_level(line));
+    if matches!(level, Some("F" | "fatal" | "panic" | "dpanic"))
+        || line.starts_with("panic:")
+        || line.starts_with("fatal error:")
+    {
+        return 2;
+    }
+    if matches!(level, Some("E" | "error"))
+        || line.starts_with("Error:")
+        || line.starts_with("error:")
+    {
+        return 1;
+    }
+    0
+}
+
+/// The level letter of a klog line (`E1130 10:11:12.345678   4242 run.go:74] ...`).
+fn klog_level(line: &str) -> Option<&str> {
+    let b = line.as_bytes();
+    let header = b.len() > 6
+        && matches!(b[0], b'I' | b'W' | b'E' | b'F')
+        && b[1..5].iter().all(u8::is_ascii_digit)
+        && b[5] == b' ';
+    header.then(|| &line[..1])
+}
+
+/// The level of a JSON log line (etcd's zap: `{"level":"fatal",...}`).
+fn json_level(line: &str) -> Option<&str> {
+    let rest = line.strip_prefix('{')?;
+    let at = rest.find("\"level\"")? + "\"level\"".len();
+    let rest = rest[at..].trim_start().strip_prefix(':')?.trim_start();
+    let rest = rest.strip_prefix('"')?;
+    rest.split('"').next()
+}
+
+/// The log line that best says why a component failed: the first that reports a taken
+/// port, else the first at fatal level, else the first at error level (klog `F`/`E`,
+/// zap `"level":"fatal"`/`"error"`, cobra's `Error:`). `tail` is log text, with or
+/// without [`log_tail`]'s `  | ` prefixes (which are not part of the answer).
+///
+/// The first rather than the last: later lines are usually consequences (shutdown
+/// messages, a stack trace) of the first failure.
+pub fn first_meaningful_line(tail: &str) -> Option<&str> {
+    let mut best: Option<(u8, &str)> = None;
+    for line in tail.lines() {
+        let trimmed = line.trim_start();
+        let line = trimmed.strip_prefix(TAIL_PREFIX).unwrap_or(trimmed).trim();
+        let s = severity(line);
+        if s > 0 && best.is_none_or(|(b, _)| s > b) {
+            best = Some((s, line));
+        }
+    }
+    best.map(|(_, l)| l)
+}
+
+/// One line for a multi-line error (e.g. `{e:#}` of a [`ClusterError`] with log lines):
+/// its first line and, when the rest carries a meaningful log line that the first line
+/// does not already say, that line too. For summaries that have room for one line.
+pub fn summary_line(error: &str) -> String {
+    let (first, rest) = error.split_once('\n').unwrap_or((error, ""));
+    let first = first.trim_end();
+    match first_meaningful_line(rest) {
+        Some(cause) if !first.contains(cause) => {
+            format!("{}: {cause}", first.trim_end_matches([':', ';']))
+        }
+        _ => first.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// etcd (zap JSON, `--log-level=warn`) whose peer port was taken.
+    const ETCD_CLASH: &str = r#"{"level":"warn","ts":"2024-11-30T10:11:12.345Z","caller":"embed/config.go:679","msg":"Running http and grpc server on single port. This is not recommended for production."}
+{"level":"error","ts":"2024-11-30T10:11:12.346Z","caller":"embed/etcd.go:537","msg":"creating peer listener failed","error":"listen tcp 127.0.0.1:41235: bind: address already in use"}
+{"level":"warn","ts":"2024-11-30T10:11:12.346Z","caller":"embed/etcd.go:377","msg":"closing etcd server","name":"preflight"}
+{"level":"fatal","ts":"2024-11-30T10:11:12.347Z","caller":"etcdmain/etcd.go:204","msg":"discovery failed","error":"listen tcp 127.0.0.1:41235: bind: address already in use","stacktrace":"go.etcd.io/etcd/server/v3/etcdmain.startEtcdOrProxyV2\n\tgo.etcd.io/etcd/server/v3/etcdmain/etcd.go:204"}"#;
+
+    /// kube-apiserver (klog, `--v=1`) whose secure port was taken.
+    const APISERVER_CLASH: &str = r#"I1130 10:11:12.000000   4242 options.go:220] external host was not specified, using 127.0.0.1
+I1130 10:11:12.001000   4242 server.go:148] Version: v1.29.15
+I1130 10:11:12.001100   4242 server.go:150] "Golang settings" GOGC="" GOMAXPROCS="" GOTRACEBACK=""
+E1130 10:11:12.500000   4242 run.go:74] "command failed" err="failed to create listener: failed to listen on 127.0.0.1:43211: listen tcp 127.0.0.1:43211: bind: address already in use""#;
+
+    /// kube-apiserver that lost its etcd: warnings mention errors, the fatal line says why.
+    const APISERVER_NO_ETCD: &str = r#"I1130 10:11:12.001000   4242 server.go:148] Version: v1.30.14
+W1130 10:11:13.000000   4242 logging.go:59] [core] [Channel #1 SubChannel #2] grpc: addrConn.createTransport failed to connect to {Addr: "127.0.0.1:2379"}. Err: connection error: desc = "transport: Error while dialing: dial tcp 127.0.0.1:2379: connect: connection refused"
+E1130 10:11:14.000000   4242 controller.go:145] "Failed to ensure lease exists, will retry" err="context deadline exceeded"
+F1130 10:11:32.000000   4242 instance.go:290] Error creating leases: error creating storage factory: context deadline exceeded
+goroutine 1 [running]:
+k8s.io/klog/v2.stacks(0x1)"#;
+
+    /// A bad flag: cobra's `Error:` line, then the usage.
+    const BAD_FLAG: &str = "Error: unknown flag: --bogus
+Usage:
+  kube-apiserver [flags]
+
+Generic flags:
+";
+
+    #[test]
+    fn a_taken_port_wins_over_everything_else() {
+        assert_eq!(
+            first_meaningful_line(ETCD_CLASH),
+            Some(
+                r#"{"level":"error","ts":"2024-11-30T10:11:12.346Z","caller":"embed/etcd.go:537","msg":"creating peer listener failed","error":"listen tcp 127.0.0.1:41235: bind: address already in use"}"#
+            )
+        );
+        let line = first_meaningful_line(APISERVER_CLASH).unwrap();
+        assert!(line.starts_with("E1130 10:11:12.500000"), "{line}");
+        assert!(line.ends_with(r#"bind: address already in use""#), "{line}");
+    }
+
+    #[test]
+    fn fatal_wins_over_error_and_warnings_do_not_count() {
+        let line = first_meaningful_line(APISERVER_NO_ETCD).unwrap();
+        assert!(line.starts_with("F1130 10:11:32.000000"), "{line}");
+        let etcd_fatal = r#"{"level":"warn","msg":"x"}
+{"level": "fatal","msg":"failed to open backend","error":"permission denied"}"#;
+        assert_eq!(
+            first_meaningful_line(etcd_fatal),
+            Some(
+                r#"{"level": "fatal","msg":"failed to open backend","error":"permission denied"}"#
+            )
+        );
+    }
+
+    #[test]
+    fn cobra_errors_count_and_plain_lines_do_not() {
+        assert_eq!(
+            first_meaningful_line(BAD_FLAG),
+            Some("Error: unknown flag: --bogus")
+        );
+        assert_eq!(
+            first_meaningful_line(
+                "fake kube-apiserver: refusing to start\nI1130 10:11:12.0 1 a.go:1] ok"
+            ),
+            None
+        );
+        assert_eq!(first_meaningful_line(""), None);
+    }
+
+    #[test]
+    fn tail_prefixes_are_stripped() {
+        let tail: String = APISERVER_CLASH
+            .lines()
+            .map(|l| format!("  | {l}\n"))
+            .collect();
+        let line = first_meaningful_line(&tail).unwrap();
+        assert!(line.starts_with("E1130 "), "{line}");
+    }
+
+    #[test]
+    fn port_clashes_are_recognised_in_component_errors_only() {
+        let exited = |tail: &str| ClusterError::ComponentExited {
+            component: "kube-apiserver".into(),
+            status: "exit status: 1".into(),
+            log: "/tmp/x/logs/kube-apiserver-v1.29.15.log".into(),
+            tail: tail.into(),
+        };
+        assert!(exited(APISERVER_CLASH).is_port_clash());
+        assert!(exited(ETCD_CLASH).is_port_clash());
+        assert!(!exited(APISERVER_NO_ETCD).is_port_clash());
+        assert!(!exited(BAD_FLAG).is_port_clash());
+        let not_ready = ClusterError::NotReady {
+            component: "kube-controller-manager".into(),
+            secs: 60,
+            detail: "GET /healthz: connection refused".into(),
+            log: "/tmp/x/logs/kcm.log".into(),
+            tail: "E1130 10:11:12.5 1 run.go:74] \"command failed\" err=\"listen tcp 127.0.0.1:10257: bind: address already in use\"".into(),
+        };
+        assert!(not_ready.is_port_clash());
+        assert!(!ClusterError::Unsupported("address already in use".into()).is_port_clash());
+        assert!(mentions_port_clash("listen: EADDRINUSE"));
+    }
+
+    #[test]
+    fn the_summary_line_names_the_cause() {
+        let err = exited_with(APISERVER_CLASH);
+        let chained = format!("starting the control plane: {err}");
+        let line = summary_line(&chained);
+        assert!(
+            line.starts_with(
+                "starting the control plane: kube-apiserver exited during start-up (exit status: 1): E1130 "
+            ),
+            "{line}"
+        );
+        assert!(line.ends_with("bind: address already in use\""), "{line}");
+        assert!(!line.contains('\n'), "{line}");
+        // Nothing meaningful in the log: the first line alone.
+        let plain = exited_with("fake kube-apiserver: refusing to start");
+        assert_eq!(
+            summary_line(&plain.to_string()),
+            "kube-apiserver exited during start-up (exit status: 1)"
+        );
+        // A first line that already says it is not repeated.
+        assert_eq!(
+            summary_line("Error: unknown flag: --bogus\nError: unknown flag: --bogus"),
+            "Error: unknown flag: --bogus"
+        );
+    }
+
+    fn exited_with(log: &str) -> ClusterError {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kube-apiserver-v1.29.15.log");
+        std::fs::write(&path, log).unwrap();
+        ClusterError::ComponentExited {
+            component: "kube-apiserver".into(),
+            status: "exit status: 1".into(),
+            log: path.clone(),
+            tail: log_tail(&path, 20),
+        }
+    }
+
+    #[test]
+    fn a_tail_from_an_offset_leaves_earlier_runs_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kcm.log");
+        std::fs::write(&path, "old: bind: address already in use\n").unwrap();
+        let offset = std::fs::metadata(&path).unwrap().len();
+        std::fs::write(&path, "old: bind: address already in use\nnew line\n").unwrap();
+        assert_eq!(log_tail_from(&path, offset, 20), "  | new line");
+        assert_eq!(log_tail_from(&path, 10_000, 20), "");
+        assert!(log_tail(&path, 20).contains("old"));
+    }
 }

@@ -11,8 +11,8 @@
 //! etcd data (`etcd/`), one log per component and version (`logs/`), and the admin
 //! `kubeconfig`. It is removed at teardown unless the user asked to keep it.
 
-use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ServiceAccount;
@@ -21,9 +21,10 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde::{Deserialize, Serialize};
 
 use super::pki::{self, Pki};
+use super::ports::PortLease;
 use super::process::{Sentinel, Supervised};
 use crate::components::Components;
-use crate::errors::{ClusterError, log_tail};
+use crate::errors::{ClusterError, log_tail_from};
 use crate::progress::Progress;
 
 /// The controllers a local control plane runs: everything that creates or deletes
@@ -60,22 +61,42 @@ pub struct Ports {
     pub controller_manager: u16,
 }
 
+/// How often a local control plane is started on fresh ports when a component finds
+/// its port taken (and how often a controller manager is restarted on a fresh one).
+pub const START_ATTEMPTS: u32 = 3;
+
 impl Ports {
-    /// Four ports that were free a moment ago.
+    /// Four ports that were free a moment ago, which this process will not hand out
+    /// again (for callers that pass them as [`LocalConfig::ports`]).
     pub fn free() -> Result<Ports, ClusterError> {
-        let bind = || {
-            TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-                .map_err(|e| ClusterError::io("finding a free port on", "127.0.0.1", e))
+        let (ports, lease) = Ports::lease()?;
+        lease.keep_forever();
+        Ok(ports)
+    }
+
+    /// Four ports that were free a moment ago, leased until the lease is dropped.
+    pub fn lease() -> Result<(Ports, PortLease), ClusterError> {
+        let lease = PortLease::new(4)?;
+        let p = lease.ports();
+        let ports = Ports {
+            etcd_client: p[0],
+            etcd_peer: p[1],
+            apiserver: p[2],
+            controller_manager: p[3],
         };
-        // Hold all four listeners at once so the kernel hands out four distinct ports.
-        let l = [bind()?, bind()?, bind()?, bind()?];
-        let port = |i: usize| l[i].local_addr().map(|a| a.port()).unwrap_or_default();
-        Ok(Ports {
-            etcd_client: port(0),
-            etcd_peer: port(1),
-            apiserver: port(2),
-            controller_manager: port(3),
-        })
+        Ok((ports, lease))
+    }
+}
+
+/// Called with the ports of each start-up attempt, and before each (re)start of the
+/// controller manager, just before anything binds them. Tests use it to take a port
+/// in exactly that window, which is otherwise a race that cannot be forced.
+#[derive(Clone)]
+pub struct PortsHook(pub Arc<dyn Fn(&Ports) + Send + Sync>);
+
+impl std::fmt::Debug for PortsHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PortsHook")
     }
 }
 
@@ -89,11 +110,15 @@ pub struct LocalConfig {
     pub base_dir: Option<PathBuf>,
     /// Keep the directory (logs, certificates, etcd data) after teardown.
     pub keep: bool,
-    /// Ports to use instead of free ones.
+    /// Ports to use instead of free ones. Given ports are never changed: a component
+    /// that finds one taken fails the start instead of being retried elsewhere.
     pub ports: Option<Ports>,
     /// How long each component may take to become ready.
     pub ready_timeout: Duration,
     pub progress: Progress,
+    /// See [`PortsHook`]; `None` outside tests.
+    #[doc(hidden)]
+    pub on_ports: Option<PortsHook>,
 }
 
 impl LocalConfig {
@@ -106,6 +131,7 @@ impl LocalConfig {
             ports: None,
             ready_timeout: Duration::from_secs(60),
             progress: Progress::quiet(),
+            on_ports: None,
         }
     }
 }
@@ -129,6 +155,12 @@ pub struct LocalCluster {
     components: Components,
     pki: Pki,
     ports: Ports,
+    /// Holds `ports` (when preflight chose them) so this process hands them to no one
+    /// else; released after the components are stopped.
+    lease: PortLease,
+    /// The user gave the ports: they must not change.
+    explicit_ports: bool,
+    on_ports: Option<PortsHook>,
     kubeconfig: PathBuf,
     ready_timeout: Duration,
     progress: Progress,
@@ -153,6 +185,10 @@ impl std::fmt::Debug for LocalCluster {
 impl LocalCluster {
     /// Starts etcd, kube-apiserver and kube-controller-manager and waits until each is
     /// ready. On any error everything started so far is stopped and removed.
+    ///
+    /// Chosen ports can be taken by another process before a component binds them; a
+    /// start that fails that way is repeated on fresh ports (up to [`START_ATTEMPTS`]
+    /// times), unless the ports were given.
     pub async fn start(config: LocalConfig) -> Result<LocalCluster, ClusterError> {
         crate::init_crypto();
         let step = config.progress.step(format!(
@@ -174,9 +210,9 @@ impl LocalCluster {
         .keep();
         let pgids = dir.join(".pgids");
         let sentinel = Sentinel::start(&pgids, (!config.keep).then_some(dir.as_path()))?;
-        let ports = match config.ports {
-            Some(p) => p,
-            None => Ports::free()?,
+        let (ports, lease) = match config.ports {
+            Some(p) => (p, PortLease::default()),
+            None => Ports::lease()?,
         };
         let pki = match Pki::generate(&dir.join("pki")) {
             Ok(p) => p,
@@ -195,6 +231,9 @@ impl LocalCluster {
             components: config.components.clone(),
             pki,
             ports,
+            lease,
+            explicit_ports: config.ports.is_some(),
+            on_ports: config.on_ports.clone(),
             ready_timeout: config.ready_timeout,
             progress: config.progress.clone(),
             etcd: None,
@@ -203,7 +242,7 @@ impl LocalCluster {
             sentinel: Some(sentinel),
             client: None,
         };
-        match cluster.boot().await {
+        match cluster.boot_retrying().await {
             Ok(()) => {
                 step.done(format!("https://127.0.0.1:{}", cluster.ports.apiserver));
                 Ok(cluster)
@@ -211,6 +250,71 @@ impl LocalCluster {
             Err(e) => {
                 step.fail("");
                 Err(e)
+            }
+        }
+    }
+
+    /// [`Self::boot`], again on fresh ports while a component finds its port taken.
+    async fn boot_retrying(&mut self) -> Result<(), ClusterError> {
+        let mut attempt = 1;
+        loop {
+            self.notify_ports();
+            let err = match self.boot().await {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            if !self.may_move_ports(&err, attempt) {
+                return Err(err);
+            }
+            self.progress.println(format!(
+                "`{}`: {} (attempt {attempt} of {START_ATTEMPTS}); starting again on fresh ports",
+                self.name,
+                crate::errors::summary_line(&err.to_string())
+            ));
+            self.reset_for_fresh_ports()?;
+            attempt += 1;
+        }
+    }
+
+    /// Whether a failed start may be tried again on other ports.
+    fn may_move_ports(&self, err: &ClusterError, attempt: u32) -> bool {
+        !self.explicit_ports && attempt < START_ATTEMPTS && err.is_port_clash()
+    }
+
+    fn notify_ports(&self) {
+        if let Some(hook) = &self.on_ports {
+            (hook.0)(&self.ports);
+        }
+    }
+
+    /// Undoes a failed [`Self::boot`] so it can run again: stops what was started,
+    /// removes etcd's data (its membership records the old peer URL) and leases new
+    /// ports. The logs stay: each component's error is judged by its own lines
+    /// ([`Supervised::log_offset`]), and earlier attempts are evidence.
+    fn reset_for_fresh_ports(&mut self) -> Result<(), ClusterError> {
+        self.stop_components(Duration::from_secs(5));
+        self.client = None;
+        let data = self.dir.join("etcd");
+        if data.exists() {
+            std::fs::remove_dir_all(&data).map_err(|e| ClusterError::io("removing", &data, e))?;
+        }
+        // Lease the new ports before releasing the old, so none comes back.
+        let (ports, lease) = Ports::lease()?;
+        self.ports = ports;
+        self.lease = lease;
+        Ok(())
+    }
+
+    /// Stops the running components, in reverse order of start so nothing logs errors
+    /// about its dependencies.
+    fn stop_components(&mut self, grace: Duration) {
+        for p in [
+            &mut self.controller_manager,
+            &mut self.apiserver,
+            &mut self.etcd,
+        ] {
+            if let Some(mut proc) = p.take() {
+                proc.stop(grace);
             }
         }
     }
@@ -322,14 +426,12 @@ impl LocalCluster {
             &self.dir.join(".pgids"),
         )?;
         let http = reqwest::Client::new();
-        let url = format!("{client_url}/health");
-        let result = wait_until(&mut etcd, self.ready_timeout, "GET /health", || async {
-            match http.get(&url).send().await {
-                Ok(r) if r.status().is_success() => Ok(()),
-                Ok(r) => Err(format!("HTTP {}", r.status())),
-                Err(e) => Err(e.to_string()),
-            }
-        })
+        let result = wait_until(
+            &mut etcd,
+            self.ready_timeout,
+            "GET /health and our member",
+            || etcd_ready(&http, &client_url, &peer_url),
+        )
         .await;
         self.etcd = Some(etcd);
         result
@@ -492,12 +594,39 @@ impl LocalCluster {
         if let Some(mut kcm) = self.controller_manager.take() {
             kcm.stop(Duration::from_secs(10));
         }
-        let r = self.start_controller_manager().await;
+        let r = self.restart_controller_manager_retrying().await;
         match &r {
             Ok(()) => step.done(""),
             Err(_) => step.fail(""),
         };
         r
+    }
+
+    /// Starts the controller manager again after it was stopped, on a fresh port while
+    /// another process holds its old one (nothing else refers to that port), unless
+    /// the ports were given.
+    async fn restart_controller_manager_retrying(&mut self) -> Result<(), ClusterError> {
+        let mut attempt = 1;
+        loop {
+            self.notify_ports();
+            let err = match self.start_controller_manager().await {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            if let Some(mut kcm) = self.controller_manager.take() {
+                kcm.stop(Duration::from_secs(5));
+            }
+            if !self.may_move_ports(&err, attempt) {
+                return Err(err);
+            }
+            let old = self.ports.controller_manager;
+            self.ports.controller_manager = self.lease.replace(old)?;
+            self.progress.println(format!(
+                "`{}`: kube-controller-manager found 127.0.0.1:{old} taken; restarting it on 127.0.0.1:{}",
+                self.name, self.ports.controller_manager
+            ));
+            attempt += 1;
+        }
     }
 
     /// Upgrades in place, the incident's path: stop the controller manager and the
@@ -520,8 +649,12 @@ impl LocalCluster {
         self.components.helm = target.helm;
         self.components.version = target.version;
         let r = async {
-            self.start_apiserver().await?;
-            self.start_controller_manager().await
+            self.notify_ports();
+            let port = self.ports.apiserver;
+            self.start_apiserver()
+                .await
+                .map_err(|e| apiserver_port_taken(e, port))?;
+            self.restart_controller_manager_retrying().await
         }
         .await;
         match &r {
@@ -566,18 +699,23 @@ impl LocalCluster {
     }
 }
 
+/// The apiserver cannot move to another port after start-up (the kubeconfigs handed
+/// out point at it): a clash there is said as such rather than retried.
+fn apiserver_port_taken(err: ClusterError, port: u16) -> ClusterError {
+    if err.is_port_clash() {
+        ClusterError::PortTaken {
+            component: "kube-apiserver".into(),
+            port,
+            source: Box::new(err),
+        }
+    } else {
+        err
+    }
+}
+
 impl Drop for LocalCluster {
     fn drop(&mut self) {
-        // Stop in reverse order of start, so nothing logs errors about its dependencies.
-        for p in [
-            &mut self.controller_manager,
-            &mut self.apiserver,
-            &mut self.etcd,
-        ] {
-            if let Some(mut proc) = p.take() {
-                proc.stop(Duration::from_secs(5));
-            }
-        }
+        self.stop_components(Duration::from_secs(5));
         if let Some(mut s) = self.sentinel.take() {
             s.disarm();
         }
@@ -606,11 +744,14 @@ where
                 component: process.name.clone(),
                 status: status.to_string(),
                 log: process.log.clone(),
-                tail: log_tail(&process.log, 20),
+                tail: log_tail_from(&process.log, process.log_offset, 20),
             });
         }
         match tokio::time::timeout(Duration::from_secs(5), check()).await {
-            Ok(Ok(())) => return Ok(()),
+            // Another process's listener on a taken port can answer for a component
+            // that has just exited: an answer counts only while ours still runs.
+            Ok(Ok(())) if process.exited().is_none() => return Ok(()),
+            Ok(Ok(())) => last = "answered, but not by this process".into(),
             Ok(Err(e)) => last = e,
             Err(_) => last = "check timed out".into(),
         }
@@ -620,10 +761,47 @@ where
                 secs: timeout.as_secs(),
                 detail: format!("{what}: {last}"),
                 log: process.log.clone(),
-                tail: log_tail(&process.log, 20),
+                tail: log_tail_from(&process.log, process.log_offset, 20),
             });
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// etcd at `client_url` is healthy and is ours: its only member advertises
+/// `peer_url`. Without the second check, another etcd that holds our client port
+/// (another control plane's, started by another process) would pass for ours, and our
+/// apiserver would write into its data.
+async fn etcd_ready(
+    http: &reqwest::Client,
+    client_url: &str,
+    peer_url: &str,
+) -> Result<(), String> {
+    let health = http
+        .get(format!("{client_url}/health"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !health.status().is_success() {
+        return Err(format!("/health: HTTP {}", health.status()));
+    }
+    // The gRPC gateway's member list (JSON), served by every etcd 3.x.
+    let members = http
+        .post(format!("{client_url}/v3/cluster/member/list"))
+        .body("{}")
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| format!("member list: {e}"))?
+        .text()
+        .await
+        .map_err(|e| format!("member list: {e}"))?;
+    if members.contains(&format!("\"{peer_url}\"")) {
+        Ok(())
+    } else {
+        Err(format!(
+            "the etcd on {client_url} is not ours (no member with peer URL {peer_url}): {members}"
+        ))
     }
 }
 

@@ -12,6 +12,7 @@ pub mod existing;
 pub mod kind;
 pub mod local;
 pub mod pki;
+pub mod ports;
 pub mod process;
 pub mod state;
 

@@ -27,6 +27,9 @@ use crate::errors::ClusterError;
 pub struct Supervised {
     pub name: String,
     pub log: PathBuf,
+    /// Where this process's lines start in `log`, which earlier runs of the same
+    /// component (a restart, a retry) may have appended to.
+    pub log_offset: u64,
     child: Option<Child>,
 }
 
@@ -49,6 +52,10 @@ impl Supervised {
                 .map_err(|e| ClusterError::io("opening", log, e))
         };
         let (out, err) = (open()?, open()?);
+        let log_offset = out
+            .metadata()
+            .map_err(|e| ClusterError::io("reading", log, e))?
+            .len();
         let child = Command::new(binary)
             .args(args)
             .stdin(Stdio::null())
@@ -70,6 +77,7 @@ impl Supervised {
         Ok(Supervised {
             name: name.to_string(),
             log: log.to_path_buf(),
+            log_offset,
             child: Some(child),
         })
     }

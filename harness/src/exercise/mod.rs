@@ -291,7 +291,7 @@ async fn run_steps(
         }
         record.duration_ms = started.elapsed().as_millis() as u64;
         let note = match (&record.helm, &record.error) {
-            (_, Some(e)) => format!("error: {}", e.lines().next().unwrap_or_default()),
+            (_, Some(e)) => format!("error: {}", crate::errors::summary_line(e)),
             (Some(h), None) => format!("helm exit {}", h.exit_code),
             _ => String::new(),
         };

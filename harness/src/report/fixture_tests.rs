@@ -337,3 +337,41 @@ fn report_json_follows_its_schema() {
     let errors = schema_errors(&broken);
     assert_eq!(errors.len(), 2, "{errors:?}");
 }
+
+/// A run whose control plane did not start: the one-line summaries (terminal table,
+/// markdown matrix, JUnit message) say why, and the full error keeps the log lines.
+#[test]
+fn a_control_plane_that_did_not_start_is_summarised_by_its_log() {
+    let (scenarios, results) = job();
+    let (s2, mut r2) = (scenarios[..2].to_vec(), results[..4].to_vec());
+    let clash = r#"E1130 10:11:12.500000   4242 run.go:74] "command failed" err="failed to create listener: failed to listen on 127.0.0.1:43211: listen tcp 127.0.0.1:43211: bind: address already in use""#;
+    r2[0].outcome = Err(format!(
+        "starting the control plane: kube-apiserver exited during start-up (exit status: 1)\n\
+         last lines of /tmp/preflight-baseline-source-x/logs/kube-apiserver-v1.29.15.log:\n\
+         \x20 | I1130 10:11:12.001000   4242 server.go:148] Version: v1.29.15\n\
+         \x20 | {clash}\n\
+         \x20 | I1130 10:11:12.600000   4242 shutdown.go:1] token=s3cr3t"
+    ));
+    let e = build(&s2, &r2, "v1.29.15", "v1.30.14", &[FailOn::Leftovers]);
+    let run = &e.scenarios[0].runs[0];
+    assert_eq!(run.verdict, Verdict::Error);
+    assert_eq!(
+        run.headline,
+        format!(
+            "could not run: starting the control plane: kube-apiserver exited during start-up (exit status: 1): {clash}"
+        )
+    );
+    let error = run.error.as_deref().unwrap();
+    assert!(
+        error.contains(clash) && error.contains("Version: v1.29.15"),
+        "{error}"
+    );
+    assert!(!error.contains("s3cr3t"), "{error}");
+    let md = markdown::render(&e);
+    assert!(
+        md.lines()
+            .any(|l| l.starts_with("| `baseline` ") && l.contains("bind: address already in use")),
+        "{md}"
+    );
+    assert!(junit::render(&e).contains("bind: address already in use"));
+}

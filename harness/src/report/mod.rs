@@ -240,7 +240,12 @@ fn run_report(
                 version: version.to_string(),
                 end_version: version.to_string(),
                 verdict: Verdict::Error,
-                headline: format!("could not run: {}", e.lines().next().unwrap_or_default()),
+                // The error's first line alone often ends where the reason starts (a
+                // component's log); the summary line adds the log line that says why.
+                headline: redact(&format!(
+                    "could not run: {}",
+                    crate::errors::summary_line(e)
+                )),
                 error: Some(redact(e)),
                 namespace: None,
                 release: None,

@@ -14,6 +14,7 @@ mod download;
 mod gc;
 mod kind_provider;
 mod lifecycle;
+mod ports;
 mod report_run;
 mod scenario_files;
 mod scenarios;
