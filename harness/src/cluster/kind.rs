@@ -8,6 +8,7 @@
 //! (configured through kind's cluster config and written into the run's directory) and
 //! the control-plane containers' logs, read from the node.
 
+use std::ffi::OsStr;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -129,8 +130,11 @@ pub fn restart_controller_manager_args(name: &str) -> Vec<String> {
     ]
 }
 
-fn run(program: &Path, args: &[String]) -> Result<String, ClusterError> {
-    let command = format!("{} {}", program.display(), args.join(" "));
+/// Runs `program` (an `OsStr`, not a `Path`: duct resolves a relative `Path` against
+/// the working directory, not PATH).
+fn run(program: impl AsRef<OsStr>, args: &[String]) -> Result<String, ClusterError> {
+    let program = program.as_ref();
+    let command = format!("{} {}", program.to_string_lossy(), args.join(" "));
     let out = duct::cmd(program, args)
         .stdout_capture()
         .stderr_capture()
@@ -139,7 +143,7 @@ fn run(program: &Path, args: &[String]) -> Result<String, ClusterError> {
         .map_err(|e| {
             ClusterError::Unsupported(format!(
                 "cannot run `{}` ({e}): {INSTALL_HINT}",
-                program.display()
+                program.to_string_lossy()
             ))
         })?;
     if !out.status.success() {
@@ -152,20 +156,22 @@ fn run(program: &Path, args: &[String]) -> Result<String, ClusterError> {
 }
 
 fn docker(args: &[String]) -> Result<String, ClusterError> {
-    run(Path::new("docker"), args)
+    run("docker", args)
 }
 
 /// Checks that a Docker engine answers, with an actionable message if not.
 pub fn check_docker() -> Result<(), ClusterError> {
-    docker(&[
+    match docker(&[
         "info".into(),
         "--format".into(),
         "{{.ServerVersion}}".into(),
-    ])
-    .map_err(|e| {
-        ClusterError::Unsupported(format!("Docker is not usable ({e}): {INSTALL_HINT}"))
-    })?;
-    Ok(())
+    ]) {
+        Ok(_) => Ok(()),
+        Err(ClusterError::Command { detail, .. }) => Err(ClusterError::Unsupported(format!(
+            "Docker is not usable ({detail}): {INSTALL_HINT}"
+        ))),
+        Err(e) => Err(e),
+    }
 }
 
 /// Strips the CRI log prefix (`2026-11-30T02:00:00.1Z stderr F `) from a container log line.

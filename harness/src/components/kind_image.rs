@@ -150,6 +150,31 @@ pub fn image_id(image: &str) -> Option<String> {
         .filter(|id| !id.is_empty())
 }
 
+/// Removes build containers that a killed earlier build left (we hold the build lock,
+/// so none of them is in use).
+fn remove_stale_build_containers() {
+    let listed = duct::cmd!(
+        "docker",
+        "ps",
+        "-aq",
+        "--filter",
+        "name=^preflight-node-build-"
+    )
+    .stdout_capture()
+    .stderr_null()
+    .unchecked()
+    .run();
+    if let Ok(out) = listed {
+        for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let _ = duct::cmd!("docker", "rm", "-f", id)
+                .stdout_null()
+                .stderr_null()
+                .unchecked()
+                .run();
+        }
+    }
+}
+
 /// The kind CLI, built from its Go module once per machine.
 pub fn ensure_kind(opts: &Options) -> Result<PathBuf, ComponentsError> {
     let v: Version = KIND_VERSION.parse()?;
@@ -221,6 +246,7 @@ pub fn ensure(version: &Version, opts: &Options) -> Result<Record, ComponentsErr
     if let Some(r) = cached(version, opts) {
         return Ok(r);
     }
+    remove_stale_build_containers();
     let record = build_image(version, opts)?;
     let path = record_path(opts, version);
     if let Some(dir) = path.parent() {

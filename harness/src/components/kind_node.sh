@@ -22,6 +22,12 @@ set -euo pipefail
 export DOCKER_BUILDKIT=0
 : "${WORK:?}"
 step() { echo "step: $*"; }
+# `docker build` quietly: its output (the legacy builder's deprecation notice included)
+# only when it fails.
+dbuild() {
+  local out
+  out=$(docker build -q "$@" 2>&1) || { echo "$out" >&2; return 1; }
+}
 have_image() { docker image inspect "$1" >/dev/null 2>&1; }
 mkdir -p "$WORK"
 
@@ -74,7 +80,7 @@ node_base() {
   tar --numeric-owner -C "$r" -c . | docker import --change 'ENV container=docker' \
     --change 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' - "$BASE_IMAGE-unsigned" >/dev/null
   # docker import cannot set STOPSIGNAL: one metadata-only build step (systemd stops on SIGRTMIN+3).
-  printf 'FROM %s\nSTOPSIGNAL SIGRTMIN+3\n' "$BASE_IMAGE-unsigned" | docker build -q -t "$BASE_IMAGE" - >/dev/null
+  printf 'FROM %s\nSTOPSIGNAL SIGRTMIN+3\n' "$BASE_IMAGE-unsigned" | dbuild -t "$BASE_IMAGE" -
   docker rmi "$BASE_IMAGE-unsigned" >/dev/null
   rm -rf "$r"
 }
@@ -97,7 +103,7 @@ scratch_image() { # tag binary path-in-image [extra Dockerfile lines]
   ctx=$(mktemp -d "$WORK/ctx.XXXXXX")
   cp "$2" "$ctx/bin"
   printf 'FROM scratch\nCOPY bin %s\nENV PATH=/usr/local/bin:/usr/bin:/bin\nENTRYPOINT ["%s"]\n%s\n' "$3" "$3" "${4:-}" >"$ctx/Dockerfile"
-  docker build -q -t "$1" "$ctx" >/dev/null
+  dbuild -t "$1" "$ctx"
   rm -rf "$ctx"
 }
 
@@ -105,7 +111,7 @@ busybox_rootfs() { # dir: static busybox with its applets as links
   mkdir -p "$1/bin" "$1/tmp" "$1/etc"
   cp "$(command -v busybox)" "$1/bin/busybox"
   local a
-  for a in $("$1/bin/busybox" --list); do ln -sf busybox "$1/bin/$a"; done
+  for a in $("$1/bin/busybox" --list); do [ "$a" = busybox ] || ln -sf busybox "$1/bin/$a"; done
   echo 'root:x:0:0:root:/:/bin/sh' >"$1/etc/passwd"
 }
 
@@ -117,7 +123,7 @@ workload_image() {
   ctx=$(mktemp -d "$WORK/ctx.XXXXXX")
   busybox_rootfs "$ctx/rootfs"
   printf 'FROM scratch\nCOPY rootfs/ /\nENV PATH=/bin\nCMD ["sh"]\n' >"$ctx/Dockerfile"
-  docker build -q -t "$WORKLOAD_IMAGE" "$ctx" >/dev/null
+  dbuild -t "$WORKLOAD_IMAGE" "$ctx"
   rm -rf "$ctx"
 }
 
@@ -156,7 +162,7 @@ done
 CNI
   chmod 0755 "$ctx/rootfs/bin/preflight-cni"
   printf 'FROM scratch\nCOPY rootfs/ /\nENV PATH=/bin\nENTRYPOINT ["/bin/preflight-cni"]\n' >"$ctx/Dockerfile"
-  docker build -q -t "$CNI_IMAGE" "$ctx" >/dev/null
+  dbuild -t "$CNI_IMAGE" "$ctx"
   rm -rf "$ctx"
 }
 
@@ -217,7 +223,7 @@ control_plane_images() { # -> $WORK/images-$K8S.tar
   ctx=$(mktemp -d "$WORK/ctx.XXXXXX")
   cp "$BIN/kube-proxy" "$ctx/kube-proxy"
   printf 'FROM %s\nCOPY kube-proxy /usr/local/bin/kube-proxy\nENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\nENTRYPOINT ["/usr/local/bin/kube-proxy"]\n' "$PROXY_BASE" >"$ctx/Dockerfile"
-  docker build -q -t "registry.k8s.io/kube-proxy:$K8S" "$ctx" >/dev/null
+  dbuild -t "registry.k8s.io/kube-proxy:$K8S" "$ctx"
   rm -rf "$ctx"
   scratch_image "registry.k8s.io/etcd:$ETCD_TAG" "$BIN/etcd" /usr/local/bin/etcd
   scratch_image "registry.k8s.io/coredns/coredns:$COREDNS_TAG" "$BIN/coredns" /coredns 'EXPOSE 53 53/udp'
@@ -234,12 +240,14 @@ control_plane_images() { # -> $WORK/images-$K8S.tar
 
 node_image() {
   step "assembling $NODE_IMAGE"
-  local id="preflight-node-build-$$" b
+  local b
+  id="preflight-node-build-$$"
   docker rm -f "$id" >/dev/null 2>&1 || true
   trap 'docker rm -f "$id" >/dev/null 2>&1 || true' EXIT
+  trap 'exit 143' TERM INT
   docker run -d --name "$id" --entrypoint=sleep --security-opt seccomp=unconfined "$BASE_IMAGE" infinity >/dev/null
-  for b in kubelet kubeadm kubectl; do docker cp "$BIN/$b" "$id:/usr/bin/$b"; done
-  docker cp "$BIN/crictl" "$id:/usr/local/bin/crictl"
+  for b in kubelet kubeadm kubectl; do docker cp -L "$BIN/$b" "$id:/usr/bin/$b"; done
+  docker cp -L "$BIN/crictl" "$id:/usr/local/bin/crictl"
   cni_manifest >"$WORK/default-cni.yaml"
   docker cp "$WORK/default-cni.yaml" "$id:/kind/manifests/default-cni.yaml"
   printf '%s' "$K8S" >"$WORK/version" && docker cp "$WORK/version" "$id:/kind/version"

@@ -469,6 +469,13 @@ pub fn audit_refusal(line: &str) -> Option<String> {
     if event["verb"] != "delete" || event["stage"] != "ResponseComplete" {
         return None;
     }
+    // preflight's own server-side dry runs are probes, not what happened to the object.
+    if event["requestURI"]
+        .as_str()
+        .is_some_and(|u| u.contains("dryRun="))
+    {
+        return None;
+    }
     let code = event["responseStatus"]["code"].as_i64()?;
     if code < 400 || code == 404 {
         return None;
@@ -505,4 +512,28 @@ pub fn gc_error(line: &str) -> Option<String> {
     Some(format!(
         "kube-controller-manager: garbage collector could not delete {kind} {ns}/{name}: {error}"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REFUSED: &str = r#"{"kind":"Event","level":"Metadata","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/pf-a/pods/web-1","verb":"delete","user":{"username":"system:serviceaccount:kube-system:generic-garbage-collector"},"objectRef":{"resource":"pods","namespace":"pf-a","name":"web-1","apiVersion":"v1"},"responseStatus":{"code":500,"message":"Internal error occurred: failed calling webhook \"delete-guard\""}}"#;
+
+    #[test]
+    fn audit_events_of_refused_deletes_become_evidence() {
+        assert_eq!(
+            audit_refusal(REFUSED).as_deref(),
+            Some(
+                "kube-apiserver audit: system:serviceaccount:kube-system:generic-garbage-collector DELETE pods pf-a/web-1: 500 Internal error occurred: failed calling webhook \"delete-guard\""
+            )
+        );
+        let dry_run = REFUSED.replace("web-1\",\"verb", "web-1?dryRun=All\",\"verb");
+        assert_eq!(audit_refusal(&dry_run), None, "dry runs are probes");
+        let ok = REFUSED.replace("\"code\":500", "\"code\":200");
+        assert_eq!(audit_refusal(&ok), None);
+        let gone = REFUSED.replace("\"code\":500", "\"code\":404");
+        assert_eq!(audit_refusal(&gone), None);
+        assert_eq!(audit_refusal("not json"), None);
+    }
 }
