@@ -243,16 +243,48 @@ impl KindCluster {
         let sentinel =
             Sentinel::start_with(&dir.path().join(".pgids"), Some(dir.path()), &on_death)?;
         let kubeconfig = dir.path().join("kubeconfig");
-        let args = create_args(&name, &config.image, &kubeconfig, &kind_config);
-        let kind = config.kind.clone();
-        let created = tokio::task::spawn_blocking(move || run(&kind, &args))
-            .await
-            .map_err(|e| ClusterError::Unsupported(e.to_string()))?;
+        // From here on, dropping the guard (an error, Ctrl-C, SIGTERM: the future is
+        // dropped) stops a `kind create` still running and deletes what it made.
         let mut cluster_guard = KindDelete {
             kind: config.kind.clone(),
             name: name.clone(),
+            create: None,
         };
-        created?;
+        let create = {
+            use std::os::unix::process::CommandExt;
+            std::process::Command::new(&config.kind)
+                .args(create_args(&name, &config.image, &kubeconfig, &kind_config))
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .process_group(0)
+                .spawn()
+                .map_err(|e| {
+                    ClusterError::Unsupported(format!(
+                        "cannot run `{}` ({e}): {INSTALL_HINT}",
+                        config.kind.display()
+                    ))
+                })?
+        };
+        cluster_guard.create = Some(create.id() as i32);
+        // The sentinel stops it too if the harness is killed outright.
+        let pgids = dir.path().join(".pgids");
+        std::fs::write(&pgids, format!("{}\n", create.id()))
+            .map_err(|e| ClusterError::io("writing", &pgids, e))?;
+        let out = tokio::task::spawn_blocking(move || create.wait_with_output())
+            .await
+            .map_err(|e| ClusterError::Unsupported(e.to_string()))?
+            .map_err(|e| ClusterError::io("waiting for kind create in", dir.path(), e))?;
+        cluster_guard.create = None;
+        if !out.status.success() {
+            return Err(ClusterError::Command {
+                command: format!(
+                    "kind {}",
+                    create_args(&name, &config.image, &kubeconfig, &kind_config).join(" ")
+                ),
+                detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
         for image in &config.load_images {
             let args = vec![
                 "load".into(),
@@ -374,14 +406,20 @@ impl KindCluster {
     }
 }
 
-/// Deletes a half-created cluster unless its name was cleared (handed to a KindCluster).
+/// Deletes a half-created cluster unless its name was cleared (handed to a
+/// KindCluster), first stopping a `kind create` that still runs (its process group).
 struct KindDelete {
     kind: PathBuf,
     name: String,
+    create: Option<i32>,
 }
 
 impl Drop for KindDelete {
     fn drop(&mut self) {
+        if let Some(pgid) = self.create.take() {
+            use nix::sys::signal::{Signal, killpg};
+            let _ = killpg(nix::unistd::Pid::from_raw(pgid), Signal::SIGKILL);
+        }
         if !self.name.is_empty() {
             let _ = run(&self.kind, &delete_args(&self.name));
         }

@@ -114,9 +114,25 @@ fn kind_gives_the_promised_verdicts_from_cluster_evidence_and_agrees_with_local(
         return;
     }
     let kind_dir = tempfile::tempdir().unwrap();
+    // `helm install --wait` needs Pods that become Ready: only a kubelet gives that.
+    let chart = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scenarios/charts/preflight-test")
+        .canonicalize()
+        .unwrap();
+    let wait = kind_dir.path().join("wait-ready.yaml");
+    std::fs::write(
+        &wait,
+        format!(
+            "name: wait-ready\ndescription: helm install --wait on real kubelets\nchart:\n  path: {}\nsteps:\n  - helm: {{action: install, wait: true, timeoutSeconds: 240}}\n  - helm: {{action: uninstall, wait: true, timeoutSeconds: 120}}\n  - settle: {{timeoutSeconds: 60}}\n",
+            chart.display()
+        ),
+    )
+    .unwrap();
+    let reports = kind_dir.path().join("reports");
     let mut args = vec!["run", "--provider", "kind"];
     args.extend(SCENARIOS);
-    let (code, kind, text) = run_preflight(&args, kind_dir.path());
+    args.push(wait.to_str().unwrap());
+    let (code, kind, text) = run_preflight(&args, &reports);
     assert_eq!(code, Some(0), "{text}");
     assert_eq!(kind["provider"], "kind");
     assert_eq!(
@@ -126,6 +142,15 @@ fn kind_gives_the_promised_verdicts_from_cluster_evidence_and_agrees_with_local(
     );
 
     for role in ["source", "target"] {
+        let waited = run_of(&kind, "wait-ready", role);
+        let install = &waited["steps"][0]["helm"];
+        assert_eq!(install["exitCode"], 0, "{role}: {install}");
+        assert!(
+            install["command"].as_str().unwrap().contains("--wait"),
+            "{install}"
+        );
+        assert_eq!(failures(waited), BTreeSet::new(), "{role}: {waited}");
+
         let base = run_of(&kind, "baseline", role);
         assert_eq!(
             failures(base),
@@ -181,5 +206,77 @@ fn kind_gives_the_promised_verdicts_from_cluster_evidence_and_agrees_with_local(
                 "{scenario} {role}: kind and local disagree"
             );
         }
+    }
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Starts `preflight run --provider kind`, waits until its `kind create` has made the
+/// node containers, sends `signal`, and checks that every container and kind cluster
+/// of the run disappears.
+async fn signal_mid_kind_run_leaves_nothing(signal: nix::sys::signal::Signal) {
+    use std::time::Duration;
+    let mut child = Command::new(common::preflight_bin())
+        .args(["run", "--provider", "kind", "baseline"])
+        .env("CI", "true")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let harness = child.id();
+    let mut names: Vec<String> = Vec::new();
+    let creating = common::eventually(Duration::from_secs(300), || {
+        names = common::processes_mentioning("create cluster --name=preflight-")
+            .into_iter()
+            .filter(|(pid, _)| parent_of(*pid) == Some(harness))
+            .filter_map(|(_, cmd)| {
+                let arg = cmd.split(' ').find(|a| a.starts_with("--name="))?;
+                Some(arg.trim_start_matches("--name=").to_string())
+            })
+            .collect();
+        names.len() == 2
+            && names.iter().all(|n| {
+                preflight_containers()
+                    .iter()
+                    .any(|c| *c == format!("{n}-control-plane"))
+            })
+    })
+    .await;
+    assert!(creating, "the harness never created two kind nodes");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(harness as i32), signal).unwrap();
+    let _ = child.wait();
+    let gone = common::eventually(Duration::from_secs(120), || {
+        let left = preflight_containers();
+        names
+            .iter()
+            .all(|n| !left.iter().any(|c| c.starts_with(n.as_str())))
+    })
+    .await;
+    assert!(
+        gone,
+        "after {signal}: containers of {names:?} remain: {:?}",
+        preflight_containers()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killing_the_harness_with_sigkill_mid_kind_create_deletes_its_clusters() {
+    if docker_available() {
+        signal_mid_kind_run_leaves_nothing(nix::sys::signal::Signal::SIGKILL).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_mid_kind_create_deletes_its_clusters() {
+    if docker_available() {
+        signal_mid_kind_run_leaves_nothing(nix::sys::signal::Signal::SIGTERM).await;
     }
 }
