@@ -201,7 +201,7 @@ pub fn leftovers(outcome: &Outcome) -> Vec<Leftover> {
         {
             continue;
         }
-        let owner_chain: Vec<String> = chain(o, &after_uids);
+        let owner_chain: Vec<String> = chain(o, &after_uids, &outcome.seen);
         let claim = provisioned_for(o, &outcome.after);
         let owner_gone = owner_chain.iter().any(|c| c.ends_with("(gone)"));
         let deletes: Vec<String> = outcome
@@ -362,14 +362,24 @@ fn inherit_blocked_owners(leftovers: &mut [Leftover]) {
     }
 }
 
-fn chain(o: &ObjectRecord, by_uid: &BTreeMap<&str, &ObjectRecord>) -> Vec<String> {
+/// The chain of owners, nearest first. An owner that no longer exists is marked
+/// `(gone)`, and the chain goes on through what the run saw of it earlier (`seen`), so
+/// a Pod whose ReplicaSet was collected still reads `Pod of ReplicaSet of Deployment
+/// web`, not a name with the version-dependent pod-template-hash.
+fn chain(
+    o: &ObjectRecord,
+    by_uid: &BTreeMap<&str, &ObjectRecord>,
+    seen: &BTreeMap<String, ObjectRecord>,
+) -> Vec<String> {
+    let controller = |r: &ObjectRecord| {
+        r.owners
+            .iter()
+            .find(|x| x.controller)
+            .or(r.owners.first())
+            .cloned()
+    };
     let mut out = Vec::new();
-    let mut current = o
-        .owners
-        .iter()
-        .find(|r| r.controller)
-        .or(o.owners.first())
-        .cloned();
+    let mut current = controller(o);
     while let Some(owner) = current.take() {
         if out.len() > 8 {
             break;
@@ -377,14 +387,12 @@ fn chain(o: &ObjectRecord, by_uid: &BTreeMap<&str, &ObjectRecord>) -> Vec<String
         match by_uid.get(owner.uid.as_str()) {
             Some(parent) => {
                 out.push(format!("{}/{}", owner.kind, owner.name));
-                current = parent
-                    .owners
-                    .iter()
-                    .find(|r| r.controller)
-                    .or(parent.owners.first())
-                    .cloned();
+                current = controller(parent);
             }
-            None => out.push(format!("{}/{} (gone)", owner.kind, owner.name)),
+            None => {
+                out.push(format!("{}/{} (gone)", owner.kind, owner.name));
+                current = seen.get(&owner.uid).and_then(controller);
+            }
         }
     }
     out

@@ -70,6 +70,11 @@ pub struct Outcome {
     pub manifest: String,
     /// Objects in the run's namespace after each step (the timeline).
     pub objects_after_step: Vec<usize>,
+    /// Every object seen in the run's namespace after any step, by uid: owners that
+    /// are gone by the end (a ReplicaSet collected during uninstall) are still known,
+    /// so a leftover's ownership chain reaches a stably named owner.
+    #[serde(skip)]
+    pub seen: std::collections::BTreeMap<String, snapshot::ObjectRecord>,
     /// Control-plane log lines about webhooks and the garbage collector.
     pub log_evidence: Vec<String>,
     /// Teardown problems (never silent).
@@ -166,6 +171,7 @@ async fn run_steps(
     let mut steps = Vec::new();
     let mut manifest = String::new();
     let mut objects_after_step = Vec::new();
+    let mut seen = std::collections::BTreeMap::new();
     let mut steps_iter: Vec<Step> = scenario.steps.clone();
     if !matches!(steps_iter.last(), Some(Step::Settle(_))) {
         steps_iter.push(Step::Settle(crate::scenario::Settle {
@@ -276,12 +282,13 @@ async fn run_steps(
             namespace: Some(namespace.clone()),
             noise: opts.noise.clone(),
         };
-        objects_after_step.push(
-            snapshot::take(&cluster.client(), &scope)
-                .await
-                .map(|s| s.objects.len())
-                .unwrap_or(0),
-        );
+        let step_snapshot = snapshot::take(&cluster.client(), &scope).await;
+        objects_after_step.push(step_snapshot.as_ref().map_or(0, |s| s.objects.len()));
+        if let Ok(snap) = step_snapshot {
+            for o in snap.objects {
+                seen.insert(o.uid.clone(), o);
+            }
+        }
         // A conversion webhook can be registered once the chart has created its CRD.
         if let Err(e) = registration
             .register_pending(&cluster.client(), &server)
@@ -328,6 +335,7 @@ async fn run_steps(
         webhook_requests: server.records(),
         manifest,
         objects_after_step,
+        seen,
         log_evidence,
         teardown_errors,
     };

@@ -139,6 +139,7 @@ fn outcome(scenario: &str, version: &str, ns: &str, rs: bool, pods: usize) -> Ou
         webhook_requests: requests,
         manifest: String::new(),
         objects_after_step: vec![14, 14, 4],
+        seen: Default::default(),
         log_evidence: evidence,
         teardown_errors: vec![],
     }
@@ -374,4 +375,61 @@ fn a_control_plane_that_did_not_start_is_summarised_by_its_log() {
         "{md}"
     );
     assert!(junit::render(&e).contains("bind: address already in use"));
+}
+
+/// Pods left behind after their ReplicaSet was collected: the ReplicaSet's name (with
+/// the pod-template-hash, which differs between versions for the same template) is
+/// gone by the end, but the run saw it, so both versions name the Pods after the
+/// Deployment and nothing reads as a regression.
+#[test]
+fn pods_of_a_collected_replicaset_have_the_same_identity_on_both_versions() {
+    let run = |version: &str, hash: &str| {
+        let ns = format!("pf-x-{hash}");
+        let rs = obj(
+            "ReplicaSet",
+            "apps/v1",
+            &ns,
+            &format!("x-web-{hash}"),
+            &format!("rs-{hash}"),
+            &[("Deployment", "x-web", &format!("deploy-{hash}"))],
+        );
+        let pod = obj(
+            "Pod",
+            "v1",
+            &ns,
+            &format!("x-web-{hash}-abcde"),
+            &format!("pod-{hash}"),
+            &[(
+                "ReplicaSet",
+                &format!("x-web-{hash}"),
+                &format!("rs-{hash}"),
+            )],
+        );
+        let mut o = outcome("x", version, &ns, false, 0);
+        o.after.objects.push(pod);
+        o.seen.insert(rs.uid.clone(), rs);
+        let left = crate::verdict::leftovers(&o);
+        (o, left)
+    };
+    let ((so, source), (to, target)) = (run("v1.29.15", "5d4f8c7b9"), run("v1.30.14", "7f9c6d5b4"));
+    let pod = |l: &[crate::verdict::Leftover]| {
+        l.iter()
+            .find(|l| l.kind == "Pod")
+            .map(|l| (l.normalized(), l.owner_chain.clone()))
+            .unwrap()
+    };
+    assert_eq!(pod(&source).0, "Pod of ReplicaSet of Deployment x-web");
+    assert_eq!(pod(&source).0, pod(&target).0);
+    assert_eq!(
+        pod(&source).1,
+        [
+            "ReplicaSet/x-web-5d4f8c7b9 (gone)",
+            "Deployment/x-web (gone)"
+        ]
+    );
+    let c = crate::compare::compare(&so, &source, &to, &target);
+    assert!(
+        c.regressions.is_empty() && c.improvements.is_empty(),
+        "identical leftovers are no regression: {c:?}"
+    );
 }
