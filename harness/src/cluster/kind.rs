@@ -237,9 +237,16 @@ impl KindCluster {
         let kind_config = dir.path().join("kind.yaml");
         std::fs::write(&kind_config, cluster_config(&config.version, &audit))
             .map_err(|e| ClusterError::io("writing", &kind_config, e))?;
-        // If the harness dies (SIGKILL) the sentinel deletes the cluster.
-        let mut on_death = vec![config.kind.display().to_string()];
-        on_death.extend(delete_args(&name));
+        // If the harness dies (SIGKILL) the sentinel deletes the cluster, twice: the
+        // Docker daemon may still be creating a node that a killed `kind create` asked for.
+        let on_death = vec![
+            "sh".to_string(),
+            "-c".into(),
+            "\"$0\" delete cluster --name=\"$1\"; sleep 5; \"$0\" delete cluster --name=\"$1\""
+                .into(),
+            config.kind.display().to_string(),
+            name.clone(),
+        ];
         let sentinel =
             Sentinel::start_with(&dir.path().join(".pgids"), Some(dir.path()), &on_death)?;
         let kubeconfig = dir.path().join("kubeconfig");
@@ -416,14 +423,43 @@ struct KindDelete {
 
 impl Drop for KindDelete {
     fn drop(&mut self) {
-        if let Some(pgid) = self.create.take() {
-            use nix::sys::signal::{Signal, killpg};
-            let _ = killpg(nix::unistd::Pid::from_raw(pgid), Signal::SIGKILL);
+        if self.name.is_empty() {
+            return;
         }
-        if !self.name.is_empty() {
-            let _ = run(&self.kind, &delete_args(&self.name));
+        let interrupted = self.create.take().is_some_and(|pgid| {
+            use nix::sys::signal::{Signal, killpg};
+            killpg(nix::unistd::Pid::from_raw(pgid), Signal::SIGKILL).is_ok()
+        });
+        let _ = run(&self.kind, &delete_args(&self.name));
+        if interrupted {
+            // The Docker daemon may still be creating a node that the killed `kind
+            // create` asked for: delete again once nothing of the cluster is left,
+            // watching for a few seconds.
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            let mut quiet_since = std::time::Instant::now();
+            while std::time::Instant::now() < deadline
+                && quiet_since.elapsed() < Duration::from_secs(5)
+            {
+                if !node_containers(&self.name).is_empty() {
+                    let _ = run(&self.kind, &delete_args(&self.name));
+                    quiet_since = std::time::Instant::now();
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
         }
     }
+}
+
+/// The containers of a kind cluster (kind labels its nodes with the cluster's name).
+fn node_containers(name: &str) -> Vec<String> {
+    docker(&[
+        "ps".into(),
+        "-aq".into(),
+        "--filter".into(),
+        format!("label=io.x-k8s.kind.cluster={name}"),
+    ])
+    .map(|out| out.split_whitespace().map(str::to_string).collect())
+    .unwrap_or_default()
 }
 
 impl Drop for KindCluster {
