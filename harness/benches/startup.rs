@@ -93,6 +93,7 @@ fn main() {
                 kind: kind.clone(),
                 helm: c.helm.clone(),
                 load_images: Vec::new(),
+                keep: false,
             };
             async move {
                 let t = Instant::now();

@@ -211,6 +211,7 @@ async fn run_one(
                     .clone()
                     .context("the kind provider needs the kind CLI")?,
                 helm: start.helm.clone(),
+                keep: settings.keep,
             };
             let c = KindCluster::start(config).await;
             match &c {

@@ -141,25 +141,51 @@ pub fn leftovers(outcome: &Outcome) -> Vec<Leftover> {
         .map(|o| o.uid.as_str())
         .collect();
     let after_uids: BTreeMap<&str, &ObjectRecord> = outcome.after.by_uid();
-    let stalled: Vec<String> = outcome
-        .after
-        .unlistable
+    // "The garbage collector stalled" only where the controller manager's own log shows
+    // it: its garbage collector waiting for informers that never synced after its last
+    // start, or its informers failing on a named type. An unlistable type alone is a
+    // correlation, recorded as what was checked.
+    use crate::exercise::{GC_SYNCED, GC_WAITING};
+    let kcm = |l: &&String| l.starts_with("kube-controller-manager:");
+    let unsynced = outcome
+        .log_evidence
         .iter()
-        .map(|u| format!("{} cannot be listed: {}", u.resource, u.error))
+        .filter(kcm)
+        .rfind(|l| l.contains(GC_WAITING) || l.contains(GC_SYNCED))
+        .filter(|l| l.contains(GC_WAITING))
+        .map(|l| {
+            format!("the garbage collector never synced its informers after its last start: {l}")
+        });
+    let gc_log: Vec<String> = unsynced
+        .into_iter()
         .chain(
             outcome
                 .log_evidence
                 .iter()
+                .filter(kcm)
                 .filter(|l| {
-                    l.contains("kube-controller-manager")
-                        && (l.contains("conversion webhook")
-                            || l.contains("timed out waiting for dependency graph builder")
-                            || l.contains("failed to sync"))
+                    l.contains("conversion webhook")
+                        || l.contains("timed out waiting for dependency graph builder")
+                        || l.contains("failed to sync")
                 })
                 .take(3)
                 .cloned(),
         )
         .collect();
+    let unlistable: Vec<String> = outcome
+        .after
+        .unlistable
+        .iter()
+        .map(|u| format!("{} cannot be listed: {}", u.resource, u.error))
+        .collect();
+    let stalled: Vec<String> = if gc_log.is_empty() {
+        Vec::new()
+    } else {
+        gc_log
+            .into_iter()
+            .chain(unlistable.iter().cloned())
+            .collect()
+    };
     let mut out = Vec::new();
     for o in &outcome.after.objects {
         if before.contains(o.uid.as_str()) {
@@ -229,7 +255,8 @@ pub fn leftovers(outcome: &Outcome) -> Vec<Leftover> {
             .filter(|l| {
                 (l.contains("failed calling webhook")
                     && l.contains(&format!("{} {ns_name}", o.kind)))
-                    || (l.starts_with("kube-apiserver audit:")
+                    || ((l.starts_with("kube-apiserver audit:")
+                        || l.starts_with("kube-apiserver probe:"))
                         && l.contains(&format!(" DELETE {plural} {ns_name}")))
             })
             .take(2)
@@ -286,13 +313,14 @@ pub fn leftovers(outcome: &Outcome) -> Vec<Leftover> {
         } else if owner_gone && !stalled.is_empty() {
             (Reason::GarbageCollectorStalled, stalled.clone())
         } else if owner_gone {
-            (
-                Reason::OwnerGone,
-                vec![format!(
-                    "owner {} no longer exists",
-                    owner_chain.first().cloned().unwrap_or_default()
-                )],
-            )
+            let mut evidence = vec![format!(
+                "owner {} no longer exists",
+                owner_chain.first().cloned().unwrap_or_default()
+            )];
+            evidence.extend(unlistable.iter().map(|u| {
+                format!("checked: {u}; no controller-manager log line shows the garbage collector stalled on it")
+            }));
+            (Reason::OwnerGone, evidence)
         } else if o.helm_annotations.contains_key("helm.sh/hook") {
             (
                 Reason::HookLeftover,

@@ -193,6 +193,7 @@ pub struct KindCluster {
     client: kube::Client,
     gateway: IpAddr,
     sentinel: Option<Sentinel>,
+    keep: bool,
 }
 
 impl std::fmt::Debug for KindCluster {
@@ -216,6 +217,8 @@ pub struct KindConfig {
     /// Images to load into the node after creation (`kind load docker-image`), e.g. the
     /// workload image when the node image is not preflight's (which has it preloaded).
     pub load_images: Vec<String>,
+    /// Keep the run's directory (audit log, control-plane logs, webhook records).
+    pub keep: bool,
 }
 
 impl KindCluster {
@@ -331,6 +334,7 @@ impl KindCluster {
             client,
             gateway,
             sentinel: Some(sentinel),
+            keep: config.keep,
         })
     }
 
@@ -386,29 +390,50 @@ impl KindCluster {
     }
 
     /// Stops the controller manager's container; the kubelet starts a fresh one. Waits
-    /// (polling, with a deadline) until a new one runs.
+    /// (polling, with a deadline) until the new one leads and its garbage collector has
+    /// started: kind's controller manager uses leader election, and a fresh one starts
+    /// no controller until it holds the `kube-controller-manager` Lease.
     pub async fn restart_controller_manager(&mut self) -> Result<(), ClusterError> {
         let node = self.node();
-        let running = vec![
-            "exec".to_string(),
-            node.clone(),
-            "crictl".into(),
-            "ps".into(),
-            "-q".into(),
-            "--state=running".into(),
-            "--name=kube-controller-manager".into(),
-        ];
-        let before = docker(&running)?.trim().to_string();
+        let leases: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+            kube::Api::namespaced(self.client.clone(), "kube-system");
+        let holder = || async {
+            leases
+                .get_opt("kube-controller-manager")
+                .await
+                .ok()
+                .flatten()
+                .and_then(|l| l.spec)
+                .and_then(|s| s.holder_identity)
+        };
+        let before = holder().await;
         docker(&restart_controller_manager_args(&self.name))?;
         let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        let mut leading = false;
+        // The new garbage collector has started once it waits for its informers (a few
+        // seconds after taking the lead, after discovery).
+        let started = vec![
+            "exec".to_string(),
+            node.clone(),
+            "sh".into(),
+            "-c".into(),
+            format!(
+                "crictl logs $(crictl ps -q --state running --name kube-controller-manager) 2>&1 | grep -c '{}'",
+                crate::exercise::GC_WAITING
+            ),
+        ];
         while std::time::Instant::now() < deadline {
-            if docker(&running).is_ok_and(|out| !out.trim().is_empty() && out.trim() != before) {
+            if !leading {
+                let now = holder().await;
+                leading = now.is_some() && now != before;
+            }
+            if leading && docker(&started).is_ok_and(|n| n.trim().parse::<u32>().unwrap_or(0) > 0) {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         Err(ClusterError::Unsupported(format!(
-            "kube-controller-manager on {node} did not come back within 120 s"
+            "kube-controller-manager on {node} did not restart its garbage collector within 120 s (leading again: {leading}; Lease kube-system/kube-controller-manager was held by {before:?})"
         )))
     }
 }
@@ -467,6 +492,12 @@ impl Drop for KindCluster {
         let _ = run(&self.kind, &delete_args(&self.name));
         if let Some(mut s) = self.sentinel.take() {
             s.disarm();
+        }
+        if self.keep {
+            // Swap in an empty directory so the real one outlives the handle.
+            if let Ok(empty) = tempfile::tempdir() {
+                let _ = std::mem::replace(&mut self.dir, empty).keep();
+            }
         }
     }
 }

@@ -257,3 +257,50 @@ pub async fn uninstall(
         objects,
     })
 }
+
+/// The verification probe at verdict time: a dry-run DELETE of each object in
+/// `namespace` whose owner is gone (what the garbage collector should be deleting),
+/// sent as the garbage collector's service account. A refusal names the webhook that
+/// refuses *now*, as an evidence line `kube-apiserver probe: USER DELETE resource
+/// namespace/name: outcome message`. Answers that are not refusals (admitted, or no
+/// right to impersonate) give no line.
+pub async fn probe_orphans(
+    client: &kube::Client,
+    gc_client: &kube::Client,
+    namespace: &str,
+    after: &Snapshot,
+) -> Vec<String> {
+    let Ok(disc) = crate::snapshot::discover(client).await else {
+        return Vec::new();
+    };
+    let params = DeleteParams {
+        dry_run: true,
+        propagation_policy: Some(PropagationPolicy::Background),
+        ..Default::default()
+    };
+    let mut lines = Vec::new();
+    for (o, _) in crate::snapshot::orphans(after) {
+        if o.namespace.as_deref() != Some(namespace) {
+            continue;
+        }
+        let (group, version) = o
+            .api_version
+            .split_once('/')
+            .unwrap_or(("", &o.api_version));
+        let Some((ar, caps)) = disc.resolve_gvk(&GroupVersionKind::gvk(group, version, &o.kind))
+        else {
+            continue;
+        };
+        let api = api_for(gc_client, &ar, &caps.scope, namespace);
+        let (outcome, message) = classify(api.delete(&o.name, &params).await.map(|_| ()));
+        if matches!(outcome.as_str(), "denied" | "webhook-failed" | "timed-out") {
+            lines.push(format!(
+                "kube-apiserver probe: {GC_USER} DELETE {} {namespace}/{}: {outcome} {}",
+                ar.plural,
+                o.name,
+                message.chars().take(300).collect::<String>()
+            ));
+        }
+    }
+    lines
+}

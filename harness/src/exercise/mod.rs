@@ -317,7 +317,11 @@ async fn run_steps(
     if let Some(driver) = driver {
         driver.abort();
     }
-    let log_evidence = log_evidence(cluster);
+    let mut log_evidence = log_evidence(cluster, &opts.dir);
+    // While the webhooks are still registered as the scenario left them.
+    if let Ok(gc) = cluster.impersonating(dry_run::GC_USER).await {
+        log_evidence.extend(dry_run::probe_orphans(&client, &gc, &namespace, &after).await);
+    }
     let mut teardown_errors = registration.teardown(&client).await;
     server.shutdown();
     if let Err(e) = crate::smoke::delete_namespace(&client, &namespace).await {
@@ -438,17 +442,24 @@ async fn server_dry_run(
 /// trouble (at most 200, newest last; repeated lines are repeated attempts), and the
 /// audit log's refused DELETEs where the cluster has one. The garbage collector's
 /// errors are condensed to `garbage collector could not delete Kind namespace/name: error`.
-fn log_evidence(cluster: &Cluster) -> Vec<String> {
+fn log_evidence(cluster: &Cluster, dir: &Path) -> Vec<String> {
     let mut lines = Vec::new();
     for component in ["kube-apiserver", "kube-controller-manager"] {
         let Some(text) = cluster.component_log(component) else {
             continue;
         };
+        // Where the logs live in a container, keep what was read beside the run's
+        // other records (`--keep` keeps them).
+        if cluster.audit_log().is_some() {
+            let _ = std::fs::write(dir.join(format!("{component}.log")), &text);
+        }
         for line in text.lines() {
             if let Some(gc) = gc_error(line) {
                 lines.push(gc);
             } else if line.contains("failed calling webhook")
                 || line.contains("conversion webhook")
+                || (component == "kube-controller-manager"
+                    && (line.contains(GC_WAITING) || line.contains(GC_SYNCED)))
                 || (component == "kube-controller-manager"
                     && line.contains("garbagecollector")
                     && (line.contains("timed out")
@@ -469,6 +480,11 @@ fn log_evidence(cluster: &Cluster) -> Vec<String> {
     let start = lines.len().saturating_sub(200);
     lines.split_off(start)
 }
+
+/// What the controller manager logs when its garbage collector starts waiting for its
+/// informers, and when they have synced: the last of the two says whether it runs.
+pub const GC_WAITING: &str = "Waiting for caches to sync for garbage collector";
+pub const GC_SYNCED: &str = "Caches are synced for garbage collector";
 
 /// An audit event of a DELETE that the API server refused, as an evidence line:
 /// `kube-apiserver audit: USER DELETE resource namespace/name: CODE message`.
