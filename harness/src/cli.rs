@@ -239,6 +239,20 @@ pub enum ClusterCommand {
     },
 }
 
+/// `--version` values, or the pinned source and target when none is given.
+fn versions_or_pinned(given: &[String]) -> anyhow::Result<Vec<Version>> {
+    if given.is_empty() {
+        return Ok(vec![
+            components::DEFAULT_SOURCE.parse()?,
+            components::DEFAULT_TARGET.parse()?,
+        ]);
+    }
+    given
+        .iter()
+        .map(|v| parse_version("--version", v))
+        .collect()
+}
+
 fn parse_version(flag: &str, value: &str) -> anyhow::Result<Version> {
     value
         .parse()
@@ -306,16 +320,7 @@ pub async fn execute(cli: Cli, progress: Progress) -> anyhow::Result<i32> {
             bins,
         }) => {
             let opts = bins.options(&progress);
-            let versions = if versions.is_empty() {
-                vec![
-                    components::DEFAULT_SOURCE.to_string(),
-                    components::DEFAULT_TARGET.to_string(),
-                ]
-            } else {
-                versions
-            };
-            for v in versions {
-                let version = parse_version("--version", &v)?;
+            for version in versions_or_pinned(&versions)? {
                 let opts = opts.clone();
                 let c = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
                     let c = components::ensure(&version, &opts)?;
@@ -344,18 +349,7 @@ pub async fn execute(cli: Cli, progress: Progress) -> anyhow::Result<i32> {
         }
         Command::Components(ComponentsCommand::KindImage { versions, bins }) => {
             let opts = bins.options(&progress);
-            let versions = if versions.is_empty() {
-                vec![
-                    components::DEFAULT_SOURCE.to_string(),
-                    components::DEFAULT_TARGET.to_string(),
-                ]
-            } else {
-                versions
-            };
-            let versions = versions
-                .iter()
-                .map(|v| parse_version("--version", v))
-                .collect::<anyhow::Result<Vec<_>>>()?;
+            let versions = versions_or_pinned(&versions)?;
             let built = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
                 let kind = components::kind_image::ensure_kind(&opts)?;
                 let records = versions

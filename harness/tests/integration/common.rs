@@ -97,3 +97,41 @@ pub fn preflight_bin() -> PathBuf {
 pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
+
+/// The run of `scenario` in `role` (`source`, `target`, `upgrade`) in a report.json.
+pub fn run_of<'a>(doc: &'a serde_json::Value, scenario: &str, role: &str) -> &'a serde_json::Value {
+    doc["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == scenario)
+        .and_then(|s| {
+            s["runs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["role"] == role)
+        })
+        .unwrap_or_else(|| panic!("no {role} run of {scenario}"))
+}
+
+/// A run's leftovers of one kind.
+pub fn leftovers<'a>(run: &'a serde_json::Value, kind: &str) -> Vec<&'a serde_json::Value> {
+    run["leftovers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["kind"] == kind)
+        .collect()
+}
+
+/// The parent process of `pid`.
+pub fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}

@@ -42,31 +42,6 @@ fn preflight_containers() -> Vec<String> {
         .collect()
 }
 
-fn run_of<'a>(doc: &'a Value, scenario: &str, role: &str) -> &'a Value {
-    doc["scenarios"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == scenario)
-        .and_then(|s| {
-            s["runs"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|r| r["role"] == role)
-        })
-        .unwrap_or_else(|| panic!("no {role} run of {scenario}: {doc}"))
-}
-
-fn leftovers<'a>(run: &'a Value, kind: &str) -> Vec<&'a Value> {
-    run["leftovers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|l| l["kind"] == kind)
-        .collect()
-}
-
 /// What a run left that counts as a failure: (normalised identity, reason).
 fn failures(run: &Value) -> BTreeSet<(String, String)> {
     run["leftovers"]
@@ -142,7 +117,7 @@ fn kind_gives_the_promised_verdicts_from_cluster_evidence_and_agrees_with_local(
     );
 
     for role in ["source", "target"] {
-        let waited = run_of(&kind, "wait-ready", role);
+        let waited = common::run_of(&kind, "wait-ready", role);
         let install = &waited["steps"][0]["helm"];
         assert_eq!(install["exitCode"], 0, "{role}: {install}");
         assert!(
@@ -151,7 +126,7 @@ fn kind_gives_the_promised_verdicts_from_cluster_evidence_and_agrees_with_local(
         );
         assert_eq!(failures(waited), BTreeSet::new(), "{role}: {waited}");
 
-        let base = run_of(&kind, "baseline", role);
+        let base = common::run_of(&kind, "baseline", role);
         assert_eq!(
             failures(base),
             BTreeSet::new(),
@@ -164,8 +139,8 @@ fn kind_gives_the_promised_verdicts_from_cluster_evidence_and_agrees_with_local(
             }
         }
 
-        let adm = run_of(&kind, "incident-admission", role);
-        let rs = leftovers(adm, "ReplicaSet");
+        let adm = common::run_of(&kind, "incident-admission", role);
+        let rs = common::leftovers(adm, "ReplicaSet");
         assert_eq!(rs.len(), 1, "{role}: {adm}");
         assert_eq!(
             rs[0]["reason"], "webhook-blocked-delete",
@@ -179,10 +154,10 @@ fn kind_gives_the_promised_verdicts_from_cluster_evidence_and_agrees_with_local(
             "{role}: the cause comes from the cluster's own records: {evidence}"
         );
         assert!(evidence.contains("delete-guard"), "{role}: {evidence}");
-        assert!(!leftovers(adm, "Pod").is_empty(), "{role}: {adm}");
+        assert!(!common::leftovers(adm, "Pod").is_empty(), "{role}: {adm}");
 
-        let conv = run_of(&kind, "incident-conversion", role);
-        let rs = leftovers(conv, "ReplicaSet");
+        let conv = common::run_of(&kind, "incident-conversion", role);
+        let rs = common::leftovers(conv, "ReplicaSet");
         assert_eq!(rs.len(), 1, "{role}: {conv}");
         assert_eq!(
             rs[0]["reason"], "garbage-collector-stalled",
@@ -201,22 +176,12 @@ fn kind_gives_the_promised_verdicts_from_cluster_evidence_and_agrees_with_local(
     for scenario in SCENARIOS {
         for role in ["source", "target"] {
             assert_eq!(
-                failures(run_of(&kind, scenario, role)),
-                failures(run_of(&local, scenario, role)),
+                failures(common::run_of(&kind, scenario, role)),
+                failures(common::run_of(&local, scenario, role)),
                 "{scenario} {role}: kind and local disagree"
             );
         }
     }
-}
-
-fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit(')')
-        .next()?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }
 
 /// Starts `preflight run --provider kind`, waits until its `kind create` has made the
@@ -236,7 +201,7 @@ async fn signal_mid_kind_run_leaves_nothing(signal: nix::sys::signal::Signal) {
     let creating = common::eventually(Duration::from_secs(300), || {
         names = common::processes_mentioning("create cluster --name=preflight-")
             .into_iter()
-            .filter(|(pid, _)| parent_of(*pid) == Some(harness))
+            .filter(|(pid, _)| common::parent_of(*pid) == Some(harness))
             .filter_map(|(_, cmd)| {
                 let arg = cmd.split(' ').find(|a| a.starts_with("--name="))?;
                 Some(arg.trim_start_matches("--name=").to_string())

@@ -113,7 +113,7 @@ async fn signal_mid_run_leaves_nothing(signal: Signal) {
     let up = common::eventually(Duration::from_secs(120), || {
         components = common::processes_mentioning("--etcd-servers=")
             .into_iter()
-            .filter(|(pid, _)| parent_of(*pid) == Some(harness))
+            .filter(|(pid, _)| common::parent_of(*pid) == Some(harness))
             .collect();
         components.len() == 2
     })
@@ -154,16 +154,6 @@ async fn signal_mid_run_leaves_nothing(signal: Signal) {
         removed,
         "after {signal}: cluster directories remain: {dirs:?}"
     );
-}
-
-fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit(')')
-        .next()?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -18,31 +18,6 @@ fn schema_errors(doc: &Value) -> Vec<String> {
         .collect()
 }
 
-fn run_of<'a>(doc: &'a Value, scenario: &str, role: &str) -> &'a Value {
-    doc["scenarios"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == scenario)
-        .and_then(|s| {
-            s["runs"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|r| r["role"] == role)
-        })
-        .unwrap_or_else(|| panic!("no {role} run of {scenario}"))
-}
-
-fn leftovers<'a>(run: &'a Value, kind: &str) -> Vec<&'a Value> {
-    run["leftovers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|l| l["kind"] == kind)
-        .collect()
-}
-
 /// Headless Chromium's DOM of a file (the page is self-contained: no network needed).
 fn chromium_dom(page: &Path) -> Option<String> {
     let chromium = ["chromium", "chromium-browser", "google-chrome"]
@@ -102,7 +77,7 @@ fn default_run_writes_four_reports_with_the_expected_verdicts() {
     assert_eq!(doc["target"]["version"], "v1.30.14");
 
     for role in ["source", "target"] {
-        let base = run_of(&doc, "baseline", role);
+        let base = common::run_of(&doc, "baseline", role);
         assert!(
             base["leftovers"]
                 .as_array()
@@ -120,7 +95,7 @@ fn default_run_writes_four_reports_with_the_expected_verdicts() {
                 .all(|c| c == 0)
         );
 
-        let adm = run_of(&doc, "incident-admission", role);
+        let adm = common::run_of(&doc, "incident-admission", role);
         let uninstall = adm["steps"]
             .as_array()
             .unwrap()
@@ -137,7 +112,7 @@ fn default_run_writes_four_reports_with_the_expected_verdicts() {
                 .unwrap()
                 .starts_with("helm said success (exit 0)")
         );
-        let rs = leftovers(adm, "ReplicaSet");
+        let rs = common::leftovers(adm, "ReplicaSet");
         assert_eq!(rs.len(), 1, "{role}");
         assert_eq!(rs[0]["reason"], "webhook-blocked-delete");
         let evidence = rs[0]["evidence"].to_string();
@@ -146,7 +121,7 @@ fn default_run_writes_four_reports_with_the_expected_verdicts() {
                 && evidence.contains("delete-guard"),
             "{evidence}"
         );
-        assert!(leftovers(adm, "Pod").len() >= 2);
+        assert!(common::leftovers(adm, "Pod").len() >= 2);
         let dry = adm["steps"]
             .as_array()
             .unwrap()
@@ -163,8 +138,8 @@ fn default_run_writes_four_reports_with_the_expected_verdicts() {
                     && o["outcome"] == "webhook-failed")
         );
 
-        let conv = run_of(&doc, "incident-conversion", role);
-        let rs = leftovers(conv, "ReplicaSet");
+        let conv = common::run_of(&doc, "incident-conversion", role);
+        let rs = common::leftovers(conv, "ReplicaSet");
         assert_eq!(rs.len(), 1, "{role}");
         assert_eq!(rs[0]["reason"], "garbage-collector-stalled");
         assert!(
@@ -173,10 +148,10 @@ fn default_run_writes_four_reports_with_the_expected_verdicts() {
                 .contains("preflight.dev/widgets")
         );
     }
-    let up = run_of(&doc, "incident-conversion-upgrade", "upgrade");
+    let up = common::run_of(&doc, "incident-conversion-upgrade", "upgrade");
     assert_eq!(up["endVersion"], "v1.30.14");
     assert_eq!(
-        leftovers(up, "ReplicaSet")[0]["reason"],
+        common::leftovers(up, "ReplicaSet")[0]["reason"],
         "garbage-collector-stalled"
     );
 
