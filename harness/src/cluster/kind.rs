@@ -455,7 +455,7 @@ impl Drop for KindDelete {
             use nix::sys::signal::{Signal, killpg};
             killpg(nix::unistd::Pid::from_raw(pgid), Signal::SIGKILL).is_ok()
         });
-        let _ = run(&self.kind, &delete_args(&self.name));
+        delete_cluster(&self.kind, &self.name);
         if interrupted {
             // The Docker daemon may still be creating a node that the killed `kind
             // create` asked for: delete again once nothing of the cluster is left,
@@ -475,11 +475,46 @@ impl Drop for KindDelete {
     }
 }
 
-/// The containers of a kind cluster (kind labels its nodes with the cluster's name).
+/// `kind delete cluster`, checked: while node containers remain (up to three tries),
+/// thaw what keeps them alive and delete again. On cgroup v1 hosts a runc inside the
+/// node can leave a Pod's freezer cgroup FROZEN; its tasks then never receive SIGKILL,
+/// and Docker answers "did not receive an exit event" for ever.
+pub fn delete_cluster(kind: &Path, name: &str) {
+    for _ in 0..3 {
+        let _ = run(kind, &delete_args(name));
+        let left = node_containers(name);
+        if left.is_empty() {
+            return;
+        }
+        for id in &left {
+            thaw(&Path::new("/sys/fs/cgroup/freezer/docker").join(id));
+        }
+    }
+}
+
+/// Writes THAWED into every FROZEN `freezer.state` under `dir` (cgroup v1).
+fn thaw(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let state = dir.join("freezer.state");
+    if std::fs::read_to_string(&state).is_ok_and(|s| s.trim() == "FROZEN") {
+        let _ = std::fs::write(&state, "THAWED");
+    }
+    for e in entries.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            thaw(&e.path());
+        }
+    }
+}
+
+/// The containers of a kind cluster (kind labels its nodes with the cluster's name),
+/// by full id.
 fn node_containers(name: &str) -> Vec<String> {
     docker(&[
         "ps".into(),
         "-aq".into(),
+        "--no-trunc".into(),
         "--filter".into(),
         format!("label=io.x-k8s.kind.cluster={name}"),
     ])
@@ -489,7 +524,7 @@ fn node_containers(name: &str) -> Vec<String> {
 
 impl Drop for KindCluster {
     fn drop(&mut self) {
-        let _ = run(&self.kind, &delete_args(&self.name));
+        delete_cluster(&self.kind, &self.name);
         if let Some(mut s) = self.sentinel.take() {
             s.disarm();
         }

@@ -14,6 +14,10 @@ use serde_json::Value;
 
 use crate::common;
 
+/// kind tests run one at a time: each needs most of the machine, and each checks that no
+/// `preflight-*` container is left, which only holds while no other kind test runs.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Whether a Docker engine answers. CI must have one (`ci/test.sh` starts it).
 fn docker_available() -> bool {
     let ok = Command::new("docker")
@@ -88,6 +92,7 @@ fn kind_gives_the_promised_verdicts_from_cluster_evidence_and_agrees_with_local(
     if !docker_available() {
         return;
     }
+    let _serial = ONE_AT_A_TIME.blocking_lock();
     let kind_dir = tempfile::tempdir().unwrap();
     // `helm install --wait` needs Pods that become Ready: only a kubelet gives that.
     let chart = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -189,6 +194,7 @@ fn kind_gives_the_promised_verdicts_from_cluster_evidence_and_agrees_with_local(
 /// of the run disappears.
 async fn signal_mid_kind_run_leaves_nothing(signal: nix::sys::signal::Signal) {
     use std::time::Duration;
+    let _serial = ONE_AT_A_TIME.lock().await;
     let mut child = Command::new(common::preflight_bin())
         .args(["run", "--provider", "kind", "baseline"])
         .env("CI", "true")
