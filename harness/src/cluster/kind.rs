@@ -159,19 +159,11 @@ fn docker(args: &[String]) -> Result<String, ClusterError> {
     run("docker", args)
 }
 
-/// Checks that a Docker engine answers, with an actionable message if not.
+/// Checks that a Docker engine answers, with an actionable message if not (the same
+/// check the node-image build makes).
 pub fn check_docker() -> Result<(), ClusterError> {
-    match docker(&[
-        "info".into(),
-        "--format".into(),
-        "{{.ServerVersion}}".into(),
-    ]) {
-        Ok(_) => Ok(()),
-        Err(ClusterError::Command { detail, .. }) => Err(ClusterError::Unsupported(format!(
-            "Docker is not usable ({detail}): {INSTALL_HINT}"
-        ))),
-        Err(e) => Err(e),
-    }
+    crate::components::kind_image::check_docker()
+        .map_err(|e| ClusterError::Unsupported(e.to_string()))
 }
 
 /// Strips the CRI log prefix (`2026-11-30T02:00:00.1Z stderr F `) from a container log line.
@@ -260,10 +252,11 @@ impl KindCluster {
             name: name.clone(),
             create: None,
         };
-        let create = {
+        let create = create_args(&name, &config.image, &kubeconfig, &kind_config);
+        let child = {
             use std::os::unix::process::CommandExt;
             std::process::Command::new(&config.kind)
-                .args(create_args(&name, &config.image, &kubeconfig, &kind_config))
+                .args(&create)
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
@@ -276,22 +269,22 @@ impl KindCluster {
                     ))
                 })?
         };
-        cluster_guard.create = Some(create.id() as i32);
+        cluster_guard.create = Some(child.id() as i32);
         // The sentinel stops it too if the harness is killed outright.
         let pgids = dir.path().join(".pgids");
-        std::fs::write(&pgids, format!("{}\n", create.id()))
+        std::fs::write(&pgids, format!("{}\n", child.id()))
             .map_err(|e| ClusterError::io("writing", &pgids, e))?;
-        let out = tokio::task::spawn_blocking(move || create.wait_with_output())
+        let out = tokio::task::spawn_blocking(move || child.wait_with_output())
             .await
             .map_err(|e| ClusterError::Unsupported(e.to_string()))?
             .map_err(|e| ClusterError::io("waiting for kind create in", dir.path(), e))?;
         cluster_guard.create = None;
+        // The create has ended: its process group id may be reused, so the sentinel
+        // must not signal it any more.
+        let _ = std::fs::write(&pgids, "");
         if !out.status.success() {
             return Err(ClusterError::Command {
-                command: format!(
-                    "kind {}",
-                    create_args(&name, &config.image, &kubeconfig, &kind_config).join(" ")
-                ),
+                command: format!("kind {}", create.join(" ")),
                 detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
             });
         }
@@ -466,7 +459,7 @@ impl Drop for KindDelete {
                 && quiet_since.elapsed() < Duration::from_secs(5)
             {
                 if !node_containers(&self.name).is_empty() {
-                    let _ = run(&self.kind, &delete_args(&self.name));
+                    delete_cluster(&self.kind, &self.name);
                     quiet_since = std::time::Instant::now();
                 }
                 std::thread::sleep(Duration::from_millis(500));
