@@ -233,19 +233,19 @@ pub fn leftovers(outcome: &Outcome) -> Vec<Leftover> {
         let deletes: Vec<String> = outcome
             .webhook_requests
             .iter()
-            .filter(|r| {
-                r.operation == "DELETE"
-                    && r.name.as_deref() == Some(o.name.as_str())
-                    && r.answer != "allowed"
-            })
+            .filter(|r| webhook_refused_delete_of(r, o))
             .map(|r| {
                 format!(
-                    "webhook {} answered {} to {}'s DELETE",
+                    "webhook {} answered {} ({} ms, the caller waits {}) to {}'s DELETE",
                     r.webhook,
                     r.answer,
-                    r.user.clone().unwrap_or_default()
+                    r.latency_ms,
+                    r.caller_timeout_ms
+                        .map_or("an unknown time".to_string(), |t| format!("{t} ms")),
+                    r.user.as_deref().unwrap_or("an unknown user")
                 )
             })
+            .take(3)
             .collect();
         let ns_name = format!("{}/{}:", o.namespace.clone().unwrap_or_default(), o.name);
         let plural = o.resource.rsplit('/').next().unwrap_or_default();
@@ -345,6 +345,155 @@ pub fn leftovers(outcome: &Outcome) -> Vec<Leftover> {
     }
     inherit_blocked_owners(&mut out);
     out
+}
+
+/// Whether `r` is the sample webhook server refusing a real (not dry-run) DELETE of
+/// exactly `o`: the same namespace, group, resource and name.
+fn webhook_refused_delete_of(r: &crate::webhook::Record, o: &ObjectRecord) -> bool {
+    let (group, plural) = o.resource.split_once('/').unwrap_or(("core", &o.resource));
+    let mut parts = r.resource.splitn(3, '/');
+    let (r_group, _version, r_plural) = (parts.next(), parts.next(), parts.next());
+    r.operation == "DELETE"
+        && !r.dry_run
+        && r.refused()
+        && r.name.as_deref() == Some(o.name.as_str())
+        && r.namespace == o.namespace
+        && r_group == Some(group)
+        && r_plural == Some(plural)
+}
+
+#[cfg(test)]
+mod webhook_evidence_tests {
+    use super::webhook_refused_delete_of;
+    use crate::snapshot::ObjectRecord;
+    use crate::webhook::{Answer, Record, WebhookKind};
+
+    fn pod(ns: &str, name: &str) -> ObjectRecord {
+        ObjectRecord {
+            api_version: "v1".into(),
+            kind: "Pod".into(),
+            resource: "core/pods".into(),
+            namespace: Some(ns.into()),
+            name: name.into(),
+            uid: "u1".into(),
+            owners: Vec::new(),
+            finalizers: Vec::new(),
+            deletion_timestamp: None,
+            labels: Default::default(),
+            helm_annotations: Default::default(),
+        }
+    }
+
+    fn delete(ns: &str, resource: &str, name: &str, answer: Answer) -> Record {
+        Record {
+            time: "2026-11-30T00:00:00Z".into(),
+            webhook: "guard".into(),
+            kind: WebhookKind::Validating,
+            operation: "DELETE".into(),
+            resource: resource.into(),
+            namespace: Some(ns.into()),
+            name: Some(name.into()),
+            user: Some("system:serviceaccount:kube-system:generic-garbage-collector".into()),
+            dry_run: false,
+            answer,
+            latency_ms: 5,
+            caller_timeout_ms: Some(2_000),
+        }
+    }
+
+    #[test]
+    fn only_a_real_refused_delete_of_the_same_object_is_evidence() {
+        let o = pod("pf-a", "web-1");
+        let denied = Answer::Denied {
+            message: "no".into(),
+        };
+        let cases: Vec<(&str, Record, bool)> = vec![
+            (
+                "refused",
+                delete("pf-a", "core/v1/pods", "web-1", denied.clone()),
+                true,
+            ),
+            (
+                "allowed",
+                delete("pf-a", "core/v1/pods", "web-1", Answer::Allowed),
+                false,
+            ),
+            (
+                "other namespace",
+                delete("pf-b", "core/v1/pods", "web-1", denied.clone()),
+                false,
+            ),
+            (
+                "other resource, same name",
+                delete("pf-a", "apps/v1/replicasets", "web-1", denied.clone()),
+                false,
+            ),
+            (
+                "dry run",
+                {
+                    let mut r = delete("pf-a", "core/v1/pods", "web-1", denied.clone());
+                    r.dry_run = true;
+                    r
+                },
+                false,
+            ),
+            (
+                "a create",
+                {
+                    let mut r = delete("pf-a", "core/v1/pods", "web-1", denied.clone());
+                    r.operation = "CREATE".into();
+                    r
+                },
+                false,
+            ),
+            (
+                "delay the caller waited out",
+                {
+                    let mut r = delete(
+                        "pf-a",
+                        "core/v1/pods",
+                        "web-1",
+                        Answer::Delayed { seconds: 1 },
+                    );
+                    r.latency_ms = 1_000;
+                    r
+                },
+                false,
+            ),
+            (
+                "delay past the caller's timeout",
+                {
+                    let mut r = delete(
+                        "pf-a",
+                        "core/v1/pods",
+                        "web-1",
+                        Answer::Delayed { seconds: 5 },
+                    );
+                    r.latency_ms = 2_004;
+                    r
+                },
+                true,
+            ),
+            (
+                "delay, caller's timeout unknown",
+                {
+                    let mut r = delete(
+                        "pf-a",
+                        "core/v1/pods",
+                        "web-1",
+                        Answer::Delayed { seconds: 5 },
+                    );
+                    r.latency_ms = 5_000;
+                    r.caller_timeout_ms = None;
+                    r
+                },
+                false,
+            ),
+        ];
+        for (what, record, want) in cases {
+            assert_eq!(webhook_refused_delete_of(&record, &o), want, "{what}");
+        }
+    }
 }
 
 /// For a PersistentVolume that a provisioner created for a claim (named `pvc-<claim

@@ -24,16 +24,6 @@ pub const INSTALL_HINT: &str = "the kind provider needs a running Docker engine:
 /// directory on the host).
 const AUDIT_DIR_IN_NODE: &str = "/var/log/preflight-audit";
 
-/// The audit policy of kind clusters: who deleted what, with the API server's answer.
-pub const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1
-kind: Policy
-omitStages: [RequestReceived]
-rules:
-  - level: Metadata
-    verbs: [delete, deletecollection]
-  - level: None
-";
-
 /// A unique cluster name for a run: parallel runs never collide.
 pub fn cluster_name(run_id: &str, role: &str) -> String {
     let mut name = format!("preflight-{run_id}-{role}");
@@ -227,7 +217,7 @@ impl KindCluster {
         let audit = dir.path().join("audit");
         std::fs::create_dir_all(&audit).map_err(|e| ClusterError::io("creating", &audit, e))?;
         let policy = audit.join("policy.yaml");
-        std::fs::write(&policy, AUDIT_POLICY)
+        std::fs::write(&policy, super::AUDIT_POLICY)
             .map_err(|e| ClusterError::io("writing", &policy, e))?;
         let kind_config = dir.path().join("kind.yaml");
         std::fs::write(&kind_config, cluster_config(&config.version, &audit))

@@ -323,6 +323,10 @@ impl LocalCluster {
         std::fs::create_dir_all(self.dir.join("logs"))
             .map_err(|e| ClusterError::io("creating", self.dir.join("logs"), e))?;
         self.write_kubeconfigs()?;
+        let policy = self.audit_policy();
+        std::fs::create_dir_all(self.dir.join("audit"))
+            .and_then(|()| std::fs::write(&policy, super::AUDIT_POLICY))
+            .map_err(|e| ClusterError::io("writing", &policy, e))?;
         self.start_etcd().await?;
         self.start_apiserver().await?;
         self.start_controller_manager().await?;
@@ -463,7 +467,19 @@ impl LocalCluster {
             "--enable-priority-and-fairness=false".into(),
             "--profiling=false".into(),
             "--v=1".into(),
+            format!("--audit-policy-file={}", self.audit_policy().display()),
+            format!("--audit-log-path={}", self.audit_log().display()),
+            "--audit-log-maxsize=200".into(),
         ]
+    }
+
+    fn audit_policy(&self) -> PathBuf {
+        self.dir.join("audit/policy.yaml")
+    }
+
+    /// The API server's audit log: every DELETE and its answer (JSON lines).
+    pub fn audit_log(&self) -> PathBuf {
+        self.dir.join("audit/audit.log")
     }
 
     async fn start_apiserver(&mut self) -> Result<(), ClusterError> {

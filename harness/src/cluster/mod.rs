@@ -24,6 +24,18 @@ pub use kind::{KindCluster, KindConfig};
 pub use local::{LocalCluster, LocalConfig};
 
 use crate::components::{Components, Version};
+
+/// The audit policy of the clusters preflight starts (local and kind): every DELETE
+/// with who sent it and the API server's answer, which names a refusing webhook. This
+/// is how a leftover's cause is read from the cluster rather than guessed.
+pub const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    verbs: [delete, deletecollection]
+  - level: None
+";
 use crate::errors::ClusterError;
 
 /// Which provider runs the clusters.
@@ -142,12 +154,20 @@ impl Cluster {
         }
     }
 
-    /// The API server's audit log (JSON lines), where preflight configured one.
+    /// The API server's audit log (JSON lines), where preflight configured one (local
+    /// control planes and kind; a shared cluster's audit log is not preflight's).
     pub fn audit_log(&self) -> Option<PathBuf> {
         match self {
+            Cluster::Local(c) => Some(c.audit_log()),
             Cluster::Kind(c) => Some(c.audit_log()),
-            _ => None,
+            Cluster::Existing(_) => None,
         }
+    }
+
+    /// Whether the control plane's logs live in a container (kind), so a run keeps a
+    /// copy of what it read beside its other records.
+    pub fn logs_in_container(&self) -> bool {
+        matches!(self, Cluster::Kind(_))
     }
 
     /// Whether a real kubelet runs Pods (kind) or nothing does (local control planes).

@@ -450,7 +450,7 @@ fn log_evidence(cluster: &Cluster, dir: &Path) -> Vec<String> {
         };
         // Where the logs live in a container, keep what was read beside the run's
         // other records (`--keep` keeps them).
-        if cluster.audit_log().is_some() {
+        if cluster.logs_in_container() {
             let _ = std::fs::write(dir.join(format!("{component}.log")), &text);
         }
         for line in text.lines() {

@@ -96,8 +96,11 @@ fn outcome(scenario: &str, version: &str, ns: &str, rs: bool, pods: usize) -> Ou
             name: Some(rs_name.clone()),
             user: Some("system:serviceaccount:kube-system:generic-garbage-collector".into()),
             dry_run: false,
-            answer: "denied: no deletes today".into(),
+            answer: crate::webhook::Answer::Denied {
+                message: "no deletes today".into(),
+            },
             latency_ms: 3,
+            caller_timeout_ms: Some(10_000),
         });
     }
     for i in 0..pods {

@@ -339,11 +339,7 @@ fn run_report(
                 leftovers,
                 unlistable: o.after.unlistable.clone(),
                 webhook_requests: o.webhook_requests.len(),
-                webhook_refusals: o
-                    .webhook_requests
-                    .iter()
-                    .filter(|r| r.answer != "allowed" && r.answer != "converted")
-                    .count(),
+                webhook_refusals: o.webhook_requests.iter().filter(|r| r.refused()).count(),
                 teardown_errors: o.teardown_errors.clone(),
             };
             (report, left)

@@ -13,7 +13,7 @@ mod register;
 mod server;
 
 pub use register::Registration;
-pub use server::{Record, WebhookServer};
+pub use server::{Answer, Record, WebhookServer};
 
 use std::time::Duration;
 

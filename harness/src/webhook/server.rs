@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -39,9 +39,75 @@ pub struct Record {
     /// The requesting user, e.g. `system:serviceaccount:kube-system:generic-garbage-collector`.
     pub user: Option<String>,
     pub dry_run: bool,
-    /// `allowed`, `denied: ...`, `error 500`, `malformed`, `converted`, ...
-    pub answer: String,
+    pub answer: Answer,
     pub latency_ms: u64,
+    /// How long the caller waits (the API server's `?timeout=` on every webhook call),
+    /// in milliseconds, where the request said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller_timeout_ms: Option<u64>,
+}
+
+/// What the server answered.
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum Answer {
+    Allowed,
+    Converted,
+    Denied {
+        message: String,
+    },
+    /// An HTTP error status instead of a review.
+    Error {
+        status: u16,
+    },
+    /// HTTP 200 with a body that is not a review.
+    Malformed,
+    /// Allowed, but only after this long.
+    Delayed {
+        seconds: u64,
+    },
+}
+
+impl std::fmt::Display for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Answer::Allowed => f.write_str("allowed"),
+            Answer::Converted => f.write_str("converted"),
+            Answer::Denied { message } => write!(f, "denied: {message}"),
+            Answer::Error { status } => write!(f, "error {status}"),
+            Answer::Malformed => f.write_str("malformed"),
+            Answer::Delayed { seconds } => write!(f, "allowed after {seconds}s"),
+        }
+    }
+}
+
+impl Record {
+    /// Whether the caller was refused: a denial, an error or a malformed answer, or a
+    /// delayed one that came after the caller's own timeout had passed (a delay the
+    /// caller waited out is an answer, not a refusal; without the caller's timeout it
+    /// is not counted).
+    pub fn refused(&self) -> bool {
+        match &self.answer {
+            Answer::Allowed | Answer::Converted => false,
+            Answer::Denied { .. } | Answer::Error { .. } | Answer::Malformed => true,
+            Answer::Delayed { .. } => self.caller_timeout_ms.is_some_and(|t| self.latency_ms >= t),
+        }
+    }
+}
+
+/// The API server's `timeout` query parameter (`timeout=10s`), in milliseconds.
+fn caller_timeout_ms(query: Option<&str>) -> Option<u64> {
+    let value = query?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("timeout="))?;
+    let d = value.trim();
+    if let Some(ms) = d.strip_suffix("ms") {
+        return ms.parse().ok();
+    }
+    if let Some(s) = d.strip_suffix('s') {
+        return s.parse::<f64>().ok().map(|s| (s * 1000.0) as u64);
+    }
+    None
 }
 
 struct Hook {
@@ -366,12 +432,35 @@ fn parse_review(kind: WebhookKind, body: &[u8]) -> Option<Seen> {
     })
 }
 
-async fn handle_review(State(hook): State<HookState>, body: Bytes) -> Response {
+async fn handle_review(
+    State(hook): State<HookState>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
     let started = Instant::now();
-    let time = crate::now_rfc3339();
     let spec = hook.spec.read().expect("spec lock").clone();
     let Some(seen) = parse_review(hook.kind, &body) else {
         return (StatusCode::BAD_REQUEST, "not a review").into_response();
+    };
+    // Recorded when this handler ends, also when the caller hangs up first (a delayed
+    // answer past its timeout): the record then says how long the caller waited.
+    let mut pending = PendingRecord {
+        hook: hook.clone(),
+        started,
+        record: Some(Record {
+            time: crate::now_rfc3339(),
+            webhook: hook.name.clone(),
+            kind: hook.kind,
+            operation: seen.operation.clone(),
+            resource: seen.resource.clone(),
+            namespace: seen.namespace.clone(),
+            name: seen.name.clone(),
+            user: seen.user.clone(),
+            dry_run: seen.dry_run,
+            answer: Answer::Allowed,
+            latency_ms: 0,
+            caller_timeout_ms: caller_timeout_ms(query.as_deref()),
+        }),
     };
     let (response, answer) = match spec.behaviour {
         Behaviour::Error => (
@@ -380,62 +469,71 @@ async fn handle_review(State(hook): State<HookState>, body: Bytes) -> Response {
                 "preflight sample webhook: simulated failure",
             )
                 .into_response(),
-            "error 500".to_string(),
+            Answer::Error { status: 500 },
         ),
         Behaviour::Malformed => (
             (StatusCode::OK, "{\"this is\": \"not a review\"").into_response(),
-            "malformed".to_string(),
+            Answer::Malformed,
         ),
         Behaviour::Deny => {
             let msg = spec.deny_message(&hook.name);
             (
                 answer_json(hook.kind, &seen, Err(&msg)),
-                format!("denied: {msg}"),
+                Answer::Denied { message: msg },
             )
         }
         Behaviour::Delay => {
             let delay = spec.delay.unwrap_or(Duration::from_secs(15));
+            let answer = Answer::Delayed {
+                seconds: delay.as_secs(),
+            };
+            pending.set_answer(answer.clone());
             tokio::time::sleep(delay).await;
-            (
-                answer_json(hook.kind, &seen, Ok(&hook.name)),
-                format!(
-                    "allowed after {}s (past the caller's timeout)",
-                    delay.as_secs()
-                ),
-            )
+            (answer_json(hook.kind, &seen, Ok(&hook.name)), answer)
         }
         Behaviour::Allow | Behaviour::Unreachable => {
-            let word = if hook.kind == WebhookKind::Conversion {
-                "converted"
+            let answer = if hook.kind == WebhookKind::Conversion {
+                Answer::Converted
             } else {
-                "allowed"
+                Answer::Allowed
             };
-            (
-                answer_json(hook.kind, &seen, Ok(&hook.name)),
-                word.to_string(),
-            )
+            (answer_json(hook.kind, &seen, Ok(&hook.name)), answer)
         }
     };
-    let record = Record {
-        time,
-        webhook: hook.name.clone(),
-        kind: hook.kind,
-        operation: seen.operation,
-        resource: seen.resource,
-        namespace: seen.namespace,
-        name: seen.name,
-        user: seen.user,
-        dry_run: seen.dry_run,
-        answer,
-        latency_ms: started.elapsed().as_millis() as u64,
-    };
-    if let Ok(line) = serde_json::to_string(&record)
-        && let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(&hook.log)
-    {
-        let _ = writeln!(f, "{line}");
-    }
-    hook.records.lock().expect("records lock").push(record);
+    pending.set_answer(answer);
     response
+}
+
+/// A request's record, kept when dropped.
+struct PendingRecord {
+    hook: HookState,
+    started: Instant,
+    record: Option<Record>,
+}
+
+impl PendingRecord {
+    fn set_answer(&mut self, answer: Answer) {
+        if let Some(r) = self.record.as_mut() {
+            r.answer = answer;
+        }
+    }
+}
+
+impl Drop for PendingRecord {
+    fn drop(&mut self) {
+        let Some(mut record) = self.record.take() else {
+            return;
+        };
+        record.latency_ms = self.started.elapsed().as_millis() as u64;
+        if let Ok(line) = serde_json::to_string(&record)
+            && let Ok(mut f) = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&self.hook.log)
+        {
+            let _ = writeln!(f, "{line}");
+        }
+        self.hook.records.lock().expect("records lock").push(record);
+    }
 }
 
 /// A review response: admit (`Ok(webhook name)`) or refuse (`Err(message)`).
@@ -482,4 +580,18 @@ fn answer_json(kind: WebhookKind, seen: &Seen, verdict: Result<&str, &str>) -> R
         },
     };
     (StatusCode::OK, axum::Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod timeout_tests {
+    use super::caller_timeout_ms;
+
+    #[test]
+    fn the_api_servers_timeout_parameter_is_read() {
+        assert_eq!(caller_timeout_ms(Some("timeout=10s")), Some(10_000));
+        assert_eq!(caller_timeout_ms(Some("a=b&timeout=2s")), Some(2_000));
+        assert_eq!(caller_timeout_ms(Some("timeout=1500ms")), Some(1_500));
+        assert_eq!(caller_timeout_ms(Some("timeout=soon")), None);
+        assert_eq!(caller_timeout_ms(None), None);
+    }
 }

@@ -72,10 +72,12 @@ async fn every_behaviour_has_its_effect_on_the_api() {
             (
                 rec.operation.as_str(),
                 rec.resource.as_str(),
-                rec.answer.as_str()
+                rec.answer.to_string().as_str()
             ),
             ("CREATE", "core/v1/configmaps", "allowed")
         );
+        // The API server says how long it waits: the configuration's timeoutSeconds: 2.
+        assert_eq!(rec.caller_timeout_ms, Some(2_000), "{rec:?}");
         assert_eq!(rec.user.as_deref(), Some("preflight-admin"));
         assert!(!rec.dry_run);
 
@@ -101,6 +103,20 @@ async fn every_behaviour_has_its_effect_on_the_api() {
             e.contains("failed calling webhook")
                 && (e.contains("deadline exceeded") || e.contains("Timeout")),
             "{version}: delay: {e}"
+        );
+        // The record says the caller gave up: recorded even if the API server hung up
+        // before the answer, and counted as a refusal only because it came too late.
+        let rec = preflight::smoke::poll(Duration::from_secs(10), || async {
+            server
+                .records()
+                .into_iter()
+                .find(|r| r.name.as_deref() == Some("delayed"))
+        })
+        .await
+        .unwrap_or_else(|| panic!("{version}: the delayed request was never recorded"));
+        assert!(
+            rec.refused(),
+            "{version}: past the caller's timeout: {rec:?}"
         );
 
         server
@@ -246,7 +262,11 @@ async fn conversion_webhook_converts_stored_objects_read_at_the_other_version() 
         assert_eq!(read.types.unwrap().api_version, "preflight.dev/v2");
         let rec = &server.records()[0];
         assert_eq!(
-            (rec.kind, rec.operation.as_str(), rec.answer.as_str()),
+            (
+                rec.kind,
+                rec.operation.as_str(),
+                rec.answer.to_string().as_str()
+            ),
             (WebhookKind::Conversion, "CONVERT", "converted")
         );
 
