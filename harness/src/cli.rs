@@ -13,12 +13,7 @@ use crate::report::{self, FailOn};
 use crate::runner;
 use crate::scenario::{self, Scenario};
 
-/// Exit code: the target is no worse than the source.
-pub const EXIT_OK: i32 = 0;
-/// Exit code: findings (leftovers, regressions).
-pub const EXIT_FINDINGS: i32 = 1;
-/// Exit code: the harness could not run.
-pub const EXIT_ERROR: i32 = 2;
+pub use crate::policy::{EXIT_ERROR, EXIT_FINDINGS, EXIT_OK};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -115,7 +110,7 @@ pub struct RunArgs {
     #[arg(long = "noise", value_name = "GROUP/RESOURCE")]
     pub noise: Vec<String>,
     /// What counts as a failure (exit code 1).
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [FailOn::Leftovers, FailOn::Regressions])]
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = crate::policy::DEFAULT_FAIL_ON)]
     pub fail_on: Vec<FailOn>,
     /// Where clusters come from: local control planes, kind clusters (needs Docker), or an existing cluster.
     #[arg(long, value_enum, default_value_t = Provider::Local)]

@@ -222,6 +222,15 @@ pub fn compare(
             objects: changed,
         });
     }
+    // Differences quote helm's output and webhooks' messages: never a credential.
+    for d in c
+        .regressions
+        .iter_mut()
+        .chain(&mut c.improvements)
+        .chain(&mut c.differences)
+    {
+        d.text = crate::redact::redact(&d.text);
+    }
     c
 }
 

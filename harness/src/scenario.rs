@@ -19,8 +19,10 @@
 //!   - helm: {action: uninstall}
 //!   - settle: {}
 //! expect:                         # what the scenario exists to demonstrate
-//!   leftovers:
+//!   leftovers:                    # each must be found, or the run says "not reproduced"
 //!     - {kind: ReplicaSet, reason: webhook-blocked-delete}
+//!     - {kind: Pod, reason: webhook-blocked-delete, count: 2, owner: Deployment/incident-admission-web}
+//!   unlistable: []                # `group/resource` types the scenario breaks on purpose
 //! ```
 
 use std::collections::BTreeSet;
@@ -80,24 +82,50 @@ pub struct Scenario {
     pub chart: Chart,
     pub webhooks: Vec<WebhookSpec>,
     pub steps: Vec<Step>,
-    /// Leftovers the scenario exists to demonstrate: not counted as unexpected.
-    pub expect: Vec<Expectation>,
+    /// What the scenario exists to demonstrate: matched against what the cluster did
+    /// (a demonstration that no longer reproduces is a finding, see `policy`).
+    pub expect: Expect,
 }
 
-/// A leftover a scenario expects: `kind`, and optionally why it stays.
+/// What a scenario demonstrates.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Expect {
+    /// Leftovers it leaves on purpose: each must be found (by kind, reason, and count
+    /// and owner where given), and only what matches is not counted as unexpected.
+    #[serde(default)]
+    pub leftovers: Vec<Expectation>,
+    /// Resource types (`group/resource`, e.g. `preflight.dev/widgets`) it makes
+    /// unlistable on purpose (a broken conversion webhook): each must be unlistable at
+    /// the end, and only these are not counted as errors.
+    #[serde(default)]
+    pub unlistable: Vec<String>,
+}
+
+/// A leftover a scenario expects: its kind and why it stays, optionally how many
+/// (exactly) and its top owner (`Deployment/web`).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Expectation {
     pub kind: String,
+    pub reason: crate::reason::Reason,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<crate::verdict::Reason>,
+    pub count: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
-#[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct FileExpect {
-    #[serde(default)]
-    leftovers: Vec<Expectation>,
+impl std::fmt::Display for Expectation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.count {
+            Some(n) => write!(f, "{n} x {}", self.kind)?,
+            None => write!(f, "{}", self.kind)?,
+        }
+        if let Some(owner) = &self.owner {
+            write!(f, " of {owner}")?;
+        }
+        write!(f, " ({})", self.reason.as_str())
+    }
 }
 
 impl Scenario {
@@ -138,7 +166,7 @@ struct FileScenario {
     webhooks: Vec<FileWebhook>,
     steps: Spanned<Vec<Spanned<Step>>>,
     #[serde(default)]
-    expect: FileExpect,
+    expect: Expect,
 }
 
 #[derive(Default, Deserialize)]
@@ -305,6 +333,9 @@ pub struct HelmStep {
     pub wait: bool,
     #[serde(default = "default_helm_timeout")]
     pub timeout_seconds: u32,
+    /// The exit code this call should have (default 0): any other is a failed step.
+    #[serde(default)]
+    pub expect_exit_code: i32,
     pub cascade: Option<Cascade>,
     /// Extra values for this call only (a second `--values`), e.g. to leave out a
     /// custom resource whose CRD a dry run cannot install.
@@ -566,7 +597,7 @@ pub fn parse(text: &str, file: &str, base: Option<&Path>) -> Result<Scenario, Sc
         chart: Chart { source, values },
         webhooks,
         steps,
-        expect: raw.expect.leftovers,
+        expect: raw.expect,
     })
 }
 

@@ -14,68 +14,7 @@ use serde::Serialize;
 use crate::exercise::Outcome;
 use crate::snapshot::ObjectRecord;
 
-/// Why an object stayed.
-#[derive(
-    Clone, Copy, Debug, Serialize, serde::Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum Reason {
-    /// A webhook refused, timed out or could not be called on the DELETE.
-    WebhookBlockedDelete,
-    /// The garbage collector stopped collecting: a resource type could not be synced.
-    GarbageCollectorStalled,
-    /// Its owner is gone and nothing explains why it was not collected.
-    OwnerGone,
-    /// A finalizer holds its deletion.
-    BlockedByFinalizer,
-    /// Left by a Helm hook that Helm does not delete.
-    HookLeftover,
-    /// `helm.sh/resource-policy: keep`: on purpose.
-    KeptByPolicy,
-    /// Kept by design (StatefulSet PVCs, CRDs from a chart's `crds/`).
-    KeptByDesign,
-    /// Created by the release and not deleted, cause unknown.
-    NotDeleted,
-}
-
-impl Reason {
-    /// The kebab-case name used in reports and scenario files.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::WebhookBlockedDelete => "webhook-blocked-delete",
-            Reason::GarbageCollectorStalled => "garbage-collector-stalled",
-            Reason::OwnerGone => "owner-gone",
-            Reason::BlockedByFinalizer => "blocked-by-finalizer",
-            Reason::HookLeftover => "hook-leftover",
-            Reason::KeptByPolicy => "kept-by-policy",
-            Reason::KeptByDesign => "kept-by-design",
-            Reason::NotDeleted => "not-deleted",
-        }
-    }
-
-    /// A sentence for people.
-    pub fn describe(self) -> &'static str {
-        match self {
-            Reason::WebhookBlockedDelete => {
-                "an admission webhook refused, timed out or could not be called on its DELETE"
-            }
-            Reason::GarbageCollectorStalled => {
-                "the garbage collector stopped collecting: a resource type could not be synced"
-            }
-            Reason::OwnerGone => "its owner is gone but it was not garbage-collected",
-            Reason::BlockedByFinalizer => "a finalizer holds its deletion",
-            Reason::HookLeftover => "a Helm hook that Helm does not delete",
-            Reason::KeptByPolicy => "kept on purpose (helm.sh/resource-policy: keep)",
-            Reason::KeptByDesign => "kept by design (StatefulSet PVCs, CRDs from crds/)",
-            Reason::NotDeleted => "created by the release and not deleted; cause unknown",
-        }
-    }
-
-    /// Whether this reason counts as a failure (kept-on-purpose ones do not).
-    pub fn is_failure(self) -> bool {
-        !matches!(self, Reason::KeptByPolicy | Reason::KeptByDesign)
-    }
-}
+pub use crate::reason::Reason;
 
 /// One object left behind.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -117,13 +56,6 @@ impl Leftover {
             }
         }
         parts.join(" of ")
-    }
-
-    /// Whether a scenario's expectations cover this leftover.
-    pub fn expected_by(&self, expect: &[crate::scenario::Expectation]) -> bool {
-        expect
-            .iter()
-            .any(|e| e.kind == self.kind && e.reason.is_none_or(|r| r == self.reason))
     }
 }
 
@@ -362,6 +294,85 @@ fn webhook_refused_delete_of(r: &crate::webhook::Record, o: &ObjectRecord) -> bo
         && r_plural == Some(plural)
 }
 
+/// For a PersistentVolume that a provisioner created for a claim (named `pvc-<claim
+/// uid>`) whose claim still exists: the claim's name.
+fn provisioned_for(o: &ObjectRecord, after: &crate::snapshot::Snapshot) -> Option<String> {
+    if o.kind != "PersistentVolume" {
+        return None;
+    }
+    let uid = o.name.strip_prefix("pvc-")?;
+    after
+        .objects
+        .iter()
+        .find(|c| c.kind == "PersistentVolumeClaim" && c.uid == uid)
+        .map(|c| c.name.clone())
+}
+
+/// Dependents of an object whose DELETE a webhook blocked stay because their owner
+/// stays: they share its cause.
+fn inherit_blocked_owners(leftovers: &mut [Leftover]) {
+    let blocked: BTreeMap<String, String> = leftovers
+        .iter()
+        .filter(|l| l.reason == Reason::WebhookBlockedDelete)
+        .map(|l| {
+            (
+                format!("{}/{}", l.kind, l.name),
+                l.evidence.first().cloned().unwrap_or_default(),
+            )
+        })
+        .collect();
+    for l in leftovers.iter_mut() {
+        if !matches!(l.reason, Reason::OwnerGone | Reason::NotDeleted) {
+            continue;
+        }
+        if let Some((owner, why)) = l
+            .owner_chain
+            .iter()
+            .find_map(|c| blocked.get(c).map(|w| (c.clone(), w.clone())))
+        {
+            l.reason = Reason::WebhookBlockedDelete;
+            l.evidence
+                .insert(0, format!("its owner {owner} could not be deleted: {why}"));
+        }
+    }
+}
+
+/// The chain of owners, nearest first. An owner that no longer exists is marked
+/// `(gone)`, and the chain goes on through what the run saw of it earlier (`seen`), so
+/// a Pod whose ReplicaSet was collected still reads `Pod of ReplicaSet of Deployment
+/// web`, not a name with the version-dependent pod-template-hash.
+fn chain(
+    o: &ObjectRecord,
+    by_uid: &BTreeMap<&str, &ObjectRecord>,
+    seen: &BTreeMap<String, ObjectRecord>,
+) -> Vec<String> {
+    let controller = |r: &ObjectRecord| {
+        r.owners
+            .iter()
+            .find(|x| x.controller)
+            .or(r.owners.first())
+            .cloned()
+    };
+    let mut out = Vec::new();
+    let mut current = controller(o);
+    while let Some(owner) = current.take() {
+        if out.len() > 8 {
+            break;
+        }
+        match by_uid.get(owner.uid.as_str()) {
+            Some(parent) => {
+                out.push(format!("{}/{}", owner.kind, owner.name));
+                current = controller(parent);
+            }
+            None => {
+                out.push(format!("{}/{} (gone)", owner.kind, owner.name));
+                current = seen.get(&owner.uid).and_then(controller);
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod webhook_evidence_tests {
     use super::webhook_refused_delete_of;
@@ -494,83 +505,4 @@ mod webhook_evidence_tests {
             assert_eq!(webhook_refused_delete_of(&record, &o), want, "{what}");
         }
     }
-}
-
-/// For a PersistentVolume that a provisioner created for a claim (named `pvc-<claim
-/// uid>`) whose claim still exists: the claim's name.
-fn provisioned_for(o: &ObjectRecord, after: &crate::snapshot::Snapshot) -> Option<String> {
-    if o.kind != "PersistentVolume" {
-        return None;
-    }
-    let uid = o.name.strip_prefix("pvc-")?;
-    after
-        .objects
-        .iter()
-        .find(|c| c.kind == "PersistentVolumeClaim" && c.uid == uid)
-        .map(|c| c.name.clone())
-}
-
-/// Dependents of an object whose DELETE a webhook blocked stay because their owner
-/// stays: they share its cause.
-fn inherit_blocked_owners(leftovers: &mut [Leftover]) {
-    let blocked: BTreeMap<String, String> = leftovers
-        .iter()
-        .filter(|l| l.reason == Reason::WebhookBlockedDelete)
-        .map(|l| {
-            (
-                format!("{}/{}", l.kind, l.name),
-                l.evidence.first().cloned().unwrap_or_default(),
-            )
-        })
-        .collect();
-    for l in leftovers.iter_mut() {
-        if !matches!(l.reason, Reason::OwnerGone | Reason::NotDeleted) {
-            continue;
-        }
-        if let Some((owner, why)) = l
-            .owner_chain
-            .iter()
-            .find_map(|c| blocked.get(c).map(|w| (c.clone(), w.clone())))
-        {
-            l.reason = Reason::WebhookBlockedDelete;
-            l.evidence
-                .insert(0, format!("its owner {owner} could not be deleted: {why}"));
-        }
-    }
-}
-
-/// The chain of owners, nearest first. An owner that no longer exists is marked
-/// `(gone)`, and the chain goes on through what the run saw of it earlier (`seen`), so
-/// a Pod whose ReplicaSet was collected still reads `Pod of ReplicaSet of Deployment
-/// web`, not a name with the version-dependent pod-template-hash.
-fn chain(
-    o: &ObjectRecord,
-    by_uid: &BTreeMap<&str, &ObjectRecord>,
-    seen: &BTreeMap<String, ObjectRecord>,
-) -> Vec<String> {
-    let controller = |r: &ObjectRecord| {
-        r.owners
-            .iter()
-            .find(|x| x.controller)
-            .or(r.owners.first())
-            .cloned()
-    };
-    let mut out = Vec::new();
-    let mut current = controller(o);
-    while let Some(owner) = current.take() {
-        if out.len() > 8 {
-            break;
-        }
-        match by_uid.get(owner.uid.as_str()) {
-            Some(parent) => {
-                out.push(format!("{}/{}", owner.kind, owner.name));
-                current = controller(parent);
-            }
-            None => {
-                out.push(format!("{}/{} (gone)", owner.kind, owner.name));
-                current = seen.get(&owner.uid).and_then(controller);
-            }
-        }
-    }
-    out
 }

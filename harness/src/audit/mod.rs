@@ -124,9 +124,9 @@ pub async fn run(
             crate::report::Verdict::Pass
         },
         exit_code: if failing {
-            crate::cli::EXIT_FINDINGS
+            crate::policy::EXIT_FINDINGS
         } else {
-            crate::cli::EXIT_OK
+            crate::policy::EXIT_OK
         },
         fail_on,
         server_version,

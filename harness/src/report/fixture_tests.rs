@@ -24,7 +24,11 @@ fn obj(
     ObjectRecord {
         api_version: api.into(),
         kind: kind.into(),
-        resource: format!("x/{}", kind.to_lowercase()),
+        resource: format!(
+            "{}/{}s",
+            api.split_once('/').map_or("core", |(g, _)| g),
+            kind.to_lowercase()
+        ),
         namespace: Some(ns.into()),
         name: name.into(),
         uid: uid.into(),
@@ -162,7 +166,15 @@ fn job() -> (Vec<Scenario>, Vec<RunResult>) {
     let regress = scenario(
         "name: regresses\ndescription: worse on the target\nchart: {path: charts/preflight-test}\nsteps: [settle: {}]\n",
     );
+    let unreproduced = scenario(
+        "name: unreproduced\ndescription: the webhook stayed healthy\nchart: {path: charts/preflight-test}\nsteps: [settle: {}]\nexpect:\n  leftovers:\n    - {kind: ReplicaSet, reason: webhook-blocked-delete}\n",
+    );
     let (s, t) = ("v1.29.15", "v1.30.14");
+    let mut failed_uninstall = outcome("unreproduced", t, "pf-unreproduced-abcde7", false, 0);
+    failed_uninstall.steps[2].helm = Some(HelmRun {
+        stderr: "Error: uninstall: timed out waiting for the condition, token=s3cr3t".into(),
+        ..helm("helm uninstall", 1)
+    });
     let results = vec![
         RunResult {
             scenario: "baseline".into(),
@@ -212,8 +224,26 @@ fn job() -> (Vec<Scenario>, Vec<RunResult>) {
             timings: Default::default(),
             outcome: Ok(outcome("regresses", t, "pf-regresses-abcde5", true, 3)),
         },
+        RunResult {
+            scenario: "unreproduced".into(),
+            role: Role::Source,
+            timings: Default::default(),
+            outcome: Ok(outcome(
+                "unreproduced",
+                s,
+                "pf-unreproduced-abcde6",
+                false,
+                0,
+            )),
+        },
+        RunResult {
+            scenario: "unreproduced".into(),
+            role: Role::Target,
+            timings: Default::default(),
+            outcome: Ok(failed_uninstall),
+        },
     ];
-    (vec![baseline, incident, regress], results)
+    (vec![baseline, incident, regress, unreproduced], results)
 }
 
 fn filters() -> Vec<(&'static str, &'static str)> {
@@ -256,7 +286,9 @@ fn verdicts_regressions_and_exit_codes() {
         regresses.regressions[0].text,
         "the target leaves 3 Pods and 1 ReplicaSet that the source cleaned up"
     );
-    assert_eq!(r.regressions.len(), 1);
+    assert_eq!(regresses.regressions.len(), 1);
+    // The other: `unreproduced`'s helm uninstall exits 1 on the target only.
+    assert_eq!(r.regressions.len(), 2);
     let inc = &by_name("incident-admission").runs[0];
     assert_eq!(inc.headline, "helm said success (exit 0), 3 objects stayed");
     let pod = inc.leftovers.iter().find(|l| l.kind == "Pod").unwrap();
@@ -295,6 +327,74 @@ fn verdicts_regressions_and_exit_codes() {
 }
 
 #[test]
+fn a_demonstration_that_does_not_reproduce_and_a_failed_step_fail_the_gate() {
+    let (scenarios, results) = job();
+    let r = build(
+        &scenarios,
+        &results,
+        "v1.29.15",
+        "v1.30.14",
+        &crate::policy::DEFAULT_FAIL_ON,
+    );
+    let sc = r
+        .scenarios
+        .iter()
+        .find(|s| s.name == "unreproduced")
+        .unwrap();
+    assert_eq!(sc.verdict, Verdict::Fail);
+    let (source, target) = (&sc.runs[0], &sc.runs[1]);
+    assert_eq!(
+        source.verdict,
+        Verdict::Fail,
+        "nothing was left: not reproduced"
+    );
+    assert_eq!(
+        source
+            .findings
+            .iter()
+            .map(|f| f.text.as_str())
+            .collect::<Vec<_>>(),
+        [
+            "not reproduced: expected ReplicaSet (webhook-blocked-delete) left behind, found 0 matching"
+        ]
+    );
+    assert!(
+        target.findings.iter().any(|f| f.text.starts_with("step 2 (helm uninstall) failed: helm exited 1 (the step expects 0): Error: uninstall: timed out")),
+        "{:?}",
+        target.findings
+    );
+    assert!(
+        target.findings.iter().all(|f| !f.text.contains("s3cr3t")),
+        "redacted: {:?}",
+        target.findings
+    );
+    // Without `unreproduced`, `errors` and `regressions` (helm's exit code differs
+    // across versions), the same runs pass: the policy decides.
+    let lenient = build(
+        &scenarios,
+        &results,
+        "v1.29.15",
+        "v1.30.14",
+        &[FailOn::Leftovers],
+    );
+    let sc = lenient
+        .scenarios
+        .iter()
+        .find(|s| s.name == "unreproduced")
+        .unwrap();
+    assert_eq!(sc.verdict, Verdict::Pass);
+    assert!(sc.runs[1].findings.iter().all(|f| !f.counted));
+    // A kind alone no longer hides everything of that kind: the reason must match too.
+    let incident = r
+        .scenarios
+        .iter()
+        .find(|s| s.name == "incident-admission")
+        .unwrap();
+    assert_eq!(incident.verdict, Verdict::Pass);
+    assert!(incident.runs.iter().all(|run| run.findings.is_empty()));
+}
+
+#[test]
 fn every_format_snapshot() {
     let (scenarios, results) = job();
     let r = build(
@@ -302,7 +402,7 @@ fn every_format_snapshot() {
         &results,
         "v1.29.15",
         "v1.30.14",
-        &[FailOn::Leftovers, FailOn::Regressions],
+        &crate::policy::DEFAULT_FAIL_ON,
     );
     insta::with_settings!({filters => filters()}, {
         insta::assert_snapshot!("report.json", render_json(&r));

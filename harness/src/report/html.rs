@@ -54,7 +54,7 @@ pub fn render(r: &Report) -> String {
     );
     let _ = write!(
         h,
-        "<h1>preflight: {} → {} <span id=\"verdict\" class=\"badge {}\">{}</span></h1>\n<p class=\"summary\">{} scenarios, {} runs · {} unexpected leftovers · {} regressions · {} improvements · {} errors · generated {}</p>\n",
+        "<h1>preflight: {} → {} <span id=\"verdict\" class=\"badge {}\">{}</span></h1>\n<p class=\"summary\">{} scenarios, {} runs · {} unexpected leftovers · {} regressions · {} improvements · {} findings · {} errors · generated {}</p>\n",
         esc(&r.source.version),
         esc(&r.target.version),
         class(r.verdict),
@@ -64,6 +64,7 @@ pub fn render(r: &Report) -> String {
         r.summary.unexpected_leftovers,
         r.summary.regressions,
         r.summary.improvements,
+        r.summary.findings,
         r.summary.errors,
         esc(&r.generated_at)
     );
@@ -149,6 +150,15 @@ fn run_section(h: &mut String, run: &RunReport) {
         return;
     }
     timeline(h, run);
+    for f in &run.findings {
+        let _ = writeln!(
+            h,
+            "<div class=\"{}\">finding{}: {}</div>",
+            if f.counted { "reg" } else { "dif" },
+            if f.counted { "" } else { " (not counted)" },
+            esc(&f.text)
+        );
+    }
     // Group leftovers by their normalised shape, so three Pods of one ReplicaSet are one picture.
     let mut groups: BTreeMap<String, Vec<&LeftoverReport>> = BTreeMap::new();
     for l in run.leftovers.iter().filter(|l| l.reason.is_failure()) {

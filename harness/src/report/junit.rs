@@ -17,10 +17,11 @@ pub fn render(r: &Report) -> String {
                     let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
                     st.set_message(run.headline.as_str());
                     let detail: Vec<String> = run
-                        .leftovers
+                        .findings
                         .iter()
-                        .filter(|l| l.unexpected)
-                        .map(|l| {
+                        .filter(|f| f.counted)
+                        .map(|f| f.text.clone())
+                        .chain(run.leftovers.iter().filter(|l| l.unexpected).map(|l| {
                             format!(
                                 "{} {}/{}: {}{}",
                                 l.kind,
@@ -32,10 +33,14 @@ pub fn render(r: &Report) -> String {
                                     .map(|e| format!(" ({e})"))
                                     .unwrap_or_default()
                             )
-                        })
+                        }))
                         .collect();
                     st.set_description(detail.join("\n"));
-                    st.set_type("leftovers");
+                    st.set_type(if run.findings.iter().any(|f| f.counted) {
+                        "findings"
+                    } else {
+                        "leftovers"
+                    });
                     st
                 }
                 Verdict::Error => {

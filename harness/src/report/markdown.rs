@@ -25,12 +25,13 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(s);
     let _ = writeln!(
         s,
-        "{} scenarios, {} runs: {} unexpected leftovers, {} regressions, {} improvements, {} errors. Fails on: {}.",
+        "{} scenarios, {} runs: {} unexpected leftovers, {} regressions, {} improvements, {} findings, {} errors. Fails on: {}.",
         r.summary.scenarios,
         r.summary.runs,
         r.summary.unexpected_leftovers,
         r.summary.regressions,
         r.summary.improvements,
+        r.summary.findings,
         r.summary.errors,
         r.fail_on
             .iter()
@@ -69,12 +70,13 @@ pub fn render(r: &Report) -> String {
         }
     }
     for sc in &r.scenarios {
-        let interesting =
-            sc.runs.iter().any(|run| {
-                run.leftovers.iter().any(|l| l.reason.is_failure()) || run.error.is_some()
-            }) || !sc.regressions.is_empty()
-                || !sc.improvements.is_empty()
-                || !sc.differences.is_empty();
+        let interesting = sc.runs.iter().any(|run| {
+            run.leftovers.iter().any(|l| l.reason.is_failure())
+                || run.error.is_some()
+                || !run.findings.is_empty()
+        }) || !sc.regressions.is_empty()
+            || !sc.improvements.is_empty()
+            || !sc.differences.is_empty();
         if !interesting {
             continue;
         }
@@ -97,12 +99,16 @@ pub fn render(r: &Report) -> String {
                 .iter()
                 .filter(|l| l.reason.is_failure())
                 .collect();
-            if failures.is_empty() && run.error.is_none() {
+            if failures.is_empty() && run.error.is_none() && run.findings.is_empty() {
                 continue;
             }
             let _ = writeln!(s, "\n**{}**: {}\n", run_label(run), run.headline);
             if let Some(e) = &run.error {
                 let _ = writeln!(s, "```\n{e}\n```");
+            }
+            for f in &run.findings {
+                let counted = if f.counted { "" } else { " (not counted)" };
+                let _ = writeln!(s, "- finding{counted}: {}", f.text.replace('`', "'"));
             }
             // Group by normalised shape: three Pods of one ReplicaSet are one line.
             let mut groups: std::collections::BTreeMap<&str, Vec<&super::LeftoverReport>> =

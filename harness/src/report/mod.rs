@@ -19,6 +19,7 @@ use crate::compare::{self, Comparison, Difference};
 use crate::exercise::Outcome;
 use crate::exercise::dry_run::DryRunReport;
 use crate::exercise::settle::SettleReport;
+use crate::policy::{self, Finding};
 use crate::runner::{Role, RunResult};
 use crate::scenario::Scenario;
 use crate::snapshot::Unlistable;
@@ -27,24 +28,7 @@ use crate::verdict::{self, Leftover, Reason};
 /// The identifier and version of the JSON contract.
 pub const SCHEMA: &str = "preflight.report/v1";
 
-/// What makes a run fail (`--fail-on`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum FailOn {
-    /// Unexpected leftovers on any version.
-    Leftovers,
-    /// The target behaves worse than the source.
-    Regressions,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Verdict {
-    Pass,
-    Fail,
-    /// The harness could not run something.
-    Error,
-}
+pub use crate::policy::{FailOn, Verdict};
 
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -82,7 +66,11 @@ pub struct Summary {
     pub unexpected_leftovers: usize,
     pub regressions: usize,
     pub improvements: usize,
+    /// Runs the harness could not run.
     pub errors: usize,
+    /// Findings of every run (failed steps, time-outs, unlistable types, unreproduced
+    /// demonstrations), counted or not.
+    pub findings: usize,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -123,10 +111,23 @@ pub struct RunReport {
     pub steps: Vec<StepReport>,
     pub leftovers: Vec<LeftoverReport>,
     pub unlistable: Vec<Unlistable>,
+    /// What went wrong in the run, and demonstrations that did not happen.
+    pub findings: Vec<FindingReport>,
     pub webhook_requests: usize,
     /// Webhook requests not answered `allowed`/`converted`.
     pub webhook_refusals: usize,
     pub teardown_errors: Vec<String>,
+}
+
+/// A finding as reported: its class, whether `--fail-on` counts it, and a sentence.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FindingReport {
+    pub class: FailOn,
+    /// Whether it fails the run under this job's `--fail-on`.
+    pub counted: bool,
+    pub text: String,
+    pub finding: Finding,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -176,51 +177,7 @@ pub struct LeftoverReport {
     pub evidence: Vec<String>,
 }
 
-/// Removes credentials from free text (helm output, log lines, errors): bearer
-/// tokens, `token=`/`password=` values, kubeconfig key data and PEM private keys.
-pub fn redact(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut in_key = false;
-    for (i, line) in text.split('\n').enumerate() {
-        if i > 0 {
-            out.push('\n');
-        }
-        if line.contains("-----BEGIN") && line.contains("PRIVATE KEY-----") {
-            in_key = true;
-            out.push_str("[REDACTED PRIVATE KEY]");
-            continue;
-        }
-        if in_key {
-            if line.contains("-----END") {
-                in_key = false;
-            }
-            continue;
-        }
-        let mut l = line.to_string();
-        for marker in [
-            "Bearer ",
-            "token=",
-            "password=",
-            "password: ",
-            "client-key-data: ",
-            "token: ",
-        ] {
-            let mut from = 0;
-            while let Some(pos) = l[from..].find(marker) {
-                let start = from + pos + marker.len();
-                let end = l[start..]
-                    .find(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == ',')
-                    .map_or(l.len(), |e| start + e);
-                if end > start {
-                    l.replace_range(start..end, "[REDACTED]");
-                }
-                from = start + "[REDACTED]".len().min(l.len() - start);
-            }
-        }
-        out.push_str(&l);
-    }
-    out
-}
+pub use crate::redact::redact;
 
 fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
@@ -232,6 +189,7 @@ fn run_report(
     version: &str,
     scenario: &Scenario,
     result: &Result<Outcome, String>,
+    fail_on: &[FailOn],
 ) -> (RunReport, Vec<Leftover>) {
     match result {
         Err(e) => (
@@ -252,6 +210,7 @@ fn run_report(
                 steps: Vec::new(),
                 leftovers: Vec::new(),
                 unlistable: Vec::new(),
+                findings: Vec::new(),
                 webhook_requests: 0,
                 webhook_refusals: 0,
                 teardown_errors: Vec::new(),
@@ -260,10 +219,12 @@ fn run_report(
         ),
         Ok(o) => {
             let left = verdict::leftovers(o);
+            let judgement = policy::judge(scenario, o, &left);
             let leftovers: Vec<LeftoverReport> = left
                 .iter()
-                .map(|l| {
-                    let expected = l.reason.is_failure() && l.expected_by(&scenario.expect);
+                .zip(&judgement.expected)
+                .map(|(l, expected)| {
+                    let expected = l.reason.is_failure() && *expected;
                     LeftoverReport {
                         api_version: l.api_version.clone(),
                         kind: l.kind.clone(),
@@ -280,7 +241,6 @@ fn run_report(
                 })
                 .collect();
             let failures = leftovers.iter().filter(|l| l.reason.is_failure()).count();
-            let unexpected = leftovers.iter().filter(|l| l.unexpected).count();
             let uninstall_exit = o
                 .steps
                 .iter()
@@ -290,7 +250,13 @@ fn run_report(
                 })
                 .map(|h| h.exit_code)
                 .next_back();
+            let counted: Vec<&Finding> = judgement
+                .findings
+                .iter()
+                .filter(|f| fail_on.contains(&f.class()))
+                .collect();
             let headline = match (failures, uninstall_exit) {
+                (0, _) if !counted.is_empty() => redact(&counted[0].describe()),
                 (0, _) => "clean: nothing unexpected left behind".to_string(),
                 (n, Some(0)) => format!(
                     "helm said success (exit 0), {n} object{} stayed",
@@ -326,11 +292,7 @@ fn run_report(
                 role,
                 version: o.start_version.clone(),
                 end_version: o.end_version.clone(),
-                verdict: if unexpected > 0 {
-                    Verdict::Fail
-                } else {
-                    Verdict::Pass
-                },
+                verdict: judgement.verdict(&left, fail_on),
                 headline,
                 error: None,
                 namespace: Some(o.namespace.clone()),
@@ -338,6 +300,16 @@ fn run_report(
                 steps,
                 leftovers,
                 unlistable: o.after.unlistable.clone(),
+                findings: judgement
+                    .findings
+                    .iter()
+                    .map(|f| FindingReport {
+                        class: f.class(),
+                        counted: fail_on.contains(&f.class()),
+                        text: redact(&f.describe()),
+                        finding: f.clone(),
+                    })
+                    .collect(),
                 webhook_requests: o.webhook_requests.len(),
                 webhook_refusals: o.webhook_requests.iter().filter(|r| r.refused()).count(),
                 teardown_errors: o.teardown_errors.clone(),
@@ -389,7 +361,7 @@ pub fn build(
                 Role::Target => target,
                 _ => source,
             };
-            let (run, left) = run_report(r.role, version, scenario, &r.outcome);
+            let (run, left) = run_report(r.role, version, scenario, &r.outcome, fail_on);
             by_role.push((r.role, r.outcome.as_ref().ok(), left));
             runs.push(run);
         }
@@ -409,21 +381,16 @@ pub fn build(
             .iter()
             .map(|r| r.leftovers.iter().filter(|l| l.unexpected).count())
             .sum();
-        let failing = (fail_on.contains(&FailOn::Leftovers) && unexpected > 0)
-            || (fail_on.contains(&FailOn::Regressions) && !comparison.regressions.is_empty());
-        let verdict = if errors > 0 {
-            Verdict::Error
-        } else if failing {
-            Verdict::Fail
-        } else {
-            Verdict::Pass
-        };
+        let run_verdicts: Vec<Verdict> = runs.iter().map(|r| r.verdict).collect();
+        let verdict =
+            policy::scenario_verdict(&run_verdicts, comparison.regressions.len(), fail_on);
         report.summary.runs += runs.len();
         report.summary.failed_runs += runs.iter().filter(|r| r.verdict != Verdict::Pass).count();
         report.summary.unexpected_leftovers += unexpected;
         report.summary.regressions += comparison.regressions.len();
         report.summary.improvements += comparison.improvements.len();
         report.summary.errors += errors;
+        report.summary.findings += runs.iter().map(|r| r.findings.len()).sum::<usize>();
         report
             .regressions
             .extend(comparison.regressions.iter().map(|d| Regression {
@@ -440,13 +407,9 @@ pub fn build(
             differences: comparison.differences,
         });
     }
-    let (verdict, code) = if report.summary.errors > 0 {
-        (Verdict::Error, crate::cli::EXIT_ERROR)
-    } else if report.scenarios.iter().any(|s| s.verdict == Verdict::Fail) {
-        (Verdict::Fail, crate::cli::EXIT_FINDINGS)
-    } else {
-        (Verdict::Pass, crate::cli::EXIT_OK)
-    };
+    let verdicts: Vec<Verdict> = report.scenarios.iter().map(|s| s.verdict).collect();
+    let verdict = policy::job_verdict(&verdicts);
+    let code = verdict.exit_code();
     report.verdict = verdict;
     report.exit_code = code;
     report
@@ -482,24 +445,6 @@ pub fn run_label(run: &RunReport) -> String {
         format!("{} -> {}", run.version, run.end_version)
     } else {
         run.version.clone()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn credentials_are_redacted() {
-        let text = "Authorization: Bearer abc.def.ghi\nurl?token=s3cr3t&x=1 password=hunter2\n-----BEGIN EC PRIVATE KEY-----\nMHcCAQEE\n-----END EC PRIVATE KEY-----\nclient-key-data: LS0tLS1\nfine";
-        let r = redact(text);
-        for secret in ["abc.def.ghi", "s3cr3t", "hunter2", "MHcCAQEE", "LS0tLS1"] {
-            assert!(!r.contains(secret), "{secret} leaked: {r}");
-        }
-        assert!(
-            r.contains("Bearer [REDACTED]") && r.ends_with("fine"),
-            "{r}"
-        );
     }
 }
 

@@ -1,0 +1,317 @@
+//! The pass/fail policy: what counts against a run, a scenario and the whole job, and
+//! the exit code that goes with it. Reports only render what this module decides.
+//!
+//! A run fails on what the cluster showed, never on what the scenario hoped:
+//! * leftovers the scenario does not expect (`--fail-on leftovers`);
+//! * the target behaving worse than the source (`--fail-on regressions`);
+//! * anything that went wrong while running (`--fail-on errors`): a step that failed or
+//!   a helm call with an exit code the step did not expect, a settle that ran out of
+//!   time, a resource type that could not be listed (unless the scenario breaks it on
+//!   purpose), a teardown that left something;
+//! * a demonstration that no longer reproduces (`--fail-on unreproduced`): every
+//!   expected leftover must be found by kind and reason (and count and owner where
+//!   given), every expected unlistable type must be unlistable.
+
+use serde::Serialize;
+
+use crate::exercise::Outcome;
+use crate::scenario::{Expect, Expectation, Scenario, Step};
+use crate::verdict::Leftover;
+
+/// Exit code: the target is no worse than the source.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: findings (leftovers, regressions, failed steps, unreproduced demonstrations).
+pub const EXIT_FINDINGS: i32 = 1;
+/// Exit code: the harness could not run.
+pub const EXIT_ERROR: i32 = 2;
+
+/// What makes a run fail (`--fail-on`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailOn {
+    /// Unexpected leftovers on any version.
+    Leftovers,
+    /// The target behaves worse than the source.
+    Regressions,
+    /// A failed step, an unexpected helm exit code, a settle time-out, an unlistable
+    /// type, a failed teardown.
+    Errors,
+    /// An expected leftover or unlistable type that did not happen.
+    Unreproduced,
+}
+
+/// Everything counts by default: a gate fails on what failed.
+pub const DEFAULT_FAIL_ON: [FailOn; 4] = [
+    FailOn::Leftovers,
+    FailOn::Regressions,
+    FailOn::Errors,
+    FailOn::Unreproduced,
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    Pass,
+    Fail,
+    /// The harness could not run something.
+    Error,
+}
+
+impl Verdict {
+    /// The process exit code of a job with this verdict.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Verdict::Pass => EXIT_OK,
+            Verdict::Fail => EXIT_FINDINGS,
+            Verdict::Error => EXIT_ERROR,
+        }
+    }
+}
+
+/// Something that went wrong in a run, or a demonstration that did not happen.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum Finding {
+    /// A step ended with an error, or helm exited with a code the step did not expect.
+    #[serde(rename_all = "camelCase")]
+    StepFailed {
+        step: usize,
+        title: String,
+        detail: String,
+    },
+    /// Settling ran out of time while the namespace was still changing.
+    #[serde(rename_all = "camelCase")]
+    SettleTimedOut {
+        step: usize,
+        waited_ms: u64,
+        orphans: usize,
+    },
+    /// A resource type could not be listed: its objects are unknown.
+    #[serde(rename_all = "camelCase")]
+    Unlistable { resource: String, error: String },
+    /// Teardown left something behind or failed.
+    #[serde(rename_all = "camelCase")]
+    TeardownFailed { detail: String },
+    /// An expected leftover was not found as expected.
+    #[serde(rename_all = "camelCase")]
+    LeftoverNotReproduced { expected: String, found: usize },
+    /// A type the scenario breaks on purpose could be listed.
+    #[serde(rename_all = "camelCase")]
+    UnlistableNotReproduced { resource: String },
+}
+
+impl Finding {
+    /// Which `--fail-on` class the finding belongs to.
+    pub fn class(&self) -> FailOn {
+        match self {
+            Finding::LeftoverNotReproduced { .. } | Finding::UnlistableNotReproduced { .. } => {
+                FailOn::Unreproduced
+            }
+            _ => FailOn::Errors,
+        }
+    }
+
+    /// One line for people.
+    pub fn describe(&self) -> String {
+        match self {
+            Finding::StepFailed {
+                step,
+                title,
+                detail,
+            } => format!("step {step} ({title}) failed: {detail}"),
+            Finding::SettleTimedOut {
+                step,
+                waited_ms,
+                orphans,
+            } => format!(
+                "step {step} (settle) ran out of time after {:.1} s with the namespace still changing ({orphans} object{} without an owner)",
+                *waited_ms as f64 / 1000.0,
+                if *orphans == 1 { "" } else { "s" }
+            ),
+            Finding::Unlistable { resource, error } => {
+                format!("{resource} could not be listed, so its objects are unknown: {error}")
+            }
+            Finding::TeardownFailed { detail } => format!("teardown: {detail}"),
+            Finding::LeftoverNotReproduced { expected, found } => {
+                format!("not reproduced: expected {expected} left behind, found {found} matching")
+            }
+            Finding::UnlistableNotReproduced { resource } => {
+                format!("not reproduced: expected {resource} to be unlistable, it was listed")
+            }
+        }
+    }
+}
+
+/// A run judged: which leftovers the scenario expects, and the findings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Judgement {
+    /// Parallel to the leftovers: whether an expectation covers it.
+    pub expected: Vec<bool>,
+    pub findings: Vec<Finding>,
+}
+
+impl Judgement {
+    /// Leftovers that count as failures and that nothing expects.
+    pub fn unexpected<'a>(
+        &'a self,
+        leftovers: &'a [Leftover],
+    ) -> impl Iterator<Item = &'a Leftover> {
+        leftovers
+            .iter()
+            .zip(&self.expected)
+            .filter(|(l, e)| l.reason.is_failure() && !**e)
+            .map(|(l, _)| l)
+    }
+
+    /// The run's verdict under `fail_on`.
+    pub fn verdict(&self, leftovers: &[Leftover], fail_on: &[FailOn]) -> Verdict {
+        let leftovers_fail =
+            fail_on.contains(&FailOn::Leftovers) && self.unexpected(leftovers).next().is_some();
+        let findings_fail = self.findings.iter().any(|f| fail_on.contains(&f.class()));
+        if leftovers_fail || findings_fail {
+            Verdict::Fail
+        } else {
+            Verdict::Pass
+        }
+    }
+}
+
+/// Whether `expectation` covers `leftover` (kind, reason, and top owner where given).
+fn covers(expectation: &Expectation, leftover: &Leftover) -> bool {
+    expectation.kind == leftover.kind
+        && expectation.reason == leftover.reason
+        && expectation.owner.as_ref().is_none_or(|owner| {
+            let (kind, name) = owner.split_once('/').unwrap_or((owner, ""));
+            let normalized = leftover.normalized();
+            normalized.ends_with(&format!(" of {kind} {name}"))
+        })
+}
+
+/// Judges one run of `scenario`: its expectations against its leftovers, and what
+/// went wrong along the way.
+pub fn judge(scenario: &Scenario, outcome: &Outcome, leftovers: &[Leftover]) -> Judgement {
+    let mut j = Judgement {
+        expected: leftovers
+            .iter()
+            .map(|l| scenario.expect.leftovers.iter().any(|e| covers(e, l)))
+            .collect(),
+        findings: step_findings(scenario, outcome),
+    };
+    j.findings
+        .extend(unlistable_findings(&scenario.expect, outcome));
+    j.findings.extend(
+        outcome
+            .teardown_errors
+            .iter()
+            .map(|e| Finding::TeardownFailed {
+                detail: crate::redact::redact(e),
+            }),
+    );
+    for e in &scenario.expect.leftovers {
+        let found = leftovers.iter().filter(|l| covers(e, l)).count();
+        let reproduced = match e.count {
+            Some(n) => found == n,
+            None => found > 0,
+        };
+        if !reproduced {
+            j.findings.push(Finding::LeftoverNotReproduced {
+                expected: e.to_string(),
+                found,
+            });
+        }
+    }
+    j
+}
+
+/// Failed steps, unexpected helm exit codes and settle time-outs.
+fn step_findings(scenario: &Scenario, outcome: &Outcome) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for record in &outcome.steps {
+        if let Some(e) = &record.error {
+            out.push(Finding::StepFailed {
+                step: record.index,
+                title: record.title.clone(),
+                detail: crate::redact::redact(&crate::errors::summary_line(e)),
+            });
+            continue;
+        }
+        if let Some(h) = &record.helm {
+            // Steps the harness added (a final settle) have no scenario step.
+            let expected = match scenario.steps.get(record.index) {
+                Some(Step::Helm(step)) => step.expect_exit_code,
+                _ => 0,
+            };
+            if h.exit_code != expected {
+                let said = crate::errors::first_meaningful_line(&h.stderr);
+                out.push(Finding::StepFailed {
+                    step: record.index,
+                    title: record.title.clone(),
+                    detail: crate::redact::redact(&format!(
+                        "helm exited {} (the step expects {expected}){}",
+                        h.exit_code,
+                        said.map(|l| format!(": {l}")).unwrap_or_default()
+                    )),
+                });
+            }
+        }
+        if let Some(s) = &record.settle
+            && s.timed_out
+        {
+            out.push(Finding::SettleTimedOut {
+                step: record.index,
+                waited_ms: s.duration_ms,
+                orphans: s.orphans,
+            });
+        }
+    }
+    out
+}
+
+/// Unlistable types the scenario does not break on purpose, and the ones it does that
+/// could be listed after all.
+fn unlistable_findings(expect: &Expect, outcome: &Outcome) -> Vec<Finding> {
+    let mut out: Vec<Finding> = outcome
+        .after
+        .unlistable
+        .iter()
+        .filter(|u| !expect.unlistable.contains(&u.resource))
+        .map(|u| Finding::Unlistable {
+            resource: u.resource.clone(),
+            error: crate::redact::redact(&u.error),
+        })
+        .collect();
+    out.extend(
+        expect
+            .unlistable
+            .iter()
+            .filter(|r| !outcome.after.unlistable.iter().any(|u| &u.resource == *r))
+            .map(|r| Finding::UnlistableNotReproduced {
+                resource: r.clone(),
+            }),
+    );
+    out
+}
+
+/// A scenario's verdict from its runs' verdicts and its regressions.
+pub fn scenario_verdict(runs: &[Verdict], regressions: usize, fail_on: &[FailOn]) -> Verdict {
+    if runs.contains(&Verdict::Error) {
+        Verdict::Error
+    } else if runs.contains(&Verdict::Fail)
+        || (fail_on.contains(&FailOn::Regressions) && regressions > 0)
+    {
+        Verdict::Fail
+    } else {
+        Verdict::Pass
+    }
+}
+
+/// The job's verdict from its scenarios' verdicts.
+pub fn job_verdict(scenarios: &[Verdict]) -> Verdict {
+    if scenarios.contains(&Verdict::Error) {
+        Verdict::Error
+    } else if scenarios.contains(&Verdict::Fail) {
+        Verdict::Fail
+    } else {
+        Verdict::Pass
+    }
+}
