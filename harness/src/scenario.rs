@@ -166,7 +166,7 @@ struct FileScenario {
     webhooks: Vec<FileWebhook>,
     steps: Spanned<Vec<Spanned<Step>>>,
     #[serde(default)]
-    expect: Expect,
+    expect: Option<Spanned<Expect>>,
 }
 
 #[derive(Default, Deserialize)]
@@ -597,8 +597,45 @@ pub fn parse(text: &str, file: &str, base: Option<&Path>) -> Result<Scenario, Sc
         chart: Chart { source, values },
         webhooks,
         steps,
-        expect: raw.expect,
+        expect: match raw.expect {
+            Some(e) => {
+                validate_expect(&e.value).map_err(|m| at(&e.referenced, m))?;
+                e.value
+            }
+            None => Expect::default(),
+        },
     })
+}
+
+/// What `expect` may say: counts of at least one, types as `group/resource`.
+fn validate_expect(e: &Expect) -> Result<(), String> {
+    for (i, l) in e.leftovers.iter().enumerate() {
+        if l.count == Some(0) {
+            return Err(format!(
+                "expect.leftovers[{i}].count: 0 expects nothing; leave the expectation out instead"
+            ));
+        }
+        if let Some(owner) = &l.owner
+            && !owner
+                .split_once('/')
+                .is_some_and(|(k, n)| !k.is_empty() && !n.is_empty())
+        {
+            return Err(format!(
+                "expect.leftovers[{i}].owner `{owner}`: expected Kind/name, e.g. Deployment/web"
+            ));
+        }
+    }
+    for r in &e.unlistable {
+        if !r
+            .split_once('/')
+            .is_some_and(|(g, p)| !g.is_empty() && !p.is_empty() && !p.contains('/'))
+        {
+            return Err(format!(
+                "expect.unlistable `{r}`: expected group/resource (`core` for the core group), e.g. preflight.dev/widgets"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The parser's message without its own position prefix, in words a scenario author

@@ -26,13 +26,15 @@ pub use local::{LocalCluster, LocalConfig};
 use crate::components::{Components, Version};
 
 /// The audit policy of the clusters preflight starts (local and kind): every DELETE
-/// with who sent it and the API server's answer, which names a refusing webhook. This
-/// is how a leftover's cause is read from the cluster rather than guessed.
+/// with who sent it, its DeleteOptions (`Request` level: a dry run says so only there
+/// when the client sends it in the body, as kube-rs does) and the API server's answer,
+/// which names a refusing webhook. This is how a leftover's cause is read from the
+/// cluster rather than guessed.
 pub const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: [RequestReceived]
 rules:
-  - level: Metadata
+  - level: Request
     verbs: [delete, deletecollection]
   - level: None
 ";

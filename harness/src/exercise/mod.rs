@@ -493,10 +493,16 @@ pub fn audit_refusal(line: &str) -> Option<String> {
     if event["verb"] != "delete" || event["stage"] != "ResponseComplete" {
         return None;
     }
-    // preflight's own server-side dry runs are probes, not what happened to the object.
-    if event["requestURI"]
-        .as_str()
-        .is_some_and(|u| u.contains("dryRun="))
+    // preflight's own server-side dry runs and probes are not what happened to the
+    // object: a dry run in the query string, or in the DeleteOptions body (kube-rs sends
+    // it there; the policy records it at `Request` level).
+    let in_body = event["requestObject"]["dryRun"]
+        .as_array()
+        .is_some_and(|d| !d.is_empty());
+    if in_body
+        || event["requestURI"]
+            .as_str()
+            .is_some_and(|u| u.contains("dryRun="))
     {
         return None;
     }
@@ -554,6 +560,17 @@ mod tests {
         );
         let dry_run = REFUSED.replace("web-1\",\"verb", "web-1?dryRun=All\",\"verb");
         assert_eq!(audit_refusal(&dry_run), None, "dry runs are probes");
+        let in_body = REFUSED.replace(
+            "\"verb\":\"delete\",",
+            "\"verb\":\"delete\",\"requestObject\":{\"kind\":\"DeleteOptions\",\"dryRun\":[\"All\"]},",
+        );
+        assert_ne!(in_body, REFUSED);
+        assert_eq!(audit_refusal(&in_body), None, "a dry run in DeleteOptions");
+        let real = REFUSED.replace(
+            "\"verb\":\"delete\",",
+            "\"verb\":\"delete\",\"requestObject\":{\"kind\":\"DeleteOptions\",\"propagationPolicy\":\"Background\"},",
+        );
+        assert!(audit_refusal(&real).is_some(), "a real DELETE with options");
         let ok = REFUSED.replace("\"code\":500", "\"code\":200");
         assert_eq!(audit_refusal(&ok), None);
         let gone = REFUSED.replace("\"code\":500", "\"code\":404");

@@ -19,5 +19,6 @@ mod report_run;
 mod scenario_files;
 mod scenarios;
 mod shared_cluster;
+mod verdict_truth;
 mod webhook_incident;
 mod webhooks;

@@ -113,6 +113,23 @@ fn bad_files_name_the_file_line_and_what_was_expected() {
             "s.yaml:5:",
             "at least one entry in `rules`",
         ),
+        (
+            format!("{GOOD_HEAD}steps: [upgrade]\nexpect:\n  leftovers: [{{kind: Pod}}]\n"),
+            "s.yaml:",
+            "reason",
+        ),
+        (
+            format!(
+                "{GOOD_HEAD}steps: [upgrade]\nexpect:\n  leftovers: [{{kind: Pod, reason: owner-gone, count: 0}}]\n"
+            ),
+            "s.yaml:6:",
+            "expect.leftovers[0].count: 0 expects nothing",
+        ),
+        (
+            format!("{GOOD_HEAD}steps: [upgrade]\nexpect:\n  unlistable: [widgets]\n"),
+            "s.yaml:6:",
+            "expect.unlistable `widgets`: expected group/resource",
+        ),
         ("name: s\nchart: [\n".to_string(), "s.yaml:", ""),
     ];
     for (text, location, words) in cases {
