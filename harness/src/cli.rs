@@ -63,7 +63,7 @@ pub enum Command {
 /// Where binaries come from (shared by every command that needs them).
 #[derive(Debug, Args, Clone)]
 pub struct BinArgs {
-    /// Use binaries from this directory (kube-apiserver, kube-controller-manager, etcd, helm) instead of the cache.
+    /// Use binaries from this directory (kube-apiserver, kube-controller-manager, etcd, helm) instead of the cache; `{version}` in the path stands for the version (one directory per version). Each control-plane binary must say it is that version.
     #[arg(long, env = "PREFLIGHT_BIN_DIR", global = true)]
     pub bin_dir: Option<PathBuf>,
     /// Cache directory for built or downloaded binaries [default: ~/.cache/preflight].

@@ -50,6 +50,14 @@ pub enum ComponentsError {
     #[error("downloading {url} failed: {detail}")]
     Download { url: String, detail: String },
 
+    /// A `--bin-dir` binary is not the version it is asked to be.
+    #[error("{} says it is {actual}, but the run needs {expected}: a --bin-dir holds one version's binaries; use `--bin-dir DIR/{{version}}` with one directory per version, or the components cache", binary.display())]
+    WrongVersion {
+        binary: PathBuf,
+        expected: String,
+        actual: String,
+    },
+
     /// `--bin-dir` lacks a binary.
     #[error("{dir} has no executable `{binary}` (given with --bin-dir or PREFLIGHT_BIN_DIR)", dir = dir.display())]
     MissingBinary { dir: PathBuf, binary: String },

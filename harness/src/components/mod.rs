@@ -193,11 +193,22 @@ pub fn ensure_kubectl(version: &Version, opts: &Options) -> Result<PathBuf, Comp
     Ok(ensure_entry(Entry::Kubectl, version, opts)?.join("kubectl"))
 }
 
+/// Binaries from `--bin-dir` (`{version}` in the path stands for the version), each
+/// control-plane binary checked with `--version`: source and target must not be the
+/// same binaries under two labels.
 fn from_bin_dir(
     dir: &Path,
     version: &Version,
     opts: &Options,
 ) -> Result<Components, ComponentsError> {
+    let dir = PathBuf::from(
+        dir.to_string_lossy()
+            .replace("{version}", &version.to_string()),
+    );
+    let dir = dir.as_path();
+    for binary in ["kube-apiserver", "kube-controller-manager"] {
+        check_version(&executable_in(dir, binary)?, version)?;
+    }
     Ok(Components {
         version: version.clone(),
         etcd_version: opts
@@ -210,6 +221,41 @@ fn from_bin_dir(
         etcd: executable_in(dir, "etcd")?,
         helm: executable_in(dir, "helm")?,
     })
+}
+
+/// Runs `binary --version` and compares its `Kubernetes vX.Y.Z` with `version`.
+fn check_version(binary: &Path, version: &Version) -> Result<(), ComponentsError> {
+    let wrong = |actual: String| ComponentsError::WrongVersion {
+        binary: binary.to_path_buf(),
+        expected: version.to_string(),
+        actual,
+    };
+    let out = std::process::Command::new(binary)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| wrong(format!("nothing readable (running it failed: {e})")))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let said = text
+        .split_whitespace()
+        .find(|w| w.starts_with('v'))
+        .unwrap_or("")
+        .to_string();
+    let exact = version.to_string();
+    let matches = said == exact
+        || said
+            .strip_prefix(&exact)
+            .is_some_and(|rest| rest.starts_with('+') || rest.starts_with('-'));
+    if out.status.success() && matches {
+        Ok(())
+    } else if said.is_empty() {
+        Err(wrong(format!(
+            "no version (`--version` printed {:?})",
+            text.trim().chars().take(80).collect::<String>()
+        )))
+    } else {
+        Err(wrong(said))
+    }
 }
 
 fn executable_in(dir: &Path, binary: &str) -> Result<PathBuf, ComponentsError> {

@@ -82,6 +82,44 @@ fn bin_dir_without_a_binary_names_it() {
     );
 }
 
+#[test]
+fn bin_dir_binaries_must_be_the_requested_version() {
+    let [source, target] = common::versions();
+    let real = common::components(&target);
+    let root = tempfile::tempdir().unwrap();
+    let one = root.path().join(target.to_string());
+    std::fs::create_dir_all(&one).unwrap();
+    for (name, path) in [
+        ("kube-apiserver", &real.kube_apiserver),
+        ("kube-controller-manager", &real.kube_controller_manager),
+        ("etcd", &real.etcd),
+        ("helm", &real.helm),
+    ] {
+        symlink(path, one.join(name)).unwrap();
+    }
+    let mut opts = components::Options::from_env(Progress::quiet());
+    // One directory for both versions: the source would be the target's binaries.
+    opts.bin_dir = Some(one.clone());
+    assert!(components::ensure(&target, &opts).is_ok());
+    let err = components::ensure(&source, &opts).unwrap_err();
+    assert!(matches!(err, ComponentsError::WrongVersion { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("kube-apiserver says it is v1.30.14, but the run needs v1.29.15"),
+        "{msg}"
+    );
+    // `{version}` picks one directory per version.
+    opts.bin_dir = Some(root.path().join("{version}"));
+    let comps = components::ensure(&target, &opts).unwrap();
+    assert_eq!(comps.kube_apiserver, one.join("kube-apiserver"));
+    let err = components::ensure(&source, &opts).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("has no executable `kube-apiserver`"),
+        "{err}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn busy_port_is_reported_with_the_components_log() {
     preflight::init_crypto();
@@ -118,7 +156,9 @@ async fn a_binary_that_exits_at_start_up_is_reported_and_the_rest_is_stopped() {
     let fake = bins.path().join("kube-apiserver");
     std::fs::write(
         &fake,
-        "#!/bin/sh\necho 'fake kube-apiserver: refusing to start' >&2\nexit 3\n",
+        format!(
+            "#!/bin/sh\n[ \"$1\" = --version ] && {{ echo 'Kubernetes {version}'; exit 0; }}\necho 'fake kube-apiserver: refusing to start' >&2\nexit 3\n"
+        ),
     )
     .unwrap();
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
