@@ -325,11 +325,10 @@ pub async fn webhooks(ctx: &mut Context) {
             deleting.push((i, resources));
         }
     }
-    if ctx.opts.live {
-        match &namespaces {
-            Some(n) => live_gc_deletes(ctx, &hooks, &deleting, &served, n).await,
-            None => {}
-        }
+    if ctx.opts.live
+        && let Some(n) = &namespaces
+    {
+        live_gc_deletes(ctx, &hooks, &deleting, &served, n).await;
     }
 }
 

@@ -264,7 +264,8 @@ mod tests {
     fn an_answer_proves_something_only_about_the_webhook_it_names() {
         use RefusalKind::*;
         let unknown = |v: &Verdict| matches!(v, Verdict::Unknown(_));
-        let cases: Vec<(&str, Selection, Answer, fn(&Verdict) -> bool)> = vec![
+        type Check = fn(&Verdict) -> bool;
+        let cases: Vec<(&str, Selection, Answer, Check)> = vec![
             (
                 "names it",
                 Selection::Selected,

@@ -142,7 +142,7 @@ pub struct Served {
 impl Served {
     /// From discovery's groups: each group's versions in order of preference (preferred
     /// first), each with its resources.
-    pub fn from_groups(groups: Vec<Vec<(String, Vec<(ApiResource, ApiCapabilities)>)>>) -> Served {
+    pub fn from_groups(groups: Vec<Vec<GroupVersion>>) -> Served {
         let mut served = Served::default();
         for versions in groups {
             let mut seen = BTreeSet::new();
@@ -179,6 +179,9 @@ impl Served {
             .unwrap_or_else(|| vec![r.version.as_str()])
     }
 }
+
+/// One served version of a group and its resources, as discovery lists them.
+pub type GroupVersion = (String, Vec<(ApiResource, ApiCapabilities)>);
 
 /// Which configuration a webhook belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
