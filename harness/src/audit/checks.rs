@@ -1,7 +1,7 @@
 //! The audit's checks, one function per area. Each adds findings to the context and
 //! says in `skipped` what it could not look at.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::io::Read;
 
 use base64::Engine;
@@ -10,24 +10,17 @@ use kube::core::GroupVersionKind;
 use kube::discovery::ApiResource;
 use serde_json::Value;
 
-use super::{AuditOptions, Finding, Severity, removed_apis};
-use crate::exercise::dry_run::{GC_USER, classify};
-use crate::snapshot::{self, SnapshotScope};
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration, WebhookClientConfig,
+};
 
-/// Resources the garbage collector and the namespace controller delete.
-pub const GC_RESOURCES: &[&str] = &[
-    "pods",
-    "replicasets",
-    "deployments",
-    "statefulsets",
-    "daemonsets",
-    "jobs",
-    "cronjobs",
-    "controllerrevisions",
-    "endpointslices",
-    "persistentvolumeclaims",
-    "namespaces",
-];
+use super::probe::{Answer, Verdict, judge};
+use super::selection::{
+    Labels, NAMESPACE_NAME_LABEL, ObjectMeta, Resource, Selection, Served, Webhook,
+};
+use super::{AuditOptions, Finding, Severity, removed_apis};
+use crate::exercise::dry_run::GC_USER;
+use crate::snapshot::{self, SnapshotScope};
 
 /// The seed's triage, for webhooks that block deletes.
 const WEBHOOK_TRIAGE: &str = "Set the webhook's failurePolicy to Ignore (or fix or remove it), clean up leftovers with `helm delete --no-hooks <release>`, then restore failurePolicy: Fail. Keep timeoutSeconds <= 5, exclude kube-system with a namespaceSelector, and exempt the control plane's service accounts with matchConditions.";
@@ -97,145 +90,256 @@ fn s<'a>(v: &'a Value, ptr: &str) -> &'a str {
     v.pointer(ptr).and_then(Value::as_str).unwrap_or_default()
 }
 
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Whether a namespace selector keeps the webhook away from kube-system.
-pub fn spares_kube_system(selector: &Value) -> bool {
-    const NAME: &str = "kubernetes.io/metadata.name";
-    if let Some(name) = selector
-        .pointer(&format!("/matchLabels/{}", NAME.replace('/', "~1")))
-        .and_then(Value::as_str)
-    {
-        return name != "kube-system";
-    }
-    selector
-        .get("matchExpressions")
-        .and_then(Value::as_array)
-        .is_some_and(|exprs| {
-            exprs.iter().any(|e| {
-                let values = strings(&e["values"]);
-                e["key"] == NAME
-                    && ((e["operator"] == "NotIn" && values.iter().any(|v| v == "kube-system"))
-                        || (e["operator"] == "In" && !values.iter().any(|v| v == "kube-system")))
-            })
-        })
-}
-
-/// Admission webhooks: configuration risks, then live dry-run DELETEs as the garbage collector.
-pub async fn webhooks(ctx: &mut Context) {
-    let mut risky: Vec<(String, Vec<String>)> = Vec::new();
-    for (kind, plural) in [
-        (
-            "ValidatingWebhookConfiguration",
-            "validatingwebhookconfigurations",
-        ),
-        (
-            "MutatingWebhookConfiguration",
-            "mutatingwebhookconfigurations",
-        ),
-    ] {
-        let configs = match list(
-            &ctx.client,
-            &ar("admissionregistration.k8s.io", "v1", kind, plural),
-            &ListParams::default(),
-        )
-        .await
-        {
-            Ok(c) => c,
-            Err(e) => {
-                ctx.skipped
-                    .push(format!("{kind}s not checked: {}", short(&e)));
-                continue;
-            }
-        };
-        for cfg in configs {
-            let cfg_name = s(&cfg, "/metadata/name").to_string();
-            for wh in cfg["webhooks"].as_array().cloned().unwrap_or_default() {
-                let object = format!("{kind}/{cfg_name} webhook {}", s(&wh, "/name"));
-                let fail = wh
-                    .get("failurePolicy")
-                    .and_then(Value::as_str)
-                    .unwrap_or("Fail")
-                    == "Fail";
-                let mut gc_resources = BTreeSet::new();
-                for rule in wh["rules"].as_array().cloned().unwrap_or_default() {
-                    let ops = strings(&rule["operations"]);
-                    if !ops.iter().any(|o| o == "DELETE" || o == "*") {
-                        continue;
-                    }
-                    for r in strings(&rule["resources"]) {
-                        let base = r.split('/').next().unwrap_or_default().to_string();
-                        if base == "*" {
-                            gc_resources.extend(GC_RESOURCES.iter().map(|g| g.to_string()));
-                        } else if GC_RESOURCES.contains(&base.as_str()) {
-                            gc_resources.insert(base);
-                        }
-                    }
-                }
-                let gc_resources: Vec<String> = gc_resources.into_iter().collect();
-                if fail && !gc_resources.is_empty() {
-                    ctx.add("webhook-fail-closed-on-gc-delete", Severity::High, object.clone(),
-                        format!("failurePolicy Fail on DELETE of {}: if it breaks, the garbage collector's deletes fail and dependents are orphaned while `helm delete` exits 0", gc_resources.join(", ")),
-                        vec![format!("rules: {}", wh["rules"])], WEBHOOK_TRIAGE);
-                    if !wh.get("namespaceSelector").is_some_and(spares_kube_system) {
-                        ctx.add("webhook-selects-kube-system", Severity::Medium, object.clone(),
-                            "its namespaceSelector does not spare kube-system".into(),
-                            vec![format!("namespaceSelector: {}", wh.get("namespaceSelector").cloned().unwrap_or(Value::Null))],
-                            "Add a namespaceSelector with kubernetes.io/metadata.name NotIn [kube-system].");
-                    }
-                    let exempt = wh["matchConditions"]
-                        .to_string()
-                        .contains("system:serviceaccount:kube-system");
-                    if !exempt {
-                        ctx.add("webhook-no-control-plane-exemption", Severity::Low, object.clone(),
-                            "no matchCondition exempts the control plane's service accounts (e.g. the garbage collector)".into(),
-                            vec![], "Add a matchCondition such as `!request.userInfo.username.startsWith('system:serviceaccount:kube-system:')`.");
-                    }
-                    risky.push((object.clone(), gc_resources.clone()));
-                }
-                match wh.get("timeoutSeconds").and_then(Value::as_i64) {
-                    None => ctx.add(
-                        "webhook-timeout",
-                        Severity::Medium,
-                        object.clone(),
-                        "timeoutSeconds is unset: the API server waits 10 s".into(),
-                        vec![],
-                        "Set timeoutSeconds to 5 or less.",
-                    ),
-                    Some(t) if t > 5 => ctx.add(
-                        "webhook-timeout",
-                        Severity::Medium,
-                        object.clone(),
-                        format!("timeoutSeconds is {t}: above 5 s"),
-                        vec![],
-                        "Set timeoutSeconds to 5 or less.",
-                    ),
-                    _ => {}
-                }
-                let effects = s(&wh, "/sideEffects");
-                if effects == "Some" || effects == "Unknown" {
-                    ctx.add("webhook-side-effects-break-dry-run", Severity::Medium, object.clone(), format!("sideEffects {effects}: every dry-run request it matches is rejected"), vec![], "Use sideEffects: None (or NoneOnDryRun) if the webhook has no side effects on dry runs.");
-                }
-                check_client_config(ctx, &object, &wh["clientConfig"], fail).await;
+/// Every admission webhook, validating and mutating; what could not be listed is said
+/// in `skipped`.
+async fn list_webhooks(ctx: &mut Context) -> Vec<Webhook> {
+    let mut hooks = Vec::new();
+    let validating: Api<ValidatingWebhookConfiguration> = Api::all(ctx.client.clone());
+    match validating.list(&ListParams::default()).await {
+        Ok(list) => {
+            for cfg in list.items {
+                let name = cfg.metadata.name.unwrap_or_default();
+                hooks.extend(
+                    cfg.webhooks
+                        .into_iter()
+                        .flatten()
+                        .map(|w| Webhook::validating(&name, w)),
+                );
             }
         }
+        Err(e) => ctx.skipped.push(format!(
+            "ValidatingWebhookConfigurations not checked: {}",
+            short(&e)
+        )),
     }
-    if ctx.opts.live {
-        live_gc_deletes(ctx, &risky).await;
+    let mutating: Api<MutatingWebhookConfiguration> = Api::all(ctx.client.clone());
+    match mutating.list(&ListParams::default()).await {
+        Ok(list) => {
+            for cfg in list.items {
+                let name = cfg.metadata.name.unwrap_or_default();
+                hooks.extend(
+                    cfg.webhooks
+                        .into_iter()
+                        .flatten()
+                        .map(|w| Webhook::mutating(&name, w)),
+                );
+            }
+        }
+        Err(e) => ctx.skipped.push(format!(
+            "MutatingWebhookConfigurations not checked: {}",
+            short(&e)
+        )),
+    }
+    hooks
+}
+
+/// Discovery reduced to what webhook matching needs: each group's versions, preferred
+/// first.
+fn served_from(d: &kube::Discovery) -> Served {
+    Served::from_groups(
+        d.groups()
+            .map(|g| {
+                let preferred = g.preferred_version_or_latest().to_string();
+                let mut versions = vec![preferred.clone()];
+                versions.extend(g.versions().filter(|v| *v != preferred).map(String::from));
+                versions
+                    .into_iter()
+                    .map(|v| {
+                        let resources = g.versioned_resources(&v);
+                        (v, resources)
+                    })
+                    .collect()
+            })
+            .collect(),
+    )
+}
+
+/// The metadata of every object of `resource`, page by page.
+async fn list_metadata(
+    client: &kube::Client,
+    resource: &Resource,
+) -> Result<Vec<ObjectMeta>, kube::Error> {
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource.api_resource());
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut lp = ListParams::default().limit(500);
+        if let Some(t) = &token {
+            lp = lp.continue_token(t);
+        }
+        let page = api.list_metadata(&lp).await?;
+        out.extend(page.items.into_iter().map(|o| ObjectMeta {
+            namespace: o.metadata.namespace,
+            name: o.metadata.name.unwrap_or_default(),
+            labels: o.metadata.labels.unwrap_or_default(),
+            deleting: o.metadata.deletion_timestamp.is_some(),
+        }));
+        match page.metadata.continue_ {
+            Some(t) if !t.is_empty() => token = Some(t),
+            _ => return Ok(out),
+        }
     }
 }
 
-async fn check_client_config(ctx: &mut Context, object: &str, cc: &Value, fail: bool) {
-    if let Some(svc) = cc.get("service") {
-        let (ns, name) = (s(svc, "/namespace"), s(svc, "/name"));
+/// Every namespace's real labels.
+async fn namespace_labels(client: &kube::Client) -> Result<BTreeMap<String, Labels>, kube::Error> {
+    let namespaces = Resource {
+        group: String::new(),
+        version: "v1".into(),
+        plural: "namespaces".into(),
+        kind: "Namespace".into(),
+        namespaced: false,
+    };
+    Ok(list_metadata(client, &namespaces)
+        .await?
+        .into_iter()
+        .map(|o| (o.name, o.labels))
+        .collect())
+}
+
+fn json_of<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+/// `Pod apps/web-0`, `Namespace platform-a`.
+fn describe(resource: &Resource, o: &ObjectMeta) -> String {
+    match &o.namespace {
+        Some(ns) => format!("{} {ns}/{}", resource.kind, o.name),
+        None => format!("{} {}", resource.kind, o.name),
+    }
+}
+
+/// At most `n` names, then how many more.
+fn some_of(names: &[String], n: usize) -> String {
+    if names.len() <= n {
+        names.join(", ")
+    } else {
+        format!("{} and {} more", names[..n].join(", "), names.len() - n)
+    }
+}
+
+/// Admission webhooks: configuration risks, then live dry-run DELETEs as the garbage
+/// collector, each aimed at an object the webhook really selects.
+pub async fn webhooks(ctx: &mut Context) {
+    let hooks = list_webhooks(ctx).await;
+    if hooks.is_empty() {
+        return;
+    }
+    let served = match snapshot::discover(&ctx.client).await {
+        Ok(d) => served_from(&d),
+        Err(e) => {
+            ctx.skipped.push(format!(
+                "webhooks not matched against the garbage collector's resources (discovery failed): {}",
+                short(&e)
+            ));
+            Served::default()
+        }
+    };
+    let namespaces = match namespace_labels(&ctx.client).await {
+        Ok(n) => Some(n),
+        Err(e) => {
+            ctx.skipped.push(format!(
+                "namespaces not listed, so namespace selectors are judged against kube-system's guaranteed label only and no live DELETE is sent: {}",
+                short(&e)
+            ));
+            None
+        }
+    };
+    // Every namespace carries its name as a label; kube-system's real labels when seen.
+    let kube_system: Labels = namespaces
+        .as_ref()
+        .and_then(|n| n.get("kube-system").cloned())
+        .unwrap_or_else(|| {
+            [(NAMESPACE_NAME_LABEL.to_string(), "kube-system".to_string())]
+                .into_iter()
+                .collect()
+        });
+    let mut deleting: Vec<(usize, Vec<Resource>)> = Vec::new();
+    for (i, wh) in hooks.iter().enumerate() {
+        let object = wh.object();
+        let resources: Vec<Resource> = served
+            .deletable
+            .iter()
+            .filter(|r| wh.rules_match_delete(r, &served))
+            .cloned()
+            .collect();
+        if wh.fails_closed && !resources.is_empty() {
+            let names: Vec<String> = resources.iter().map(Resource::display).collect();
+            ctx.add("webhook-fail-closed-on-gc-delete", Severity::High, object.clone(),
+                format!("failurePolicy Fail on DELETE of {}: if it breaks, the garbage collector's deletes fail and dependents are orphaned while `helm delete` exits 0", some_of(&names, 8)),
+                vec![format!("rules: {}", json_of(&wh.rules)), format!("deletable resources (from discovery) its rules match: {}", names.join(", "))], WEBHOOK_TRIAGE);
+            match wh.spares_namespace(&kube_system) {
+                Ok(true) => {}
+                Ok(false) => ctx.add(
+                    "webhook-selects-kube-system",
+                    Severity::Medium,
+                    object.clone(),
+                    "its namespaceSelector does not spare kube-system".into(),
+                    vec![
+                        format!(
+                            "namespaceSelector: {}",
+                            wh.namespace_selector
+                                .as_ref()
+                                .map(json_of)
+                                .unwrap_or_else(|| "{}".into())
+                        ),
+                        format!("kube-system's labels: {}", json_of(&kube_system)),
+                    ],
+                    "Add a namespaceSelector with kubernetes.io/metadata.name NotIn [kube-system].",
+                ),
+                Err(e) => ctx.skipped.push(format!(
+                    "{object}: its namespaceSelector cannot be evaluated: {e}"
+                )),
+            }
+            if !wh.exempts_control_plane() {
+                ctx.add("webhook-no-control-plane-exemption", Severity::Low, object.clone(),
+                    "no matchCondition exempts the control plane's service accounts (e.g. the garbage collector)".into(),
+                    vec![], "Add a matchCondition such as `!request.userInfo.username.startsWith('system:serviceaccount:kube-system:')`.");
+            }
+        }
+        match wh.timeout_seconds {
+            None => ctx.add(
+                "webhook-timeout",
+                Severity::Medium,
+                object.clone(),
+                "timeoutSeconds is unset: the API server waits 10 s".into(),
+                vec![],
+                "Set timeoutSeconds to 5 or less.",
+            ),
+            Some(t) if t > 5 => ctx.add(
+                "webhook-timeout",
+                Severity::Medium,
+                object.clone(),
+                format!("timeoutSeconds is {t}: above 5 s"),
+                vec![],
+                "Set timeoutSeconds to 5 or less.",
+            ),
+            _ => {}
+        }
+        let effects = wh.side_effects.as_str();
+        if effects == "Some" || effects == "Unknown" {
+            ctx.add("webhook-side-effects-break-dry-run", Severity::Medium, object.clone(), format!("sideEffects {effects}: every dry-run request it matches is rejected"), vec![], "Use sideEffects: None (or NoneOnDryRun) if the webhook has no side effects on dry runs.");
+        }
+        check_client_config(ctx, &object, &wh.client_config, wh.fails_closed).await;
+        if !resources.is_empty() {
+            deleting.push((i, resources));
+        }
+    }
+    if ctx.opts.live
+        && let Some(n) = &namespaces
+    {
+        live_gc_deletes(ctx, &hooks, &deleting, &served, n).await;
+    }
+}
+
+async fn check_client_config(
+    ctx: &mut Context,
+    object: &str,
+    cc: &WebhookClientConfig,
+    fail: bool,
+) {
+    if let Some(svc) = &cc.service {
+        let (ns, name) = (svc.namespace.as_str(), svc.name.as_str());
         let sev = if fail { Severity::High } else { Severity::Low };
         match list(
             &ctx.client,
@@ -287,7 +391,7 @@ async fn check_client_config(ctx: &mut Context, object: &str, cc: &Value, fail: 
                 }
             }
         }
-    } else if let Some(url) = cc.get("url").and_then(Value::as_str) {
+    } else if let Some(url) = &cc.url {
         ctx.add(
             "webhook-url-target",
             Severity::Low,
@@ -297,28 +401,21 @@ async fn check_client_config(ctx: &mut Context, object: &str, cc: &Value, fail: 
             "Prefer a service reference, whose endpoints the cluster can report on.",
         );
     }
-    if let Some(bundle) = cc.get("caBundle").and_then(Value::as_str) {
-        check_ca_bundle(ctx, object, bundle);
+    if let Some(bundle) = &cc.ca_bundle
+        && !bundle.0.is_empty()
+    {
+        check_ca_bundle(ctx, object, &bundle.0);
     }
 }
 
-/// Expiry of the certificates in a caBundle.
-fn check_ca_bundle(ctx: &mut Context, object: &str, bundle: &str) {
-    let Ok(pem_bytes) = base64::engine::general_purpose::STANDARD.decode(bundle.trim()) else {
-        ctx.add(
-            "webhook-ca-invalid",
-            Severity::High,
-            object.into(),
-            "its caBundle is not base64".into(),
-            vec![],
-            "Fix the caBundle.",
-        );
-        return;
-    };
+/// Expiry of the certificates in a caBundle (PEM).
+fn check_ca_bundle(ctx: &mut Context, object: &str, pem_bytes: &[u8]) {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let window = now + ctx.opts.upgrade_window_days * 86_400;
-    for pem in x509_parser::pem::Pem::iter_from_buffer(&pem_bytes).flatten() {
+    let mut certificates = 0;
+    for pem in x509_parser::pem::Pem::iter_from_buffer(pem_bytes).flatten() {
         let Ok(cert) = pem.parse_x509() else { continue };
+        certificates += 1;
         let not_after = cert.validity().not_after.timestamp();
         let subject = cert.subject().to_string();
         let when = time::OffsetDateTime::from_unix_timestamp(not_after)
@@ -341,81 +438,245 @@ fn check_ca_bundle(ctx: &mut Context, object: &str, bundle: &str) {
             ctx.add("webhook-ca-expiring", Severity::High, object.into(), format!("its CA certificate `{subject}` expires on {when}, within the {}-day upgrade window", ctx.opts.upgrade_window_days), vec![], "Rotate the webhook's certificates before the upgrade.");
         }
     }
+    if certificates == 0 {
+        ctx.add(
+            "webhook-ca-invalid",
+            Severity::High,
+            object.into(),
+            "its caBundle holds no PEM certificate: the API server cannot verify the webhook"
+                .into(),
+            vec![],
+            "Fix the caBundle.",
+        );
+    }
 }
 
-/// Would the garbage collector's DELETE be admitted right now? A dry-run DELETE of one
-/// existing object of each risky resource, as the garbage collector.
-async fn live_gc_deletes(ctx: &mut Context, risky: &[(String, Vec<String>)]) {
+/// An object a webhook selects, and the other webhooks that may be called for its
+/// DELETE too.
+struct Candidate<'a> {
+    resource: &'a Resource,
+    object: &'a ObjectMeta,
+    selection: Selection,
+    others: Vec<String>,
+}
+
+/// How many objects the probe tries per webhook before it says `unknown`.
+const PROBES_PER_WEBHOOK: usize = 3;
+
+/// Would the garbage collector's DELETE be admitted right now? For each webhook whose
+/// rules match DELETE of a deletable resource: a dry-run DELETE, as the garbage
+/// collector, of an existing object the webhook really selects (rules, namespace and
+/// object selectors), preferring objects no other webhook selects. Only an answer that
+/// names the webhook is credited to it.
+async fn live_gc_deletes(
+    ctx: &mut Context,
+    hooks: &[Webhook],
+    deleting: &[(usize, Vec<Resource>)],
+    served: &Served,
+    namespaces: &BTreeMap<String, Labels>,
+) {
+    if deleting.is_empty() {
+        return;
+    }
     let (client, as_user) = match &ctx.gc_client {
         Some(c) => (c.clone(), GC_USER.to_string()),
         None => {
-            if !risky.is_empty() {
-                ctx.skipped.push("impersonating the garbage collector is not allowed: live dry-run DELETEs were sent with your own identity".into());
-            }
+            ctx.skipped.push("impersonating the garbage collector is not allowed: live dry-run DELETEs were sent with your own identity".into());
             (ctx.client.clone(), "you".to_string())
         }
     };
-    let core = |kind: &str, plural: &str| ar("", "v1", kind, plural);
-    let apps = |kind: &str, plural: &str| ar("apps", "v1", kind, plural);
-    let mut tried = BTreeSet::new();
-    for (webhook, resources) in risky {
+    let mut objects: BTreeMap<Resource, Result<Vec<ObjectMeta>, String>> = BTreeMap::new();
+    for (i, resources) in deleting {
+        let wh = &hooks[*i];
+        let mut checked = Vec::new();
         for r in resources {
-            let res = match r.as_str() {
-                "pods" => core("Pod", "pods"),
-                "persistentvolumeclaims" => core("PersistentVolumeClaim", "persistentvolumeclaims"),
-                "replicasets" => apps("ReplicaSet", "replicasets"),
-                "deployments" => apps("Deployment", "deployments"),
-                "statefulsets" => apps("StatefulSet", "statefulsets"),
-                "daemonsets" => apps("DaemonSet", "daemonsets"),
-                "jobs" => ar("batch", "v1", "Job", "jobs"),
-                _ => continue,
-            };
-            let Ok(sample) = list(&ctx.client, &res, &ListParams::default().limit(20)).await else {
-                continue;
-            };
-            let Some(obj) = sample
-                .iter()
-                .find(|o| s(o, "/metadata/namespace") != "kube-system")
-                .or(sample.first())
-            else {
-                continue;
-            };
-            let (ns, name) = (
-                s(obj, "/metadata/namespace").to_string(),
-                s(obj, "/metadata/name").to_string(),
-            );
-            if !tried.insert((webhook.clone(), res.kind.clone(), ns.clone(), name.clone())) {
-                continue;
+            if !objects.contains_key(r) {
+                let listed = list_metadata(&ctx.client, r).await.map_err(|e| short(&e));
+                objects.insert(r.clone(), listed);
             }
-            let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &res);
+        }
+        let mut candidates: Vec<Candidate> = Vec::new();
+        for r in resources {
+            let list = match &objects[r] {
+                Ok(l) => l,
+                Err(e) => {
+                    checked.push(format!("{}: not listed: {e}", r.display()));
+                    continue;
+                }
+            };
+            let (mut selected, mut undecidable) = (0, Vec::new());
+            for o in list {
+                let selection = wh.selects(r, served, o, namespaces);
+                match &selection {
+                    Selection::Selected | Selection::IfConditionsHold => selected += 1,
+                    Selection::Undecidable(why) => {
+                        undecidable.push(why.clone());
+                        continue;
+                    }
+                    Selection::NotSelected => continue,
+                }
+                let others = hooks
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, w)| j != i && w.selects(r, served, o, namespaces).may_call())
+                    .map(|(_, w)| w.name.clone())
+                    .collect();
+                candidates.push(Candidate {
+                    resource: r,
+                    object: o,
+                    selection,
+                    others,
+                });
+            }
+            if !list.is_empty() {
+                checked.push(format!(
+                    "{}: {} objects, {selected} selected{}",
+                    r.display(),
+                    list.len(),
+                    if undecidable.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", {} undecidable ({})", undecidable.len(), undecidable[0])
+                    }
+                ));
+            }
+        }
+        let empty: Vec<&Resource> = resources
+            .iter()
+            .filter(|r| objects[*r].as_ref().is_ok_and(Vec::is_empty))
+            .collect();
+        if !empty.is_empty() {
+            let names: Vec<String> = empty.iter().map(|r| r.display()).collect();
+            checked.push(format!("no objects at all: {}", some_of(&names, 12)));
+        }
+        let selectors = format!(
+            "namespaceSelector {} against the namespaces' labels, objectSelector {} against the objects' labels{}",
+            wh.namespace_selector
+                .as_ref()
+                .map(json_of)
+                .unwrap_or_else(|| "{}".into()),
+            wh.object_selector
+                .as_ref()
+                .map(json_of)
+                .unwrap_or_else(|| "{}".into()),
+            if wh.match_conditions.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; matchConditions {} are CEL and not evaluated here: the API server decides",
+                    json_of(&wh.match_conditions)
+                )
+            }
+        );
+        if candidates.is_empty() {
+            let unlisted = resources.iter().any(|r| objects[r].is_err());
+            ctx.add(
+                "gc-delete-probe-no-object",
+                Severity::Info,
+                wh.object(),
+                if unlisted {
+                    "no object this webhook selects exists among the resources that could be listed: nothing was probed".into()
+                } else {
+                    "no object this webhook selects exists: nothing was probed".into()
+                },
+                std::iter::once(format!("checked: {selectors}"))
+                    .chain(checked)
+                    .collect(),
+                "Nothing to do now; a DELETE of an object it selects is judged when one exists.",
+            );
+            continue;
+        }
+        // Objects no other webhook may be called for first, then unconditional
+        // selection, objects not already being deleted, objects outside kube-system.
+        candidates.sort_by_key(|c| {
+            (
+                c.others.len(),
+                c.selection != Selection::Selected,
+                c.object.deleting,
+                c.object.namespace.as_deref() == Some("kube-system"),
+                c.resource.clone(),
+                c.object.namespace.clone(),
+                c.object.name.clone(),
+            )
+        });
+        let mut probes = Vec::new();
+        let mut reasons = Vec::new();
+        let mut settled = false;
+        for c in candidates.iter().take(PROBES_PER_WEBHOOK) {
+            let ar = c.resource.api_resource();
+            let api: Api<DynamicObject> = match &c.object.namespace {
+                Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+                None => Api::all_with(client.clone(), &ar),
+            };
             let dp = DeleteParams {
                 dry_run: true,
                 propagation_policy: Some(PropagationPolicy::Background),
                 ..Default::default()
             };
-            let (outcome, message) = classify(api.delete(&name, &dp).await.map(|_| ()));
-            let evidence = vec![format!(
-                "dry-run DELETE of {} {ns}/{name} as {as_user}: {outcome}{}",
-                res.kind,
-                if message.is_empty() {
+            let answer = Answer::from_result(api.delete(&c.object.name, &dp).await.map(|_| ()));
+            let line = format!(
+                "dry-run DELETE of {} as {as_user}: {}{}",
+                describe(c.resource, c.object),
+                answer.outcome(),
+                if answer.message().is_empty() {
                     String::new()
                 } else {
-                    format!(": {message}")
+                    format!(": {}", answer.message())
                 }
-            )];
-            if outcome != "admitted" {
-                ctx.add(
-                    "gc-delete-refused-now",
-                    Severity::Critical,
-                    webhook.clone(),
-                    format!(
-                        "right now the garbage collector's DELETE of a {} is {outcome}",
-                        res.kind
-                    ),
-                    evidence,
-                    WEBHOOK_TRIAGE,
-                );
+            );
+            match judge(&wh.name, &c.selection, &answer) {
+                Verdict::Refused(kind) => {
+                    let mut evidence = vec![line];
+                    evidence.push(format!(
+                        "the API server's answer names this webhook; it selects the object by {selectors}"
+                    ));
+                    if !c.others.is_empty() {
+                        evidence.push(format!("also selected by: {}", c.others.join(", ")));
+                    }
+                    ctx.add(
+                        "gc-delete-refused-now",
+                        Severity::Critical,
+                        wh.object(),
+                        format!(
+                            "right now the garbage collector's DELETE of a {} is {kind}",
+                            c.resource.kind
+                        ),
+                        evidence,
+                        WEBHOOK_TRIAGE,
+                    );
+                    settled = true;
+                    break;
+                }
+                Verdict::Admitted => {
+                    settled = true;
+                    break;
+                }
+                Verdict::Unknown(why) => {
+                    probes.push(line);
+                    reasons.push(why);
+                }
             }
+        }
+        if !settled {
+            let mut evidence: Vec<String> = probes
+                .into_iter()
+                .zip(reasons)
+                .map(|(p, why)| format!("{p} (for this webhook: {why})"))
+                .collect();
+            evidence.push(format!("checked: {selectors}"));
+            evidence.extend(checked);
+            ctx.add(
+                "gc-delete-probe-unknown",
+                Severity::Info,
+                wh.object(),
+                if wh.match_conditions.is_empty() {
+                    "whether it lets the garbage collector's DELETE through right now is unknown: no probe's answer was about this webhook".into()
+                } else {
+                    "whether it lets the garbage collector's DELETE through right now is unknown: its matchConditions cannot be evaluated here, so the probe cannot be aimed exactly and no answer was about this webhook".into()
+                },
+                evidence,
+                "Probe it where it alone selects an object (e.g. a namespace or object only it selects), or check its own logs for the garbage collector's requests.",
+            );
         }
     }
 }

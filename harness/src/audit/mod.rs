@@ -5,8 +5,10 @@
 //! `info` finding that says which check could not run, never a crash.
 
 pub mod checks;
+pub mod probe;
 pub mod removed_apis;
 pub mod render;
+pub mod selection;
 
 use serde::Serialize;
 

@@ -332,3 +332,241 @@ async fn every_risk_is_found_with_its_severity_and_evidence() {
         degraded.findings
     );
 }
+
+/// The cluster: two fail-closed DELETE webhooks on Pods, one unreachable and
+/// unscoped, one scoped by `namespaceSelector: {matchLabels: {team: platform}}` (served,
+/// and allowing). The probe used to delete a Pod outside the platform namespaces, be
+/// refused by the unreachable webhook, and blame both; and it said the scoped webhook
+/// does not spare kube-system. Now each webhook is probed on an object it selects and
+/// credited only with an answer that names it. Two more webhooks: one whose selector
+/// matches no namespace (nothing to probe) and one with matchConditions that exempt
+/// the control plane (its admission proves nothing about it).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refusal_is_credited_only_to_the_webhook_the_answer_names() {
+    use std::collections::BTreeSet;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use preflight::webhook::WebhookServer;
+    use preflight::webhook::{Behaviour, BehaviourSpec, WebhookKind};
+
+    const GC: &str = preflight::exercise::dry_run::GC_USER;
+    let [source, target] = common::versions();
+    for version in [&source, &target] {
+        let cluster = common::cluster("audit-scoped", version).await;
+        let client = cluster.client();
+        let namespaces = api(&client, "", "v1", "Namespace", "namespaces", None);
+        create(
+            &namespaces,
+            serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "platform-a", "labels": {"team": "platform"}}}),
+        )
+        .await;
+        create(&namespaces, serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "apps"}})).await;
+        for (ns, name) in [("platform-a", "p"), ("apps", "a")] {
+            let pods = api(&client, "", "v1", "Pod", "pods", Some(ns));
+            create(
+                &pods,
+                serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+                "spec": {"containers": [{"name": "c", "image": "x"}]}}),
+            )
+            .await;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let server = WebhookServer::new(dir.path(), IpAddr::V4(Ipv4Addr::LOCALHOST), &[])
+            .await
+            .unwrap();
+        server
+            .add(
+                "platform",
+                WebhookKind::Validating,
+                BehaviourSpec::new(Behaviour::Allow),
+            )
+            .await
+            .unwrap();
+        let vwcs = api(
+            &client,
+            "admissionregistration.k8s.io",
+            "v1",
+            "ValidatingWebhookConfiguration",
+            "validatingwebhookconfigurations",
+            None,
+        );
+        let closed =
+            || serde_json::json!({"url": format!("https://127.0.0.1:{}/validate", closed_port())});
+        let pods_rule = serde_json::json!([{"operations": ["DELETE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}]);
+        let hook = |name: &str,
+                    client_config: serde_json::Value,
+                    rules: &serde_json::Value,
+                    extra: serde_json::Value| {
+            let mut w = serde_json::json!({"name": format!("{name}.example.com"), "clientConfig": client_config, "rules": rules,
+                "failurePolicy": "Fail", "timeoutSeconds": 2, "sideEffects": "None", "admissionReviewVersions": ["v1"]});
+            w.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            serde_json::json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+                "metadata": {"name": name}, "webhooks": [w]})
+        };
+        create(
+            &vwcs,
+            hook("unreachable", closed(), &pods_rule, serde_json::json!({})),
+        )
+        .await;
+        create(
+            &vwcs,
+            hook(
+                "platform",
+                serde_json::json!({"url": server.url("platform").unwrap(), "caBundle": server.ca_bundle()}),
+                &pods_rule,
+                serde_json::json!({"namespaceSelector": {"matchLabels": {"team": "platform"}}}),
+            ),
+        )
+        .await;
+        create(
+            &vwcs,
+            hook(
+                "nobody",
+                closed(),
+                &pods_rule,
+                serde_json::json!({"namespaceSelector": {"matchLabels": {"team": "nobody"}}}),
+            ),
+        )
+        .await;
+        create(
+            &vwcs,
+            hook(
+                "conditional",
+                closed(),
+                &serde_json::json!([{"operations": ["DELETE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["configmaps"]}]),
+                serde_json::json!({"matchConditions": [{"name": "not-the-control-plane",
+                    "expression": "!request.userInfo.username.startsWith('system:serviceaccount:kube-system:')"}]}),
+            ),
+        )
+        .await;
+        // Every namespace has the root CA ConfigMap the conditional webhook selects.
+        let cms = api(&client, "", "v1", "ConfigMap", "configmaps", Some("apps"));
+        assert!(
+            preflight::smoke::poll(Duration::from_secs(30), || async {
+                cms.get("kube-root-ca.crt").await.ok()
+            })
+            .await
+            .is_some(),
+            "{version}: no kube-root-ca.crt"
+        );
+
+        let gc = cluster.impersonating(GC).await.unwrap();
+        let report = audit::run(&client, Some(&gc), &opts(&target), Severity::High)
+            .await
+            .unwrap();
+        let f = &report.findings;
+        let webhook_findings: BTreeSet<(String, String)> = f
+            .iter()
+            .filter(|x| x.object.contains(" webhook "))
+            .map(|x| {
+                (
+                    x.object.rsplit(' ').next().unwrap().to_string(),
+                    x.check.clone(),
+                )
+            })
+            .collect();
+        let want: BTreeSet<(String, String)> = [
+            ("unreachable", "webhook-fail-closed-on-gc-delete"),
+            ("unreachable", "webhook-selects-kube-system"),
+            ("unreachable", "webhook-no-control-plane-exemption"),
+            ("unreachable", "webhook-url-target"),
+            ("unreachable", "gc-delete-refused-now"),
+            ("platform", "webhook-fail-closed-on-gc-delete"),
+            ("platform", "webhook-no-control-plane-exemption"),
+            ("platform", "webhook-url-target"),
+            ("platform", "gc-delete-probe-unknown"),
+            ("nobody", "webhook-fail-closed-on-gc-delete"),
+            ("nobody", "webhook-no-control-plane-exemption"),
+            ("nobody", "webhook-url-target"),
+            ("nobody", "gc-delete-probe-no-object"),
+            ("conditional", "webhook-fail-closed-on-gc-delete"),
+            ("conditional", "webhook-selects-kube-system"),
+            ("conditional", "webhook-url-target"),
+            ("conditional", "gc-delete-probe-unknown"),
+        ]
+        .into_iter()
+        .map(|(w, c)| (format!("{w}.example.com"), c.to_string()))
+        .collect();
+        assert_eq!(webhook_findings, want, "{version}: {f:#?}");
+
+        let one = |webhook: &str, check: &str| {
+            f.iter()
+                .find(|x| {
+                    x.check == check && x.object.ends_with(&format!(" {webhook}.example.com"))
+                })
+                .unwrap_or_else(|| panic!("{version}: no {check} on {webhook}: {f:#?}"))
+        };
+        // The unreachable webhook is probed on the Pod only it selects, and named.
+        let refused = one("unreachable", "gc-delete-refused-now");
+        assert_eq!(refused.severity, Severity::Critical);
+        assert!(
+            refused.evidence[0].starts_with(&format!(
+                "dry-run DELETE of Pod apps/a as {GC}: webhook-failed"
+            )) && refused.evidence[0]
+                .contains("failed calling webhook \"unreachable.example.com\""),
+            "{version}: {refused:#?}"
+        );
+        // The scoped webhook is probed only on the platform Pod; the answer names the
+        // other webhook, so nothing is claimed about it.
+        let unknown = one("platform", "gc-delete-probe-unknown");
+        assert_eq!(unknown.severity, Severity::Info);
+        let evidence = unknown.evidence.join("\n");
+        assert!(
+            evidence.contains("dry-run DELETE of Pod platform-a/p")
+                && evidence.contains("names another webhook, unreachable.example.com")
+                && !evidence.contains("apps/a"),
+            "{version}: {unknown:#?}"
+        );
+        let calls: Vec<_> = server
+            .records()
+            .into_iter()
+            .filter(|r| r.webhook == "platform")
+            .collect();
+        assert!(
+            !calls.is_empty(),
+            "{version}: the scoped webhook was never called"
+        );
+        for r in &calls {
+            assert_eq!(
+                (
+                    r.operation.as_str(),
+                    r.namespace.as_deref(),
+                    r.name.as_deref(),
+                    r.dry_run,
+                    r.user.as_deref()
+                ),
+                ("DELETE", Some("platform-a"), Some("p"), true, Some(GC)),
+                "{version}: only an object it selects is probed"
+            );
+        }
+        let none = one("nobody", "gc-delete-probe-no-object");
+        assert!(
+            none.title.contains("no object this webhook selects exists")
+                && none
+                    .evidence
+                    .join("\n")
+                    .contains("pods: 2 objects, 0 selected"),
+            "{version}: {none:#?}"
+        );
+        let conditional = one("conditional", "gc-delete-probe-unknown");
+        let evidence = conditional.evidence.join("\n");
+        assert!(
+            conditional.title.contains("matchConditions")
+                && evidence.contains("ConfigMap ")
+                && evidence
+                    .contains(": admitted (for this webhook: admitted, but its matchConditions"),
+            "{version}: {conditional:#?}"
+        );
+        assert!(
+            f.iter()
+                .filter(|x| x.severity == Severity::Critical)
+                .count()
+                == 1,
+            "{version}: exactly one critical finding: {f:#?}"
+        );
+        server.shutdown();
+    }
+}
