@@ -166,6 +166,17 @@ impl Cluster {
         }
     }
 
+    /// Where the garbage collector's work queues can be read (the local controller
+    /// manager's `/metrics` on loopback); `None` elsewhere.
+    pub fn gc_metrics(&self) -> Option<crate::exercise::settle::GcMetrics> {
+        match self {
+            Cluster::Local(c) => Some(crate::exercise::settle::GcMetrics {
+                url: c.controller_manager_metrics_url(),
+            }),
+            _ => None,
+        }
+    }
+
     /// Whether the control plane's logs live in a container (kind), so a run keeps a
     /// copy of what it read beside its other records.
     pub fn logs_in_container(&self) -> bool {

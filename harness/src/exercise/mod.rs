@@ -256,6 +256,7 @@ async fn run_steps(
                             &namespace,
                             &opts.noise,
                             Duration::from_secs(s.timeout_seconds.into()),
+                            cluster.gc_metrics().as_ref(),
                         )
                         .await,
                     );

@@ -1,7 +1,10 @@
-//! Waiting for the cascade to finish after a delete, with a deadline: until no object
-//! in the namespace has lost its owner and nothing has changed for a quiet period
-//! (or, while orphans remain, for a longer one: the garbage collector retries with
-//! back-off). Polling, never a fixed sleep; the time it took is recorded.
+//! Waiting for the cascade to finish after a delete, with a deadline. On local control
+//! planes the evidence ends it: no object in the namespace without its owners, no
+//! deletion under way, and the controller manager's garbage-collector work queues
+//! empty (its `/metrics`). Elsewhere, or while objects without owners stay (the
+//! collector retries them with back-off), it ends after a quiet period. Polling, never
+//! a fixed sleep; the time it took and what ended it are recorded, and a time-out is a
+//! finding (see `policy`).
 //!
 //! An object whose deletion is under way and not yet due (a Pod in its grace period,
 //! stopped by a real kubelet on kind) is not settled: its `deletionTimestamp` is when
@@ -31,6 +34,20 @@ pub fn deletion_in_progress(deletion_timestamp: Option<&str>, now: time::OffsetD
     }
 }
 
+/// What ended a settle.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum SettledBy {
+    /// The controller manager's garbage collector reported empty work queues while no
+    /// object was left without its owners and no deletion was under way.
+    GarbageCollectorIdle,
+    /// Nothing changed for the quiet period (no garbage-collector metrics here, or
+    /// objects without owners stayed: the collector retries them with back-off).
+    Quiet,
+    /// The deadline passed while things were still changing.
+    TimedOut,
+}
+
 /// How a settle ended.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -38,69 +55,181 @@ pub struct SettleReport {
     pub duration_ms: u64,
     /// The deadline passed while things were still changing.
     pub timed_out: bool,
+    pub settled_by: SettledBy,
     /// Objects whose owner was gone when settling ended.
     pub orphans: usize,
+    /// Snapshots that failed while settling (the last error, if any, is kept).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub snapshot_errors: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
-/// Waits in `namespace` until settled or `deadline`.
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// The controller manager's garbage-collector work queues, read from its `/metrics`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GcQueues {
+    pub attempt_to_delete: u64,
+    pub attempt_to_orphan: u64,
+    pub graph_changes: u64,
+}
+
+impl GcQueues {
+    pub fn idle(&self) -> bool {
+        self.attempt_to_delete == 0 && self.attempt_to_orphan == 0 && self.graph_changes == 0
+    }
+
+    /// Reads `workqueue_depth{name="garbage_collector_*"}` from Prometheus text;
+    /// `None` when the garbage collector's queues are not there (not started yet).
+    pub fn parse(metrics: &str) -> Option<GcQueues> {
+        let depth = |queue: &str| -> Option<u64> {
+            let key = format!("workqueue_depth{{name=\"{queue}\"}}");
+            metrics.lines().find_map(|l| {
+                let rest = l.strip_prefix(&key)?;
+                rest.trim().parse::<f64>().ok().map(|v| v as u64)
+            })
+        };
+        Some(GcQueues {
+            attempt_to_delete: depth("garbage_collector_attempt_to_delete")?,
+            attempt_to_orphan: depth("garbage_collector_attempt_to_orphan")?,
+            graph_changes: depth("garbage_collector_graph_changes")?,
+        })
+    }
+}
+
+/// Where to read the garbage collector's queues (local control planes: the controller
+/// manager's `/metrics` on loopback).
+#[derive(Clone, Debug)]
+pub struct GcMetrics {
+    pub url: String,
+}
+
+impl GcMetrics {
+    async fn queues(&self, http: &reqwest::Client) -> Option<GcQueues> {
+        let text = http.get(&self.url).send().await.ok()?.text().await.ok()?;
+        GcQueues::parse(&text)
+    }
+}
+
+/// Waits in `namespace` until settled or `deadline`. With `gc` (local control planes)
+/// it ends as soon as the evidence says so: no deletion under way, no object left
+/// without its owners, and the garbage collector's queues empty on two reads in a row.
+/// Otherwise, or while objects without owners stay, it ends after a quiet period.
 pub async fn settle(
     client: &kube::Client,
     namespace: &str,
     noise: &Noise,
     deadline: Duration,
+    gc: Option<&GcMetrics>,
 ) -> SettleReport {
     let started = Instant::now();
     let scope = SnapshotScope {
         namespace: Some(namespace.to_string()),
         noise: noise.clone(),
     };
+    // The controller manager's serving certificate is self-signed, on loopback.
+    let http = reqwest::Client::builder()
+        .tls_danger_accept_invalid_certs(true)
+        .timeout(Duration::from_secs(2))
+        .build()
+        .ok();
     let mut last: Option<BTreeSet<String>> = None;
     let mut last_change = Instant::now();
     let mut orphan_count = 0;
+    let mut idle_reads = 0;
+    let mut snapshot_errors = 0;
+    let mut last_error = None;
+    let report = |by: SettledBy, orphans, errors, last_error| SettleReport {
+        duration_ms: started.elapsed().as_millis() as u64,
+        timed_out: by == SettledBy::TimedOut,
+        settled_by: by,
+        orphans,
+        snapshot_errors: errors,
+        last_error,
+    };
     loop {
-        if let Ok(snap) = snapshot::take(client, &scope).await {
-            let state: BTreeSet<String> = snap
-                .objects
-                .iter()
-                .map(|o| format!("{}:{}", o.uid, o.deletion_timestamp.is_some()))
-                .collect();
-            orphan_count = snapshot::orphans(&snap).len();
-            let now = time::OffsetDateTime::now_utc();
-            let terminating = snap
-                .objects
-                .iter()
-                .any(|o| deletion_in_progress(o.deletion_timestamp.as_deref(), now));
-            if last.as_ref() != Some(&state) || terminating {
-                last = Some(state);
-                last_change = Instant::now();
-            }
-            let quiet = if orphan_count == 0 {
-                Duration::from_secs(2)
-            } else {
-                Duration::from_secs(6)
-            };
-            if last_change.elapsed() >= quiet {
-                return SettleReport {
-                    duration_ms: started.elapsed().as_millis() as u64,
-                    timed_out: false,
-                    orphans: orphan_count,
+        match snapshot::take(client, &scope).await {
+            Ok(snap) => {
+                let state: BTreeSet<String> = snap
+                    .objects
+                    .iter()
+                    .map(|o| format!("{}:{}", o.uid, o.deletion_timestamp.is_some()))
+                    .collect();
+                orphan_count = snapshot::orphans(&snap).len();
+                let now = time::OffsetDateTime::now_utc();
+                let terminating = snap
+                    .objects
+                    .iter()
+                    .any(|o| deletion_in_progress(o.deletion_timestamp.as_deref(), now));
+                if last.as_ref() != Some(&state) || terminating {
+                    last = Some(state);
+                    last_change = Instant::now();
+                }
+                let gc_idle = match (gc, &http) {
+                    (Some(gc), Some(http)) if orphan_count == 0 && !terminating => {
+                        gc.queues(http).await.map(|q| q.idle())
+                    }
+                    _ => None,
                 };
+                idle_reads = if gc_idle == Some(true) {
+                    idle_reads + 1
+                } else {
+                    0
+                };
+                if idle_reads >= 2 {
+                    return report(
+                        SettledBy::GarbageCollectorIdle,
+                        orphan_count,
+                        snapshot_errors,
+                        last_error,
+                    );
+                }
+                let quiet = if orphan_count == 0 {
+                    Duration::from_secs(2)
+                } else {
+                    Duration::from_secs(6)
+                };
+                if last_change.elapsed() >= quiet {
+                    return report(SettledBy::Quiet, orphan_count, snapshot_errors, last_error);
+                }
+            }
+            Err(e) => {
+                snapshot_errors += 1;
+                last_error = Some(e.to_string());
             }
         }
         if started.elapsed() >= deadline {
-            return SettleReport {
-                duration_ms: started.elapsed().as_millis() as u64,
-                timed_out: true,
-                orphans: orphan_count,
-            };
+            return report(
+                SettledBy::TimedOut,
+                orphan_count,
+                snapshot_errors,
+                last_error,
+            );
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_garbage_collectors_queues_are_read_from_its_metrics() {
+        let text = "# HELP workqueue_depth [STABLE] Current depth of workqueue\n# TYPE workqueue_depth gauge\nworkqueue_depth{name=\"deployment\"} 4\nworkqueue_depth{name=\"garbage_collector_attempt_to_delete\"} 2\nworkqueue_depth{name=\"garbage_collector_attempt_to_orphan\"} 0\nworkqueue_depth{name=\"garbage_collector_graph_changes\"} 0\n";
+        let q = GcQueues::parse(text).unwrap();
+        assert_eq!(q.attempt_to_delete, 2);
+        assert!(!q.idle());
+        let idle = text.replace("attempt_to_delete\"} 2", "attempt_to_delete\"} 0");
+        assert!(GcQueues::parse(&idle).unwrap().idle());
+        assert_eq!(
+            GcQueues::parse("workqueue_depth{name=\"deployment\"} 0\n"),
+            None
+        );
+    }
 
     #[test]
     fn a_deletion_is_in_progress_until_due_plus_margin() {

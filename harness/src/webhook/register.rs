@@ -15,6 +15,17 @@ use serde_json::{Value, json};
 use super::{WebhookError, WebhookKind, WebhookServer};
 use crate::scenario::{FailurePolicy, MatchPolicy, SideEffects, WebhookSpec};
 
+/// The sample webhook that proves a configuration is live: every configuration
+/// preflight registers carries, first, an entry that calls it for a dry-run CREATE of a
+/// ConfigMap labelled `preflight.dev/barrier: <configuration>` in the run's namespace
+/// (fail-open, no side effects). The API server loads configurations asynchronously;
+/// once it calls the barrier entry it calls the whole configuration, so the next step
+/// never races the registration. (A dot keeps the name apart from scenario webhooks.)
+pub const BARRIER: &str = "barrier.preflight";
+
+/// How long the API server may take to start calling a new configuration.
+const BARRIER_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// The label every object preflight creates carries.
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "preflight");
 
@@ -73,6 +84,15 @@ impl Registration {
             run_label: run_label.to_string(),
             ..Default::default()
         };
+        if specs.iter().any(|s| s.kind != WebhookKind::Conversion) {
+            server
+                .add(
+                    BARRIER,
+                    WebhookKind::Validating,
+                    super::BehaviourSpec::new(super::Behaviour::Allow),
+                )
+                .await?;
+        }
         for spec in specs {
             server
                 .add(&spec.name, spec.kind, spec.initial.clone())
@@ -96,7 +116,13 @@ impl Registration {
                             name: spec.name.clone(),
                             detail: e.to_string(),
                         })?;
-                    reg.created.push((ar, name));
+                    reg.created.push((ar, name.clone()));
+                    barrier(client, server, namespace, &name)
+                        .await
+                        .map_err(|detail| WebhookError::Register {
+                            name: spec.name.clone(),
+                            detail,
+                        })?;
                 }
             }
         }
@@ -186,6 +212,69 @@ impl Registration {
     }
 }
 
+/// A label value (at most 63 characters) for configuration `name`.
+fn barrier_token(name: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(name.as_bytes())[..8])
+}
+
+/// Waits until the API server calls configuration `name` (its barrier entry), sending a
+/// dry-run ConfigMap CREATE until it does.
+async fn barrier(
+    client: &kube::Client,
+    server: &WebhookServer,
+    namespace: &str,
+    name: &str,
+) -> Result<(), String> {
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        namespace,
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("", "v1", "ConfigMap"),
+            "configmaps",
+        ),
+    );
+    let probe: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "labels": {"preflight.dev/barrier": barrier_token(name)}},
+    }))
+    .map_err(|e| e.to_string())?;
+    let started = std::time::Instant::now();
+    let mut last = String::new();
+    loop {
+        // The answer does not matter (another webhook may refuse it): only whether
+        // the barrier entry was called.
+        if let Err(e) = api
+            .create(
+                &PostParams {
+                    dry_run: true,
+                    ..Default::default()
+                },
+                &probe,
+            )
+            .await
+        {
+            last = e.to_string();
+        }
+        if server.barrier_seen(name) {
+            return Ok(());
+        }
+        if started.elapsed() >= BARRIER_DEADLINE {
+            return Err(format!(
+                "the API server did not start calling configuration {name} within {} s{}",
+                BARRIER_DEADLINE.as_secs(),
+                if last.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (last probe: {last})")
+                }
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 fn configuration(
     ar: &ApiResource,
     name: &str,
@@ -225,11 +314,22 @@ fn configuration(
     if ar.kind == "MutatingWebhookConfiguration" {
         hook["reinvocationPolicy"] = Value::String("Never".into());
     }
+    let barrier = json!({
+        "name": format!("barrier-{}.{namespace}.preflight.dev", spec.name),
+        "clientConfig": {"url": server.url(BARRIER)?, "caBundle": server.ca_bundle()},
+        "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["configmaps"], "scope": "Namespaced"}],
+        "failurePolicy": "Ignore",
+        "sideEffects": "None",
+        "timeoutSeconds": 5,
+        "admissionReviewVersions": ["v1"],
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+        "objectSelector": {"matchLabels": {"preflight.dev/barrier": barrier_token(name)}},
+    });
     let obj = json!({
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": ar.kind,
         "metadata": {"name": name, "labels": {MANAGED_BY.0: MANAGED_BY.1, "preflight.dev/run": run_label}},
-        "webhooks": [hook],
+        "webhooks": [barrier, hook],
     });
     serde_json::from_value(obj).map_err(|e| WebhookError::Register {
         name: spec.name.clone(),

@@ -324,9 +324,25 @@ impl WebhookServer {
         Ok(())
     }
 
-    /// Every request received so far.
+    /// Whether the barrier hook has been called for object `name` (see
+    /// `register::BARRIER`).
+    pub fn barrier_seen(&self, name: &str) -> bool {
+        self.records
+            .lock()
+            .expect("records lock")
+            .iter()
+            .any(|r| r.webhook == super::register::BARRIER && r.name.as_deref() == Some(name))
+    }
+
+    /// Every request received so far (the registration barrier's own excluded).
     pub fn records(&self) -> Vec<Record> {
-        self.records.lock().expect("records lock").clone()
+        self.records
+            .lock()
+            .expect("records lock")
+            .iter()
+            .filter(|r| r.webhook != super::register::BARRIER)
+            .cloned()
+            .collect()
     }
 
     /// Stops every listener.
