@@ -60,6 +60,8 @@ async fn every_behaviour_has_its_effect_on_the_api() {
             }
         };
 
+        // No waiting: registration returns once the API server calls the new
+        // configurations (their barrier entries), so the very first request is judged.
         create("allowed")
             .await
             .unwrap_or_else(|e| panic!("{version}: allow: {e}"));
