@@ -15,6 +15,7 @@
 //!   lines in CI).
 
 pub mod audit;
+pub mod behaviour;
 pub mod cli;
 pub mod cluster;
 pub mod compare;
@@ -22,6 +23,7 @@ pub mod components;
 pub mod errors;
 pub mod exercise;
 pub mod helm;
+pub mod pki;
 pub mod policy;
 pub mod progress;
 pub mod reason;

@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::webhook::{Behaviour, BehaviourSpec, WebhookKind};
+use crate::behaviour::{Behaviour, BehaviourSpec, WebhookKind};
 
 /// A scenario that failed to load or validate, with where and why.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

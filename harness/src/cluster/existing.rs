@@ -14,10 +14,10 @@ use kube::api::{Api, DeleteParams, DynamicObject, ListParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::ApiResource;
 
+use crate::behaviour::{Behaviour, WebhookKind};
 use crate::components::Version;
 use crate::errors::ClusterError;
 use crate::scenario::{Scenario, Step};
-use crate::webhook::{Behaviour, WebhookKind};
 
 /// The label selector of everything preflight creates on a shared cluster.
 pub const OWNED: &str = "app.kubernetes.io/managed-by=preflight,preflight.dev/run";

@@ -402,7 +402,7 @@ impl KindCluster {
             "-c".into(),
             format!(
                 "crictl logs $(crictl ps -q --state running --name kube-controller-manager) 2>&1 | grep -c '{}'",
-                crate::exercise::GC_WAITING
+                super::metrics::GC_WAITING
             ),
         ];
         while std::time::Instant::now() < deadline {

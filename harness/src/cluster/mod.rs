@@ -11,7 +11,9 @@
 pub mod existing;
 pub mod kind;
 pub mod local;
-pub mod pki;
+pub mod metrics;
+/// Certificates (kept at the crate root: the webhook server signs with them too).
+pub use crate::pki;
 pub mod ports;
 pub mod process;
 pub mod state;
@@ -168,9 +170,9 @@ impl Cluster {
 
     /// Where the garbage collector's work queues can be read (the local controller
     /// manager's `/metrics` on loopback); `None` elsewhere.
-    pub fn gc_metrics(&self) -> Option<crate::exercise::settle::GcMetrics> {
+    pub fn gc_metrics(&self) -> Option<metrics::GcMetrics> {
         match self {
-            Cluster::Local(c) => Some(crate::exercise::settle::GcMetrics {
+            Cluster::Local(c) => Some(metrics::GcMetrics {
                 url: c.controller_manager_metrics_url(),
             }),
             _ => None,

@@ -482,10 +482,7 @@ fn log_evidence(cluster: &Cluster, dir: &Path) -> Vec<String> {
     lines.split_off(start)
 }
 
-/// What the controller manager logs when its garbage collector starts waiting for its
-/// informers, and when they have synced: the last of the two says whether it runs.
-pub const GC_WAITING: &str = "Waiting for caches to sync for garbage collector";
-pub const GC_SYNCED: &str = "Caches are synced for garbage collector";
+pub use crate::cluster::metrics::{GC_SYNCED, GC_WAITING};
 
 /// An audit event of a DELETE that the API server refused, as an evidence line:
 /// `kube-apiserver audit: USER DELETE resource namespace/name: CODE message`.

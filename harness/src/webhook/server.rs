@@ -160,14 +160,14 @@ impl WebhookServer {
             source,
         })?;
         let tls_err = |e: rcgen::Error| WebhookError::Tls(e.to_string());
-        let (ca, issuer) = crate::cluster::pki::new_ca("preflight-webhook-ca").map_err(tls_err)?;
+        let (ca, issuer) = crate::pki::new_ca("preflight-webhook-ca").map_err(tls_err)?;
         let mut sans = vec![SanType::DnsName("localhost".try_into().map_err(tls_err)?)];
         sans.extend(
             std::iter::once(&bind)
                 .chain(extra_addresses)
                 .map(|ip| SanType::IpAddress(*ip)),
         );
-        let cert = crate::cluster::pki::leaf(
+        let cert = crate::pki::leaf(
             &issuer,
             "preflight-webhooks",
             None,

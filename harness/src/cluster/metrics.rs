@@ -1,0 +1,72 @@
+//! The controller manager's own account of its garbage collector: its work queues,
+//! from its `/metrics` (local control planes, on loopback), and the log lines that say
+//! whether its informers synced.
+
+/// What the controller manager logs when its garbage collector starts waiting for its
+/// informers, and when they have synced: the last of the two says whether it runs.
+pub const GC_WAITING: &str = "Waiting for caches to sync for garbage collector";
+pub const GC_SYNCED: &str = "Caches are synced for garbage collector";
+
+/// The controller manager's garbage-collector work queues, read from its `/metrics`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GcQueues {
+    pub attempt_to_delete: u64,
+    pub attempt_to_orphan: u64,
+    pub graph_changes: u64,
+}
+
+impl GcQueues {
+    pub fn idle(&self) -> bool {
+        self.attempt_to_delete == 0 && self.attempt_to_orphan == 0 && self.graph_changes == 0
+    }
+
+    /// Reads `workqueue_depth{name="garbage_collector_*"}` from Prometheus text;
+    /// `None` when the garbage collector's queues are not there (not started yet).
+    pub fn parse(metrics: &str) -> Option<GcQueues> {
+        let depth = |queue: &str| -> Option<u64> {
+            let key = format!("workqueue_depth{{name=\"{queue}\"}}");
+            metrics.lines().find_map(|l| {
+                let rest = l.strip_prefix(&key)?;
+                rest.trim().parse::<f64>().ok().map(|v| v as u64)
+            })
+        };
+        Some(GcQueues {
+            attempt_to_delete: depth("garbage_collector_attempt_to_delete")?,
+            attempt_to_orphan: depth("garbage_collector_attempt_to_orphan")?,
+            graph_changes: depth("garbage_collector_graph_changes")?,
+        })
+    }
+}
+
+/// Where to read the garbage collector's queues (local control planes: the controller
+/// manager's `/metrics` on loopback).
+#[derive(Clone, Debug)]
+pub struct GcMetrics {
+    pub url: String,
+}
+
+impl GcMetrics {
+    pub async fn queues(&self, http: &reqwest::Client) -> Option<GcQueues> {
+        let text = http.get(&self.url).send().await.ok()?.text().await.ok()?;
+        GcQueues::parse(&text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_garbage_collectors_queues_are_read_from_its_metrics() {
+        let text = "# HELP workqueue_depth [STABLE] Current depth of workqueue\n# TYPE workqueue_depth gauge\nworkqueue_depth{name=\"deployment\"} 4\nworkqueue_depth{name=\"garbage_collector_attempt_to_delete\"} 2\nworkqueue_depth{name=\"garbage_collector_attempt_to_orphan\"} 0\nworkqueue_depth{name=\"garbage_collector_graph_changes\"} 0\n";
+        let q = GcQueues::parse(text).unwrap();
+        assert_eq!(q.attempt_to_delete, 2);
+        assert!(!q.idle());
+        let idle = text.replace("attempt_to_delete\"} 2", "attempt_to_delete\"} 0");
+        assert!(GcQueues::parse(&idle).unwrap().idle());
+        assert_eq!(
+            GcQueues::parse("workqueue_depth{name=\"deployment\"} 0\n"),
+            None
+        );
+    }
+}
