@@ -96,6 +96,35 @@ fn excess(
     (objects, kinds)
 }
 
+/// The same objects left on both versions for different reasons: a difference worth
+/// reading (the cause changed), neither better nor worse.
+fn reason_changes(source: &[Leftover], target: &[Leftover]) -> Vec<Difference> {
+    let reasons = |left: &[Leftover]| {
+        let mut m: BTreeMap<String, std::collections::BTreeSet<&'static str>> = BTreeMap::new();
+        for l in left.iter().filter(|l| l.reason.is_failure()) {
+            m.entry(l.normalized())
+                .or_default()
+                .insert(l.reason.as_str());
+        }
+        m
+    };
+    let (s, t) = (reasons(source), reasons(target));
+    s.iter()
+        .filter_map(|(object, sr)| {
+            let tr = t.get(object)?;
+            (sr != tr).then(|| Difference {
+                aspect: Aspect::Leftovers,
+                text: format!(
+                    "{object} stays on both versions, for a different reason: {} on the source, {} on the target",
+                    sr.iter().copied().collect::<Vec<_>>().join(", "),
+                    tr.iter().copied().collect::<Vec<_>>().join(", ")
+                ),
+                objects: vec![object.clone()],
+            })
+        })
+        .collect()
+}
+
 /// Compares a scenario's source and target runs.
 pub fn compare(
     source: &Outcome,
@@ -127,6 +156,9 @@ pub fn compare(
             objects: better,
         });
     }
+
+    c.differences
+        .extend(reason_changes(source_left, target_left));
 
     for (ss, ts) in source.steps.iter().zip(&target.steps) {
         if let (Some(sh), Some(th)) = (&ss.helm, &ts.helm)
@@ -237,6 +269,41 @@ pub fn compare(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn left(kind: &str, name: &str, reason: crate::reason::Reason) -> Leftover {
+        Leftover {
+            api_version: "v1".into(),
+            kind: kind.into(),
+            namespace: Some("pf-a".into()),
+            name: name.into(),
+            reason,
+            owner_chain: Vec::new(),
+            evidence: Vec::new(),
+            claim: None,
+        }
+    }
+
+    #[test]
+    fn the_same_leftover_for_another_reason_is_a_difference() {
+        use crate::reason::Reason::*;
+        let source = [
+            left("ConfigMap", "held", BlockedByFinalizer),
+            left("Secret", "s", NotDeleted),
+        ];
+        let target = [
+            left("ConfigMap", "held", WebhookBlockedDelete),
+            left("Secret", "s", NotDeleted),
+        ];
+        let d = reason_changes(&source, &target);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(
+            d[0].text,
+            "ConfigMap held stays on both versions, for a different reason: blocked-by-finalizer on the source, webhook-blocked-delete on the target"
+        );
+        assert!(reason_changes(&source, &source).is_empty());
+        // Only on one side: that is a regression or an improvement, not a reason change.
+        assert!(reason_changes(&source[..1], &target[1..]).is_empty());
+    }
 
     #[test]
     fn phrases_count_and_pluralise() {
