@@ -22,6 +22,7 @@ pub mod components;
 pub mod errors;
 pub mod exercise;
 pub mod helm;
+pub mod ownership;
 pub mod progress;
 pub mod report;
 pub mod runner;
