@@ -23,7 +23,7 @@
 //! absent" from "owner kind not listed". Noise (Events, Leases) is left out by
 //! [`Noise`], a visible list.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{APIResourceList, ObjectMeta};
@@ -260,10 +260,21 @@ pub async fn served(client: &kube::Client) -> Result<Served, kube::Error> {
     // An APIService that is not available: its group version may be missing from
     // discovery altogether (aggregated discovery leaves out what it never reached).
     errors.extend(unavailable_apiservices(client).await);
-    let mut seen = BTreeSet::new();
-    errors.retain(|e| seen.insert(e.group_version.clone()));
-    errors.sort();
-    out.errors = errors;
+    // One finding per group version, with every reason found for it.
+    let mut merged: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for e in errors {
+        let reasons = merged.entry(e.group_version).or_default();
+        if !reasons.contains(&e.error) {
+            reasons.push(e.error);
+        }
+    }
+    out.errors = merged
+        .into_iter()
+        .map(|(group_version, reasons)| DiscoveryError {
+            group_version,
+            error: reasons.join("; "),
+        })
+        .collect();
     Ok(out)
 }
 

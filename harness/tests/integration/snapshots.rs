@@ -284,7 +284,7 @@ async fn leftovers_of_a_kind_served_only_at_a_non_preferred_version_are_found() 
             .collect();
         assert_eq!(
             listed,
-            [("gadgets", "v1alpha1"), ("widgets", "v1")],
+            [("widgets", "v1"), ("gadgets", "v1alpha1")],
             "{version}"
         );
         let left = verdict::leftovers(&o);
