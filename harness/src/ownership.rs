@@ -160,7 +160,9 @@ impl<'a> Index<'a> {
                 _ => None,
             };
         }
-        self.listed.get(&(owner.group(), owner.kind.as_str())).copied()
+        self.listed
+            .get(&(owner.group(), owner.kind.as_str()))
+            .copied()
     }
 
     /// What the garbage collector would find for `owner`, a reference of `dependent`.
@@ -570,7 +572,12 @@ mod tests {
                     Some("a"),
                     "c",
                     "c1",
-                    vec![owner("rbac.authorization.k8s.io", "ClusterRole", "cr", "cr1")],
+                    vec![owner(
+                        "rbac.authorization.k8s.io",
+                        "ClusterRole",
+                        "cr",
+                        "cr1",
+                    )],
                 ),
                 Kept,
                 vec![Present],
@@ -578,7 +585,14 @@ mod tests {
             (
                 // The GC GETs the owner by name: another name with that uid is absent.
                 "uid present under another name",
-                vec![obj("apps", "Deployment", Some("a"), "renamed", "d1", vec![])],
+                vec![obj(
+                    "apps",
+                    "Deployment",
+                    Some("a"),
+                    "renamed",
+                    "d1",
+                    vec![],
+                )],
                 rs("a", "r1", vec![d_owner()]),
                 Orphan,
                 vec![Absent],
@@ -609,7 +623,12 @@ mod tests {
             Some("a"),
             "c",
             "c1",
-            vec![owner("rbac.authorization.k8s.io", "ClusterRole", "cr", "cr1")],
+            vec![owner(
+                "rbac.authorization.k8s.io",
+                "ClusterRole",
+                "cr",
+                "cr1",
+            )],
         );
         // What a namespaced snapshot lists: namespaced kinds only.
         let mut s = snap(vec![cm.clone()]);
@@ -665,7 +684,9 @@ mod tests {
         let why = index.stays_for_gone_owner(&s.objects[1]).unwrap();
         assert_eq!(
             why,
-            ["owner ReplicaSet/web-5d4 exists, but stays itself: owner Deployment/web no longer exists"]
+            [
+                "owner ReplicaSet/web-5d4 exists, but stays itself: owner Deployment/web no longer exists"
+            ]
         );
         // A healthy chain is not "owner gone".
         let s = snap(vec![

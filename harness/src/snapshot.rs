@@ -672,7 +672,10 @@ where
     }
 }
 
-async fn list_metadata(api: &Api<DynamicObject>, page: u32) -> Result<Vec<ObjectMeta>, kube::Error> {
+async fn list_metadata(
+    api: &Api<DynamicObject>,
+    page: u32,
+) -> Result<Vec<ObjectMeta>, kube::Error> {
     paged(page, |lp| async move {
         let list = api.list_metadata(&lp).await?;
         Ok((
@@ -840,7 +843,11 @@ mod tests {
         )
     }
 
-    fn gv(version: &str, fresh: bool, resources: Vec<(ApiResource, ApiCapabilities)>) -> GroupVersion {
+    fn gv(
+        version: &str,
+        fresh: bool,
+        resources: Vec<(ApiResource, ApiCapabilities)>,
+    ) -> GroupVersion {
         GroupVersion {
             version: version.into(),
             fresh,
@@ -880,7 +887,11 @@ mod tests {
                         res(g, "v1beta1", "Thing", "things"),
                     ],
                 ),
-                gv("v2alpha1", true, vec![res(g, "v2alpha1", "Thing", "things")]),
+                gv(
+                    "v2alpha1",
+                    true,
+                    vec![res(g, "v2alpha1", "Thing", "things")],
+                ),
             ],
         }];
         assert_eq!(
@@ -911,7 +922,11 @@ mod tests {
         let groups = vec![Group {
             versions: vec![
                 gv("v1", false, vec![res(g, "v1", "Metric", "metrics")]),
-                gv("v1beta1", true, vec![res(g, "v1beta1", "Metric", "metrics")]),
+                gv(
+                    "v1beta1",
+                    true,
+                    vec![res(g, "v1beta1", "Metric", "metrics")],
+                ),
             ],
         }];
         assert_eq!(chosen(groups)[0].1, "v1beta1");
@@ -945,7 +960,10 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            [("pods", "v1", Scope::Namespaced), ("nodes", "v1", Scope::Cluster)]
+            [
+                ("pods", "v1", Scope::Namespaced),
+                ("nodes", "v1", Scope::Cluster)
+            ]
         );
     }
 }

@@ -18,7 +18,7 @@ mod ports;
 mod report_run;
 mod scenario_files;
 mod scenarios;
-mod snapshots;
 mod shared_cluster;
+mod snapshots;
 mod webhook_incident;
 mod webhooks;

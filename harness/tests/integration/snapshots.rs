@@ -21,7 +21,12 @@ fn fixtures() -> std::path::PathBuf {
 }
 
 /// Creates `value` (JSON) through the dynamic API of `ar`.
-async fn create(client: &kube::Client, ar: &ApiResource, ns: Option<&str>, value: serde_json::Value) {
+async fn create(
+    client: &kube::Client,
+    ar: &ApiResource,
+    ns: Option<&str>,
+    value: serde_json::Value,
+) {
     let api: Api<DynamicObject> = match ns {
         Some(ns) => Api::namespaced_with(client.clone(), ns, ar),
         None => Api::all_with(client.clone(), ar),
@@ -47,8 +52,7 @@ fn ar(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_kind_served_only_at_a_non_preferred_version_is_listed_as_metadata_without_secret_data()
-{
+async fn a_kind_served_only_at_a_non_preferred_version_is_listed_as_metadata_without_secret_data() {
     let version = &common::versions()[1];
     let cluster = common::cluster("snap", version).await;
     let client = cluster.client();
@@ -260,7 +264,9 @@ async fn leftovers_of_a_kind_served_only_at_a_non_preferred_version_are_found() 
         let mut config = LocalConfig::new("gadgets", common::components(&version));
         config.ready_timeout = Duration::from_secs(90);
         let mut cluster = Cluster::Local(Box::new(
-            preflight::cluster::LocalCluster::start(config).await.unwrap(),
+            preflight::cluster::LocalCluster::start(config)
+                .await
+                .unwrap(),
         ));
         let opts = exercise::Options {
             dir: cluster.dir().join("run"),
@@ -291,12 +297,22 @@ async fn leftovers_of_a_kind_served_only_at_a_non_preferred_version_are_found() 
         let gadgets: Vec<_> = left
             .iter()
             .filter(|l| l.kind == "Gadget")
-            .map(|l| (l.name.trim_start_matches(&o.release), l.reason, l.api_version.as_str()))
+            .map(|l| {
+                (
+                    l.name.trim_start_matches(&o.release),
+                    l.reason,
+                    l.api_version.as_str(),
+                )
+            })
             .collect();
         assert_eq!(
             gadgets,
             [
-                ("-held", Reason::BlockedByFinalizer, "x.example.com/v1alpha1"),
+                (
+                    "-held",
+                    Reason::BlockedByFinalizer,
+                    "x.example.com/v1alpha1"
+                ),
                 ("-kept", Reason::KeptByPolicy, "x.example.com/v1alpha1"),
             ],
             "{version}: {left:#?}"
