@@ -23,6 +23,7 @@ pub mod components;
 pub mod errors;
 pub mod exercise;
 pub mod helm;
+pub mod ownership;
 pub mod pki;
 pub mod policy;
 pub mod progress;

@@ -89,6 +89,13 @@ pub enum Finding {
     /// A resource type could not be listed: its objects are unknown.
     #[serde(rename_all = "camelCase")]
     Unlistable { resource: String, error: String },
+    /// Discovery could not read a group version (an unavailable APIService, a stale
+    /// aggregated entry): its types were not listed.
+    #[serde(rename_all = "camelCase")]
+    DiscoveryFailed {
+        group_version: String,
+        error: String,
+    },
     /// Teardown left something behind or failed.
     #[serde(rename_all = "camelCase")]
     TeardownFailed { detail: String },
@@ -131,6 +138,12 @@ impl Finding {
             Finding::Unlistable { resource, error } => {
                 format!("{resource} could not be listed, so its objects are unknown: {error}")
             }
+            Finding::DiscoveryFailed {
+                group_version,
+                error,
+            } => format!(
+                "discovery could not read {group_version}, so its types were not listed: {error}"
+            ),
             Finding::TeardownFailed { detail } => format!("teardown: {detail}"),
             Finding::LeftoverNotReproduced { expected, found } => {
                 format!("not reproduced: expected {expected} left behind, found {found} matching")
@@ -280,6 +293,16 @@ fn unlistable_findings(expect: &Expect, outcome: &Outcome) -> Vec<Finding> {
             error: crate::redact::redact(&u.error),
         })
         .collect();
+    out.extend(
+        outcome
+            .after
+            .discovery_errors
+            .iter()
+            .map(|d| Finding::DiscoveryFailed {
+                group_version: d.group_version.clone(),
+                error: crate::redact::redact(&d.error),
+            }),
+    );
     out.extend(
         expect
             .unlistable

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::exercise::Outcome;
+use crate::ownership::{self, Collection, OwnerLink};
 use crate::snapshot::ObjectRecord;
 
 pub use crate::reason::Reason;
@@ -25,8 +26,9 @@ pub struct Leftover {
     pub namespace: Option<String>,
     pub name: String,
     pub reason: Reason,
-    /// The chain of owners, nearest first (`ReplicaSet/web-5d4 (gone)`, `Deployment/web (gone)`).
-    pub owner_chain: Vec<String>,
+    /// The chain of owners, nearest first, each with what the garbage collector would
+    /// find for it (serialised as `ReplicaSet/web-5d4 (gone)`, `Deployment/web (gone)`).
+    pub owner_chain: Vec<OwnerLink>,
     pub evidence: Vec<String>,
     /// For a dynamically provisioned PersistentVolume (named `pvc-<claim uid>`): the
     /// claim it was provisioned for, which names it the same way on every run.
@@ -47,12 +49,10 @@ impl Leftover {
         }
         let mut parts = vec![self.kind.clone()];
         for (i, owner) in self.owner_chain.iter().enumerate() {
-            let owner = owner.trim_end_matches(" (gone)");
-            let (kind, name) = owner.split_once('/').unwrap_or((owner, ""));
             if i + 1 == self.owner_chain.len() {
-                parts.push(format!("{kind} {name}"));
+                parts.push(format!("{} {}", owner.kind, owner.name));
             } else {
-                parts.push(kind.to_string());
+                parts.push(owner.kind.clone());
             }
         }
         parts.join(" of ")
@@ -72,7 +72,7 @@ pub fn leftovers(outcome: &Outcome) -> Vec<Leftover> {
         .iter()
         .map(|o| o.uid.as_str())
         .collect();
-    let after_uids: BTreeMap<&str, &ObjectRecord> = outcome.after.by_uid();
+    let index = ownership::Index::new(&outcome.after);
     // "The garbage collector stalled" only where the controller manager's own log shows
     // it: its garbage collector waiting for informers that never synced after its last
     // start, or its informers failing on a named type. An unlistable type alone is a
@@ -159,9 +159,13 @@ pub fn leftovers(outcome: &Outcome) -> Vec<Leftover> {
         {
             continue;
         }
-        let owner_chain: Vec<String> = chain(o, &after_uids, &outcome.seen);
+        let owner_chain = ownership::chain(o, &index, &outcome.seen);
         let claim = provisioned_for(o, &outcome.after);
-        let owner_gone = owner_chain.iter().any(|c| c.ends_with("(gone)"));
+        // The garbage collector's rule: it should have collected this object (every
+        // owner absent), or the owners that keep it stay for that reason themselves.
+        let judgement = index.judge(o);
+        let gone_owner = index.stays_for_gone_owner(o);
+        let owner_gone = gone_owner.is_some();
         let deletes: Vec<String> = outcome
             .webhook_requests
             .iter()
@@ -245,10 +249,7 @@ pub fn leftovers(outcome: &Outcome) -> Vec<Leftover> {
         } else if owner_gone && !stalled.is_empty() {
             (Reason::GarbageCollectorStalled, stalled.clone())
         } else if owner_gone {
-            let mut evidence = vec![format!(
-                "owner {} no longer exists",
-                owner_chain.first().cloned().unwrap_or_default()
-            )];
+            let mut evidence = gone_owner.clone().unwrap_or_default();
             evidence.extend(unlistable.iter().map(|u| {
                 format!("checked: {u}; no controller-manager log line shows the garbage collector stalled on it")
             }));
@@ -262,7 +263,13 @@ pub fn leftovers(outcome: &Outcome) -> Vec<Leftover> {
                 )],
             )
         } else {
-            (Reason::NotDeleted, Vec::new())
+            // What the ownership check found, when it could not say "owner gone": an
+            // owner not checked, or one the garbage collector can never resolve.
+            let checked = match judgement.collection {
+                Collection::Unknown | Collection::NotCollectable => judgement.evidence(),
+                _ => Vec::new(),
+            };
+            (Reason::NotDeleted, checked)
         };
         out.push(Leftover {
             api_version: o.api_version.clone(),
@@ -328,49 +335,13 @@ fn inherit_blocked_owners(leftovers: &mut [Leftover]) {
         if let Some((owner, why)) = l
             .owner_chain
             .iter()
-            .find_map(|c| blocked.get(c).map(|w| (c.clone(), w.clone())))
+            .find_map(|c| blocked.get(&c.key()).map(|w| (c.key(), w.clone())))
         {
             l.reason = Reason::WebhookBlockedDelete;
             l.evidence
                 .insert(0, format!("its owner {owner} could not be deleted: {why}"));
         }
     }
-}
-
-/// The chain of owners, nearest first. An owner that no longer exists is marked
-/// `(gone)`, and the chain goes on through what the run saw of it earlier (`seen`), so
-/// a Pod whose ReplicaSet was collected still reads `Pod of ReplicaSet of Deployment
-/// web`, not a name with the version-dependent pod-template-hash.
-fn chain(
-    o: &ObjectRecord,
-    by_uid: &BTreeMap<&str, &ObjectRecord>,
-    seen: &BTreeMap<String, ObjectRecord>,
-) -> Vec<String> {
-    let controller = |r: &ObjectRecord| {
-        r.owners
-            .iter()
-            .find(|x| x.controller)
-            .or(r.owners.first())
-            .cloned()
-    };
-    let mut out = Vec::new();
-    let mut current = controller(o);
-    while let Some(owner) = current.take() {
-        if out.len() > 8 {
-            break;
-        }
-        match by_uid.get(owner.uid.as_str()) {
-            Some(parent) => {
-                out.push(format!("{}/{}", owner.kind, owner.name));
-                current = controller(parent);
-            }
-            None => {
-                out.push(format!("{}/{} (gone)", owner.kind, owner.name));
-                current = seen.get(&owner.uid).and_then(controller);
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use crate::exercise::{Outcome, StepRecord};
 use crate::helm::HelmRun;
 use crate::runner::{Role, RunResult};
 use crate::scenario::{self, Scenario};
-use crate::snapshot::{ObjectRecord, Owner, Snapshot};
+use crate::snapshot::{ListedType, ObjectRecord, Owner, Snapshot};
 use crate::webhook::{Record, WebhookKind};
 
 use super::{FailOn, Verdict, build, html, junit, markdown, render_json};
@@ -35,6 +35,11 @@ fn obj(
         owners: owners
             .iter()
             .map(|(k, n, u)| Owner {
+                api_version: if matches!(*k, "Deployment" | "ReplicaSet") {
+                    "apps/v1".into()
+                } else {
+                    "v1".into()
+                },
                 kind: (*k).into(),
                 name: (*n).into(),
                 uid: (*u).into(),
@@ -46,6 +51,27 @@ fn obj(
         labels: BTreeMap::new(),
         helm_annotations: BTreeMap::new(),
     }
+}
+
+/// The types the fixture snapshots listed.
+fn listed() -> Vec<ListedType> {
+    [
+        ("apps", "Deployment"),
+        ("apps", "ReplicaSet"),
+        ("", "Pod"),
+        ("", "ConfigMap"),
+    ]
+    .into_iter()
+    .map(|(group, kind)| ListedType {
+        group: group.into(),
+        version: "v1".into(),
+        kind: kind.into(),
+        resource: format!("{}s", kind.to_lowercase()),
+        namespaced: true,
+        served_versions: vec!["v1".into()],
+        full_objects: false,
+    })
+    .collect()
 }
 
 fn helm(cmd: &str, code: i32) -> HelmRun {
@@ -137,11 +163,15 @@ fn outcome(scenario: &str, version: &str, ns: &str, rs: bool, pods: usize) -> Ou
             objects: vec![],
             unlistable: vec![],
             types: 40,
+            listed: listed(),
+            ..Default::default()
         },
         after: Snapshot {
             objects: after,
             unlistable: vec![],
             types: 40,
+            listed: listed(),
+            ..Default::default()
         },
         webhook_requests: requests,
         manifest: String::new(),
@@ -518,7 +548,15 @@ fn pods_of_a_collected_replicaset_have_the_same_identity_on_both_versions() {
     let pod = |l: &[crate::verdict::Leftover]| {
         l.iter()
             .find(|l| l.kind == "Pod")
-            .map(|l| (l.normalized(), l.owner_chain.clone()))
+            .map(|l| {
+                (
+                    l.normalized(),
+                    l.owner_chain
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>(),
+                )
+            })
             .unwrap()
     };
     assert_eq!(pod(&source).0, "Pod of ReplicaSet of Deployment x-web");

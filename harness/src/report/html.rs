@@ -225,10 +225,7 @@ fn chain_svg(h: &mut String, l: &LeftoverReport, count: usize) {
         false,
     )];
     for o in &l.owner_chain {
-        let gone = o.ends_with("(gone)");
-        let o = o.trim_end_matches(" (gone)");
-        let (kind, name) = o.split_once('/').unwrap_or((o, ""));
-        nodes.push((kind.to_string(), name.to_string(), gone));
+        nodes.push((o.kind.clone(), o.name.clone(), o.gone()));
     }
     let (box_w, gap) = (250, 60);
     let total = nodes.len() * (box_w + gap);

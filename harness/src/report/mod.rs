@@ -173,7 +173,7 @@ pub struct LeftoverReport {
     /// A failure reason the scenario expects (it demonstrates it).
     pub expected: bool,
     pub normalized: String,
-    pub owner_chain: Vec<String>,
+    pub owner_chain: Vec<crate::ownership::OwnerLink>,
     pub evidence: Vec<String>,
 }
 

@@ -19,6 +19,7 @@ mod report_run;
 mod scenario_files;
 mod scenarios;
 mod shared_cluster;
+mod snapshots;
 mod verdict_truth;
 mod webhook_incident;
 mod webhooks;

@@ -131,8 +131,9 @@ async fn incident_admission_helm_says_success_and_replicasets_and_pods_stay() {
         );
         let rs = f.iter().find(|l| l.kind == "ReplicaSet").unwrap();
         assert!(
-            rs.owner_chain[0].starts_with("Deployment/incident-admission-web")
-                && rs.owner_chain[0].ends_with("(gone)"),
+            rs.owner_chain[0].kind == "Deployment"
+                && rs.owner_chain[0].name.starts_with("incident-admission-web")
+                && rs.owner_chain[0].gone(),
             "{rs:?}"
         );
         assert!(
