@@ -129,5 +129,42 @@ fn main() {
         println!("{:<46} {:>10} {:>10} {:>8}", "measurement", "kubectl", "preflight", "speed-up");
         println!("{:<46} {:>9.2}s {:>9.2}s {:>7.1}x", "full snapshot wall time", a.as_secs_f64(), b.as_secs_f64(), a.as_secs_f64() / b.as_secs_f64());
         println!("{:<46} {:>10} {:>10}", "objects seen (preflight leaves out events, leases)", n_theirs, n_ours);
+
+        // The same types listed as whole objects, concurrently (what snapshots did
+        // before metadata-only lists), against today's paged metadata-only snapshot.
+        let snap = snapshot::take(&client, &SnapshotScope::default()).await.unwrap();
+        let listed: Vec<ApiResource> = snap
+            .listed
+            .iter()
+            .map(|t| {
+                ApiResource::from_gvk_with_plural(
+                    &GroupVersionKind::gvk(&t.group, &t.version, &t.kind),
+                    &t.resource,
+                )
+            })
+            .collect();
+        let mut whole = Vec::new();
+        let mut bytes_whole = 0;
+        for _ in 0..rounds {
+            let t = Instant::now();
+            bytes_whole = futures::stream::iter(listed.iter().map(|ar| {
+                let api: Api<DynamicObject> = Api::all_with(client.clone(), ar);
+                async move {
+                    let list = api.list(&kube::api::ListParams::default()).await.unwrap();
+                    serde_json::to_vec(&list.items).unwrap().len()
+                }
+            }))
+            .buffer_unordered(16)
+            .collect::<Vec<usize>>()
+            .await
+            .into_iter()
+            .sum::<usize>();
+            whole.push(t.elapsed());
+        }
+        let w = median(whole);
+        let bytes_meta = serde_json::to_vec(&snap.objects).unwrap().len();
+        println!("{:<46} {:>10} {:>10} {:>8}", "measurement", "whole", "metadata", "ratio");
+        println!("{:<46} {:>9.2}s {:>9.2}s {:>8.2}", "snapshot: whole-object lists vs metadata-only", w.as_secs_f64(), b.as_secs_f64(), b.as_secs_f64() / w.as_secs_f64());
+        println!("{:<46} {:>9}K {:>9}K {:>8.2}", "bytes kept", bytes_whole / 1024, bytes_meta / 1024, bytes_meta as f64 / bytes_whole as f64);
     });
 }

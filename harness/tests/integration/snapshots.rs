@@ -4,9 +4,9 @@
 //! after a chart's uninstall.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use kube::api::{Api, DynamicObject, ListParams, PostParams};
+use kube::api::{Api, DynamicObject, PostParams};
 use kube::discovery::ApiResource;
 use preflight::cluster::{Cluster, LocalConfig};
 use preflight::exercise;
@@ -191,67 +191,12 @@ async fn a_kind_served_only_at_a_non_preferred_version_is_listed_as_metadata_wit
             .then_some(s.discovery_errors)
     })
     .await;
-    assert!(errors.is_some(), "the unavailable APIService is a finding");
-    eprintln!("discovery errors: {:#?}", errors.unwrap());
-}
-
-/// Throughput of metadata-only lists against whole-object lists of the same types, on
-/// 200 Secrets of 20 KiB each (printed; `--nocapture` to see it).
-#[tokio::test(flavor = "multi_thread")]
-async fn metadata_lists_fetch_less_than_whole_objects() {
-    let version = &common::versions()[1];
-    let cluster = common::cluster("snapbench", version).await;
-    let client = cluster.client();
-    preflight::smoke::ensure_namespace(&client, "bench")
-        .await
-        .unwrap();
-    let secrets = ar("", "v1", "Secret", "secrets");
-    let blob = "x".repeat(20 * 1024);
-    for i in 0..200 {
-        create(
-            &client,
-            &secrets,
-            Some("bench"),
-            serde_json::json!({"apiVersion": "v1", "kind": "Secret",
-                "metadata": {"name": format!("s{i}")}, "stringData": {"blob": blob}}),
-        )
-        .await;
-    }
-    let scope = SnapshotScope::default();
-    // Warm up discovery and connections.
-    snapshot::take(&client, &scope).await.unwrap();
-    let started = Instant::now();
-    let mut snap = None;
-    for _ in 0..3 {
-        snap = Some(snapshot::take(&client, &scope).await.unwrap());
-    }
-    let metadata = started.elapsed() / 3;
-    let snap = snap.unwrap();
-    // Today's way before this change: every listed type as whole objects, one request each.
-    let types: Vec<ApiResource> = snap
-        .listed
+    let errors = errors.expect("the unavailable APIService is a finding");
+    let broken = errors
         .iter()
-        .map(|t| ar(&t.group, &t.version, &t.kind, &t.resource))
-        .collect();
-    let started = Instant::now();
-    let mut bytes_full = 0usize;
-    for _ in 0..3 {
-        bytes_full = 0;
-        for t in &types {
-            let api: Api<DynamicObject> = Api::all_with(client.clone(), t);
-            let list = api.list(&ListParams::default()).await.unwrap();
-            bytes_full += serde_json::to_vec(&list.items).unwrap().len();
-        }
-    }
-    let full = started.elapsed() / 3;
-    let bytes_meta = serde_json::to_vec(&snap.objects).unwrap().len();
-    eprintln!(
-        "snapshot of {} objects in {} types: metadata-only {metadata:?}, whole objects {full:?}; kept {bytes_meta} bytes, whole objects {bytes_full} bytes",
-        snap.objects.len(),
-        types.len()
-    );
-    assert!(snap.objects.iter().filter(|o| o.kind == "Secret").count() >= 200);
-    assert!(bytes_full > 200 * 20 * 1024);
+        .find(|e| e.group_version == "broken.example.com/v1beta1")
+        .unwrap();
+    assert!(!broken.error.trim().is_empty(), "{errors:#?}");
 }
 
 /// A chart whose CRD group prefers v1 (widgets) and serves gadgets only at v1alpha1:
