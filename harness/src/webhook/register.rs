@@ -158,13 +158,20 @@ impl Registration {
                     "conversionReviewVersions": ["v1"]
                 }
             }}});
-            api.patch(&crd_name, &PatchParams::default(), &Patch::Merge(&patch))
+            let patched = api
+                .patch(&crd_name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
                 .map_err(|e| WebhookError::Register {
                     name: webhook.clone(),
                     detail: format!("patching CRD {crd_name}: {e}"),
                 })?;
-            self.patched_crds.push(crd_name);
+            self.patched_crds.push(crd_name.clone());
+            conversion_barrier(client, server, &webhook, &patched)
+                .await
+                .map_err(|detail| WebhookError::Register {
+                    name: webhook.clone(),
+                    detail,
+                })?;
         }
         let n = still.len();
         self.pending = still;
@@ -209,6 +216,62 @@ impl Registration {
             }
         }
         errors
+    }
+}
+
+/// Waits until the API server converts through the newly patched conversion webhook:
+/// lists the CRD's objects at a served version other than the storage version until
+/// the webhook records a conversion (or the list fails calling it, when it is broken).
+/// Where no object exists nothing is converted, so nothing can race: no wait.
+async fn conversion_barrier(
+    client: &kube::Client,
+    server: &WebhookServer,
+    webhook: &str,
+    crd: &DynamicObject,
+) -> Result<(), String> {
+    let spec = &crd.data["spec"];
+    let group = spec["group"].as_str().unwrap_or_default();
+    let plural = spec["names"]["plural"].as_str().unwrap_or_default();
+    let kind = spec["names"]["kind"].as_str().unwrap_or_default();
+    let versions = spec["versions"].as_array().cloned().unwrap_or_default();
+    let Some(other) = versions
+        .iter()
+        .find(|v| v["served"] == true && v["storage"] != true)
+        .and_then(|v| v["name"].as_str())
+    else {
+        return Ok(());
+    };
+    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, other, kind), plural);
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+    let before = server
+        .records()
+        .iter()
+        .filter(|r| r.webhook == webhook)
+        .count();
+    let started = std::time::Instant::now();
+    loop {
+        match api.list(&kube::api::ListParams::default().limit(1)).await {
+            Ok(list) if list.items.is_empty() => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.to_string().contains("conversion webhook") => return Ok(()),
+            Err(_) => {}
+        }
+        if server
+            .records()
+            .iter()
+            .filter(|r| r.webhook == webhook)
+            .count()
+            > before
+        {
+            return Ok(());
+        }
+        if started.elapsed() >= BARRIER_DEADLINE {
+            return Err(format!(
+                "the API server did not start calling the conversion webhook of {plural}.{group} within {} s",
+                BARRIER_DEADLINE.as_secs()
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
 
