@@ -291,6 +291,9 @@ pub enum Step {
     SetWebhook(SetWebhook),
     /// Restart kube-controller-manager (as every upgrade does).
     RestartControllerManager,
+    /// Restart kube-apiserver (as every upgrade does): its caches of converted custom
+    /// resources are rebuilt.
+    RestartApiServer,
     /// Upgrade the control plane in place to the target version.
     Upgrade,
     /// Wait until the cascade has finished (or the deadline).

@@ -380,6 +380,7 @@ mod webhook_evidence_tests {
             answer,
             latency_ms: 5,
             caller_timeout_ms: Some(2_000),
+            caller_gave_up: false,
         }
     }
 
@@ -452,6 +453,21 @@ mod webhook_evidence_tests {
                         Answer::Delayed { seconds: 5 },
                     );
                     r.latency_ms = 2_004;
+                    r
+                },
+                true,
+            ),
+            (
+                "delay the caller hung up on",
+                {
+                    let mut r = delete(
+                        "pf-a",
+                        "core/v1/pods",
+                        "web-1",
+                        Answer::Delayed { seconds: 5 },
+                    );
+                    r.latency_ms = 1_999;
+                    r.caller_gave_up = true;
                     r
                 },
                 true,

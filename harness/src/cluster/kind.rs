@@ -372,6 +372,53 @@ impl KindCluster {
             .join("\n"))
     }
 
+    /// Stops the API server's container; the kubelet starts a fresh one from its static
+    /// pod. Waits (polling, with a deadline) until a new container runs and the API
+    /// answers again.
+    pub async fn restart_apiserver(&mut self) -> Result<(), ClusterError> {
+        let node = self.node();
+        let running = vec![
+            "exec".to_string(),
+            node.clone(),
+            "crictl".into(),
+            "ps".into(),
+            "-q".into(),
+            "--state".into(),
+            "running".into(),
+            "--name".into(),
+            "kube-apiserver".into(),
+        ];
+        let before = docker(&running)?.trim().to_string();
+        docker(&[
+            "exec".to_string(),
+            node.clone(),
+            "crictl".into(),
+            "stop".into(),
+            before.clone(),
+        ])?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+            kube::Api::all(self.client.clone());
+        while std::time::Instant::now() < deadline {
+            let now = docker(&running)
+                .map(|o| o.trim().to_string())
+                .unwrap_or_default();
+            if !now.is_empty()
+                && now != before
+                && namespaces
+                    .list(&kube::api::ListParams::default().limit(1))
+                    .await
+                    .is_ok()
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Err(ClusterError::Unsupported(format!(
+            "kube-apiserver on {node} did not come back within 120 s after its container {before} was stopped"
+        )))
+    }
+
     /// Stops the controller manager's container; the kubelet starts a fresh one. Waits
     /// (polling, with a deadline) until the new one leads and its garbage collector has
     /// started: kind's controller manager uses leader election, and a fresh one starts

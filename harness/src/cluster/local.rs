@@ -659,6 +659,29 @@ impl LocalCluster {
     /// Upgrades in place, the incident's path: stop the controller manager and the
     /// apiserver, start the `target` binaries on the same etcd data, ports and
     /// certificates. Objects created under the old version are deleted under the new.
+    /// Restarts kube-apiserver (as every upgrade does): its caches, including the
+    /// converted objects of custom resources, are rebuilt from etcd.
+    pub async fn restart_apiserver(&mut self) -> Result<(), ClusterError> {
+        let step = self
+            .progress
+            .step(format!("restarting kube-apiserver of `{}`", self.name));
+        if let Some(mut api) = self.apiserver.take() {
+            api.stop(Duration::from_secs(10));
+        }
+        self.client = None;
+        self.notify_ports();
+        let port = self.ports.apiserver;
+        let r = self
+            .start_apiserver()
+            .await
+            .map_err(|e| apiserver_port_taken(e, port));
+        match &r {
+            Ok(()) => step.done(""),
+            Err(_) => step.fail(""),
+        };
+        r
+    }
+
     pub async fn upgrade(&mut self, target: Components) -> Result<(), ClusterError> {
         let step = self.progress.step(format!(
             "upgrading `{}` in place: {} -> {}",

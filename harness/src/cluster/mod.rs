@@ -125,6 +125,17 @@ impl Cluster {
         }
     }
 
+    /// Restarts kube-apiserver (local: the process; kind: its static pod's container).
+    pub async fn restart_apiserver(&mut self) -> Result<(), ClusterError> {
+        match self {
+            Cluster::Local(c) => c.restart_apiserver().await,
+            Cluster::Kind(c) => c.restart_apiserver().await,
+            Cluster::Existing(_) => Err(ClusterError::Unsupported(
+                "restarting kube-apiserver affects the whole cluster: it needs the local or kind provider".into(),
+            )),
+        }
+    }
+
     pub async fn restart_controller_manager(&mut self) -> Result<(), ClusterError> {
         match self {
             Cluster::Local(c) => c.restart_controller_manager().await,

@@ -242,6 +242,7 @@ async fn run_steps(
                         .await?;
                 }
                 Step::RestartControllerManager => cluster.restart_controller_manager().await?,
+                Step::RestartApiServer => cluster.restart_apiserver().await?,
                 Step::Upgrade => {
                     let target = opts
                         .upgrade_to
@@ -381,6 +382,7 @@ fn title(step: &Step) -> String {
         Step::ServerDryRun(DryRunAction::Uninstall) => "server-side dry run: uninstall".into(),
         Step::SetWebhook(s) => format!("webhook {} -> {:?}", s.name, s.behaviour).to_lowercase(),
         Step::RestartControllerManager => "restart kube-controller-manager".into(),
+        Step::RestartApiServer => "restart kube-apiserver".into(),
         Step::Upgrade => "upgrade the control plane in place".into(),
         Step::Settle(_) => "settle".into(),
     }

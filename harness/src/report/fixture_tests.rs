@@ -131,6 +131,7 @@ fn outcome(scenario: &str, version: &str, ns: &str, rs: bool, pods: usize) -> Ou
             },
             latency_ms: 3,
             caller_timeout_ms: Some(10_000),
+            caller_gave_up: false,
         });
     }
     for i in 0..pods {

@@ -45,6 +45,9 @@ pub struct Record {
     /// in milliseconds, where the request said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caller_timeout_ms: Option<u64>,
+    /// The caller hung up before the answer was sent.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub caller_gave_up: bool,
 }
 
 /// What the server answered.
@@ -84,13 +87,15 @@ impl std::fmt::Display for Answer {
 impl Record {
     /// Whether the caller was refused: a denial, an error or a malformed answer, or a
     /// delayed one that came after the caller's own timeout had passed (a delay the
-    /// caller waited out is an answer, not a refusal; without the caller's timeout it
-    /// is not counted).
+    /// caller waited out is an answer, not a refusal; without the caller's timeout or
+    /// its hanging up it is not counted).
     pub fn refused(&self) -> bool {
         match &self.answer {
             Answer::Allowed | Answer::Converted => false,
             Answer::Denied { .. } | Answer::Error { .. } | Answer::Malformed => true,
-            Answer::Delayed { .. } => self.caller_timeout_ms.is_some_and(|t| self.latency_ms >= t),
+            Answer::Delayed { .. } => {
+                self.caller_gave_up || self.caller_timeout_ms.is_some_and(|t| self.latency_ms >= t)
+            }
         }
     }
 }
@@ -476,7 +481,9 @@ async fn handle_review(
             answer: Answer::Allowed,
             latency_ms: 0,
             caller_timeout_ms: caller_timeout_ms(query.as_deref()),
+            caller_gave_up: false,
         }),
+        finished: false,
     };
     let (response, answer) = match spec.behaviour {
         Behaviour::Error => (
@@ -517,6 +524,7 @@ async fn handle_review(
         }
     };
     pending.set_answer(answer);
+    pending.finished = true;
     response
 }
 
@@ -525,6 +533,8 @@ struct PendingRecord {
     hook: HookState,
     started: Instant,
     record: Option<Record>,
+    /// Whether the handler produced its answer (dropped before: the caller hung up).
+    finished: bool,
 }
 
 impl PendingRecord {
@@ -541,6 +551,7 @@ impl Drop for PendingRecord {
             return;
         };
         record.latency_ms = self.started.elapsed().as_millis() as u64;
+        record.caller_gave_up = !self.finished;
         if let Ok(line) = serde_json::to_string(&record)
             && let Ok(mut f) = std::fs::OpenOptions::new()
                 .append(true)
