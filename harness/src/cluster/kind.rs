@@ -227,8 +227,7 @@ impl KindCluster {
         let on_death = vec![
             "sh".to_string(),
             "-c".into(),
-            "\"$0\" delete cluster --name=\"$1\"; sleep 5; \"$0\" delete cluster --name=\"$1\""
-                .into(),
+            SENTINEL_DELETE.into(),
             config.kind.display().to_string(),
             name.clone(),
         ];
@@ -509,6 +508,23 @@ impl Drop for KindDelete {
 /// thaw what keeps them alive and delete again. On cgroup v1 hosts a runc inside the
 /// node can leave a Pod's freezer cgroup FROZEN; its tasks then never receive SIGKILL,
 /// and Docker answers "did not receive an exit event" for ever.
+/// What the sentinel runs when the harness died without tearing down (`$0` is kind,
+/// `$1` the cluster): `kind delete`, then, polling for at most 120 s, removes every
+/// container labelled as the cluster's node until none has appeared for three checks
+/// in a row. The Docker engine may finish creating a node container that a killed
+/// `kind create` asked for after the first delete ran ("Created" containers).
+const SENTINEL_DELETE: &str = r#"k="$0"; n="$1"; end=$(( $(date +%s) + 120 )); clean=0
+while [ "$(date +%s)" -lt "$end" ]; do
+  "$k" delete cluster --name="$n" >/dev/null 2>&1
+  ids=$(docker ps -aq --filter "label=io.x-k8s.kind.cluster=$n")
+  if [ -z "$ids" ]; then
+    clean=$((clean + 1)); [ "$clean" -ge 3 ] && exit 0
+  else
+    clean=0; docker rm -f -v $ids >/dev/null 2>&1
+  fi
+  sleep 2
+done"#;
+
 pub fn delete_cluster(kind: &Path, name: &str) {
     for _ in 0..3 {
         let _ = run(kind, &delete_args(name));
