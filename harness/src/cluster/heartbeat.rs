@@ -85,16 +85,17 @@ fn dur(d: Duration) -> SignedDuration {
 }
 
 /// Until when a Lease protects its run, judged at `now` (the server's clock): its last
-/// renewal plus its duration plus [`SKEW_MARGIN`]. A holder-written time further in the
-/// future than the margin is not trusted (a clock far ahead, or a bogus Lease); the
-/// server-written times count then. `None`: the Lease carries no usable time at all.
+/// renewal (`renewTime`, else `acquireTime`) plus its duration plus [`SKEW_MARGIN`]. A
+/// holder-written time further in the future than the margin is not trusted (a clock
+/// far ahead, or a bogus Lease); the server-written times count then. `None`: the Lease carries no usable time at all.
 pub fn lease_valid_until(lease: &LeaseTimes, now: Timestamp) -> Option<Timestamp> {
     let trustworthy = |t: Timestamp| t <= now + dur(SKEW_MARGIN);
-    let last = lease
-        .renew
-        .filter(|t| trustworthy(*t))
-        .or(lease.acquire.filter(|t| trustworthy(*t)))
-        .or(lease.server_written)?;
+    // The holder's last word (renewTime, or acquireTime where it never renewed) if it
+    // is believable; otherwise what the server itself wrote.
+    let last = match lease.renew.or(lease.acquire) {
+        Some(t) if trustworthy(t) => t,
+        _ => lease.server_written?,
+    };
     let seconds = i64::from(lease.duration_seconds.unwrap_or(LEASE_DURATION_SECONDS))
         .clamp(1, MAX_LEASE_SECONDS);
     Some(last + SignedDuration::from_secs(seconds) + dur(SKEW_MARGIN))
