@@ -690,7 +690,7 @@ mod tests {
     }
 
     fn known(g: &str, r: &str) -> bool {
-        KNOWN_CLUSTER_SCOPED.iter().any(|k| *k == (g, r))
+        KNOWN_CLUSTER_SCOPED.contains(&(g, r))
     }
 
     #[test]
