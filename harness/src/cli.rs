@@ -530,11 +530,14 @@ async fn run(args: RunArgs, progress: Progress) -> anyhow::Result<i32> {
         )
         .await?;
         let swept = existing.sweep().await?;
-        if !swept.is_empty() {
+        if !swept.removed.is_empty() {
             progress.println(format!(
                 "removed what an interrupted earlier run left: {}",
-                swept.join(", ")
+                swept.removed.join(", ")
             ));
+        }
+        for kept in &swept.kept {
+            progress.println(format!("left another preflight's {kept}"));
         }
         if args.scenarios.is_empty() {
             scenarios.retain(|s| {
@@ -644,6 +647,8 @@ async fn run(args: RunArgs, progress: Progress) -> anyhow::Result<i32> {
             .map(|(path, context)| crate::cluster::existing::SweepOnDrop {
                 kubeconfig: path.clone(),
                 context: context.clone(),
+                session: run_id.clone(),
+                progress: progress.clone(),
                 armed: true,
             });
     let results = runner::run_all(runner::plan_for(&scenarios, args.provider), &settings).await;

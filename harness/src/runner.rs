@@ -231,15 +231,24 @@ async fn run_one(
                     p.scenario.name
                 );
             }
-            Cluster::Existing(
-                ExistingCluster::connect(
-                    &path,
-                    context.as_deref(),
-                    &start.helm,
-                    settings.webhook_address,
-                )
-                .await?,
+            let existing = ExistingCluster::connect(
+                &path,
+                context.as_deref(),
+                &start.helm,
+                settings.webhook_address,
             )
+            .await?;
+            // Rules on resources only the cluster knows (a CRD's): discovery, read-only,
+            // before anything is created.
+            if let Some(why) =
+                existing::cluster_scoped_rule_refusal(&existing.client(), &p.scenario).await?
+            {
+                anyhow::bail!(
+                    "scenario `{}` cannot run on a shared cluster: {why}",
+                    p.scenario.name
+                );
+            }
+            Cluster::Existing(existing)
         }
     };
     timings.start = started.elapsed();

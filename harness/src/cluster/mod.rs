@@ -9,6 +9,7 @@
 //!   a careful guest.
 
 pub mod existing;
+pub mod heartbeat;
 pub mod kind;
 pub mod local;
 pub mod metrics;

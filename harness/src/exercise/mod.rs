@@ -146,6 +146,13 @@ async fn run_steps(
     )?;
 
     crate::smoke::ensure_namespace_labelled(&client, &namespace, &opts.run_id).await?;
+    // On a shared cluster the run holds a Lease while it lives, so that another
+    // preflight's sweep of abandoned runs leaves it alone.
+    let heartbeat = if cluster.shared() {
+        Some(crate::cluster::heartbeat::Heartbeat::start(&client, &namespace, &opts.run_id).await?)
+    } else {
+        None
+    };
     let everything = SnapshotScope {
         namespace: None,
         noise: opts.noise.clone(),
@@ -326,6 +333,9 @@ async fn run_steps(
     }
     let mut teardown_errors = registration.teardown(&client).await;
     server.shutdown();
+    if let Some(heartbeat) = heartbeat {
+        teardown_errors.extend(heartbeat.stop().await);
+    }
     if let Err(e) = crate::smoke::delete_namespace(&client, &namespace).await {
         teardown_errors.push(format!("deleting namespace {namespace}: {e}"));
     }
