@@ -282,7 +282,7 @@ pub async fn execute(cli: Cli, progress: Progress) -> anyhow::Result<i32> {
                 serde_json::from_str(&text)
                     .with_context(|| format!("{}: not a preflight snapshot", p.display()))
             };
-            let d = crate::snapshot::diff(&load(&before)?, &load(&after)?);
+            let d = crate::snapshot_diff::diff(&load(&before)?, &load(&after)?);
             print!("{}", d.render());
             Ok(if d.newly_orphaned.is_empty() && d.newly_stuck.is_empty() {
                 EXIT_OK

@@ -34,6 +34,7 @@ pub mod runner;
 pub mod scenario;
 pub mod smoke;
 pub mod snapshot;
+pub mod snapshot_diff;
 pub mod verdict;
 pub mod webhook;
 

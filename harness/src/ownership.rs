@@ -345,6 +345,20 @@ pub fn chain(
     out
 }
 
+/// Each object of `snap` that the garbage collector should have collected (every
+/// owner reference absent, by [`crate::ownership`]'s rule), with those owners.
+pub fn orphans(snap: &Snapshot) -> Vec<(&ObjectRecord, Vec<&Owner>)> {
+    let index = Index::new(snap);
+    snap.objects
+        .iter()
+        .filter_map(|o| {
+            let j = index.judge(o);
+            (j.collection == Collection::Orphan)
+                .then(|| (o, j.owners.iter().map(|c| c.owner).collect()))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -660,7 +674,7 @@ mod tests {
                 vec![owner("x.example.com", "Widget", "w", "w1")],
             ),
         ]);
-        let found: Vec<_> = crate::snapshot::orphans(&s)
+        let found: Vec<_> = orphans(&s)
             .into_iter()
             .map(|(o, owners)| (o.name.clone(), owners.len()))
             .collect();

@@ -811,7 +811,7 @@ pub async fn objects(ctx: &mut Context) {
             "Fix what serves it (conversion webhook, aggregated API server) before the upgrade.",
         );
     }
-    for (o, gone) in snapshot::orphans(&snap) {
+    for (o, gone) in crate::ownership::orphans(&snap) {
         ctx.add(
             "orphaned-object",
             Severity::Medium,

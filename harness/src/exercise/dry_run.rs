@@ -279,7 +279,7 @@ pub async fn probe_orphans(
         ..Default::default()
     };
     let mut lines = Vec::new();
-    for (o, _) in crate::snapshot::orphans(after) {
+    for (o, _) in crate::ownership::orphans(after) {
         if o.namespace.as_deref() != Some(namespace) {
             continue;
         }

@@ -115,7 +115,7 @@ pub async fn settle(
                     .iter()
                     .map(|o| format!("{}:{}", o.uid, o.deletion_timestamp.is_some()))
                     .collect();
-                orphan_count = snapshot::orphans(&snap).len();
+                orphan_count = crate::ownership::orphans(&snap).len();
                 let now = time::OffsetDateTime::now_utc();
                 let terminating = snap
                     .objects
