@@ -125,6 +125,28 @@ pub fn leftovers<'a>(run: &'a serde_json::Value, kind: &str) -> Vec<&'a serde_js
         .collect()
 }
 
+/// What a run in a report.json left that counts as a failure: (normalised identity,
+/// reason).
+pub fn failures(run: &serde_json::Value) -> std::collections::BTreeSet<(String, String)> {
+    run["leftovers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| {
+            !matches!(
+                l["reason"].as_str(),
+                Some("kept-by-policy" | "kept-by-design")
+            )
+        })
+        .map(|l| {
+            (
+                l["normalized"].as_str().unwrap_or_default().to_string(),
+                l["reason"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
 /// The parent process of `pid`.
 pub fn parent_of(pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

@@ -46,27 +46,6 @@ fn preflight_containers() -> Vec<String> {
         .collect()
 }
 
-/// What a run left that counts as a failure: (normalised identity, reason).
-fn failures(run: &Value) -> BTreeSet<(String, String)> {
-    run["leftovers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|l| {
-            !matches!(
-                l["reason"].as_str(),
-                Some("kept-by-policy" | "kept-by-design")
-            )
-        })
-        .map(|l| {
-            (
-                l["normalized"].as_str().unwrap_or_default().to_string(),
-                l["reason"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
-}
-
 fn run_preflight(args: &[&str], dir: &std::path::Path) -> (Option<i32>, Value, String) {
     let out = Command::new(common::preflight_bin())
         .args(args)
@@ -146,11 +125,15 @@ fn kind_gives_the_promised_verdicts_from_cluster_evidence_and_agrees_with_local(
             install["command"].as_str().unwrap().contains("--wait"),
             "{install}"
         );
-        assert_eq!(failures(waited), BTreeSet::new(), "{role}: {waited}");
+        assert_eq!(
+            common::failures(waited),
+            BTreeSet::new(),
+            "{role}: {waited}"
+        );
 
         let base = common::run_of(&kind, "baseline", role);
         assert_eq!(
-            failures(base),
+            common::failures(base),
             BTreeSet::new(),
             "{role}: baseline is clean on kind: {base}"
         );
@@ -198,8 +181,8 @@ fn kind_gives_the_promised_verdicts_from_cluster_evidence_and_agrees_with_local(
     for scenario in SCENARIOS {
         for role in ["source", "target"] {
             assert_eq!(
-                failures(common::run_of(&kind, scenario, role)),
-                failures(common::run_of(&local, scenario, role)),
+                common::failures(common::run_of(&kind, scenario, role)),
+                common::failures(common::run_of(&local, scenario, role)),
                 "{scenario} {role}: kind and local disagree"
             );
         }

@@ -18,7 +18,9 @@ fn ar(group: &str, kind: &str, plural: &str) -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
 }
 
-async fn owned(client: &kube::Client) -> Vec<String> {
+/// `Kind/name` of the Namespaces and ValidatingWebhookConfigurations that `lp`
+/// selects, with whether each is being deleted.
+async fn namespaces_and_webhooks(client: &kube::Client, lp: &ListParams) -> Vec<(String, bool)> {
     let mut out = Vec::new();
     for r in [
         ar("", "Namespace", "namespaces"),
@@ -29,20 +31,21 @@ async fn owned(client: &kube::Client) -> Vec<String> {
         ),
     ] {
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &r);
-        for o in api
-            .list(&ListParams::default().labels("app.kubernetes.io/managed-by=preflight"))
-            .await
-            .unwrap()
-            .items
-        {
-            out.push(format!(
-                "{}/{}",
-                r.kind,
-                o.metadata.name.unwrap_or_default()
-            ));
+        for o in api.list(lp).await.unwrap().items {
+            let id = format!("{}/{}", r.kind, o.metadata.name.clone().unwrap_or_default());
+            out.push((id, o.metadata.deletion_timestamp.is_some()));
         }
     }
     out
+}
+
+async fn owned(client: &kube::Client) -> Vec<String> {
+    let lp = ListParams::default().labels("app.kubernetes.io/managed-by=preflight");
+    namespaces_and_webhooks(client, &lp)
+        .await
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
 }
 
 // The "shared cluster" here is a local control plane: no kubelet runs the chart's hook
@@ -428,23 +431,12 @@ fn lease(run: &str, ago: Duration) -> k8s_openapi::api::coordination::v1::Lease 
 
 /// Live objects (not being deleted) of the given `Kind/name`s.
 async fn present(client: &kube::Client, names: &[&String]) -> Vec<String> {
-    let mut out = Vec::new();
-    for r in [
-        ar("", "Namespace", "namespaces"),
-        ar(
-            "admissionregistration.k8s.io",
-            "ValidatingWebhookConfiguration",
-            "validatingwebhookconfigurations",
-        ),
-    ] {
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), &r);
-        for o in api.list(&ListParams::default()).await.unwrap().items {
-            let id = format!("{}/{}", r.kind, o.metadata.name.clone().unwrap_or_default());
-            if o.metadata.deletion_timestamp.is_none() && names.contains(&&id) {
-                out.push(id);
-            }
-        }
-    }
+    let mut out: Vec<String> = namespaces_and_webhooks(client, &ListParams::default())
+        .await
+        .into_iter()
+        .filter(|(id, deleting)| !deleting && names.contains(&id))
+        .map(|(id, _)| id)
+        .collect();
     out.sort();
     out
 }

@@ -75,23 +75,6 @@ expect:
     - {kind: Pod, reason: webhook-blocked-delete}
 "#;
 
-fn normalized_failures(run: &Value) -> Vec<String> {
-    let mut v: Vec<String> = run["leftovers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|l| {
-            !matches!(
-                l["reason"].as_str(),
-                Some("kept-by-policy" | "kept-by-design")
-            )
-        })
-        .map(|l| format!("{} ({})", l["normalized"], l["reason"]))
-        .collect();
-    v.sort();
-    v
-}
-
 fn finding_texts(run: &Value) -> Vec<String> {
     run["findings"]
         .as_array()
@@ -164,7 +147,7 @@ fn verdicts_on_an_unseen_chart_come_from_what_the_cluster_did() {
             "the ReplicaSet's DELETE was allowed: {run:#}"
         );
     }
-    assert_eq!(normalized_failures(source), normalized_failures(target));
+    assert_eq!(common::failures(source), common::failures(target));
     assert_eq!(
         pods_only["regressions"],
         serde_json::json!([]),
@@ -215,7 +198,7 @@ fn verdicts_on_an_unseen_chart_come_from_what_the_cluster_did() {
     for role in ["source", "target"] {
         let run = common::run_of(&doc, "healthy-demo", role);
         assert_eq!(run["verdict"], "fail");
-        assert!(normalized_failures(run).is_empty(), "{run:#}");
+        assert!(common::failures(run).is_empty(), "{run:#}");
         assert_eq!(
             finding_texts(run),
             ["not reproduced: expected Pod (webhook-blocked-delete) left behind, found 0 matching"]
