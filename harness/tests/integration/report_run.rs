@@ -76,6 +76,37 @@ fn default_run_writes_four_reports_with_the_expected_verdicts() {
     assert_eq!(doc["source"]["version"], "v1.29.15");
     assert_eq!(doc["target"]["version"], "v1.30.14");
 
+    // Every incident leftover's cause is backed by what the cluster recorded: an audit
+    // event, a control-plane log line or the verification probe's answer.
+    for scenario in ["incident-admission", "incident-conversion"] {
+        for role in ["source", "target"] {
+            let run = common::run_of(&doc, scenario, role);
+            assert!(run["findings"].as_array().unwrap().is_empty(), "{run}");
+            for l in run["leftovers"].as_array().unwrap() {
+                if matches!(
+                    l["reason"].as_str(),
+                    Some("kept-by-policy" | "kept-by-design")
+                ) {
+                    continue;
+                }
+                let evidence = l["evidence"].to_string();
+                assert!(
+                    [
+                        "kube-apiserver audit:",
+                        "kube-apiserver probe:",
+                        "kube-apiserver:",
+                        "kube-controller-manager:",
+                    ]
+                    .iter()
+                    .any(|source| evidence.contains(source)),
+                    "{scenario} {role}: {} {} has no cluster record as evidence: {evidence}",
+                    l["kind"],
+                    l["name"]
+                );
+            }
+        }
+    }
+
     for role in ["source", "target"] {
         let base = common::run_of(&doc, "baseline", role);
         assert!(
