@@ -29,6 +29,7 @@ pub mod policy;
 pub mod progress;
 pub mod reason;
 pub mod redact;
+pub mod refusal;
 pub mod report;
 pub mod runner;
 pub mod scenario;

@@ -32,10 +32,58 @@ pub struct DryRunObject {
     pub operation: String,
     /// The user the request was sent as (`helm` for preflight's own credentials).
     pub as_user: String,
-    /// `admitted`, `denied`, `webhook-failed`, `timed-out`, `error`, `skipped`.
-    pub outcome: String,
+    pub outcome: DryRunOutcome,
+    /// The webhook the API server's answer names, for a refusal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<String>,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub message: String,
+}
+
+/// What the API server answered one dry-run request.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum DryRunOutcome {
+    Admitted,
+    /// A webhook answered `allowed: false`.
+    Denied,
+    /// A fail-closed webhook could not be called (unreachable, TLS, HTTP error).
+    WebhookFailed,
+    /// A fail-closed webhook did not answer within its timeout.
+    TimedOut,
+    /// A webhook with side effects cannot judge a dry run: a real request would call it.
+    DryRunUnsupported,
+    /// Any other error (no webhook named).
+    Error,
+    /// Not sent (e.g. its kind is not served).
+    Skipped,
+}
+
+impl DryRunOutcome {
+    /// Whether a webhook refused (the answer names it).
+    pub fn is_refusal(self) -> bool {
+        matches!(
+            self,
+            DryRunOutcome::Denied
+                | DryRunOutcome::WebhookFailed
+                | DryRunOutcome::TimedOut
+                | DryRunOutcome::DryRunUnsupported
+        )
+    }
+}
+
+impl std::fmt::Display for DryRunOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DryRunOutcome::Admitted => "admitted",
+            DryRunOutcome::Denied => "denied",
+            DryRunOutcome::WebhookFailed => "webhook-failed",
+            DryRunOutcome::TimedOut => "timed-out",
+            DryRunOutcome::DryRunUnsupported => "dry-run-unsupported",
+            DryRunOutcome::Error => "error",
+            DryRunOutcome::Skipped => "skipped",
+        })
+    }
 }
 
 /// The dry run of one lifecycle half.
@@ -51,30 +99,30 @@ impl DryRunReport {
     pub fn refused(&self) -> impl Iterator<Item = &DryRunObject> {
         self.objects
             .iter()
-            .filter(|o| !matches!(o.outcome.as_str(), "admitted" | "skipped"))
+            .filter(|o| !matches!(o.outcome, DryRunOutcome::Admitted | DryRunOutcome::Skipped))
     }
 }
 
-/// Sorts an API answer into `admitted`, `denied`, `webhook-failed`, `timed-out` or `error`.
-pub fn classify(result: Result<(), kube::Error>) -> (String, String) {
+/// Sorts an API answer by what the API server's message says (`crate::refusal`): the
+/// outcome, the webhook it names, and the message.
+pub fn classify(result: Result<(), kube::Error>) -> (DryRunOutcome, Option<String>, String) {
+    use crate::refusal::{RefusalKind, parse_refusal};
     match result {
-        Ok(()) => ("admitted".into(), String::new()),
-        Err(kube::Error::Api(e)) => {
-            let m = e.message.clone();
-            let outcome = if m.contains("failed calling webhook")
-                && (m.contains("deadline exceeded") || m.contains("Timeout"))
-            {
-                "timed-out"
-            } else if m.contains("failed calling webhook") {
-                "webhook-failed"
-            } else if m.contains("denied the request") {
-                "denied"
-            } else {
-                "error"
-            };
-            (outcome.into(), m)
-        }
-        Err(e) => ("error".into(), e.to_string()),
+        Ok(()) => (DryRunOutcome::Admitted, None, String::new()),
+        Err(kube::Error::Api(e)) => match parse_refusal(&e.message) {
+            Some(r) => (
+                match r.kind {
+                    RefusalKind::Denied => DryRunOutcome::Denied,
+                    RefusalKind::WebhookFailed => DryRunOutcome::WebhookFailed,
+                    RefusalKind::TimedOut => DryRunOutcome::TimedOut,
+                    RefusalKind::DryRunUnsupported => DryRunOutcome::DryRunUnsupported,
+                },
+                Some(r.webhook),
+                e.message.clone(),
+            ),
+            None => (DryRunOutcome::Error, None, e.message.clone()),
+        },
+        Err(e) => (DryRunOutcome::Error, None, e.to_string()),
     }
 }
 
@@ -119,11 +167,12 @@ pub async fn install(
             name: name.clone(),
             operation: "CREATE".into(),
             as_user: "helm".into(),
-            outcome: String::new(),
+            outcome: DryRunOutcome::Admitted,
+            webhook: None,
             message: String::new(),
         };
         let Some((ar, caps)) = disc.resolve_gvk(&gvk) else {
-            rec.outcome = "skipped".into();
+            rec.outcome = DryRunOutcome::Skipped;
             rec.message = format!(
                 "{} is not served yet (its CRD is installed by the chart first)",
                 gvk.kind
@@ -134,7 +183,7 @@ pub async fn install(
         let mut obj: DynamicObject = match serde_json::from_value(m.clone()) {
             Ok(o) => o,
             Err(e) => {
-                rec.outcome = "error".into();
+                rec.outcome = DryRunOutcome::Error;
                 rec.message = e.to_string();
                 objects.push(rec);
                 continue;
@@ -149,8 +198,9 @@ pub async fn install(
             dry_run: true,
             ..Default::default()
         };
-        let (outcome, message) = classify(api.create(&pp, &obj).await.map(|_| ()));
+        let (outcome, webhook, message) = classify(api.create(&pp, &obj).await.map(|_| ()));
         rec.outcome = outcome;
+        rec.webhook = webhook;
         rec.message = message;
         objects.push(rec);
     }
@@ -196,7 +246,8 @@ pub async fn uninstall(
             release_uids.insert(found.uid.clone());
         }
         let api = api_for(client, &ar, &caps.scope, namespace);
-        let (outcome, message) = classify(api.delete(&name, &background).await.map(|_| ()));
+        let (outcome, webhook, message) =
+            classify(api.delete(&name, &background).await.map(|_| ()));
         objects.push(DryRunObject {
             api_version: ar.api_version.clone(),
             kind: gvk.kind.clone(),
@@ -205,6 +256,7 @@ pub async fn uninstall(
             operation: "DELETE".into(),
             as_user: "helm".into(),
             outcome,
+            webhook,
             message,
         });
     }
@@ -238,7 +290,7 @@ pub async fn uninstall(
                 &caps.scope,
                 child.namespace.as_deref().unwrap_or(namespace),
             );
-            let (outcome, message) =
+            let (outcome, webhook, message) =
                 classify(api.delete(&child.name, &background).await.map(|_| ()));
             objects.push(DryRunObject {
                 api_version: child.api_version.clone(),
@@ -248,6 +300,7 @@ pub async fn uninstall(
                 operation: "DELETE".into(),
                 as_user: GC_USER.into(),
                 outcome,
+                webhook,
                 message,
             });
         }
@@ -292,8 +345,8 @@ pub async fn probe_orphans(
             continue;
         };
         let api = api_for(gc_client, &ar, &caps.scope, namespace);
-        let (outcome, message) = classify(api.delete(&o.name, &params).await.map(|_| ()));
-        if matches!(outcome.as_str(), "denied" | "webhook-failed" | "timed-out") {
+        let (outcome, _, message) = classify(api.delete(&o.name, &params).await.map(|_| ()));
+        if outcome.is_refusal() {
             lines.push(format!(
                 "kube-apiserver probe: {GC_USER} DELETE {} {namespace}/{}: {outcome} {}",
                 ar.plural,

@@ -2,7 +2,8 @@
 
 use preflight::cluster::{Cluster, LocalCluster, LocalConfig};
 use preflight::components::Version;
-use preflight::exercise::{self, Outcome, dry_run::GC_USER};
+use preflight::exercise::dry_run::{DryRunOutcome, GC_USER};
+use preflight::exercise::{self, Outcome};
 use preflight::scenario;
 use preflight::verdict::{self, Leftover, Reason};
 
@@ -96,7 +97,7 @@ async fn baseline_leaves_only_what_helm_keeps_by_design() {
         assert!(
             dry.objects
                 .iter()
-                .any(|x| x.kind == "Deployment" && x.outcome == "admitted"),
+                .any(|x| x.kind == "Deployment" && x.outcome == DryRunOutcome::Admitted),
             "{version}: {dry:?}"
         );
         assert!(
@@ -162,13 +163,16 @@ async fn incident_admission_helm_says_success_and_replicasets_and_pods_stay() {
         assert!(
             refused.iter().any(|x| x.kind == "ReplicaSet"
                 && x.as_user == GC_USER
-                && x.outcome == "webhook-failed"),
+                && x.outcome == DryRunOutcome::WebhookFailed
+                && x.webhook
+                    .as_deref()
+                    .is_some_and(|w| w.starts_with("delete-guard."))),
             "{version}: {refused:#?}"
         );
         assert!(
-            dry.objects
-                .iter()
-                .any(|x| x.kind == "Deployment" && x.as_user == "helm" && x.outcome == "admitted"),
+            dry.objects.iter().any(|x| x.kind == "Deployment"
+                && x.as_user == "helm"
+                && x.outcome == DryRunOutcome::Admitted),
             "{version}"
         );
     }
