@@ -265,10 +265,18 @@ pub fn leftovers(outcome: &Outcome) -> Vec<Leftover> {
         } else {
             // What the ownership check found, when it could not say "owner gone": an
             // owner not checked, or one the garbage collector can never resolve.
-            let checked = match judgement.collection {
+            let mut checked = match judgement.collection {
                 Collection::Unknown | Collection::NotCollectable => judgement.evidence(),
                 _ => Vec::new(),
             };
+            // Cause unknown: say what was looked at and found nothing.
+            checked.push(format!(
+                "checked: {} webhook request records (no refused DELETE of it), the audit log and control-plane logs ({} lines about webhooks and the garbage collector; none names it), its finalizers ({}), its deletion ({})",
+                outcome.webhook_requests.len(),
+                outcome.log_evidence.len(),
+                if o.finalizers.is_empty() { "none".to_string() } else { o.finalizers.join(", ") },
+                if o.deletion_timestamp.is_some() { "requested" } else { "never requested" },
+            ));
             (Reason::NotDeleted, checked)
         };
         out.push(Leftover {
