@@ -291,6 +291,7 @@ pub fn leftovers(outcome: &Outcome) -> Vec<Leftover> {
         });
     }
     inherit_blocked_owners(&mut out);
+    inherit_staying_owners(&mut out);
     out
 }
 
@@ -348,6 +349,43 @@ fn inherit_blocked_owners(leftovers: &mut [Leftover]) {
             l.reason = Reason::WebhookBlockedDelete;
             l.evidence
                 .insert(0, format!("its owner {owner} could not be deleted: {why}"));
+        }
+    }
+}
+
+/// Dependents whose owner is still there because it stays itself (kept on purpose or
+/// by design, held by a finalizer, a hook): the garbage collector keeps a dependent
+/// while any owner exists, so they stay for their owner's reason, nearest owner first.
+fn inherit_staying_owners(leftovers: &mut [Leftover]) {
+    let staying: BTreeMap<String, (Reason, String)> = leftovers
+        .iter()
+        .filter(|l| l.reason != Reason::NotDeleted)
+        .map(|l| {
+            (
+                format!("{}/{}", l.kind, l.name),
+                (l.reason, l.evidence.first().cloned().unwrap_or_default()),
+            )
+        })
+        .collect();
+    for l in leftovers.iter_mut() {
+        if l.reason != Reason::NotDeleted {
+            continue;
+        }
+        if let Some((owner, (reason, why))) = l
+            .owner_chain
+            .iter()
+            .filter(|c| !c.gone())
+            .find_map(|c| staying.get(&c.key()).map(|r| (c.key(), r.clone())))
+        {
+            l.reason = reason;
+            l.evidence.retain(|e| !e.starts_with("checked: "));
+            l.evidence.insert(
+                0,
+                format!(
+                    "its owner {owner} still exists and stays ({}): {why}",
+                    reason.as_str()
+                ),
+            );
         }
     }
 }

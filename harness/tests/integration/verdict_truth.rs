@@ -75,6 +75,15 @@ expect:
     - {kind: Pod, reason: webhook-blocked-delete}
 "#;
 
+const KEPT_API: &str = r#"name: kept-api
+description: the Deployment is kept on purpose; its ReplicaSet and Pods stay with it
+chart: {path: CHART, values: {api: {keep: true}}}
+steps:
+  - helm: {action: install}
+  - helm: {action: uninstall}
+  - settle: {timeoutSeconds: 30}
+"#;
+
 fn finding_texts(run: &Value) -> Vec<String> {
     run["findings"]
         .as_array()
@@ -94,6 +103,7 @@ fn verdicts_on_an_unseen_chart_come_from_what_the_cluster_did() {
         ("pods-only", PODS_ONLY),
         ("dry-run-deny", DRY_RUN_DENY),
         ("healthy-demo", HEALTHY_DEMO),
+        ("kept-api", KEPT_API),
     ] {
         let file = dir.path().join(format!("{name}.yaml"));
         std::fs::write(&file, text.replace("CHART", &chart.display().to_string())).unwrap();
@@ -191,6 +201,42 @@ fn verdicts_on_an_unseen_chart_come_from_what_the_cluster_did() {
         );
     }
     assert_eq!(scenario("dry-run-deny")["verdict"], "pass");
+
+    // Dependents of an owner kept on purpose stay for that reason, not "cause unknown".
+    for role in ["source", "target"] {
+        let run = common::run_of(&doc, "kept-api", role);
+        let kinds: Vec<(String, String)> = run["leftovers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                (
+                    l["kind"].as_str().unwrap().to_string(),
+                    l["reason"].as_str().unwrap().to_string(),
+                )
+            })
+            .filter(|(k, _)| matches!(k.as_str(), "Deployment" | "ReplicaSet" | "Pod"))
+            .collect();
+        assert_eq!(
+            kinds.len(),
+            5,
+            "1 Deployment, 1 ReplicaSet, 3 Pods: {run:#}"
+        );
+        assert!(
+            kinds.iter().all(|(_, r)| r == "kept-by-policy"),
+            "{kinds:?}"
+        );
+        let pod = &common::leftovers(run, "Pod")[0];
+        assert!(
+            pod["evidence"][0]
+                .as_str()
+                .unwrap()
+                .contains("still exists and stays (kept-by-policy)"),
+            "{pod:#}"
+        );
+        assert_eq!(pod["evidence"].as_array().unwrap().len(), 1, "{pod:#}");
+        assert_eq!(run["verdict"], "pass", "{run:#}");
+    }
 
     // A demonstration that reproduces nothing fails, and says so.
     let healthy = scenario("healthy-demo");
