@@ -13,6 +13,8 @@
 //!   as guarded child processes on loopback.
 //! * [`progress`]: what a long step shows while it runs (spinner on a terminal, plain
 //!   lines in CI).
+//! * [`twin`]: a live cluster's Helm releases read from Helm's storage and written
+//!   back as charts and redacted values (for `preflight capture`).
 
 pub mod audit;
 pub mod behaviour;
@@ -36,6 +38,7 @@ pub mod scenario;
 pub mod smoke;
 pub mod snapshot;
 pub mod snapshot_diff;
+pub mod twin;
 pub mod verdict;
 pub mod webhook;
 
