@@ -55,6 +55,8 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Capture a live cluster's Helm releases and admission surface as a twin (reads only).
+    Capture(CaptureArgs),
     /// Start or stop a local control plane for debugging.
     #[command(subcommand)]
     Cluster(ClusterCommand),
@@ -171,6 +173,27 @@ impl KubeconfigArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct CaptureArgs {
+    #[command(flatten)]
+    pub cluster: KubeconfigArgs,
+    /// Where to write the twin (a new or empty directory).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Only releases in this namespace (repeatable) [default: every namespace].
+    #[arg(long = "namespace", value_name = "NS")]
+    pub namespaces: Vec<String>,
+    /// Only this release, as NS/NAME (repeatable) [default: every release].
+    #[arg(long = "release", value_name = "NS/NAME")]
+    pub releases: Vec<String>,
+    /// Keep user-supplied values as they are (default: credentials are redacted).
+    #[arg(long)]
+    pub keep_values: bool,
+    /// The cluster is AKS (also recognised by a server URL ending in azmk8s.io).
+    #[arg(long)]
+    pub aks: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct AuditArgs {
     #[command(flatten)]
     pub cluster: KubeconfigArgs,
@@ -259,6 +282,7 @@ pub async fn execute(cli: Cli, progress: Progress) -> anyhow::Result<i32> {
     match cli.command {
         Command::Run(args) => run(args, progress).await,
         Command::Audit(args) => audit(args).await,
+        Command::Capture(args) => capture(args, progress).await,
         Command::Snapshot { out, target } => {
             let client = target.client(None).await?;
             let snap = crate::snapshot::take(&client, &Default::default())
@@ -293,6 +317,21 @@ pub async fn execute(cli: Cli, progress: Progress) -> anyhow::Result<i32> {
         Command::Validate { files } => {
             let mut failed = 0;
             for f in &files {
+                if crate::twin::manifest::is_twin_path(f) {
+                    match crate::twin::manifest::load(f) {
+                        Ok(t) => println!(
+                            "ok    {} (twin of Kubernetes {}: {} releases)",
+                            f.display(),
+                            t.kubernetes_version,
+                            t.releases.len()
+                        ),
+                        Err(e) => {
+                            failed += 1;
+                            eprintln!("error {e}");
+                        }
+                    }
+                    continue;
+                }
                 match scenario::load_file(f) {
                     Ok(s) => println!(
                         "ok    {} ({}: {} webhooks, {} steps)",
@@ -410,6 +449,70 @@ fn default_report_dir(prefix: &str, suffix: &str) -> PathBuf {
         ))
         .unwrap_or_default();
     PathBuf::from("reports").join(format!("{prefix}{stamp}{suffix}"))
+}
+
+async fn capture(args: CaptureArgs, progress: Progress) -> anyhow::Result<i32> {
+    let releases = args
+        .releases
+        .iter()
+        .map(|r| match r.split_once('/') {
+            Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+                Ok((ns.to_string(), name.to_string()))
+            }
+            _ => {
+                anyhow::bail!("invalid value for --release: `{r}`: expected NS/NAME, e.g. shop/web")
+            }
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let path = args.cluster.path()?;
+    let config =
+        crate::cluster::local::config_from_kubeconfig(&path, args.cluster.context.as_deref(), None)
+            .await?;
+    let opts = crate::twin::capture::CaptureOptions {
+        out: args.out.clone(),
+        namespaces: args.namespaces,
+        releases,
+        keep_values: args.keep_values,
+        aks: args.aks,
+        server_url: config.cluster_url.to_string(),
+    };
+    let client =
+        kube::Client::try_from(config).with_context(|| format!("kubeconfig {}", path.display()))?;
+    let m = crate::twin::capture::capture(&client, &opts, &progress)
+        .await
+        .with_context(|| format!("capturing into {}", args.out.display()))?;
+    println!(
+        "captured {} releases, {} webhook configurations from {} ({}{})",
+        m.releases.len(),
+        m.configurations.len(),
+        m.server,
+        m.kubernetes_version,
+        if m.aks.detected { ", AKS" } else { "" }
+    );
+    for r in &m.releases {
+        println!(
+            "  {}/{} revision {} ({}){}",
+            r.namespace,
+            r.name,
+            r.revision,
+            r.chart,
+            r.rendered
+                .as_ref()
+                .map(|why| format!(": kept as its rendered manifest, {why}"))
+                .unwrap_or_default()
+        );
+    }
+    for l in &m.lacked {
+        println!("  not read: {}: {}", l.what, l.error);
+    }
+    if !m.redactions.is_empty() {
+        println!(
+            "  {} values redacted (listed in capture.json)",
+            m.redactions.len()
+        );
+    }
+    println!("  {}", args.out.join("twin.yaml").display());
+    Ok(EXIT_OK)
 }
 
 async fn audit(args: AuditArgs) -> anyhow::Result<i32> {

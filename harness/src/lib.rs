@@ -13,8 +13,8 @@
 //!   as guarded child processes on loopback.
 //! * [`progress`]: what a long step shows while it runs (spinner on a terminal, plain
 //!   lines in CI).
-//! * [`twin`]: a live cluster's Helm releases read from Helm's storage and written
-//!   back as charts and redacted values (for `preflight capture`).
+//! * [`twin`]: a live cluster's Helm releases and admission surface captured (reads
+//!   only) into a directory that is replayed on source and target (`preflight capture`).
 
 pub mod audit;
 pub mod behaviour;

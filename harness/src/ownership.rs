@@ -408,6 +408,7 @@ mod tests {
             namespace: ns.map(String::from),
             name: name.into(),
             uid: uid.into(),
+            resource_version: String::new(),
             owners,
             finalizers: vec![],
             deletion_timestamp: None,

@@ -676,7 +676,7 @@ fn token_at(text: &str, line: u64, column: u64) -> Option<String> {
     (!token.is_empty()).then(|| token.to_string())
 }
 
-fn is_dns_label(s: &str) -> bool {
+pub(crate) fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')

@@ -104,6 +104,10 @@ pub struct ObjectRecord {
     pub namespace: Option<String>,
     pub name: String,
     pub uid: String,
+    /// Changes with every write to the object: two snapshots with the same uids and
+    /// resource versions saw no write in between.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub resource_version: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub owners: Vec<Owner>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -707,6 +711,7 @@ fn normalise(ar: &ApiResource, resource: &str, m: ObjectMeta) -> ObjectRecord {
         namespace: m.namespace,
         name: m.name.unwrap_or_default(),
         uid: m.uid.unwrap_or_default(),
+        resource_version: m.resource_version.unwrap_or_default(),
         owners: m
             .owner_references
             .unwrap_or_default()

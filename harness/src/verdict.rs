@@ -404,6 +404,7 @@ mod webhook_evidence_tests {
             namespace: Some(ns.into()),
             name: name.into(),
             uid: "u1".into(),
+            resource_version: String::new(),
             owners: Vec::new(),
             finalizers: Vec::new(),
             deletion_timestamp: None,

@@ -884,6 +884,19 @@ pub async fn client_from_kubeconfig_as(
     context: Option<&str>,
     user: Option<&str>,
 ) -> Result<kube::Client, ClusterError> {
+    let config = config_from_kubeconfig(path, context, user).await?;
+    kube::Client::try_from(config).map_err(|e| ClusterError::Kubeconfig {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    })
+}
+
+/// The client configuration of a kubeconfig file (its server URL among it).
+pub async fn config_from_kubeconfig(
+    path: &Path,
+    context: Option<&str>,
+    user: Option<&str>,
+) -> Result<kube::Config, ClusterError> {
     let err = |detail: String| ClusterError::Kubeconfig {
         path: path.to_path_buf(),
         detail,
@@ -896,6 +909,9 @@ pub async fn client_from_kubeconfig_as(
     let mut config = kube::Config::from_custom_kubeconfig(kc, &opts)
         .await
         .map_err(|e| err(e.to_string()))?;
-    config.auth_info.impersonate = user.map(str::to_string);
-    kube::Client::try_from(config).map_err(|e| err(e.to_string()))
+    // A kubeconfig's own `as:` stays unless the caller impersonates someone else.
+    if let Some(user) = user {
+        config.auth_info.impersonate = Some(user.to_string());
+    }
+    Ok(config)
 }

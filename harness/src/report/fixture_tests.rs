@@ -32,6 +32,7 @@ fn obj(
         namespace: Some(ns.into()),
         name: name.into(),
         uid: uid.into(),
+        resource_version: String::new(),
         owners: owners
             .iter()
             .map(|(k, n, u)| Owner {

@@ -1,11 +1,17 @@
-//! The "twin" of a live cluster's Helm releases, for the future `preflight capture`
-//! command: it reads each release as Helm stored it, writes a chart folder that helm
-//! can install again, and the user-supplied values with their credentials taken out,
-//! so that the twin can be committed to a repository and replayed on a new version.
+//! Twins: a live cluster's Helm releases and admission surface, captured (reads only)
+//! into a directory that can be committed to a repository and replayed on the source
+//! and target versions without any credential to the live cluster.
 //!
+//! * [`capture`]: reads the cluster and writes the twin (`preflight capture`).
 //! * [`release`]: Helm 3's release storage (`helm.sh/release.v1` Secrets or
 //!   ConfigMaps) decoded, and a release's chart written back as a folder.
 //! * [`values`]: redaction of user-supplied values before they are written anywhere.
+//! * [`scrub`]: what values redaction cannot reach: Secrets in rendered manifests,
+//!   PEM blocks in any captured file.
+//! * [`manifest`]: `capture.json` (what was read, lacked, redacted) and `twin.yaml`.
 
+pub mod capture;
+pub mod manifest;
 pub mod release;
+pub mod scrub;
 pub mod values;

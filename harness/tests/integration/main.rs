@@ -9,6 +9,7 @@ mod common;
 
 mod audit;
 mod bad_input;
+mod capture;
 mod cli;
 mod download;
 mod gc;

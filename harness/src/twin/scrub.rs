@@ -1,0 +1,200 @@
+//! Scrubbing a captured chart's files: what `values` redaction cannot reach.
+//!
+//! A chart kept as its rendered manifest (Helm does not store subcharts) holds the
+//! Secrets the release created, values and all; any chart may hold a PEM key or
+//! certificate literally, or base64-encoded. A twin is committed to a repository, so
+//! these are removed: Secret `data`/`stringData` values in rendered manifests, PEM
+//! blocks anywhere, and base64 text that starts like an encoded PEM block. Each
+//! removal is listed in `capture.json`. Literal credentials a template spells out any
+//! other way are not recognisable and stay (the README says so).
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::capture::CaptureError;
+use super::manifest::RedactionEntry;
+
+use super::values::REDACTED;
+/// [`REDACTED`], base64-encoded: the replacement in a Secret's `data`.
+const REDACTED_B64: &str = "UkVEQUNURUQ=";
+/// `-----BEGIN` base64-encoded from the start of a text: how an encoded PEM file
+/// (a Secret's `tls.crt`, a `caBundle`) begins.
+const PEM_B64: &str = "LS0tLS1CRUdJTi";
+
+/// Scrubs every file under `out/rel` in place; returns what was removed.
+pub fn scrub_dir(out: &Path, rel: &Path) -> Result<Vec<RedactionEntry>, CaptureError> {
+    let mut found = Vec::new();
+    walk(out, rel, &mut found)?;
+    Ok(found)
+}
+
+fn walk(out: &Path, rel: &Path, found: &mut Vec<RedactionEntry>) -> Result<(), CaptureError> {
+    let dir = out.join(rel);
+    let entries = std::fs::read_dir(&dir).map_err(|source| CaptureError::Io {
+        path: dir.clone(),
+        source,
+    })?;
+    for entry in entries.flatten() {
+        let rel_path = rel.join(entry.file_name());
+        let path = entry.path();
+        if path.is_dir() {
+            walk(out, &rel_path, found)?;
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue; // binary files are kept as they are
+        };
+        let rendered = rel_path.components().any(|c| c.as_os_str() == "rendered");
+        let (scrubbed, reasons) = scrub_text(&text, rendered);
+        if !reasons.is_empty() {
+            std::fs::write(&path, scrubbed).map_err(|source| CaptureError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            for (where_, reason) in reasons {
+                found.push(RedactionEntry {
+                    file: rel_path.display().to_string(),
+                    path: where_,
+                    reason,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The text with credentials removed, and `(where, why)` for each removal.
+pub fn scrub_text(text: &str, rendered_manifest: bool) -> (String, Vec<(String, String)>) {
+    let mut reasons = Vec::new();
+    let mut text = text.to_string();
+    if rendered_manifest {
+        text = scrub_secrets(&text, &mut reasons);
+    }
+    let text = scrub_pem(&text, &mut reasons);
+    (text, reasons)
+}
+
+/// Secret objects of a rendered manifest keep their keys, not their values.
+fn scrub_secrets(text: &str, reasons: &mut Vec<(String, String)>) -> String {
+    let docs = split_documents(text);
+    let mut changed = false;
+    let mut out = Vec::with_capacity(docs.len());
+    for doc in docs {
+        let Ok(mut v) = serde_saphyr::from_str::<Value>(&doc) else {
+            out.push(doc);
+            continue;
+        };
+        if v.get("kind").and_then(Value::as_str) != Some("Secret") {
+            out.push(doc);
+            continue;
+        }
+        let name = v
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_string();
+        for (field, replacement) in [("data", REDACTED_B64), ("stringData", REDACTED)] {
+            if let Some(map) = v.get_mut(field).and_then(Value::as_object_mut) {
+                for (k, val) in map.iter_mut() {
+                    *val = Value::String(replacement.into());
+                    reasons.push((
+                        format!("Secret/{name} {field}.{k}"),
+                        "a Secret's value".into(),
+                    ));
+                    changed = true;
+                }
+            }
+        }
+        out.push(serde_saphyr::to_string(&v).unwrap_or(doc));
+    }
+    if changed {
+        out.join("---\n")
+    } else {
+        text.to_string()
+    }
+}
+
+/// Splits a multi-document YAML text at its `---` lines.
+fn split_documents(text: &str) -> Vec<String> {
+    let mut docs = vec![String::new()];
+    for line in text.lines() {
+        if line.trim_end() == "---" {
+            docs.push(String::new());
+        } else if let Some(last) = docs.last_mut() {
+            last.push_str(line);
+            last.push('\n');
+        }
+    }
+    docs.retain(|d| !d.trim().is_empty());
+    docs
+}
+
+/// PEM blocks, plain or base64-encoded, wherever they are.
+fn scrub_pem(text: &str, reasons: &mut Vec<(String, String)>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_block = false;
+    for (n, line) in text.lines().enumerate() {
+        if let Some(start) = line.find("-----BEGIN ") {
+            reasons.push((format!("line {}", n + 1), "PEM block".into()));
+            out.push_str(&line[..start]);
+            out.push_str(REDACTED);
+            // A block that ends on its own line (`\n` escaped in a one-line string).
+            in_block = !line[start..].contains("-----END ");
+            out.push('\n');
+            continue;
+        }
+        if in_block {
+            if line.contains("-----END ") {
+                in_block = false;
+            }
+            continue;
+        }
+        let mut l = line.to_string();
+        while let Some(start) = l.find(PEM_B64) {
+            let end = l[start..]
+                .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=')))
+                .map_or(l.len(), |e| start + e);
+            l.replace_range(start..end, REDACTED_B64);
+            reasons.push((format!("line {}", n + 1), "base64-encoded PEM block".into()));
+        }
+        out.push_str(&l);
+        out.push('\n');
+    }
+    if !text.ends_with('\n') {
+        out.pop();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendered_secrets_keep_keys_not_values() {
+        let text = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  a: visible\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: db\ndata:\n  password: aHVudGVyMg==\nstringData:\n  token: abc123\n";
+        let (out, reasons) = scrub_text(text, true);
+        assert!(!out.contains("aHVudGVyMg=="), "{out}");
+        assert!(!out.contains("abc123"), "{out}");
+        assert!(out.contains("visible"), "{out}");
+        assert!(out.contains("password"), "{out}");
+        assert_eq!(reasons.len(), 2, "{reasons:?}");
+        // Not a rendered manifest: templates are left to the values redaction.
+        let (same, none) = scrub_text(text, false);
+        assert_eq!(same, text);
+        assert!(none.is_empty());
+    }
+
+    #[test]
+    fn pem_blocks_go_plain_and_encoded() {
+        let key = "tls.key: |\n  -----BEGIN PRIVATE KEY-----\n  MIIEvQIBADANBg\n  -----END PRIVATE KEY-----\nnext: kept\n";
+        let (out, reasons) = scrub_text(key, false);
+        assert_eq!(out, "tls.key: |\n  REDACTED\nnext: kept\n");
+        assert_eq!(reasons.len(), 1);
+        let encoded = format!("ca: {PEM_B64}BDRVJUSUZJQ0FURS0tLS0t\nother: x\n");
+        let (out, reasons) = scrub_text(&encoded, false);
+        assert_eq!(out, format!("ca: {REDACTED_B64}\nother: x\n"));
+        assert_eq!(reasons[0].1, "base64-encoded PEM block");
+    }
+}
