@@ -91,11 +91,14 @@ pub fn debian_mirror() -> String {
     {
         return m;
     }
+    // Only the files apt itself reads: a source switched off by renaming it
+    // (`nodesource.sources.disabled`) is not a mirror this machine uses.
     let sources = std::fs::read_dir("/etc/apt/sources.list.d")
         .into_iter()
         .flatten()
         .flatten()
         .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "list" || x == "sources"))
         .chain([PathBuf::from("/etc/apt/sources.list")])
         .filter_map(|p| std::fs::read_to_string(p).ok())
         .collect::<Vec<_>>()
@@ -103,8 +106,11 @@ pub fn debian_mirror() -> String {
     mirror_from_sources(&sources).unwrap_or_else(|| "http://deb.debian.org/debian".into())
 }
 
+/// The first Debian archive among apt's sources (third-party repositories, such as
+/// a vendor's, serve no `bookworm` suite for debootstrap).
 fn mirror_from_sources(text: &str) -> Option<String> {
-    text.lines()
+    let uris: Vec<&str> = text
+        .lines()
         .filter_map(|l| {
             let l = l.trim();
             l.strip_prefix("URIs:")
@@ -116,8 +122,12 @@ fn mirror_from_sources(text: &str) -> Option<String> {
                     })
                 })
         })
-        .find(|u| !u.is_empty() && !u.contains("security"))
-        .map(str::to_string)
+        .filter(|u| !u.is_empty() && !u.contains("security"))
+        .collect();
+    uris.iter()
+        .find(|u| u.trim_end_matches('/').ends_with("/debian"))
+        .or(uris.first())
+        .map(|u| u.to_string())
 }
 
 /// Fails with what to do when no Docker engine answers.
@@ -413,5 +423,10 @@ mod tests {
             Some("http://mirror.example/debian")
         );
         assert_eq!(mirror_from_sources("# nothing"), None);
+        let vendor_first = "Types: deb\nURIs: https://deb.nodesource.com/node_20.x\nSuites: nodistro\n\nTypes: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm\n";
+        assert_eq!(
+            mirror_from_sources(vendor_first).as_deref(),
+            Some("http://deb.debian.org/debian")
+        );
     }
 }
