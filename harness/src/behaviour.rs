@@ -16,7 +16,7 @@ pub enum WebhookKind {
 }
 
 /// How a webhook answers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Behaviour {
     /// Admit (mutating: add an annotation on CREATE/UPDATE; conversion: convert).

@@ -123,6 +123,10 @@ pub struct RunArgs {
     /// With --provider kubeconfig: an address of this machine that the cluster's API server reaches, for the sample webhooks.
     #[arg(long)]
     pub webhook_address: Option<std::net::IpAddr>,
+    /// Replaying a twin: how the failing webhook fails in each failure pass
+    /// (unreachable, deny, delay, error; comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "unreachable")]
+    pub modes: Vec<String>,
     /// With --provider kind: the node image, `{version}` standing for the version, e.g.
     /// `kindest/node:{version}` [default: preflight/node:{version}, built here offline].
     #[arg(long)]
@@ -594,6 +598,18 @@ pub fn load_scenarios(args: &[String]) -> anyhow::Result<Vec<Scenario>> {
 }
 
 async fn run(args: RunArgs, progress: Progress) -> anyhow::Result<i32> {
+    if let Some(twin) = args
+        .scenarios
+        .iter()
+        .find(|a| crate::twin::manifest::is_twin_path(std::path::Path::new(a)))
+    {
+        anyhow::ensure!(
+            args.scenarios.len() == 1,
+            "`{twin}` is a twin: replay it on its own (`preflight run {twin}`), not with other scenarios"
+        );
+        let twin = crate::twin::manifest::load(std::path::Path::new(twin))?;
+        return run_twin(args, twin, progress).await;
+    }
     let scenarios = load_scenarios(&args.scenarios)?;
     let pick = |flag: &str,
                 given: &Option<String>,
@@ -774,6 +790,86 @@ async fn run(args: RunArgs, progress: Progress) -> anyhow::Result<i32> {
     let written = report::write_all(&report, &dir)
         .with_context(|| format!("writing reports into {}", dir.display()))?;
     print_summary(&report);
+    println!();
+    for p in written {
+        println!("  {}", p.display());
+    }
+    Ok(report.exit_code)
+}
+
+/// `preflight run DIR` of a twin: every pass on fresh local control planes at the
+/// source and target, one report.
+async fn run_twin(
+    args: RunArgs,
+    twin: crate::twin::manifest::Twin,
+    progress: Progress,
+) -> anyhow::Result<i32> {
+    anyhow::ensure!(
+        args.provider == Provider::Local,
+        "replaying a twin needs the local provider (kind and kubeconfig replays are not built yet)"
+    );
+    let modes = args
+        .modes
+        .iter()
+        .map(|m| match m.as_str() {
+            "unreachable" => Ok(crate::behaviour::Behaviour::Unreachable),
+            "deny" => Ok(crate::behaviour::Behaviour::Deny),
+            "delay" => Ok(crate::behaviour::Behaviour::Delay),
+            "error" => Ok(crate::behaviour::Behaviour::Error),
+            other => anyhow::bail!(
+                "invalid value for --modes: `{other}`: expected unreachable, deny, delay or error"
+            ),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let source = parse_version(
+        "--source",
+        args.source.as_deref().unwrap_or(components::DEFAULT_SOURCE),
+    )?;
+    let target = parse_version(
+        "--target",
+        args.target.as_deref().unwrap_or(components::DEFAULT_TARGET),
+    )?;
+    progress.println(format!(
+        "replaying the twin in {} (captured on Kubernetes {}) on {source} and {target}",
+        twin.dir.display(),
+        twin.kubernetes_version
+    ));
+    let opts = args.bins.options(&progress);
+    let (s, t) = (source.clone(), target.clone());
+    let (src, tgt) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        Ok((
+            components::ensure(&s, &opts)?,
+            components::ensure(&t, &opts)?,
+        ))
+    })
+    .await??;
+    let replay_opts = crate::twin::replay::ReplayOptions {
+        modes,
+        parallel: args.parallel,
+        keep: args.keep,
+        progress: progress.clone(),
+        noise: crate::snapshot::Noise::default(),
+    };
+    let replayed = crate::twin::replay::replay(&twin, &src, &tgt, &replay_opts).await?;
+    let mut report = report::build(
+        &replayed.scenarios,
+        &replayed.results,
+        &source.to_string(),
+        &target.to_string(),
+        &args.fail_on,
+    );
+    report.provider = "local".into();
+    let dir = args
+        .report_dir
+        .clone()
+        .unwrap_or_else(|| default_report_dir("twin-", &format!("-{}", runner::new_run_id())));
+    let written = report::write_all(&report, &dir)
+        .with_context(|| format!("writing reports into {}", dir.display()))?;
+    print_summary(&report);
+    println!();
+    for line in &replayed.headlines {
+        println!("{line}");
+    }
     println!();
     for p in written {
         println!("  {}", p.display());

@@ -145,7 +145,9 @@ pub fn leftovers(outcome: &Outcome) -> Vec<Leftover> {
         {
             continue;
         }
-        if o.namespace.as_deref() == Some(outcome.namespace.as_str())
+        if o.namespace
+            .as_deref()
+            .is_some_and(|ns| outcome.works_in(ns))
             && NAMESPACE_INFRASTRUCTURE
                 .iter()
                 .any(|(k, n)| o.kind == *k && o.name == *n)
@@ -153,10 +155,7 @@ pub fn leftovers(outcome: &Outcome) -> Vec<Leftover> {
             continue;
         }
         // Only what this run made: its namespace, or cluster-scoped objects.
-        if o.namespace
-            .as_ref()
-            .is_some_and(|ns| *ns != outcome.namespace)
-        {
+        if o.namespace.as_ref().is_some_and(|ns| !outcome.works_in(ns)) {
             continue;
         }
         let owner_chain = ownership::chain(o, &index, &outcome.seen);

@@ -135,7 +135,7 @@ async fn list_webhooks(ctx: &mut Context) -> Vec<Webhook> {
 
 /// Discovery reduced to what webhook matching needs: each group's versions, preferred
 /// first.
-fn served_from(d: &kube::Discovery) -> Served {
+pub(crate) fn served_from(d: &kube::Discovery) -> Served {
     Served::from_groups(
         d.groups()
             .map(|g| {

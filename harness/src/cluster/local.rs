@@ -368,6 +368,31 @@ impl LocalCluster {
         }
     }
 
+    /// Components that have exited since they were (re)started, each with its exit
+    /// status and last meaningful log line: a run whose controller manager died has
+    /// nothing to say about the garbage collector.
+    pub fn dead_components(&mut self) -> Vec<String> {
+        let exited: Vec<(&str, std::process::ExitStatus)> = [
+            ("etcd", self.etcd.as_mut()),
+            ("kube-apiserver", self.apiserver.as_mut()),
+            ("kube-controller-manager", self.controller_manager.as_mut()),
+        ]
+        .into_iter()
+        .filter_map(|(name, p)| Some((name, p?.exited()?)))
+        .collect();
+        let mut dead = Vec::new();
+        for (name, status) in exited {
+            let log = std::fs::read_to_string(self.log_path(name)).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+            let last = crate::errors::first_meaningful_line(&tail)
+                .unwrap_or_default()
+                .to_string();
+            dead.push(format!("{name} exited during the run ({status}): {last}"));
+        }
+        dead
+    }
+
     /// A client with the admin's credentials.
     pub fn client(&self) -> kube::Client {
         self.client

@@ -214,6 +214,15 @@ impl Cluster {
         }
     }
 
+    /// Control-plane components that died during the run (local control planes; a
+    /// kind node's or a shared cluster's components are not preflight's children).
+    pub fn dead_components(&mut self) -> Vec<String> {
+        match self {
+            Cluster::Local(c) => c.dead_components(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Tears down (same as dropping, but says so for local clusters).
     pub fn stop(self) {
         match self {

@@ -54,6 +54,9 @@ pub struct StepRecord {
 pub struct Outcome {
     pub scenario: String,
     pub namespace: String,
+    /// Further namespaces the run worked in (a twin's releases live in several).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub other_namespaces: Vec<String>,
     pub release: String,
     /// The version the run started on.
     pub start_version: String,
@@ -79,6 +82,13 @@ pub struct Outcome {
     pub log_evidence: Vec<String>,
     /// Teardown problems (never silent).
     pub teardown_errors: Vec<String>,
+}
+
+impl Outcome {
+    /// Whether the run worked in namespace `ns`.
+    pub fn works_in(&self, ns: &str) -> bool {
+        self.namespace == ns || self.other_namespaces.iter().any(|o| o == ns)
+    }
 }
 
 /// Knobs of a run.
@@ -319,6 +329,8 @@ async fn run_steps(
         steps.push(record);
     }
 
+    let dead = cluster.dead_components();
+    anyhow::ensure!(dead.is_empty(), "{}", dead.join("; "));
     let client = cluster.client();
     let after = snapshot::take(&client, &everything)
         .await
@@ -342,6 +354,7 @@ async fn run_steps(
     let outcome = Outcome {
         scenario: scenario.name.clone(),
         namespace,
+        other_namespaces: Vec::new(),
         release,
         start_version,
         end_version: cluster.version().to_string(),
@@ -455,7 +468,7 @@ async fn server_dry_run(
 /// trouble (at most 200, newest last; repeated lines are repeated attempts), and the
 /// audit log's refused DELETEs where the cluster has one. The garbage collector's
 /// errors are condensed to `garbage collector could not delete Kind namespace/name: error`.
-fn log_evidence(cluster: &Cluster, dir: &Path) -> Vec<String> {
+pub(crate) fn log_evidence(cluster: &Cluster, dir: &Path) -> Vec<String> {
     let mut lines = Vec::new();
     for component in ["kube-apiserver", "kube-controller-manager"] {
         let Some(text) = cluster.component_log(component) else {

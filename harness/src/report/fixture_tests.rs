@@ -148,6 +148,7 @@ fn outcome(scenario: &str, version: &str, ns: &str, rs: bool, pods: usize) -> Ou
     Outcome {
         scenario: scenario.into(),
         namespace: ns.into(),
+        other_namespaces: Vec::new(),
         release,
         start_version: version.into(),
         end_version: version.into(),

@@ -3,6 +3,7 @@
 //! and target versions without any credential to the live cluster.
 //!
 //! * [`capture`]: reads the cluster and writes the twin (`preflight capture`).
+//! * [`replay`]: the twin on fresh control planes, healthy and per failing webhook.
 //! * [`release`]: Helm 3's release storage (`helm.sh/release.v1` Secrets or
 //!   ConfigMaps) decoded, and a release's chart written back as a folder.
 //! * [`values`]: redaction of user-supplied values before they are written anywhere.
@@ -13,5 +14,6 @@
 pub mod capture;
 pub mod manifest;
 pub mod release;
+pub mod replay;
 pub mod scrub;
 pub mod values;

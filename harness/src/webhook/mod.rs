@@ -12,7 +12,7 @@
 mod register;
 mod server;
 
-pub use register::Registration;
+pub use register::{Registration, captured_hook, register_captured, register_captured_crd};
 pub use server::{Answer, Record, WebhookServer};
 
 pub use crate::behaviour::{Behaviour, BehaviourSpec, WebhookKind};

@@ -377,17 +377,12 @@ fn configuration(
     if ar.kind == "MutatingWebhookConfiguration" {
         hook["reinvocationPolicy"] = Value::String("Never".into());
     }
-    let barrier = json!({
-        "name": format!("barrier-{}.{namespace}.preflight.dev", spec.name),
-        "clientConfig": {"url": server.url(BARRIER)?, "caBundle": server.ca_bundle()},
-        "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["configmaps"], "scope": "Namespaced"}],
-        "failurePolicy": "Ignore",
-        "sideEffects": "None",
-        "timeoutSeconds": 5,
-        "admissionReviewVersions": ["v1"],
-        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
-        "objectSelector": {"matchLabels": {"preflight.dev/barrier": barrier_token(name)}},
-    });
+    let barrier = barrier_entry(
+        server,
+        &format!("barrier-{}.{namespace}.preflight.dev", spec.name),
+        name,
+        namespace,
+    )?;
     let obj = json!({
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": ar.kind,
@@ -398,4 +393,154 @@ fn configuration(
         name: spec.name.clone(),
         detail: e.to_string(),
     })
+}
+
+/// The fail-open entry that proves configuration `config` is live (see [`BARRIER`]).
+fn barrier_entry(
+    server: &WebhookServer,
+    entry: &str,
+    config: &str,
+    namespace: &str,
+) -> Result<Value, WebhookError> {
+    Ok(json!({
+        "name": entry,
+        "clientConfig": {"url": server.url(BARRIER)?, "caBundle": server.ca_bundle()},
+        "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["configmaps"], "scope": "Namespaced"}],
+        "failurePolicy": "Ignore",
+        "sideEffects": "None",
+        "timeoutSeconds": 5,
+        "admissionReviewVersions": ["v1"],
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+        "objectSelector": {"matchLabels": {"preflight.dev/barrier": barrier_token(config)}},
+    }))
+}
+
+/// The server's name for webhook `webhook` of captured configuration `config`.
+pub fn captured_hook(config: &str, webhook: &str) -> String {
+    format!("{config}:{webhook}")
+}
+
+/// Registers a captured admission configuration as it was (rules, selectors, match
+/// conditions, failure policy, timeouts), with only each webhook's `clientConfig`
+/// pointed at `server` (one hook per webhook, answering `allow`), plus the fail-open
+/// barrier entry probed in `barrier_namespace`. Returns once the API server calls it.
+pub async fn register_captured(
+    client: &kube::Client,
+    server: &WebhookServer,
+    kind: WebhookKind,
+    captured: &Value,
+    barrier_namespace: &str,
+) -> Result<Vec<String>, WebhookError> {
+    let name = captured["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let failed = |detail: String| WebhookError::Register {
+        name: name.clone(),
+        detail,
+    };
+    if server.kind(BARRIER).is_none() {
+        server
+            .add(
+                BARRIER,
+                WebhookKind::Validating,
+                super::BehaviourSpec::new(super::Behaviour::Allow),
+            )
+            .await?;
+    }
+    let mut obj = captured.clone();
+    let mut hooks = Vec::new();
+    for w in obj["webhooks"].as_array_mut().into_iter().flatten() {
+        let hook = captured_hook(&name, w["name"].as_str().unwrap_or_default());
+        server
+            .add(
+                &hook,
+                kind,
+                super::BehaviourSpec::new(super::Behaviour::Allow),
+            )
+            .await?;
+        w["clientConfig"] = json!({"url": server.url(&hook)?, "caBundle": server.ca_bundle()});
+        hooks.push(hook);
+    }
+    let entry = barrier_entry(
+        server,
+        &format!("barrier.{name}.preflight.dev"),
+        &name,
+        barrier_namespace,
+    )?;
+    if let Some(list) = obj["webhooks"].as_array_mut() {
+        list.insert(0, entry);
+    }
+    let ar = match kind {
+        WebhookKind::Mutating => mwc(),
+        _ => vwc(),
+    };
+    let obj: DynamicObject =
+        serde_json::from_value(obj).map_err(|e| failed(format!("not a configuration: {e}")))?;
+    Api::<DynamicObject>::all_with(client.clone(), &ar)
+        .create(&PostParams::default(), &obj)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    barrier(client, server, barrier_namespace, &name)
+        .await
+        .map_err(failed)?;
+    Ok(hooks)
+}
+
+/// Creates a captured CRD; a conversion webhook's `clientConfig` is pointed at
+/// `server` (hook `crd:<name>`, converting). Returns the hook, if it has one, once the
+/// CRD is established.
+pub async fn register_captured_crd(
+    client: &kube::Client,
+    server: &WebhookServer,
+    captured: &Value,
+) -> Result<Option<String>, WebhookError> {
+    let name = captured["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let failed = |detail: String| WebhookError::Register {
+        name: name.clone(),
+        detail,
+    };
+    let mut obj = captured.clone();
+    let mut hook = None;
+    if obj["spec"]["conversion"]["strategy"] == "Webhook" {
+        let h = format!("crd:{name}");
+        server
+            .add(
+                &h,
+                WebhookKind::Conversion,
+                super::BehaviourSpec::new(super::Behaviour::Allow),
+            )
+            .await?;
+        obj["spec"]["conversion"]["webhook"]["clientConfig"] =
+            json!({"url": server.url(&h)?, "caBundle": server.ca_bundle()});
+        hook = Some(h);
+    }
+    let obj: DynamicObject =
+        serde_json::from_value(obj).map_err(|e| failed(format!("not a CRD: {e}")))?;
+    let api = Api::<DynamicObject>::all_with(client.clone(), &crd());
+    api.create(&PostParams::default(), &obj)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let started = std::time::Instant::now();
+    loop {
+        let got = api.get(&name).await.map_err(|e| failed(e.to_string()))?;
+        let established = got.data["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Established" && c["status"] == "True");
+        if established {
+            return Ok(hook);
+        }
+        if started.elapsed() >= BARRIER_DEADLINE {
+            return Err(failed(format!(
+                "not established within {} s",
+                BARRIER_DEADLINE.as_secs()
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

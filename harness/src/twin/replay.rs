@@ -1,0 +1,1027 @@
+//! Replaying a twin (`preflight run DIR`): its admission surface and releases on fresh
+//! local control planes at the source and target versions.
+//!
+//! Every pass starts from a fresh control plane: the captured namespaces (with their
+//! labels), CRDs, admission policies and webhook configurations are recreated as they
+//! were, with only each webhook's `clientConfig` pointed at preflight's own server (one
+//! hook per captured webhook), so the API server applies the real rules, selectors,
+//! match conditions and timeouts. Then every release is installed with its captured
+//! chart and values, and uninstalled again.
+//!
+//! The healthy pass has every webhook answer `allow`. It also decides which webhooks
+//! matter: an admission webhook whose rules and selectors send it a DELETE of an object
+//! the releases really created (decided as the API server decides, with
+//! `audit::selection`), a conversion webhook whose CRD has objects the releases
+//! created. Each of those gets a failure pass per mode (default: unreachable) in which
+//! that one webhook fails during uninstall; a conversion webhook's pass restarts the
+//! controller manager and the API server after it breaks, as every upgrade does.
+//!
+//! Each pass becomes an ordinary run (an [`Outcome`]), so leftovers, causes, the
+//! comparison across versions and the reports are the same as for scenario files.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::discovery::ApiResource;
+use serde_json::{Value, json};
+
+use super::manifest::{Twin, TwinRelease};
+use crate::audit::selection::{self, Labels, Webhook};
+use crate::behaviour::{Behaviour, BehaviourSpec, WebhookKind};
+use crate::cluster::{Cluster, LocalCluster, LocalConfig};
+use crate::components::Components;
+use crate::exercise::{self, Outcome, StepRecord, pods, settle};
+use crate::helm::Helm;
+use crate::progress::Progress;
+use crate::runner::{Role, RunResult, Timings};
+use crate::scenario::{Chart, ChartSource, HelmAction, HelmDryRun, HelmStep, Scenario};
+use crate::snapshot::{self, Noise, Snapshot, SnapshotScope};
+use crate::webhook::{self as register, WebhookServer};
+
+/// The captured admission surface, read from the twin's files.
+#[derive(Clone, Debug, Default)]
+pub struct Surface {
+    pub namespaces: Vec<(String, Labels)>,
+    pub crds: Vec<Value>,
+    pub validating: Vec<Value>,
+    pub mutating: Vec<Value>,
+    pub policies: Vec<Value>,
+    pub bindings: Vec<Value>,
+    pub apiservices: Vec<Value>,
+}
+
+impl Surface {
+    /// Reads `twin.namespaces` and every object under `twin.surface`.
+    pub fn load(twin: &Twin) -> anyhow::Result<Surface> {
+        let text = std::fs::read_to_string(&twin.namespaces)
+            .with_context(|| format!("reading {}", twin.namespaces.display()))?;
+        let listed: Vec<Value> = serde_saphyr::from_str(&text).with_context(|| {
+            format!(
+                "{}: expected a list of namespaces",
+                twin.namespaces.display()
+            )
+        })?;
+        let namespaces = listed
+            .iter()
+            .filter_map(|n| {
+                let name = n["name"].as_str()?.to_string();
+                let labels = n["labels"]
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Some((name, labels))
+            })
+            .collect();
+        let dir = |d: &str| read_objects(&twin.surface.join(d));
+        Ok(Surface {
+            namespaces,
+            crds: dir("customresourcedefinitions")?,
+            validating: dir("validatingwebhookconfigurations")?,
+            mutating: dir("mutatingwebhookconfigurations")?,
+            policies: dir("validatingadmissionpolicies")?,
+            bindings: dir("validatingadmissionpolicybindings")?,
+            apiservices: dir("apiservices")?,
+        })
+    }
+}
+
+/// Every `*.yaml` object in `dir` (none if it does not exist), by file name.
+fn read_objects(dir: &Path) -> anyhow::Result<Vec<Value>> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(Vec::new());
+    };
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|f| {
+            let text =
+                std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+            serde_saphyr::from_str(&text)
+                .with_context(|| format!("{}: not a YAML object", f.display()))
+        })
+        .collect()
+}
+
+/// One webhook made to fail in a pass.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Failure {
+    /// The hook's name on preflight's server (`config:webhook`, `crd:name`).
+    pub hook: String,
+    pub conversion: bool,
+    pub behaviour: Behaviour,
+    /// Why it matters: the first object it is called for.
+    pub because: String,
+}
+
+/// One pass over the twin.
+#[derive(Clone, Debug)]
+pub struct Pass {
+    pub name: String,
+    pub failure: Option<Failure>,
+}
+
+impl Pass {
+    fn healthy() -> Pass {
+        Pass {
+            name: "healthy".into(),
+            failure: None,
+        }
+    }
+
+    fn failing(f: Failure) -> Pass {
+        let mode = format!("{:?}", f.behaviour).to_lowercase();
+        let mut name: String = format!("{}-{mode}", f.hook)
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        if name.len() > 63 {
+            let cut = name.len() - 63;
+            name.drain(..cut);
+        }
+        Pass {
+            name: name.trim_matches('-').to_string(),
+            failure: Some(f),
+        }
+    }
+
+    /// The pass as a scenario, for the reports.
+    fn scenario(&self, twin: &Twin) -> Scenario {
+        let description = match &self.failure {
+            None => format!(
+                "twin {}: every captured webhook allows; install and uninstall {}",
+                twin.dir.display(),
+                release_names(twin)
+            ),
+            Some(f) => format!(
+                "twin {}: if webhook {} is {} during uninstall of {} ({})",
+                twin.dir.display(),
+                f.hook,
+                format!("{:?}", f.behaviour).to_lowercase(),
+                release_names(twin),
+                f.because
+            ),
+        };
+        Scenario {
+            name: self.name.clone(),
+            description,
+            origin: twin.dir.join("twin.yaml").display().to_string(),
+            source_version: None,
+            target_version: None,
+            chart: Chart {
+                source: ChartSource::Dir(twin.dir.clone()),
+                values: json!({}),
+            },
+            webhooks: Vec::new(),
+            steps: Vec::new(),
+            expect: Default::default(),
+        }
+    }
+}
+
+fn release_names(twin: &Twin) -> String {
+    twin.releases
+        .iter()
+        .map(|r| format!("{}/{}", r.namespace, r.name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Knobs of a replay.
+#[derive(Clone, Debug)]
+pub struct ReplayOptions {
+    /// How the failing webhook fails (one failure pass per mode).
+    pub modes: Vec<Behaviour>,
+    pub parallel: usize,
+    pub keep: bool,
+    pub progress: Progress,
+    pub noise: Noise,
+}
+
+/// What a replay produced: the passes as scenarios (for the reports), their runs, and
+/// per pass and release what the uninstall did.
+#[derive(Debug)]
+pub struct Replayed {
+    pub scenarios: Vec<Scenario>,
+    pub results: Vec<RunResult>,
+    pub headlines: Vec<String>,
+}
+
+/// Replays `twin` on `source` and `target`: the healthy pass, then one pass per
+/// webhook that matters and mode.
+pub async fn replay(
+    twin: &Twin,
+    source: &Components,
+    target: &Components,
+    opts: &ReplayOptions,
+) -> anyhow::Result<Replayed> {
+    let surface = Arc::new(Surface::load(twin)?);
+    let healthy = Pass::healthy();
+    let mut results = run_passes(
+        twin,
+        &surface,
+        std::slice::from_ref(&healthy),
+        source,
+        target,
+        opts,
+    )
+    .await;
+    // Which webhooks matter, on either version (one pass each, whichever version
+    // found it first names the object it is called for).
+    let mut failures: BTreeMap<String, Failure> = BTreeMap::new();
+    for (_, found) in &mut results {
+        for f in found.take().into_iter().flatten() {
+            failures.entry(f.hook.clone()).or_insert(f);
+        }
+    }
+    let mut passes = vec![healthy];
+    let mut failing = Vec::new();
+    for f in failures.into_values() {
+        for mode in &opts.modes {
+            failing.push(Pass::failing(Failure {
+                behaviour: *mode,
+                ..f.clone()
+            }));
+        }
+    }
+    if failing.is_empty() {
+        opts.progress
+            .println("no captured webhook is called for what the releases created: only the healthy pass runs");
+    }
+    results.extend(run_passes(twin, &surface, &failing, source, target, opts).await);
+    passes.extend(failing);
+    let results: Vec<RunResult> = results.into_iter().map(|(r, _)| r).collect();
+    let mut all = Vec::new();
+    let scenarios = passes
+        .iter()
+        .map(|p| {
+            let mut s = p.scenario(twin);
+            let lines = headlines(p, twin, &results);
+            if !lines.is_empty() {
+                s.description = format!("{}. {}", s.description, lines.join(". "));
+            }
+            all.extend(lines);
+            s
+        })
+        .collect();
+    Ok(Replayed {
+        scenarios,
+        results,
+        headlines: all,
+    })
+}
+
+/// Per release, what its uninstall did in a pass on each version, from the runs:
+/// "if webhook W is unreachable during uninstall, `helm uninstall shop` exits 0 and
+/// leaves 1 ReplicaSet, 2 Pods on v1.30.14 (the same on v1.29.15)".
+pub fn headlines(pass: &Pass, twin: &Twin, results: &[RunResult]) -> Vec<String> {
+    let runs: Vec<&Outcome> = results
+        .iter()
+        .filter(|r| r.scenario == pass.name)
+        .filter_map(|r| r.outcome.as_ref().ok())
+        .collect();
+    let condition = match &pass.failure {
+        None => "with every webhook healthy".to_string(),
+        Some(f) => format!(
+            "if webhook `{}` is {} during uninstall",
+            f.hook,
+            format!("{:?}", f.behaviour).to_lowercase()
+        ),
+    };
+    let mut out = Vec::new();
+    for r in &twin.releases {
+        let per_version: Vec<(String, String)> = runs
+            .iter()
+            .map(|o| {
+                let alone = twin
+                    .releases
+                    .iter()
+                    .filter(|x| x.namespace == r.namespace)
+                    .count()
+                    == 1;
+                (o.start_version.clone(), release_outcome(o, r, alone))
+            })
+            .collect();
+        let Some((first_version, first)) = per_version.first() else {
+            continue;
+        };
+        if first.is_empty() {
+            continue;
+        }
+        let others: Vec<String> = per_version[1..]
+            .iter()
+            .map(|(v, what)| {
+                if what == first {
+                    format!("the same on {v}")
+                } else {
+                    format!("on {v} it {what}")
+                }
+            })
+            .collect();
+        out.push(format!(
+            "{condition}, `helm uninstall {}` {first} on {first_version}{}",
+            r.name,
+            if others.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", others.join("; "))
+            }
+        ));
+    }
+    out
+}
+
+/// "exits 0 and leaves 1 ReplicaSet, 2 Pods" for release `r` in one run. `alone`: no
+/// other release shares its namespace, so what Helm did not annotate there (hooks)
+/// is its own.
+fn release_outcome(o: &Outcome, r: &TwinRelease, alone: bool) -> String {
+    let exit = o
+        .steps
+        .iter()
+        .filter_map(|s| s.helm.as_ref())
+        .find(|h| {
+            h.command.starts_with("helm uninstall")
+                && h.command.split_whitespace().any(|w| w == r.name)
+        })
+        .map(|h| h.exit_code);
+    let Some(exit) = exit else {
+        return String::new();
+    };
+    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+    for l in crate::verdict::leftovers(o) {
+        if !l.reason.is_failure() || l.namespace.as_deref() != Some(r.namespace.as_str()) {
+            continue;
+        }
+        let owner = release_of(o, &l);
+        if owner.as_deref() != Some(r.name.as_str()) && !(owner.is_none() && alone) {
+            continue;
+        }
+        *kinds.entry(l.kind.clone()).or_default() += 1;
+    }
+    if kinds.is_empty() {
+        return format!("exits {exit} and leaves nothing unexpected");
+    }
+    let parts: Vec<String> = kinds
+        .iter()
+        .map(|(k, n)| format!("{n} {k}{}", if *n == 1 { "" } else { "s" }))
+        .collect();
+    format!("exits {exit} and leaves {}", parts.join(", "))
+}
+
+/// The release a leftover belongs to: Helm's `meta.helm.sh/release-name` on it or on
+/// the top of its owner chain (a Pod of a ReplicaSet of the release's Deployment).
+fn release_of(o: &Outcome, l: &crate::verdict::Leftover) -> Option<String> {
+    let annotated = |kind: &str, name: &str| {
+        o.seen
+            .values()
+            .find(|s| s.kind == kind && s.name == name && s.namespace == l.namespace)
+            .and_then(|s| s.helm_annotations.get("meta.helm.sh/release-name").cloned())
+    };
+    annotated(&l.kind, &l.name).or_else(|| {
+        l.owner_chain
+            .iter()
+            .rev()
+            .find_map(|owner| annotated(&owner.kind, &owner.name))
+    })
+}
+
+/// Runs every pass on both versions, `opts.parallel` control planes at a time.
+async fn run_passes(
+    twin: &Twin,
+    surface: &Arc<Surface>,
+    passes: &[Pass],
+    source: &Components,
+    target: &Components,
+    opts: &ReplayOptions,
+) -> Vec<(RunResult, Option<BTreeSet<Failure>>)> {
+    let sem = Arc::new(tokio::sync::Semaphore::new(opts.parallel.max(1)));
+    let mut futures = Vec::new();
+    for pass in passes {
+        for (role, comps) in [(Role::Source, source), (Role::Target, target)] {
+            let (sem, pass, comps) = (sem.clone(), pass.clone(), comps.clone());
+            futures.push(async move {
+                let _permit = sem.acquire().await.expect("semaphore open");
+                let mut timings = Timings::default();
+                let got = run_pass(twin, surface, &pass, role, &comps, opts, &mut timings).await;
+                let (outcome, found) = match got {
+                    Ok((o, f)) => (Ok(o), f),
+                    Err(e) => (Err(format!("{e:#}")), None),
+                };
+                (
+                    RunResult {
+                        scenario: pass.name.clone(),
+                        role,
+                        outcome,
+                        timings,
+                    },
+                    found,
+                )
+            });
+        }
+    }
+    futures::future::join_all(futures).await
+}
+
+async fn run_pass(
+    twin: &Twin,
+    surface: &Surface,
+    pass: &Pass,
+    role: Role,
+    comps: &Components,
+    opts: &ReplayOptions,
+    timings: &mut Timings,
+) -> anyhow::Result<(Outcome, Option<BTreeSet<Failure>>)> {
+    let started = Instant::now();
+    let role_name = if role == Role::Source {
+        "source"
+    } else {
+        "target"
+    };
+    let mut config = LocalConfig::new(format!("twin-{}-{role_name}", pass.name), comps.clone());
+    config.keep = opts.keep;
+    config.progress = opts.progress.clone();
+    let mut cluster = Cluster::Local(Box::new(
+        LocalCluster::start(config)
+            .await
+            .context("starting the control plane")?,
+    ));
+    timings.start = started.elapsed();
+    let started = Instant::now();
+    let result = exercise_pass(&mut cluster, twin, surface, pass, opts).await;
+    timings.exercise = started.elapsed();
+    let started = Instant::now();
+    if opts.keep {
+        opts.progress
+            .println(format!("kept {}", cluster.dir().display()));
+    }
+    cluster.stop();
+    timings.stop = started.elapsed();
+    result
+}
+
+/// A step's record, timed, with progress.
+struct Steps<'a> {
+    records: Vec<StepRecord>,
+    version: String,
+    label: String,
+    progress: &'a Progress,
+}
+
+impl Steps<'_> {
+    async fn run<F, T>(&mut self, title: String, f: F) -> Option<T>
+    where
+        F: std::future::Future<Output = anyhow::Result<(T, StepRecord)>>,
+    {
+        let started = Instant::now();
+        let step = self.progress.step(format!("[{}] {title}", self.label));
+        let (value, mut record) = match f.await {
+            Ok((v, r)) => (Some(v), r),
+            Err(e) => (None, record(&title, &self.version, Some(format!("{e:#}")))),
+        };
+        record.index = self.records.len();
+        record.title = title;
+        record.duration_ms = started.elapsed().as_millis() as u64;
+        let failed =
+            record.error.is_some() || record.helm.as_ref().is_some_and(|h| h.exit_code != 0);
+        let note = match (&record.helm, &record.error) {
+            (_, Some(e)) => format!("error: {}", crate::errors::summary_line(e)),
+            (Some(h), None) => format!("helm exit {}", h.exit_code),
+            _ => String::new(),
+        };
+        if failed {
+            step.fail(note);
+        } else {
+            step.done(note);
+        }
+        self.records.push(record);
+        value
+    }
+}
+
+fn record(title: &str, version: &str, error: Option<String>) -> StepRecord {
+    StepRecord {
+        index: 0,
+        title: title.to_string(),
+        version: version.to_string(),
+        helm: None,
+        dry_run: None,
+        settle: None,
+        error,
+        duration_ms: 0,
+    }
+}
+
+async fn exercise_pass(
+    cluster: &mut Cluster,
+    twin: &Twin,
+    surface: &Surface,
+    pass: &Pass,
+    opts: &ReplayOptions,
+) -> anyhow::Result<(Outcome, Option<BTreeSet<Failure>>)> {
+    let dir = cluster.dir().join("replay");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let client = cluster.client();
+    let version = cluster.version().to_string();
+    let everything = SnapshotScope {
+        namespace: None,
+        noise: opts.noise.clone(),
+    };
+    let server = WebhookServer::new(&dir.join("webhooks"), cluster.webhook_bind(), &[]).await?;
+    let mut steps = Steps {
+        records: Vec::new(),
+        version: version.clone(),
+        label: format!("{} @ {version}", pass.name),
+        progress: &opts.progress,
+    };
+    let v = version.clone();
+    let set_up = steps
+        .run(
+            "set up the twin's namespaces and admission surface".into(),
+            async {
+                let notes = set_up(&client, &server, surface, twin).await?;
+                let mut r = record("", &v, None);
+                if !notes.is_empty() {
+                    r.error = Some(notes.join("; "));
+                }
+                Ok(((), r))
+            },
+        )
+        .await;
+    anyhow::ensure!(set_up.is_some(), "setting up the twin failed");
+
+    let before = snapshot::take(&client, &everything)
+        .await
+        .context("snapshot before the installs")?;
+    let release_namespaces: BTreeSet<String> =
+        twin.releases.iter().map(|r| r.namespace.clone()).collect();
+    // Only where no kubelet runs: the stand-in that completes hook Jobs' Pods.
+    let drivers: Vec<_> = release_namespaces
+        .iter()
+        .filter(|_| !cluster.has_kubelet())
+        .map(|ns| tokio::spawn(pods::complete_job_pods(client.clone(), ns.clone())))
+        .collect();
+    let helm = Helm::new(&cluster.helm(), &cluster.kubeconfig(), &dir.join("helm"));
+    let mut manifest = String::new();
+    for r in install_order(&twin.releases) {
+        let run = helm_step(&helm, HelmAction::Install, r);
+        if let Some(got) = steps
+            .run(format!("helm install {} -n {}", r.name, r.namespace), run)
+            .await
+            && got
+        {
+            let (h, name, ns) = (helm.clone(), r.name.clone(), r.namespace.clone());
+            let m = tokio::task::spawn_blocking(move || h.manifest(&name, &ns)).await?;
+            if m.exit_code == 0 {
+                manifest.push_str(&m.stdout);
+                manifest.push_str("\n---\n");
+            }
+        }
+    }
+    let installed = quiet(&client, &everything).await?;
+    let mut seen: BTreeMap<String, snapshot::ObjectRecord> = installed
+        .objects
+        .iter()
+        .map(|o| (o.uid.clone(), o.clone()))
+        .collect();
+    let found = match &pass.failure {
+        None => Some(relevant(&client, surface, &before, &installed).await?),
+        Some(_) => None,
+    };
+
+    if let Some(f) = &pass.failure {
+        let v = version.clone();
+        steps
+            .run(
+                format!(
+                    "webhook {} -> {}",
+                    f.hook,
+                    format!("{:?}", f.behaviour).to_lowercase()
+                ),
+                async {
+                    let mut spec = BehaviourSpec::new(f.behaviour);
+                    // Past any webhook's longest allowed timeout (30 s).
+                    spec.delay = Some(Duration::from_secs(35));
+                    server.set(&f.hook, spec).await?;
+                    Ok(((), record("", &v, None)))
+                },
+            )
+            .await;
+        if f.conversion {
+            // In an upgrade's order: the API server first, then the controller manager
+            // (which exits when its API server goes away while it starts).
+            let v = version.clone();
+            steps
+                .run("restart kube-apiserver".into(), async {
+                    cluster.restart_apiserver().await?;
+                    Ok(((), record("", &v, None)))
+                })
+                .await;
+            let v = version.clone();
+            steps
+                .run("restart kube-controller-manager".into(), async {
+                    cluster.restart_controller_manager().await?;
+                    Ok(((), record("", &v, None)))
+                })
+                .await;
+        }
+    }
+    let client = cluster.client();
+    let mut order = install_order(&twin.releases);
+    order.reverse();
+    for r in order {
+        steps
+            .run(
+                format!("helm uninstall {} -n {}", r.name, r.namespace),
+                helm_step(&helm, HelmAction::Uninstall, r),
+            )
+            .await;
+    }
+    for ns in &release_namespaces {
+        let (c, v) = (client.clone(), version.clone());
+        let metrics = cluster.gc_metrics();
+        steps
+            .run(format!("settle {ns}"), async move {
+                let s = settle::settle(
+                    &c,
+                    ns,
+                    &opts.noise,
+                    Duration::from_secs(60),
+                    metrics.as_ref(),
+                )
+                .await;
+                let mut r = record("", &v, None);
+                r.settle = Some(s);
+                Ok(((), r))
+            })
+            .await;
+    }
+    let dead = cluster.dead_components();
+    anyhow::ensure!(dead.is_empty(), "{}", dead.join("; "));
+    let after = snapshot::take(&client, &everything)
+        .await
+        .context("snapshot after the uninstalls")?;
+    for d in drivers {
+        d.abort();
+    }
+    for o in &after.objects {
+        seen.entry(o.uid.clone()).or_insert_with(|| o.clone());
+    }
+    let mut log_evidence = exercise::log_evidence(cluster, &dir);
+    if let Ok(gc) = cluster.impersonating(exercise::dry_run::GC_USER).await {
+        for ns in &release_namespaces {
+            log_evidence.extend(exercise::dry_run::probe_orphans(&client, &gc, ns, &after).await);
+        }
+    }
+    server.shutdown();
+    let mut namespaces = release_namespaces.into_iter();
+    let outcome = Outcome {
+        scenario: pass.name.clone(),
+        namespace: namespaces.next().unwrap_or_default(),
+        other_namespaces: namespaces.collect(),
+        release: twin
+            .releases
+            .iter()
+            .map(|r| r.name.clone())
+            .collect::<Vec<_>>()
+            .join(","),
+        start_version: version.clone(),
+        end_version: version,
+        steps: steps.records,
+        before,
+        after,
+        webhook_requests: server.records(),
+        manifest,
+        objects_after_step: Vec::new(),
+        seen,
+        log_evidence,
+        teardown_errors: Vec::new(),
+    };
+    let path = dir.join("outcome.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&outcome)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok((outcome, found))
+}
+
+/// Releases whose charts bring CRDs first (custom resources of other charts need them).
+fn install_order(releases: &[TwinRelease]) -> Vec<&TwinRelease> {
+    let mut order: Vec<&TwinRelease> = releases.iter().collect();
+    order.sort_by_key(|r| !r.chart.join("crds").is_dir());
+    order
+}
+
+/// `helm install` / `helm uninstall` of one captured release; `true` when helm exits 0.
+fn helm_step(
+    helm: &Helm,
+    action: HelmAction,
+    r: &TwinRelease,
+) -> impl std::future::Future<Output = anyhow::Result<(bool, StepRecord)>> + use<> {
+    let (helm, r) = (helm.clone(), r.clone());
+    async move {
+        let step = HelmStep {
+            action,
+            dry_run: HelmDryRun::None,
+            no_hooks: false,
+            wait: false,
+            timeout_seconds: 120,
+            expect_exit_code: 0,
+            cascade: None,
+            values: None,
+        };
+        let run = tokio::task::spawn_blocking(move || {
+            helm.step(&step, &r.name, &r.namespace, &r.chart, &r.values, None)
+        })
+        .await?;
+        let ok = run.exit_code == 0;
+        let mut rec = record("", "", None);
+        rec.helm = Some(run);
+        Ok((ok, rec))
+    }
+}
+
+/// Recreates the captured surface; returns what could not be (said in the step).
+async fn set_up(
+    client: &kube::Client,
+    server: &WebhookServer,
+    surface: &Surface,
+    twin: &Twin,
+) -> anyhow::Result<Vec<String>> {
+    let mut notes = Vec::new();
+    let ns_api: Api<Namespace> = Api::all(client.clone());
+    let mut wanted: BTreeMap<String, Labels> = surface.namespaces.iter().cloned().collect();
+    for r in &twin.releases {
+        wanted.entry(r.namespace.clone()).or_default();
+    }
+    for (name, mut labels) in wanted {
+        labels.remove(selection::NAMESPACE_NAME_LABEL);
+        let patch = json!({"metadata": {"labels": labels}});
+        match ns_api.get_opt(&name).await? {
+            Some(_) if labels.is_empty() => {}
+            Some(_) => {
+                ns_api
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .with_context(|| format!("labelling namespace {name}"))?;
+            }
+            None => {
+                let ns: Namespace =
+                    serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}}))?;
+                ns_api
+                    .create(&PostParams::default(), &ns)
+                    .await
+                    .with_context(|| format!("creating namespace {name}"))?;
+            }
+        }
+    }
+    for crd in &surface.crds {
+        register::register_captured_crd(client, server, crd).await?;
+    }
+    for (kind, configs) in [
+        (WebhookKind::Validating, &surface.validating),
+        (WebhookKind::Mutating, &surface.mutating),
+    ] {
+        for c in configs {
+            register::register_captured(client, server, kind, c, "default").await?;
+        }
+    }
+    for (kind, plural, objects) in [
+        (
+            "ValidatingAdmissionPolicy",
+            "validatingadmissionpolicies",
+            &surface.policies,
+        ),
+        (
+            "ValidatingAdmissionPolicyBinding",
+            "validatingadmissionpolicybindings",
+            &surface.bindings,
+        ),
+    ] {
+        for o in objects {
+            if let Some(note) = create_policy(client, kind, plural, o).await? {
+                notes.push(note);
+            }
+        }
+    }
+    for a in &surface.apiservices {
+        let name = a["metadata"]["name"].as_str().unwrap_or_default();
+        let available = a["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Available" && c["status"] == "True");
+        if available {
+            // Its backend is not part of the twin: recreated, it would be unavailable,
+            // which the captured cluster was not.
+            continue;
+        }
+        let mut obj = a.clone();
+        if let Some(o) = obj.as_object_mut() {
+            o.remove("status");
+        }
+        let ar = ApiResource {
+            group: "apiregistration.k8s.io".into(),
+            version: "v1".into(),
+            api_version: "apiregistration.k8s.io/v1".into(),
+            kind: "APIService".into(),
+            plural: "apiservices".into(),
+        };
+        let obj: DynamicObject = serde_json::from_value(obj)?;
+        Api::<DynamicObject>::all_with(client.clone(), &ar)
+            .create(&PostParams::default(), &obj)
+            .await
+            .with_context(|| format!("creating APIService {name}"))?;
+    }
+    Ok(notes)
+}
+
+/// Creates an admission policy or binding at the newest version this cluster serves;
+/// `Some(note)` when it serves none (the policy is not enforced on this version).
+async fn create_policy(
+    client: &kube::Client,
+    kind: &str,
+    plural: &str,
+    captured: &Value,
+) -> anyhow::Result<Option<String>> {
+    let name = captured["metadata"]["name"].as_str().unwrap_or_default();
+    for version in ["v1", "v1beta1"] {
+        let ar = ApiResource {
+            group: "admissionregistration.k8s.io".into(),
+            version: version.into(),
+            api_version: format!("admissionregistration.k8s.io/{version}"),
+            kind: kind.into(),
+            plural: plural.into(),
+        };
+        let mut obj = captured.clone();
+        obj["apiVersion"] = json!(ar.api_version);
+        let obj: DynamicObject = serde_json::from_value(obj)?;
+        match Api::<DynamicObject>::all_with(client.clone(), &ar)
+            .create(&PostParams::default(), &obj)
+            .await
+        {
+            Ok(_) => return Ok(None),
+            Err(kube::Error::Api(e)) if e.code == 404 => continue,
+            Err(e) => return Err(e).with_context(|| format!("creating {kind} {name}")),
+        }
+    }
+    Ok(Some(format!(
+        "{kind} {name}: admissionregistration.k8s.io v1 and v1beta1 are not served on this version (not enforced here)"
+    )))
+}
+
+/// A snapshot once the controllers have created the releases' dependents: two in a
+/// row with the same objects, or the last after 15 s.
+async fn quiet(client: &kube::Client, scope: &SnapshotScope) -> anyhow::Result<Snapshot> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let ids =
+        |s: &Snapshot| -> BTreeSet<String> { s.objects.iter().map(|o| o.uid.clone()).collect() };
+    let mut last = snapshot::take(client, scope).await?;
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = snapshot::take(client, scope).await?;
+        if ids(&now) == ids(&last) || Instant::now() >= deadline {
+            return Ok(now);
+        }
+        last = now;
+    }
+}
+
+/// The webhooks that matter for what the releases created (see the module's doc).
+async fn relevant(
+    client: &kube::Client,
+    surface: &Surface,
+    before: &Snapshot,
+    installed: &Snapshot,
+) -> anyhow::Result<BTreeSet<Failure>> {
+    let known: BTreeSet<&str> = before.objects.iter().map(|o| o.uid.as_str()).collect();
+    let created: Vec<&snapshot::ObjectRecord> = installed
+        .objects
+        .iter()
+        .filter(|o| !known.contains(o.uid.as_str()))
+        .collect();
+    let served = crate::audit::checks::served_from(&snapshot::discover(client).await?);
+    let namespaces: BTreeMap<String, Labels> = Api::<Namespace>::all(client.clone())
+        .list(&Default::default())
+        .await?
+        .items
+        .into_iter()
+        .map(|n| {
+            (
+                n.metadata.name.unwrap_or_default(),
+                n.metadata.labels.unwrap_or_default(),
+            )
+        })
+        .collect();
+    let mut hooks: Vec<Webhook> = Vec::new();
+    for (configs, validating) in [(&surface.validating, true), (&surface.mutating, false)] {
+        for c in configs {
+            let config = c["metadata"]["name"].as_str().unwrap_or_default();
+            for w in c["webhooks"].as_array().into_iter().flatten() {
+                let mut w = w.clone();
+                // The typed webhook wants a clientConfig; the captured one is rewritten
+                // at registration anyway.
+                w["clientConfig"] = json!({"url": "https://127.0.0.1"});
+                let hook = if validating {
+                    serde_json::from_value(w).map(|w| Webhook::validating(config, w))
+                } else {
+                    serde_json::from_value(w).map(|w| Webhook::mutating(config, w))
+                };
+                hooks.push(hook.with_context(|| format!("webhook configuration {config}"))?);
+            }
+        }
+    }
+    let mut out = BTreeSet::new();
+    for hook in &hooks {
+        let called_for = created.iter().find(|o| {
+            let (group, plural) = o.resource.split_once('/').unwrap_or(("", &o.resource));
+            let group = if group == "core" { "" } else { group };
+            let Some(resource) = served
+                .deletable
+                .iter()
+                .find(|r| r.group == group && r.plural == plural)
+            else {
+                return false;
+            };
+            let meta = selection::ObjectMeta {
+                namespace: o.namespace.clone(),
+                name: o.name.clone(),
+                labels: o.labels.clone().into_iter().collect(),
+                deleting: false,
+            };
+            hook.selects(resource, &served, &meta, &namespaces)
+                .may_call()
+        });
+        if let Some(o) = called_for {
+            out.insert(Failure {
+                hook: register::captured_hook(&hook.config, &hook.name),
+                conversion: false,
+                behaviour: Behaviour::Unreachable,
+                because: format!("called for the DELETE of {}", o.display()),
+            });
+        }
+    }
+    for crd in &surface.crds {
+        if crd["spec"]["conversion"]["strategy"] != "Webhook" {
+            continue;
+        }
+        let group = crd["spec"]["group"].as_str().unwrap_or_default();
+        let kind = crd["spec"]["names"]["kind"].as_str().unwrap_or_default();
+        let name = crd["metadata"]["name"].as_str().unwrap_or_default();
+        if let Some(o) = created
+            .iter()
+            .find(|o| o.kind == kind && snapshot::group_of(&o.api_version) == group)
+        {
+            out.insert(Failure {
+                hook: format!("crd:{name}"),
+                conversion: true,
+                behaviour: Behaviour::Unreachable,
+                because: format!("converts {}", o.display()),
+            });
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pass_names_are_dns_labels() {
+        let p = Pass::failing(Failure {
+            hook: "policy-corp:delete-guard.policy.corp".into(),
+            conversion: false,
+            behaviour: Behaviour::Unreachable,
+            because: String::new(),
+        });
+        assert_eq!(p.name, "policy-corp-delete-guard-policy-corp-unreachable");
+        let long = Pass::failing(Failure {
+            hook: format!("{}:x", "a".repeat(80)),
+            conversion: false,
+            behaviour: Behaviour::Deny,
+            because: String::new(),
+        });
+        assert!(
+            long.name.len() <= 63 && long.name.ends_with("x-deny"),
+            "{}",
+            long.name
+        );
+    }
+}
