@@ -435,10 +435,7 @@ pub async fn register_captured(
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let failed = |detail: String| WebhookError::Register {
-        name: name.clone(),
-        detail,
-    };
+    let failed = register_error(&name);
     if server.kind(BARRIER).is_none() {
         server
             .add(
@@ -499,10 +496,7 @@ pub async fn register_captured_crd(
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let failed = |detail: String| WebhookError::Register {
-        name: name.clone(),
-        detail,
-    };
+    let failed = register_error(&name);
     let mut obj = captured.clone();
     let mut hook = None;
     if obj["spec"]["conversion"]["strategy"] == "Webhook" {
@@ -542,5 +536,13 @@ pub async fn register_captured_crd(
             )));
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// A registration error of the captured object `name`.
+fn register_error(name: &str) -> impl Fn(String) -> WebhookError + '_ {
+    move |detail| WebhookError::Register {
+        name: name.to_string(),
+        detail,
     }
 }

@@ -7,62 +7,16 @@
 //! must not write to the cluster.
 
 use std::collections::BTreeSet;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine;
-use kube::api::{Api, DynamicObject, PostParams};
-use kube::discovery::ApiResource;
+use kube::api::{Api, PostParams};
 use preflight::snapshot::{self, SnapshotScope};
 
 use crate::common;
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/capture")
-}
-
-const SECRETS: &[&str] = &[
-    "s3cr3t-Hunter2",
-    "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCTESTONLY",
-    "tok-XYZZY-777",
-    "changeme",
-];
-
-fn ar(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
-    ApiResource {
-        group: group.into(),
-        version: version.into(),
-        api_version: format!("{group}/{version}"),
-        kind: kind.into(),
-        plural: plural.into(),
-    }
-}
-
-async fn create(client: &kube::Client, ar: &ApiResource, value: serde_json::Value) {
-    let api: Api<DynamicObject> = Api::all_with(client.clone(), ar);
-    let obj: DynamicObject = serde_json::from_value(value).unwrap();
-    api.create(&PostParams::default(), &obj)
-        .await
-        .unwrap_or_else(|e| panic!("creating {}: {e}", ar.kind));
-}
-
-/// Runs helm against the cluster; panics with its output when it fails.
-fn helm(helm: &Path, kubeconfig: &Path, home: &Path, driver: &str, args: &[&str]) -> String {
-    let out = duct::cmd(helm, args)
-        .env("KUBECONFIG", kubeconfig)
-        .env("HELM_DRIVER", driver)
-        .env("HELM_CACHE_HOME", home.join("cache"))
-        .env("HELM_CONFIG_HOME", home.join("config"))
-        .env("HELM_DATA_HOME", home.join("data"))
-        .stderr_to_stdout()
-        .stdout_capture()
-        .unchecked()
-        .run()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "helm {args:?}: {text}");
-    text
-}
+use crate::production::{self, SECRETS, ar, create, preflight};
 
 /// `(resource, namespace, name, uid, resourceVersion)` of every listed object.
 fn identity(s: &snapshot::Snapshot) -> BTreeSet<(String, String, String, String, String)> {
@@ -167,186 +121,21 @@ async fn capture_writes_the_releases_and_admission_surface_without_credentials_o
     let cluster = common::cluster("capture", version).await;
     let client = cluster.client();
     let kubeconfig = cluster.kubeconfig().to_path_buf();
-    let comps = common::components(version);
     let work = tempfile::tempdir().unwrap();
-    let home = work.path().join("helm");
-    let fx = fixtures();
-
-    // The "production" cluster.
-    let secret_values = fx.join("secret-values.yaml");
-    let shop = fx.join("shop");
-    let ledger = fx.join("ledger");
-    let cache = fx.join("cache");
-    let h = |driver: &str, args: &[&str]| helm(&comps.helm, &kubeconfig, &home, driver, args);
-    h(
-        "secret",
-        &[
-            "install",
-            "shop",
-            shop.to_str().unwrap(),
-            "--namespace",
-            "shop",
-            "--create-namespace",
-            "--values",
-            secret_values.to_str().unwrap(),
-        ],
-    );
-    // A second revision: the capture must take the deployed one (2), not the first.
-    h(
-        "secret",
-        &[
-            "upgrade",
-            "shop",
-            shop.to_str().unwrap(),
-            "--namespace",
-            "shop",
-            "--reuse-values",
-        ],
-    );
-    h(
-        "secret",
-        &[
-            "install",
-            "ledger",
-            ledger.to_str().unwrap(),
-            "--namespace",
-            "ledger",
-            "--create-namespace",
-            "--set",
-            "common.token=tok-XYZZY-777",
-        ],
-    );
-    h(
-        "configmap",
-        &[
-            "install",
-            "cache",
-            cache.to_str().unwrap(),
-            "--namespace",
-            "shop",
-        ],
-    );
-    let vwc = ar(
-        "admissionregistration.k8s.io",
-        "v1",
-        "ValidatingWebhookConfiguration",
-        "validatingwebhookconfigurations",
-    );
-    let delete_rule = serde_json::json!([{"operations": ["DELETE"], "apiGroups": ["", "apps"], "apiVersions": ["v1"], "resources": ["pods", "replicasets"]}]);
-    create(
-        &client,
-        &vwc,
-        serde_json::json!({
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "ValidatingWebhookConfiguration",
-            "metadata": {"name": "policy-corp"},
-            "webhooks": [{
-                "name": "delete-guard.policy.corp",
-                "clientConfig": {"service": {"namespace": "guard", "name": "no-endpoints", "path": "/validate"}, "caBundle": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg=="},
-                "rules": delete_rule,
-                "failurePolicy": "Fail",
-                "sideEffects": "None",
-                "timeoutSeconds": 5,
-                "admissionReviewVersions": ["v1"],
-            }],
-        }),
-    )
-    .await;
-    create(
-        &client,
-        &vwc,
-        serde_json::json!({
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "ValidatingWebhookConfiguration",
-            "metadata": {"name": "payments-only"},
-            "webhooks": [{
-                "name": "audit.payments.corp",
-                "clientConfig": {"url": "https://127.0.0.1:1/validate"},
-                "rules": delete_rule,
-                "failurePolicy": "Fail",
-                "sideEffects": "None",
-                "namespaceSelector": {"matchLabels": {"team": "payments"}},
-                "admissionReviewVersions": ["v1"],
-            }],
-        }),
-    )
-    .await;
-    create(
-        &client,
-        &ar(
-            "admissionregistration.k8s.io",
-            "v1",
-            "ValidatingAdmissionPolicy",
-            "validatingadmissionpolicies",
-        ),
-        serde_json::json!({
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "ValidatingAdmissionPolicy",
-            "metadata": {"name": "replicas-limit"},
-            "spec": {
-                "failurePolicy": "Fail",
-                "matchConstraints": {"resourceRules": [{"apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"], "resources": ["deployments"]}]},
-                "validations": [{"expression": "object.spec.replicas <= 5"}],
-            },
-        }),
-    )
-    .await;
-    create(
-        &client,
-        &ar(
-            "admissionregistration.k8s.io",
-            "v1",
-            "ValidatingAdmissionPolicyBinding",
-            "validatingadmissionpolicybindings",
-        ),
-        serde_json::json!({
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "ValidatingAdmissionPolicyBinding",
-            "metadata": {"name": "replicas-limit"},
-            "spec": {"policyName": "replicas-limit", "validationActions": ["Deny"]},
-        }),
-    )
-    .await;
-
-    // An aggregated API whose backend does not exist (unavailable).
-    create(
-        &client,
-        &ar("apiregistration.k8s.io", "v1", "APIService", "apiservices"),
-        serde_json::json!({
-            "apiVersion": "apiregistration.k8s.io/v1",
-            "kind": "APIService",
-            "metadata": {"name": "v1alpha1.metrics.corp.example"},
-            "spec": {
-                "group": "metrics.corp.example",
-                "version": "v1alpha1",
-                "service": {"namespace": "guard", "name": "no-endpoints"},
-                "insecureSkipTLSVerify": true,
-                "groupPriorityMinimum": 100,
-                "versionPriority": 10,
-            },
-        }),
-    )
-    .await;
+    let helm = production::build(&cluster, work.path(), true).await;
+    let home = helm.home.clone();
 
     // Capture, with the cluster quiet before and compared after.
     let before = quiet_snapshot(&client).await;
     let twin = work.path().join("twin");
-    let out = duct::cmd!(
-        common::preflight_bin(),
-        "capture",
-        "--kubeconfig",
-        &kubeconfig,
-        "--out",
-        &twin
-    )
-    .env("CI", "true")
-    .stderr_to_stdout()
-    .stdout_capture()
-    .unchecked()
-    .run()
-    .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert_eq!(out.status.code(), Some(0), "{text}");
+    let (code, text) = preflight(&[
+        OsStr::new("capture"),
+        OsStr::new("--kubeconfig"),
+        kubeconfig.as_os_str(),
+        OsStr::new("--out"),
+        twin.as_os_str(),
+    ]);
+    assert_eq!(code, Some(0), "{text}");
     let after = snapshot::take(&client, &SnapshotScope::default())
         .await
         .unwrap();
@@ -440,22 +229,13 @@ async fn capture_writes_the_releases_and_admission_surface_without_credentials_o
     }
 
     // The twin validates, and each captured chart renders what the release installed.
-    let out = duct::cmd!(common::preflight_bin(), "validate", twin.join("twin.yaml"))
-        .stderr_to_stdout()
-        .stdout_capture()
-        .unchecked()
-        .run()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let twin_file = twin.join("twin.yaml");
+    let (code, text) = preflight(&[OsStr::new("validate"), twin_file.as_os_str()]);
+    assert_eq!(code, Some(0), "{text}");
     for r in releases {
         let name = r["name"].as_str().unwrap();
         let got = rendered_kinds(
-            &comps.helm,
+            &helm.binary,
             &home,
             name,
             &twin.join(r["chartDir"].as_str().unwrap()),
@@ -540,22 +320,15 @@ async fn capture_without_a_right_says_what_it_could_not_read_and_goes_on() {
     std::fs::write(&reader, kc.to_string()).unwrap();
 
     let twin = work.path().join("twin");
-    let out = duct::cmd!(
-        common::preflight_bin(),
-        "capture",
-        "--kubeconfig",
-        &reader,
-        "--out",
-        &twin
-    )
-    .env("CI", "true")
-    .stderr_to_stdout()
-    .stdout_capture()
-    .unchecked()
-    .run()
-    .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert_eq!(out.status.code(), Some(0), "{text}");
+    let capture = [
+        OsStr::new("capture"),
+        OsStr::new("--kubeconfig"),
+        reader.as_os_str(),
+        OsStr::new("--out"),
+        twin.as_os_str(),
+    ];
+    let (code, text) = preflight(&capture);
+    assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("not read: list apiservices"), "{text}");
     let manifest: serde_json::Value =
         serde_json::from_str(&common::read(&twin.join("capture.json"))).unwrap();
@@ -577,21 +350,8 @@ async fn capture_without_a_right_says_what_it_could_not_read_and_goes_on() {
     assert!(twin.join("cluster/namespaces.yaml").is_file());
 
     // A second capture into the same directory is refused, naming it.
-    let again = duct::cmd!(
-        common::preflight_bin(),
-        "capture",
-        "--kubeconfig",
-        &reader,
-        "--out",
-        &twin
-    )
-    .stderr_to_stdout()
-    .stdout_capture()
-    .unchecked()
-    .run()
-    .unwrap();
-    let text = String::from_utf8_lossy(&again.stdout).to_string();
-    assert_eq!(again.status.code(), Some(2), "{text}");
+    let (code, text) = preflight(&capture);
+    assert_eq!(code, Some(2), "{text}");
     assert!(text.contains("not an empty directory"), "{text}");
 }
 
@@ -600,15 +360,8 @@ fn bad_capture_flags_are_named_and_nothing_is_written() {
     let work = tempfile::tempdir().unwrap();
     let out_dir = work.path().join("twin");
     let run = |args: &[&str]| {
-        let out = std::process::Command::new(common::preflight_bin())
-            .args(args)
-            .env("CI", "true")
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).to_string(),
-        )
+        let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+        preflight(&args)
     };
     let out = out_dir.to_str().unwrap();
     let missing = work.path().join("nope.kubeconfig");

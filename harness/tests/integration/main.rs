@@ -16,6 +16,7 @@ mod gc;
 mod kind_provider;
 mod lifecycle;
 mod ports;
+mod production;
 mod replay;
 mod report_run;
 mod scenario_files;

@@ -10,57 +10,15 @@
 //! original: `helm uninstall` there must leave what the replay said it leaves.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::ffi::OsStr;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DynamicObject, ListParams, PostParams};
-use kube::discovery::ApiResource;
+use kube::api::{Api, ListParams};
 
 use crate::common;
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/capture")
-}
-
-fn ar(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
-    ApiResource {
-        group: group.into(),
-        version: version.into(),
-        api_version: format!("{group}/{version}"),
-        kind: kind.into(),
-        plural: plural.into(),
-    }
-}
-
-async fn create(client: &kube::Client, ar: &ApiResource, value: serde_json::Value) {
-    let api: Api<DynamicObject> = Api::all_with(client.clone(), ar);
-    let obj: DynamicObject = serde_json::from_value(value).unwrap();
-    api.create(&PostParams::default(), &obj)
-        .await
-        .unwrap_or_else(|e| panic!("creating {}: {e}", ar.kind));
-}
-
-fn helm(helm: &Path, kubeconfig: &Path, home: &Path, driver: &str, args: &[&str]) -> i32 {
-    let out = duct::cmd(helm, args)
-        .env("KUBECONFIG", kubeconfig)
-        .env("HELM_DRIVER", driver)
-        .env("HELM_CACHE_HOME", home.join("cache"))
-        .env("HELM_CONFIG_HOME", home.join("config"))
-        .env("HELM_DATA_HOME", home.join("data"))
-        .stderr_to_stdout()
-        .stdout_capture()
-        .unchecked()
-        .run()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        args[0] != "install" || out.status.success(),
-        "helm {args:?}: {text}"
-    );
-    out.status.code().unwrap_or(-1)
-}
+use crate::production::{self, preflight};
 
 /// `(top owner, kind) -> count` of what stays in `ns` that a Deployment owned (through
 /// its ReplicaSets), read from the cluster.
@@ -136,131 +94,13 @@ async fn a_replayed_twin_predicts_what_the_failure_leaves_on_the_original() {
     let cluster = common::cluster("production", version).await;
     let client = cluster.client();
     let kubeconfig = cluster.kubeconfig().to_path_buf();
-    let comps = common::components(version);
     let work = tempfile::tempdir().unwrap();
-    let home = work.path().join("helm");
-    let fx = fixtures();
-    let h = |driver: &str, args: &[&str]| helm(&comps.helm, &kubeconfig, &home, driver, args);
-    let (shop, ledger, cache, secrets) = (
-        fx.join("shop"),
-        fx.join("ledger"),
-        fx.join("cache"),
-        fx.join("secret-values.yaml"),
-    );
-    h(
-        "secret",
-        &[
-            "install",
-            "shop",
-            shop.to_str().unwrap(),
-            "-n",
-            "shop",
-            "--create-namespace",
-            "--values",
-            secrets.to_str().unwrap(),
-        ],
-    );
-    h(
-        "secret",
-        &[
-            "install",
-            "ledger",
-            ledger.to_str().unwrap(),
-            "-n",
-            "ledger",
-            "--create-namespace",
-        ],
-    );
-    h(
-        "configmap",
-        &["install", "cache", cache.to_str().unwrap(), "-n", "shop"],
-    );
-    let vwc = ar(
-        "admissionregistration.k8s.io",
-        "v1",
-        "ValidatingWebhookConfiguration",
-        "validatingwebhookconfigurations",
-    );
-    let delete_rule = serde_json::json!([{"operations": ["DELETE"], "apiGroups": ["", "apps"], "apiVersions": ["v1"], "resources": ["pods", "replicasets"]}]);
-    create(
-        &client,
-        &vwc,
-        serde_json::json!({
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "ValidatingWebhookConfiguration",
-            "metadata": {"name": "policy-corp"},
-            "webhooks": [{
-                "name": "delete-guard.policy.corp",
-                "clientConfig": {"service": {"namespace": "guard", "name": "no-endpoints", "path": "/validate"}},
-                "rules": delete_rule,
-                "failurePolicy": "Fail",
-                "sideEffects": "None",
-                "timeoutSeconds": 5,
-                "namespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["shop"]}]},
-                "admissionReviewVersions": ["v1"],
-            }],
-        }),
-    )
-    .await;
-    create(
-        &client,
-        &vwc,
-        serde_json::json!({
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "ValidatingWebhookConfiguration",
-            "metadata": {"name": "payments-only"},
-            "webhooks": [{
-                "name": "audit.payments.corp",
-                "clientConfig": {"url": "https://127.0.0.1:1/validate"},
-                "rules": delete_rule,
-                "failurePolicy": "Fail",
-                "sideEffects": "None",
-                "namespaceSelector": {"matchLabels": {"team": "payments"}},
-                "admissionReviewVersions": ["v1"],
-            }],
-        }),
-    )
-    .await;
-    create(
-        &client,
-        &ar(
-            "admissionregistration.k8s.io",
-            "v1",
-            "ValidatingAdmissionPolicy",
-            "validatingadmissionpolicies",
-        ),
-        serde_json::json!({
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "ValidatingAdmissionPolicy",
-            "metadata": {"name": "replicas-limit"},
-            "spec": {
-                "failurePolicy": "Fail",
-                "matchConstraints": {"resourceRules": [{"apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"], "resources": ["deployments"]}]},
-                "validations": [{"expression": "object.spec.replicas <= 5"}],
-            },
-        }),
-    )
-    .await;
+    let helm = production::build(&cluster, work.path(), false).await;
 
     // Capture, replay on the default pair.
     let twin = work.path().join("twin");
     let reports = work.path().join("reports");
-    let run = |args: &[&std::ffi::OsStr]| {
-        let out = std::process::Command::new(common::preflight_bin())
-            .args(args)
-            .env("CI", "true")
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
-    };
-    let (code, text) = run(&[
+    let (code, text) = preflight(&[
         "capture".as_ref(),
         "--kubeconfig".as_ref(),
         kubeconfig.as_os_str(),
@@ -268,7 +108,7 @@ async fn a_replayed_twin_predicts_what_the_failure_leaves_on_the_original() {
         twin.as_os_str(),
     ]);
     assert_eq!(code, Some(0), "{text}");
-    let (code, text) = run(&[
+    let (code, text) = preflight(&[
         "run".as_ref(),
         twin.as_os_str(),
         "--report-dir".as_ref(),
@@ -333,8 +173,9 @@ async fn a_replayed_twin_predicts_what_the_failure_leaves_on_the_original() {
     );
 
     // The same failure by hand on the original: its webhook has no endpoints.
-    assert_eq!(h("secret", &["uninstall", "shop", "-n", "shop"]), 0);
-    assert_eq!(h("configmap", &["uninstall", "cache", "-n", "shop"]), 0);
+    let args = |name: &'static str| ["uninstall", name, "-n", "shop"].map(OsStr::new);
+    helm.ok("secret", &args("shop"));
+    helm.ok("configmap", &args("cache"));
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "shop");
     let kcm_log = cluster.log_path("kube-controller-manager");
     let settled = common::eventually(Duration::from_secs(90), || {
