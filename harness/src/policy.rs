@@ -236,6 +236,24 @@ pub fn judge(scenario: &Scenario, outcome: &Outcome, leftovers: &[Leftover]) -> 
     j
 }
 
+/// Why helm failed, in one line: its first meaningful line, with the listed errors of
+/// a multi-error (`Error: 1 error occurred:` then `* timed out waiting for the
+/// condition`) joined to it.
+fn helm_reason(stderr: &str) -> Option<String> {
+    let first = crate::errors::first_meaningful_line(stderr)?;
+    if !first.ends_with("occurred:") {
+        return Some(first.to_string());
+    }
+    let listed: Vec<&str> = stderr
+        .lines()
+        .skip_while(|l| !l.contains(first))
+        .skip(1)
+        .map(str::trim)
+        .filter_map(|l| l.strip_prefix("* "))
+        .collect();
+    Some(format!("{first} {}", listed.join("; ")))
+}
+
 /// Failed steps, unexpected helm exit codes and settle time-outs.
 fn step_findings(scenario: &Scenario, outcome: &Outcome) -> Vec<Finding> {
     let mut out = Vec::new();
@@ -255,7 +273,7 @@ fn step_findings(scenario: &Scenario, outcome: &Outcome) -> Vec<Finding> {
                 _ => 0,
             };
             if h.exit_code != expected {
-                let said = crate::errors::first_meaningful_line(&h.stderr);
+                let said = helm_reason(&h.stderr);
                 out.push(Finding::StepFailed {
                     step: record.index,
                     title: record.title.clone(),
@@ -336,5 +354,23 @@ pub fn job_verdict(scenarios: &[Verdict]) -> Verdict {
         Verdict::Fail
     } else {
         Verdict::Pass
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn helm_multi_errors_say_what_they_list() {
+        let stderr = "Error: 1 error occurred:\n\t* timed out waiting for the condition\n\n";
+        assert_eq!(
+            helm_reason(stderr).as_deref(),
+            Some("Error: 1 error occurred: timed out waiting for the condition")
+        );
+        assert_eq!(
+            helm_reason("Error: INSTALLATION FAILED: boom\n").as_deref(),
+            Some("Error: INSTALLATION FAILED: boom")
+        );
     }
 }
