@@ -732,19 +732,7 @@ async fn run(args: RunArgs, progress: Progress) -> anyhow::Result<i32> {
         },
         progress: progress.clone(),
         run_id: runner::new_run_id(),
-        noise: {
-            let mut n = crate::snapshot::Noise::default();
-            for extra in &args.noise {
-                anyhow::ensure!(
-                    extra.split('/').count() == 2
-                        && !extra.starts_with('/')
-                        && !extra.ends_with('/'),
-                    "invalid value for --noise: `{extra}`: expected GROUP/RESOURCE, e.g. core/configmaps"
-                );
-                n.0.push(extra.clone());
-            }
-            n
-        },
+        noise: noise(&args.noise)?,
         provider: args.provider,
         kubeconfig: (args.provider == Provider::Kubeconfig)
             .then(|| {
@@ -795,6 +783,19 @@ async fn run(args: RunArgs, progress: Progress) -> anyhow::Result<i32> {
         println!("  {}", p.display());
     }
     Ok(report.exit_code)
+}
+
+/// The snapshot noise: the defaults and every `--noise GROUP/RESOURCE`.
+fn noise(extra: &[String]) -> anyhow::Result<crate::snapshot::Noise> {
+    let mut n = crate::snapshot::Noise::default();
+    for e in extra {
+        anyhow::ensure!(
+            e.split('/').count() == 2 && !e.starts_with('/') && !e.ends_with('/'),
+            "invalid value for --noise: `{e}`: expected GROUP/RESOURCE, e.g. core/configmaps"
+        );
+        n.0.push(e.clone());
+    }
+    Ok(n)
 }
 
 /// `preflight run DIR` of a twin: every pass on fresh local control planes at the
@@ -848,7 +849,7 @@ async fn run_twin(
         parallel: args.parallel,
         keep: args.keep,
         progress: progress.clone(),
-        noise: crate::snapshot::Noise::default(),
+        noise: noise(&args.noise)?,
     };
     let replayed = crate::twin::replay::replay(&twin, &src, &tgt, &replay_opts).await?;
     let mut report = report::build(
@@ -859,6 +860,7 @@ async fn run_twin(
         &args.fail_on,
     );
     report.provider = "local".into();
+    report.noise = replay_opts.noise.0.clone();
     let dir = args
         .report_dir
         .clone()
