@@ -450,7 +450,7 @@ pub async fn register_captured(
     for w in obj["webhooks"].as_array_mut().into_iter().flatten() {
         let hook = captured_hook(&name, w["name"].as_str().unwrap_or_default());
         server
-            .add(
+            .add_captured(
                 &hook,
                 kind,
                 super::BehaviourSpec::new(super::Behaviour::Allow),

@@ -117,6 +117,9 @@ fn caller_timeout_ms(query: Option<&str>) -> Option<u64> {
 
 struct Hook {
     kind: WebhookKind,
+    /// A mutating hook's `allow` adds an annotation (sample webhooks, so the mutation is
+    /// visible) or admits unchanged (a captured webhook replayed as healthy).
+    patch: bool,
     addr: SocketAddr,
     spec: Arc<RwLock<BehaviourSpec>>,
     handle: Option<Handle<SocketAddr>>,
@@ -126,6 +129,7 @@ struct Hook {
 struct HookState {
     name: String,
     kind: WebhookKind,
+    patch: bool,
     spec: Arc<RwLock<BehaviourSpec>>,
     records: Arc<Mutex<Vec<Record>>>,
     log: PathBuf,
@@ -215,6 +219,27 @@ impl WebhookServer {
         kind: WebhookKind,
         spec: BehaviourSpec,
     ) -> Result<(), WebhookError> {
+        self.add_hook(name, kind, spec, true).await
+    }
+
+    /// Like [`WebhookServer::add`], for a captured webhook: a mutating one that allows
+    /// admits the object unchanged.
+    pub async fn add_captured(
+        &self,
+        name: &str,
+        kind: WebhookKind,
+        spec: BehaviourSpec,
+    ) -> Result<(), WebhookError> {
+        self.add_hook(name, kind, spec, false).await
+    }
+
+    async fn add_hook(
+        &self,
+        name: &str,
+        kind: WebhookKind,
+        spec: BehaviourSpec,
+        patch: bool,
+    ) -> Result<(), WebhookError> {
         let addr = {
             let l = TcpListener::bind((self.bind, 0)).map_err(|source| WebhookError::Listen {
                 name: name.into(),
@@ -231,6 +256,7 @@ impl WebhookServer {
             name.to_string(),
             Hook {
                 kind,
+                patch,
                 addr,
                 spec: Arc::new(RwLock::new(BehaviourSpec::new(Behaviour::Unreachable))),
                 handle: None,
@@ -276,7 +302,7 @@ impl WebhookServer {
                 None
             };
             let start = (spec.behaviour != Behaviour::Unreachable && hook.handle.is_none())
-                .then(|| (hook.addr, hook.kind, hook.spec.clone()));
+                .then(|| (hook.addr, hook.kind, hook.patch, hook.spec.clone()));
             (stop, start)
         };
         if let Some(handle) = stop {
@@ -290,7 +316,7 @@ impl WebhookServer {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
-        if let Some((addr, kind, spec)) = start {
+        if let Some((addr, kind, patch, spec)) = start {
             let std_listener = bind_reusing(addr).map_err(|source| WebhookError::Listen {
                 name: name.into(),
                 addr,
@@ -299,6 +325,7 @@ impl WebhookServer {
             let state = HookState {
                 name: name.to_string(),
                 kind,
+                patch,
                 spec,
                 records: self.records.clone(),
                 log: self.log.clone(),
@@ -501,7 +528,7 @@ async fn handle_review(
         Behaviour::Deny => {
             let msg = spec.deny_message(&hook.name);
             (
-                answer_json(hook.kind, &seen, Err(&msg)),
+                answer_json(&hook, &seen, Err(&msg)),
                 Answer::Denied { message: msg },
             )
         }
@@ -512,7 +539,7 @@ async fn handle_review(
             };
             pending.set_answer(answer.clone());
             tokio::time::sleep(delay).await;
-            (answer_json(hook.kind, &seen, Ok(&hook.name)), answer)
+            (answer_json(&hook, &seen, Ok(&hook.name)), answer)
         }
         Behaviour::Allow | Behaviour::Unreachable => {
             let answer = if hook.kind == WebhookKind::Conversion {
@@ -520,7 +547,7 @@ async fn handle_review(
             } else {
                 Answer::Allowed
             };
-            (answer_json(hook.kind, &seen, Ok(&hook.name)), answer)
+            (answer_json(&hook, &seen, Ok(&hook.name)), answer)
         }
     };
     pending.set_answer(answer);
@@ -564,7 +591,8 @@ impl Drop for PendingRecord {
 }
 
 /// A review response: admit (`Ok(webhook name)`) or refuse (`Err(message)`).
-fn answer_json(kind: WebhookKind, seen: &Seen, verdict: Result<&str, &str>) -> Response {
+fn answer_json(hook: &HookState, seen: &Seen, verdict: Result<&str, &str>) -> Response {
+    let kind = hook.kind;
     let body = match kind {
         WebhookKind::Conversion => {
             let desired = seen.desired.clone().unwrap_or_default();
@@ -589,7 +617,7 @@ fn answer_json(kind: WebhookKind, seen: &Seen, verdict: Result<&str, &str>) -> R
             }
         }
         _ => match verdict {
-            Ok(name) if kind == WebhookKind::Mutating && seen.operation_is_write => {
+            Ok(name) if kind == WebhookKind::Mutating && hook.patch && seen.operation_is_write => {
                 // Never replace existing annotations: Helm keeps its ownership there.
                 let patch = if seen.has_annotations {
                     json!([{"op": "add", "path": "/metadata/annotations/preflight.dev~1mutated-by", "value": name}])

@@ -293,3 +293,93 @@ async fn conversion_webhook_converts_stored_objects_read_at_the_other_version() 
         );
     }
 }
+
+/// A captured mutating configuration is registered as captured (rules, selectors,
+/// failure policy, timeout), with only its clientConfig pointed at preflight's server,
+/// and replayed as healthy it admits objects unchanged.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_captured_configuration_keeps_its_rules_and_a_healthy_mutating_hook_does_not_patch() {
+    let version = &common::versions()[1];
+    let cluster = common::cluster("captured-hook", version).await;
+    let client = cluster.client();
+    let dir = tempfile::tempdir().unwrap();
+    let server = WebhookServer::new(dir.path(), IpAddr::V4(Ipv4Addr::LOCALHOST), &[])
+        .await
+        .unwrap();
+    let captured = serde_json::json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": "stamps", "labels": {"team": "platform"}},
+        "webhooks": [{
+            "name": "stamp.corp.example",
+            "clientConfig": {"service": {"namespace": "corp", "name": "stamper"}},
+            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["configmaps"]}],
+            "failurePolicy": "Ignore",
+            "timeoutSeconds": 7,
+            "sideEffects": "None",
+            "objectSelector": {"matchLabels": {"stamp": "yes"}},
+            "admissionReviewVersions": ["v1"],
+        }],
+    });
+    let hooks = preflight::webhook::register_captured(
+        &client,
+        &server,
+        WebhookKind::Mutating,
+        &captured,
+        "default",
+    )
+    .await
+    .unwrap();
+    assert_eq!(hooks, vec!["stamps:stamp.corp.example"]);
+
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(
+            "admissionregistration.k8s.io",
+            "v1",
+            "MutatingWebhookConfiguration",
+        ),
+        "mutatingwebhookconfigurations",
+    );
+    let live = Api::<DynamicObject>::all_with(client.clone(), &ar)
+        .get("stamps")
+        .await
+        .unwrap();
+    let entry = live.data["webhooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == "stamp.corp.example")
+        .unwrap()
+        .clone();
+    assert_eq!(entry["failurePolicy"], "Ignore");
+    assert_eq!(entry["timeoutSeconds"], 7);
+    assert_eq!(entry["objectSelector"]["matchLabels"]["stamp"], "yes");
+    assert!(
+        entry["clientConfig"]["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://127.0.0.1:"),
+        "{entry:#}"
+    );
+    assert_eq!(live.metadata.labels.unwrap()["team"], "platform");
+
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "stamped", "labels": {"stamp": "yes"}},
+    }))
+    .unwrap();
+    let made = maps.create(&PostParams::default(), &cm).await.unwrap();
+    assert_eq!(
+        made.metadata.annotations, None,
+        "no patch from a captured hook"
+    );
+    assert!(
+        server
+            .records()
+            .iter()
+            .any(|r| r.webhook == "stamps:stamp.corp.example"
+                && r.name.as_deref() == Some("stamped")),
+        "the API server called the captured hook"
+    );
+    server.shutdown();
+}
