@@ -566,7 +566,10 @@ async fn exercise_pass(
             },
         )
         .await;
-    anyhow::ensure!(set_up.is_some(), "setting up the twin failed");
+    if set_up.is_none() {
+        let why = steps.records.last().and_then(|r| r.error.clone());
+        anyhow::bail!("setting up the twin: {}", why.unwrap_or_default());
+    }
 
     let before = snapshot::take(&client, &everything)
         .await
