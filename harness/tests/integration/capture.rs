@@ -409,4 +409,20 @@ fn bad_capture_flags_are_named_and_nothing_is_written() {
         ),
         "{err}"
     );
+
+    // A valid twin whose captured CRD file is not YAML: named before any cluster starts.
+    std::fs::write(
+        &twin,
+        "name: twin\ntwin:\n  kubernetesVersion: v1.30.7\n  namespaces: cluster/namespaces.yaml\n  surface: cluster\n  releases: []\n",
+    )
+    .unwrap();
+    let crds = work.path().join("t/cluster/customresourcedefinitions");
+    std::fs::create_dir_all(&crds).unwrap();
+    std::fs::write(crds.join("broken.yaml"), "a: [unclosed\n").unwrap();
+    let (code, err) = run(&["run", twin.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("customresourcedefinitions/broken.yaml: not a YAML object"),
+        "{err}"
+    );
 }
