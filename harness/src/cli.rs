@@ -127,12 +127,24 @@ pub struct RunArgs {
     /// (unreachable, deny, delay, error; comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "unreachable")]
     pub modes: Vec<String>,
+    /// Replaying a twin: how each pass starts from the releases installed: `restore`
+    /// (install once per version, restore etcd's saved data for each pass) or
+    /// `reinstall` (a new control plane per pass, installed again).
+    #[arg(long, value_enum, default_value = "restore")]
+    pub reset: ResetArg,
     /// With --provider kind: the node image, `{version}` standing for the version, e.g.
     /// `kindest/node:{version}` [default: preflight/node:{version}, built here offline].
     #[arg(long)]
     pub kind_image: Option<String>,
     #[command(flatten)]
     pub bins: BinArgs,
+}
+
+/// `--reset` of a twin's replay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ResetArg {
+    Restore,
+    Reinstall,
 }
 
 /// Which cluster to talk to.
@@ -846,6 +858,10 @@ async fn run_twin(
     .await??;
     let replay_opts = crate::twin::replay::ReplayOptions {
         modes,
+        reset: match args.reset {
+            ResetArg::Restore => crate::twin::replay::Reset::Restore,
+            ResetArg::Reinstall => crate::twin::replay::Reset::Reinstall,
+        },
         parallel: args.parallel,
         keep: args.keep,
         progress: progress.clone(),

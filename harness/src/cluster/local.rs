@@ -739,6 +739,83 @@ impl LocalCluster {
         r
     }
 
+    /// Saves the cluster's whole state under `name`: stops every component (a copy of
+    /// etcd's data is consistent only while etcd is stopped) and copies etcd's data
+    /// directory into the cluster's directory. The components stay stopped until
+    /// [`Self::restore_state`]. A replay installs its releases once and restores this
+    /// state for each pass, instead of installing again on a new control plane.
+    pub fn save_state(&mut self, name: &str) -> Result<SavedState, ClusterError> {
+        let step = self
+            .progress
+            .step(format!("saving the state of `{}` ({name})", self.name));
+        self.stop_components(Duration::from_secs(10));
+        self.client = None;
+        let to = self.dir.join("states").join(name);
+        let r = (|| {
+            if to.exists() {
+                std::fs::remove_dir_all(&to).map_err(|e| ClusterError::io("removing", &to, e))?;
+            }
+            copy_tree(&self.dir.join("etcd"), &to)
+        })();
+        match &r {
+            Ok(bytes) => step.done(format!("{} MiB", bytes / (1024 * 1024))),
+            Err(_) => step.fail(""),
+        };
+        r.map(|_| SavedState { dir: to })
+    }
+
+    /// Starts the control plane on a copy of `state`, as a fresh control plane: etcd
+    /// holds exactly what it held when the state was saved, and the API server and
+    /// controller manager start from scratch (their caches, informers and the garbage
+    /// collector's graph are rebuilt, as after an upgrade). The logs and audit log of
+    /// what ran before move to `history/<label>/`, so the evidence read after this
+    /// point is the restored cluster's own.
+    pub async fn restore_state(
+        &mut self,
+        state: &SavedState,
+        label: &str,
+    ) -> Result<(), ClusterError> {
+        let step = self.progress.step(format!(
+            "restoring `{}` to its saved state ({label})",
+            self.name
+        ));
+        self.stop_components(Duration::from_secs(10));
+        self.client = None;
+        let r = async {
+            let history = self.dir.join("history").join(label);
+            std::fs::create_dir_all(&history)
+                .map_err(|e| ClusterError::io("creating", &history, e))?;
+            for from in [self.dir.join("logs"), self.dir.join("audit/audit.log")] {
+                if from.exists() {
+                    let to = history.join(from.file_name().expect("named"));
+                    std::fs::rename(&from, &to)
+                        .map_err(|e| ClusterError::io("moving", &from, e))?;
+                }
+            }
+            std::fs::create_dir_all(self.dir.join("logs"))
+                .map_err(|e| ClusterError::io("creating", self.dir.join("logs"), e))?;
+            let data = self.dir.join("etcd");
+            if data.exists() {
+                std::fs::remove_dir_all(&data)
+                    .map_err(|e| ClusterError::io("removing", &data, e))?;
+            }
+            copy_tree(&state.dir, &data)?;
+            self.notify_ports();
+            self.start_etcd().await?;
+            let port = self.ports.apiserver;
+            self.start_apiserver()
+                .await
+                .map_err(|e| apiserver_port_taken(e, port))?;
+            self.restart_controller_manager_retrying().await
+        }
+        .await;
+        match &r {
+            Ok(()) => step.done(""),
+            Err(_) => step.fail(""),
+        };
+        r
+    }
+
     /// Stops everything and removes the directory (unless kept). Same as dropping,
     /// but says so.
     pub fn stop(self) {
@@ -939,4 +1016,31 @@ pub async fn config_from_kubeconfig(
         config.auth_info.impersonate = Some(user.to_string());
     }
     Ok(config)
+}
+
+/// A saved state of a local control plane (etcd's data at one moment), see
+/// [`LocalCluster::save_state`].
+#[derive(Clone, Debug)]
+pub struct SavedState {
+    dir: PathBuf,
+}
+
+/// Copies directory `from` to `to` (created), files and subdirectories; returns the
+/// bytes copied. etcd's data holds only those.
+fn copy_tree(from: &Path, to: &Path) -> Result<u64, ClusterError> {
+    std::fs::create_dir_all(to).map_err(|e| ClusterError::io("creating", to, e))?;
+    let mut bytes = 0;
+    for entry in std::fs::read_dir(from).map_err(|e| ClusterError::io("reading", from, e))? {
+        let entry = entry.map_err(|e| ClusterError::io("reading", from, e))?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let kind = entry
+            .file_type()
+            .map_err(|e| ClusterError::io("reading", &src, e))?;
+        if kind.is_dir() {
+            bytes += copy_tree(&src, &dst)?;
+        } else {
+            bytes += std::fs::copy(&src, &dst).map_err(|e| ClusterError::io("copying", &src, e))?;
+        }
+    }
+    Ok(bytes)
 }

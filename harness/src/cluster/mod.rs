@@ -147,6 +147,31 @@ impl Cluster {
         }
     }
 
+    /// Saves the whole state (local control planes only: see
+    /// [`LocalCluster::save_state`]); the components stay stopped until a restore.
+    pub fn save_state(&mut self, name: &str) -> Result<local::SavedState, ClusterError> {
+        match self {
+            Cluster::Local(c) => c.save_state(name),
+            _ => Err(ClusterError::Unsupported(
+                "saving and restoring a cluster's state needs the local provider".into(),
+            )),
+        }
+    }
+
+    /// Starts again on a copy of a saved state (see [`LocalCluster::restore_state`]).
+    pub async fn restore_state(
+        &mut self,
+        state: &local::SavedState,
+        label: &str,
+    ) -> Result<(), ClusterError> {
+        match self {
+            Cluster::Local(c) => c.restore_state(state, label).await,
+            _ => Err(ClusterError::Unsupported(
+                "saving and restoring a cluster's state needs the local provider".into(),
+            )),
+        }
+    }
+
     pub async fn upgrade(&mut self, target: Components) -> Result<(), ClusterError> {
         match self {
             Cluster::Local(c) => c.upgrade(target).await,

@@ -33,6 +33,7 @@ use serde_json::{Value, json};
 use super::manifest::{Twin, TwinRelease};
 use crate::audit::selection::{self, Labels, Webhook};
 use crate::behaviour::{Behaviour, BehaviourSpec, WebhookKind};
+use crate::cluster::local::SavedState;
 use crate::cluster::{Cluster, LocalCluster, LocalConfig};
 use crate::components::Components;
 use crate::exercise::{self, Outcome, StepRecord, pods, settle};
@@ -206,11 +207,24 @@ fn release_names(twin: &Twin) -> String {
         .join(", ")
 }
 
+/// How each pass of a replay starts from the twin installed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reset {
+    /// Set up and install once per version, save etcd's data, and restore it for each
+    /// pass (N passes cost N restores, not N installs).
+    Restore,
+    /// A new control plane per pass, set up and installed again (the baseline the
+    /// restore is measured against).
+    Reinstall,
+}
+
 /// Knobs of a replay.
 #[derive(Clone, Debug)]
 pub struct ReplayOptions {
     /// How the failing webhook fails (one failure pass per mode).
     pub modes: Vec<Behaviour>,
+    /// How each pass starts from the releases installed.
+    pub reset: Reset,
     pub parallel: usize,
     pub keep: bool,
     pub progress: Progress,
@@ -236,24 +250,42 @@ pub async fn replay(
 ) -> anyhow::Result<Replayed> {
     let surface = Arc::new(Surface::load(twin)?);
     let healthy = Pass::healthy();
-    let mut results = run_passes(
-        twin,
-        &surface,
-        std::slice::from_ref(&healthy),
-        source,
-        target,
-        opts,
-    )
-    .await;
     // Which webhooks matter, on either version (one pass each, whichever version
     // found it first names the object it is called for).
     let mut failures: BTreeMap<String, Failure> = BTreeMap::new();
-    for (_, found) in &mut results {
-        for f in found.take().into_iter().flatten() {
-            failures.entry(f.hook.clone()).or_insert(f);
+    let mut note = |found: &BTreeSet<Failure>| {
+        for f in found {
+            failures.entry(f.hook.clone()).or_insert(f.clone());
+        }
+    };
+    let mut results = Vec::new();
+    let mut installed = None;
+    match opts.reset {
+        Reset::Restore => {
+            let got = install_each_version(twin, &surface, source, target, opts).await;
+            for (_, i) in &got {
+                if let Ok((i, _)) = i {
+                    note(&i.found);
+                }
+            }
+            installed = Some(got);
+        }
+        Reset::Reinstall => {
+            let got = run_fresh(
+                twin,
+                &surface,
+                std::slice::from_ref(&healthy),
+                source,
+                target,
+                opts,
+            )
+            .await;
+            for (r, found) in got {
+                note(&found);
+                results.push(r);
+            }
         }
     }
-    let mut passes = vec![healthy];
     let mut failing = Vec::new();
     for f in failures.into_values() {
         for mode in &opts.modes {
@@ -267,9 +299,17 @@ pub async fn replay(
         opts.progress
             .println("no captured webhook is called for what the releases created: only the healthy pass runs");
     }
-    results.extend(run_passes(twin, &surface, &failing, source, target, opts).await);
+    let mut passes = vec![healthy];
     passes.extend(failing);
-    let results: Vec<RunResult> = results.into_iter().map(|(r, _)| r).collect();
+    match installed {
+        Some(installed) => results.extend(run_restored(twin, installed, &passes, opts).await),
+        None => results.extend(
+            run_fresh(twin, &surface, &passes[1..], source, target, opts)
+                .await
+                .into_iter()
+                .map(|(r, _)| r),
+        ),
+    }
     let mut all = Vec::new();
     let scenarios = passes
         .iter()
@@ -404,15 +444,170 @@ fn release_of(o: &Outcome, l: &crate::verdict::Leftover) -> Option<String> {
     })
 }
 
-/// Runs every pass on both versions, `opts.parallel` control planes at a time.
-async fn run_passes(
+/// A control plane with the twin's surface set up and its releases installed: where
+/// every pass starts.
+struct Installed {
+    cluster: Cluster,
+    server: WebhookServer,
+    dir: PathBuf,
+    version: String,
+    before: Snapshot,
+    installed: Snapshot,
+    manifest: String,
+    /// The set-up and install steps (each pass's record starts with them).
+    steps: Vec<StepRecord>,
+    /// What the webhooks were asked during set-up and installs.
+    requests: Vec<crate::webhook::Record>,
+    /// The webhooks that matter for what the releases created.
+    found: BTreeSet<Failure>,
+    /// Time to start the control plane, and to set up and install.
+    start: Duration,
+    install: Duration,
+}
+
+/// Starts a control plane at `comps` and installs the twin on it.
+async fn start_installed(
+    twin: &Twin,
+    surface: &Surface,
+    name: String,
+    comps: &Components,
+    opts: &ReplayOptions,
+) -> anyhow::Result<Installed> {
+    let started = Instant::now();
+    let mut config = LocalConfig::new(name, comps.clone());
+    config.keep = opts.keep;
+    config.progress = opts.progress.clone();
+    let cluster = Cluster::Local(Box::new(
+        LocalCluster::start(config)
+            .await
+            .context("starting the control plane")?,
+    ));
+    let start = started.elapsed();
+    let mut inst = install(cluster, twin, surface, opts).await?;
+    inst.start = start;
+    Ok(inst)
+}
+
+/// Sets up the twin's surface on `cluster` and installs every release.
+async fn install(
+    cluster: Cluster,
+    twin: &Twin,
+    surface: &Surface,
+    opts: &ReplayOptions,
+) -> anyhow::Result<Installed> {
+    let started = Instant::now();
+    let dir = cluster.dir().join("replay");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let client = cluster.client();
+    let version = cluster.version().to_string();
+    let server = WebhookServer::new(&dir.join("webhooks"), cluster.webhook_bind(), &[]).await?;
+    let mut steps = Steps {
+        records: Vec::new(),
+        version: version.clone(),
+        label: format!("install @ {version}"),
+        progress: &opts.progress,
+    };
+    let v = version.clone();
+    let set_up = steps
+        .run(
+            "set up the twin's namespaces and admission surface".into(),
+            async {
+                let notes = set_up(&client, &server, surface, twin).await?;
+                let mut r = record("", &v, None);
+                if !notes.is_empty() {
+                    r.error = Some(notes.join("; "));
+                }
+                Ok(((), r))
+            },
+        )
+        .await;
+    if set_up.is_none() {
+        let why = steps.records.last().and_then(|r| r.error.clone());
+        anyhow::bail!("setting up the twin: {}", why.unwrap_or_default());
+    }
+
+    let everything = scope(opts);
+    let before = snapshot::take(&client, &everything)
+        .await
+        .context("snapshot before the installs")?;
+    let drivers = drive_job_pods(&cluster, twin);
+    let helm = Helm::new(&cluster.helm(), &cluster.kubeconfig(), &dir.join("helm"));
+    let mut manifest = String::new();
+    for r in install_order(&twin.releases) {
+        let run = helm_step(&helm, HelmAction::Install, r);
+        if let Some(got) = steps
+            .run(format!("helm install {} -n {}", r.name, r.namespace), run)
+            .await
+            && got
+        {
+            let (h, name, ns) = (helm.clone(), r.name.clone(), r.namespace.clone());
+            let m = tokio::task::spawn_blocking(move || h.manifest(&name, &ns)).await?;
+            if m.exit_code == 0 {
+                manifest.push_str(&m.stdout);
+                manifest.push_str("\n---\n");
+            }
+        }
+    }
+    let installed = quiet(&client, &everything).await;
+    for d in drivers {
+        d.abort();
+    }
+    let installed = installed?;
+    let found = relevant(&client, surface, &before, &installed).await?;
+    Ok(Installed {
+        cluster,
+        requests: server.take_records(),
+        server,
+        dir,
+        version,
+        before,
+        installed,
+        manifest,
+        steps: steps.records,
+        found,
+        start: Duration::ZERO,
+        install: started.elapsed(),
+    })
+}
+
+fn scope(opts: &ReplayOptions) -> SnapshotScope {
+    SnapshotScope {
+        namespace: None,
+        noise: opts.noise.clone(),
+    }
+}
+
+/// Where no kubelet runs: the stand-in that completes hook Jobs' Pods, in every
+/// release namespace, until aborted.
+fn drive_job_pods(cluster: &Cluster, twin: &Twin) -> Vec<tokio::task::JoinHandle<()>> {
+    if cluster.has_kubelet() {
+        return Vec::new();
+    }
+    let namespaces: BTreeSet<&String> = twin.releases.iter().map(|r| &r.namespace).collect();
+    namespaces
+        .into_iter()
+        .map(|ns| tokio::spawn(pods::complete_job_pods(cluster.client(), ns.clone())))
+        .collect()
+}
+
+fn role_name(role: Role) -> &'static str {
+    if role == Role::Source {
+        "source"
+    } else {
+        "target"
+    }
+}
+
+/// [`Reset::Reinstall`]: every pass on both versions, each on a new control plane
+/// that is set up and installed again, `opts.parallel` control planes at a time.
+async fn run_fresh(
     twin: &Twin,
     surface: &Arc<Surface>,
     passes: &[Pass],
     source: &Components,
     target: &Components,
     opts: &ReplayOptions,
-) -> Vec<(RunResult, Option<BTreeSet<Failure>>)> {
+) -> Vec<(RunResult, BTreeSet<Failure>)> {
     let sem = Arc::new(tokio::sync::Semaphore::new(opts.parallel.max(1)));
     let mut futures = Vec::new();
     for pass in passes {
@@ -421,11 +616,24 @@ async fn run_passes(
             futures.push(async move {
                 let _permit = sem.acquire().await.expect("semaphore open");
                 let mut timings = Timings::default();
-                let got = run_pass(twin, surface, &pass, role, &comps, opts, &mut timings).await;
-                let (outcome, found) = match got {
-                    Ok((o, f)) => (Ok(o), f),
-                    Err(e) => (Err(format!("{e:#}")), None),
-                };
+                let name = format!("twin-{}-{}", pass.name, role_name(role));
+                let (outcome, found) =
+                    match start_installed(twin, surface, name, &comps, opts).await {
+                        Ok(mut inst) => {
+                            let started = Instant::now();
+                            let outcome = uninstall_pass(&mut inst, twin, &pass, opts, Vec::new())
+                                .await
+                                .map_err(|e| format!("{e:#}"));
+                            timings.start = inst.start;
+                            timings.exercise = inst.install + started.elapsed();
+                            let found = std::mem::take(&mut inst.found);
+                            let started = Instant::now();
+                            finish(inst, opts);
+                            timings.stop = started.elapsed();
+                            (outcome, found)
+                        }
+                        Err(e) => (Err(format!("{e:#}")), BTreeSet::new()),
+                    };
                 (
                     RunResult {
                         scenario: pass.name.clone(),
@@ -441,41 +649,118 @@ async fn run_passes(
     futures::future::join_all(futures).await
 }
 
-async fn run_pass(
-    twin: &Twin,
-    surface: &Surface,
-    pass: &Pass,
-    role: Role,
-    comps: &Components,
-    opts: &ReplayOptions,
-    timings: &mut Timings,
-) -> anyhow::Result<(Outcome, Option<BTreeSet<Failure>>)> {
-    let started = Instant::now();
-    let role_name = if role == Role::Source {
-        "source"
-    } else {
-        "target"
-    };
-    let mut config = LocalConfig::new(format!("twin-{}-{role_name}", pass.name), comps.clone());
-    config.keep = opts.keep;
-    config.progress = opts.progress.clone();
-    let mut cluster = Cluster::Local(Box::new(
-        LocalCluster::start(config)
-            .await
-            .context("starting the control plane")?,
-    ));
-    timings.start = started.elapsed();
-    let started = Instant::now();
-    let result = exercise_pass(&mut cluster, twin, surface, pass, opts).await;
-    timings.exercise = started.elapsed();
-    let started = Instant::now();
+/// Stops an installed control plane (saying where it is kept with `--keep`).
+fn finish(inst: Installed, opts: &ReplayOptions) {
     if opts.keep {
         opts.progress
-            .println(format!("kept {}", cluster.dir().display()));
+            .println(format!("kept {}", inst.cluster.dir().display()));
     }
-    cluster.stop();
-    timings.stop = started.elapsed();
-    result
+    inst.server.shutdown();
+    inst.cluster.stop();
+}
+
+/// [`Reset::Restore`], first half: one control plane per version, set up and
+/// installed once, its state saved.
+async fn install_each_version(
+    twin: &Twin,
+    surface: &Arc<Surface>,
+    source: &Components,
+    target: &Components,
+    opts: &ReplayOptions,
+) -> Vec<(Role, Result<(Installed, SavedState), String>)> {
+    let sem = Arc::new(tokio::sync::Semaphore::new(opts.parallel.max(1)));
+    let futures = [(Role::Source, source), (Role::Target, target)].map(|(role, comps)| {
+        let sem = sem.clone();
+        async move {
+            let _permit = sem.acquire().await.expect("semaphore open");
+            let name = format!("twin-{}", role_name(role));
+            let got = async {
+                let mut inst = start_installed(twin, surface, name, comps, opts).await?;
+                let state = inst
+                    .cluster
+                    .save_state("installed")
+                    .context("saving the state after install")?;
+                anyhow::Ok((inst, state))
+            }
+            .await
+            .map_err(|e| format!("{e:#}"));
+            (role, got)
+        }
+    });
+    futures::future::join_all(futures).await
+}
+
+/// [`Reset::Restore`], second half: on each version's control plane, every pass
+/// starts from the saved state after install. The versions run side by side; the
+/// passes on one version one after another.
+async fn run_restored(
+    twin: &Twin,
+    installed: Vec<(Role, Result<(Installed, SavedState), String>)>,
+    passes: &[Pass],
+    opts: &ReplayOptions,
+) -> Vec<RunResult> {
+    let per_version = installed.into_iter().map(|(role, got)| async move {
+        let (mut inst, state) = match got {
+            Ok(x) => x,
+            Err(e) => {
+                return passes
+                    .iter()
+                    .map(|p| RunResult {
+                        scenario: p.name.clone(),
+                        role,
+                        outcome: Err(e.clone()),
+                        timings: Timings::default(),
+                    })
+                    .collect::<Vec<_>>();
+            }
+        };
+        let mut results = Vec::new();
+        for (i, pass) in passes.iter().enumerate() {
+            let mut timings = Timings::default();
+            if i == 0 {
+                // The one start and install count once, on the first pass.
+                timings.start = inst.start;
+                timings.exercise = inst.install;
+            }
+            let started = Instant::now();
+            let restored = inst.cluster.restore_state(&state, &pass.name).await;
+            let restore = started.elapsed();
+            timings.start += restore;
+            let outcome = match restored {
+                Ok(()) => {
+                    let mut r = record(
+                        "restore the state after install (etcd's data; fresh API server and controller manager)",
+                        &inst.version,
+                        None,
+                    );
+                    r.index = inst.steps.len();
+                    r.duration_ms = restore.as_millis() as u64;
+                    let started = Instant::now();
+                    let o = uninstall_pass(&mut inst, twin, pass, opts, vec![r]).await;
+                    timings.exercise += started.elapsed();
+                    o.map_err(|e| format!("{e:#}"))
+                }
+                Err(e) => Err(format!("restoring the state after install: {e}")),
+            };
+            results.push(RunResult {
+                scenario: pass.name.clone(),
+                role,
+                outcome,
+                timings,
+            });
+        }
+        let started = Instant::now();
+        finish(inst, opts);
+        if let Some(last) = results.last_mut() {
+            last.timings.stop = started.elapsed();
+        }
+        results
+    });
+    futures::future::join_all(per_version)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// A step's record, timed, with progress.
@@ -530,86 +815,44 @@ fn record(title: &str, version: &str, error: Option<String>) -> StepRecord {
     }
 }
 
-async fn exercise_pass(
-    cluster: &mut Cluster,
+/// One pass from the installed state: the failing webhook (if any) fails, every
+/// release is uninstalled, the cascade settles, and what stays is recorded. The
+/// failing webhook allows again afterwards, for the next pass.
+async fn uninstall_pass(
+    inst: &mut Installed,
     twin: &Twin,
-    surface: &Surface,
     pass: &Pass,
     opts: &ReplayOptions,
-) -> anyhow::Result<(Outcome, Option<BTreeSet<Failure>>)> {
-    let dir = cluster.dir().join("replay");
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let client = cluster.client();
-    let version = cluster.version().to_string();
-    let everything = SnapshotScope {
-        namespace: None,
-        noise: opts.noise.clone(),
-    };
-    let server = WebhookServer::new(&dir.join("webhooks"), cluster.webhook_bind(), &[]).await?;
+    prelude: Vec<StepRecord>,
+) -> anyhow::Result<Outcome> {
+    let outcome = uninstall(inst, twin, pass, opts, prelude).await;
+    if let Some(f) = &pass.failure {
+        inst.server
+            .set(&f.hook, BehaviourSpec::new(Behaviour::Allow))
+            .await
+            .with_context(|| format!("making webhook {} allow again", f.hook))?;
+    }
+    outcome
+}
+
+async fn uninstall(
+    inst: &mut Installed,
+    twin: &Twin,
+    pass: &Pass,
+    opts: &ReplayOptions,
+    prelude: Vec<StepRecord>,
+) -> anyhow::Result<Outcome> {
+    let version = inst.version.clone();
+    let mut records = inst.steps.clone();
+    records.extend(prelude);
     let mut steps = Steps {
-        records: Vec::new(),
+        records,
         version: version.clone(),
         label: format!("{} @ {version}", pass.name),
         progress: &opts.progress,
     };
-    let v = version.clone();
-    let set_up = steps
-        .run(
-            "set up the twin's namespaces and admission surface".into(),
-            async {
-                let notes = set_up(&client, &server, surface, twin).await?;
-                let mut r = record("", &v, None);
-                if !notes.is_empty() {
-                    r.error = Some(notes.join("; "));
-                }
-                Ok(((), r))
-            },
-        )
-        .await;
-    if set_up.is_none() {
-        let why = steps.records.last().and_then(|r| r.error.clone());
-        anyhow::bail!("setting up the twin: {}", why.unwrap_or_default());
-    }
-
-    let before = snapshot::take(&client, &everything)
-        .await
-        .context("snapshot before the installs")?;
-    let release_namespaces: BTreeSet<String> =
-        twin.releases.iter().map(|r| r.namespace.clone()).collect();
-    // Only where no kubelet runs: the stand-in that completes hook Jobs' Pods.
-    let drivers: Vec<_> = release_namespaces
-        .iter()
-        .filter(|_| !cluster.has_kubelet())
-        .map(|ns| tokio::spawn(pods::complete_job_pods(client.clone(), ns.clone())))
-        .collect();
-    let helm = Helm::new(&cluster.helm(), &cluster.kubeconfig(), &dir.join("helm"));
-    let mut manifest = String::new();
-    for r in install_order(&twin.releases) {
-        let run = helm_step(&helm, HelmAction::Install, r);
-        if let Some(got) = steps
-            .run(format!("helm install {} -n {}", r.name, r.namespace), run)
-            .await
-            && got
-        {
-            let (h, name, ns) = (helm.clone(), r.name.clone(), r.namespace.clone());
-            let m = tokio::task::spawn_blocking(move || h.manifest(&name, &ns)).await?;
-            if m.exit_code == 0 {
-                manifest.push_str(&m.stdout);
-                manifest.push_str("\n---\n");
-            }
-        }
-    }
-    let installed = quiet(&client, &everything).await?;
-    let mut seen: BTreeMap<String, snapshot::ObjectRecord> = installed
-        .objects
-        .iter()
-        .map(|o| (o.uid.clone(), o.clone()))
-        .collect();
-    let found = match &pass.failure {
-        None => Some(relevant(&client, surface, &before, &installed).await?),
-        Some(_) => None,
-    };
-
+    let drivers = drive_job_pods(&inst.cluster, twin);
+    let server = &inst.server;
     if let Some(f) = &pass.failure {
         let v = version.clone();
         steps
@@ -631,6 +874,7 @@ async fn exercise_pass(
         if f.conversion {
             // In an upgrade's order: the API server first, then the controller manager
             // (which exits when its API server goes away while it starts).
+            let cluster = &mut inst.cluster;
             let v = version.clone();
             steps
                 .run("restart kube-apiserver".into(), async {
@@ -647,7 +891,13 @@ async fn exercise_pass(
                 .await;
         }
     }
+    let cluster = &mut inst.cluster;
     let client = cluster.client();
+    let helm = Helm::new(
+        &cluster.helm(),
+        &cluster.kubeconfig(),
+        &inst.dir.join("helm"),
+    );
     let mut order = install_order(&twin.releases);
     order.reverse();
     for r in order {
@@ -658,6 +908,8 @@ async fn exercise_pass(
             )
             .await;
     }
+    let release_namespaces: BTreeSet<String> =
+        twin.releases.iter().map(|r| r.namespace.clone()).collect();
     for ns in &release_namespaces {
         let (c, v) = (client.clone(), version.clone());
         let metrics = cluster.gc_metrics();
@@ -679,22 +931,31 @@ async fn exercise_pass(
     }
     let dead = cluster.dead_components();
     anyhow::ensure!(dead.is_empty(), "{}", dead.join("; "));
-    let after = snapshot::take(&client, &everything)
+    let after = snapshot::take(&client, &scope(opts))
         .await
         .context("snapshot after the uninstalls")?;
     for d in drivers {
         d.abort();
     }
+    let mut seen: BTreeMap<String, snapshot::ObjectRecord> = inst
+        .installed
+        .objects
+        .iter()
+        .map(|o| (o.uid.clone(), o.clone()))
+        .collect();
     for o in &after.objects {
         seen.entry(o.uid.clone()).or_insert_with(|| o.clone());
     }
+    let dir = inst.dir.join(&pass.name);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut log_evidence = exercise::log_evidence(cluster, &dir);
     if let Ok(gc) = cluster.impersonating(exercise::dry_run::GC_USER).await {
         for ns in &release_namespaces {
             log_evidence.extend(exercise::dry_run::probe_orphans(&client, &gc, ns, &after).await);
         }
     }
-    server.shutdown();
+    let mut webhook_requests = inst.requests.clone();
+    webhook_requests.extend(inst.server.take_records());
     let mut namespaces = release_namespaces.into_iter();
     let outcome = Outcome {
         scenario: pass.name.clone(),
@@ -709,10 +970,10 @@ async fn exercise_pass(
         start_version: version.clone(),
         end_version: version,
         steps: steps.records,
-        before,
+        before: inst.before.clone(),
         after,
-        webhook_requests: server.records(),
-        manifest,
+        webhook_requests,
+        manifest: inst.manifest.clone(),
         objects_after_step: Vec::new(),
         seen,
         log_evidence,
@@ -721,7 +982,7 @@ async fn exercise_pass(
     let path = dir.join("outcome.json");
     std::fs::write(&path, serde_json::to_string_pretty(&outcome)?)
         .with_context(|| format!("writing {}", path.display()))?;
-    Ok((outcome, found))
+    Ok(outcome)
 }
 
 /// Releases whose charts bring CRDs first (custom resources of other charts need them).

@@ -377,6 +377,14 @@ impl WebhookServer {
             .collect()
     }
 
+    /// Like [`Self::records`], and forgets them: what one pass of a replay was asked.
+    pub fn take_records(&self) -> Vec<Record> {
+        std::mem::take(&mut *self.records.lock().expect("records lock"))
+            .into_iter()
+            .filter(|r| r.webhook != super::register::BARRIER)
+            .collect()
+    }
+
     /// Stops every listener.
     pub fn shutdown(&self) {
         for hook in self.hooks.lock().expect("hooks lock").values_mut() {

@@ -83,6 +83,74 @@ async fn restarting_the_controller_manager_keeps_garbage_collection_working() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_restored_state_is_the_saved_one_on_fresh_components() {
+    let version = &common::versions()[1];
+    let mut cluster = common::cluster("restore", version).await;
+    let client = cluster.client();
+    preflight::smoke::ensure_namespace(&client, "keep")
+        .await
+        .unwrap();
+    let cm = |name: &str| -> ConfigMap {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}
+        }))
+        .unwrap()
+    };
+    let cms: Api<ConfigMap> = Api::namespaced(client, "keep");
+    let saved_uid = cms
+        .create(&PostParams::default(), &cm("saved"))
+        .await
+        .unwrap()
+        .metadata
+        .uid;
+    let before = cluster.pids();
+    let state = cluster.save_state("one").unwrap();
+    assert!(cluster.pids().is_empty(), "saving stops every component");
+    for p in &before {
+        assert!(common::process_gone(*p), "component {p} stopped");
+    }
+
+    for label in ["first", "second"] {
+        cluster.restore_state(&state, label).await.unwrap();
+        let pids = cluster.pids();
+        assert_eq!(pids.len(), 3, "etcd, apiserver and controller manager run");
+        assert!(pids.iter().all(|p| !before.contains(p)), "fresh processes");
+        let cms: Api<ConfigMap> = Api::namespaced(cluster.client(), "keep");
+        let got = cms.get_opt("saved").await.unwrap().expect("saved is back");
+        assert_eq!(got.metadata.uid, saved_uid, "the same object, not a copy");
+        assert!(
+            cms.get_opt("changed-later").await.unwrap().is_none(),
+            "{label}: what changed after the save is gone"
+        );
+        cms.delete("saved", &Default::default()).await.unwrap();
+        cms.create(&PostParams::default(), &cm("changed-later"))
+            .await
+            .unwrap();
+        // The logs of what ran before the restore are kept apart from the new ones.
+        assert!(
+            cluster
+                .dir()
+                .join("history")
+                .join(label)
+                .join("logs")
+                .is_dir()
+        );
+        let log = std::fs::read_to_string(cluster.log_path("kube-apiserver")).unwrap();
+        assert!(!log.is_empty(), "the restored apiserver logs afresh");
+    }
+    // The garbage collector of the restored control plane works.
+    let outcome = preflight::smoke::run(
+        &cluster.client(),
+        "restored",
+        "web",
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    assert!(outcome.clean(), "{:?}", outcome.leftovers);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn dropping_the_guard_stops_every_process_and_removes_the_directory() {
     let version = &common::versions()[1];
     let cluster = common::cluster("drop", version).await;

@@ -206,4 +206,70 @@ async fn a_replayed_twin_predicts_what_the_failure_leaves_on_the_original() {
     );
     let by_hand = by_hand_leftovers(&client, "shop").await;
     assert_eq!(predicted, by_hand, "replay vs by hand");
+
+    // Every pass started from the saved state after install, not from new installs.
+    for name in &names {
+        for role in ["source", "target"] {
+            let run = pass(name, role);
+            let titles: Vec<&str> = run["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["title"].as_str().unwrap())
+                .collect();
+            let installs = titles
+                .iter()
+                .filter(|t| t.starts_with("helm install"))
+                .count();
+            let restore = titles
+                .iter()
+                .position(|t| t.starts_with("restore the state after install"));
+            assert!(
+                installs == 3 && restore.is_some_and(|r| titles[..r].len() >= 4),
+                "{name} on {role}: installed once, then restored: {titles:#?}"
+            );
+        }
+    }
+
+    // The restore is faithful: a new control plane per pass, installed again, leaves
+    // the same (namespace, kind, reason) counts in every pass on both versions.
+    let again = work.path().join("reports-reinstall");
+    let (code, text) = preflight(&[
+        "run".as_ref(),
+        twin.as_os_str(),
+        "--reset".as_ref(),
+        "reinstall".as_ref(),
+        "--report-dir".as_ref(),
+        again.as_os_str(),
+    ]);
+    assert_eq!(code, Some(1), "{text}");
+    let reinstalled: serde_json::Value =
+        serde_json::from_str(&common::read(&again.join("report.json"))).unwrap();
+    let counts = |run: &serde_json::Value| {
+        let mut out: BTreeMap<(String, String, String), usize> = BTreeMap::new();
+        for l in run["leftovers"].as_array().unwrap() {
+            let key = |k: &str| l[k].as_str().unwrap_or_default().to_string();
+            *out.entry((key("namespace"), key("kind"), key("reason")))
+                .or_default() += 1;
+        }
+        out
+    };
+    for name in &names {
+        for role in ["source", "target"] {
+            let fresh = common::run_of(&reinstalled, name, role);
+            assert!(
+                !fresh["steps"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|s| s["title"].as_str().unwrap().starts_with("restore")),
+                "{name} on {role}: reinstalled, not restored"
+            );
+            assert_eq!(
+                counts(&pass(name, role)),
+                counts(fresh),
+                "{name} on {role}: restored vs reinstalled"
+            );
+        }
+    }
 }
