@@ -910,24 +910,31 @@ async fn uninstall(
     }
     let release_namespaces: BTreeSet<String> =
         twin.releases.iter().map(|r| r.namespace.clone()).collect();
-    for ns in &release_namespaces {
-        let (c, v) = (client.clone(), version.clone());
-        let metrics = cluster.gc_metrics();
-        steps
-            .run(format!("settle {ns}"), async move {
-                let s = settle::settle(
-                    &c,
-                    ns,
-                    &opts.noise,
-                    Duration::from_secs(60),
-                    metrics.as_ref(),
-                )
-                .await;
-                let mut r = record("", &v, None);
-                r.settle = Some(s);
-                Ok(((), r))
-            })
-            .await;
+    // The namespaces settle side by side: the cascade runs in all of them at once, and
+    // the garbage collector's queues are the whole cluster's.
+    let metrics = cluster.gc_metrics();
+    let progress = opts.progress.step(format!(
+        "[{}] settle {} namespace(s)",
+        steps.label,
+        release_namespaces.len()
+    ));
+    let settled = futures::future::join_all(release_namespaces.iter().map(|ns| {
+        settle::settle(
+            &client,
+            ns,
+            &opts.noise,
+            Duration::from_secs(60),
+            metrics.as_ref(),
+        )
+    }))
+    .await;
+    progress.done("");
+    for (ns, s) in release_namespaces.iter().zip(settled) {
+        let mut r = record(&format!("settle {ns}"), &version, None);
+        r.index = steps.records.len();
+        r.duration_ms = s.duration_ms;
+        r.settle = Some(s);
+        steps.records.push(r);
     }
     let dead = cluster.dead_components();
     anyhow::ensure!(dead.is_empty(), "{}", dead.join("; "));
