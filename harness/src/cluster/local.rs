@@ -768,8 +768,8 @@ impl LocalCluster {
     /// holds exactly what it held when the state was saved, and the API server and
     /// controller manager start from scratch (their caches, informers and the garbage
     /// collector's graph are rebuilt, as after an upgrade). The logs and audit log of
-    /// what ran before move to `history/<label>/`, so the evidence read after this
-    /// point is the restored cluster's own.
+    /// what ran before move to `history/before-<label>/`, so the evidence read after
+    /// this point is the restored cluster's own.
     pub async fn restore_state(
         &mut self,
         state: &SavedState,
@@ -782,7 +782,7 @@ impl LocalCluster {
         self.stop_components(Duration::from_secs(10));
         self.client = None;
         let r = async {
-            let history = self.dir.join("history").join(label);
+            let history = self.dir.join("history").join(format!("before-{label}"));
             std::fs::create_dir_all(&history)
                 .map_err(|e| ClusterError::io("creating", &history, e))?;
             for from in [self.dir.join("logs"), self.dir.join("audit/audit.log")] {

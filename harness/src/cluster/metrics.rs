@@ -52,6 +52,70 @@ impl GcMetrics {
     }
 }
 
+/// All of the controller manager's work queues at one moment: their summed depth and
+/// how many items were ever added to any of them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ControllerWork {
+    pub depth: u64,
+    pub adds: u64,
+}
+
+impl ControllerWork {
+    /// `None` until the garbage collector's queues exist (its controller started).
+    pub fn parse(metrics: &str) -> Option<ControllerWork> {
+        GcQueues::parse(metrics)?;
+        let sum = |metric: &str| -> u64 {
+            metrics
+                .lines()
+                .filter_map(|l| {
+                    let rest = l.strip_prefix(metric)?.strip_prefix("{name=\"")?;
+                    let (_, value) = rest.split_once("} ")?;
+                    value.trim().parse::<f64>().ok().map(|v| v as u64)
+                })
+                .sum()
+        };
+        Some(ControllerWork {
+            depth: sum("workqueue_depth"),
+            adds: sum("workqueue_adds_total"),
+        })
+    }
+}
+
+impl GcMetrics {
+    /// Waits until the controllers have nothing left to do: every work queue empty
+    /// and nothing added to any for two reads in a row, 500 ms apart (a Deployment's
+    /// ReplicaSet and Pods are created by then; after a restart, every informer has
+    /// synced and its first pass is done). `false` when `deadline` passed first.
+    pub async fn wait_idle(&self, deadline: std::time::Duration) -> bool {
+        let Ok(http) = reqwest::Client::builder()
+            .tls_danger_accept_invalid_certs(true)
+            .timeout(std::time::Duration::from_secs(2))
+            .build()
+        else {
+            return false;
+        };
+        let end = std::time::Instant::now() + deadline;
+        let mut last: Option<ControllerWork> = None;
+        let mut still = 0;
+        while std::time::Instant::now() < end {
+            let now = match http.get(&self.url).send().await {
+                Ok(r) => r.text().await.ok().and_then(|t| ControllerWork::parse(&t)),
+                Err(_) => None,
+            };
+            match (&last, &now) {
+                (Some(a), Some(b)) if b.depth == 0 && a.adds == b.adds => still += 1,
+                _ => still = 0,
+            }
+            if still >= 2 {
+                return true;
+            }
+            last = now;
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,6 +131,20 @@ mod tests {
         assert_eq!(
             GcQueues::parse("workqueue_depth{name=\"deployment\"} 0\n"),
             None
+        );
+    }
+
+    #[test]
+    fn the_controllers_work_sums_every_queue() {
+        let text = "workqueue_adds_total{name=\"deployment\"} 7\nworkqueue_adds_total{name=\"replicaset\"} 5\nworkqueue_depth{name=\"deployment\"} 1\nworkqueue_depth{name=\"replicaset\"} 0\nworkqueue_depth{name=\"garbage_collector_attempt_to_delete\"} 0\nworkqueue_depth{name=\"garbage_collector_attempt_to_orphan\"} 0\nworkqueue_depth{name=\"garbage_collector_graph_changes\"} 2\n";
+        assert_eq!(
+            ControllerWork::parse(text),
+            Some(ControllerWork { depth: 3, adds: 12 })
+        );
+        assert_eq!(
+            ControllerWork::parse("workqueue_adds_total{name=\"deployment\"} 7\n"),
+            None,
+            "not before the garbage collector runs"
         );
     }
 }

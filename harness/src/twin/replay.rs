@@ -546,14 +546,38 @@ async fn install(
                 manifest.push_str(&m.stdout);
                 manifest.push_str("\n---\n");
             }
+            if surface
+                .crds
+                .iter()
+                .chain(&surface.validating)
+                .chain(&surface.mutating)
+                .any(|o| {
+                    owner(o, twin).is_some_and(|o| o.name == r.name && o.namespace == r.namespace)
+                })
+            {
+                let v = version.clone();
+                steps
+                    .run(
+                        format!("point the webhooks of {} at preflight's server", r.name),
+                        async {
+                            register_owned(&client, &server, surface, twin, r).await?;
+                            Ok(((), record("", &v, None)))
+                        },
+                    )
+                    .await;
+            }
         }
+    }
+    // The controllers' work (ReplicaSets, Pods) is part of what was installed.
+    if let Some(m) = cluster.gc_metrics() {
+        m.wait_idle(Duration::from_secs(60)).await;
     }
     let installed = quiet(&client, &everything).await;
     for d in drivers {
         d.abort();
     }
     let installed = installed?;
-    let found = relevant(&client, surface, &before, &installed).await?;
+    let found = relevant(&client, surface, twin.aks, &before, &installed).await?;
     Ok(Installed {
         cluster,
         requests: server.take_records(),
@@ -723,7 +747,19 @@ async fn run_restored(
                 timings.exercise = inst.install;
             }
             let started = Instant::now();
-            let restored = inst.cluster.restore_state(&state, &pass.name).await;
+            let restored = match inst.cluster.restore_state(&state, &pass.name).await {
+                Err(e) => Err(format!("restoring the state after install: {e}")),
+                // Fresh controllers first sync their informers and go over every
+                // object: the pass starts once they have nothing left to do, as on a
+                // cluster that has been running.
+                Ok(()) => match inst.cluster.gc_metrics() {
+                    Some(m) if !m.wait_idle(Duration::from_secs(60)).await => Err(
+                        "the controller manager still had work queued 60 s after the restore"
+                            .to_string(),
+                    ),
+                    _ => Ok(()),
+                },
+            };
             let restore = started.elapsed();
             timings.start += restore;
             let outcome = match restored {
@@ -740,7 +776,7 @@ async fn run_restored(
                     timings.exercise += started.elapsed();
                     o.map_err(|e| format!("{e:#}"))
                 }
-                Err(e) => Err(format!("restoring the state after install: {e}")),
+                Err(e) => Err(e),
             };
             results.push(RunResult {
                 scenario: pass.name.clone(),
@@ -1062,15 +1098,18 @@ async fn set_up(
             }
         }
     }
-    for crd in &surface.crds {
+    // What a release brings itself is registered once that release is installed
+    // (see `register_owned`): created before, it would be refused as not Helm's.
+    for crd in surface.crds.iter().filter(|o| owner(o, twin).is_none()) {
         register::register_captured_crd(client, server, crd).await?;
     }
     for (kind, configs) in [
         (WebhookKind::Validating, &surface.validating),
         (WebhookKind::Mutating, &surface.mutating),
     ] {
-        for c in configs {
-            register::register_captured(client, server, kind, c, "default").await?;
+        for c in configs.iter().filter(|o| owner(o, twin).is_none()) {
+            let c = aks_enforced(c, twin.aks);
+            register::register_captured(client, server, kind, &c, "default").await?;
         }
     }
     for (kind, plural, objects) in [
@@ -1121,6 +1160,87 @@ async fn set_up(
             .with_context(|| format!("creating APIService {name}"))?;
     }
     Ok(notes)
+}
+
+/// A webhook configuration as AKS's admissions enforcer leaves it on an AKS twin:
+/// unless annotated `admissions.enforcer/disabled: "true"`, every webhook's namespace
+/// selector excludes namespaces labelled `control-plane: "true"` or
+/// `kubernetes.azure.com/managedby: aks`. A configuration captured from AKS usually
+/// has these already (the live selectors); one the enforcer had not yet reached, or
+/// one a release creates, gets them here, as AKS would add them.
+fn aks_enforced(config: &Value, aks: bool) -> Value {
+    let mut config = config.clone();
+    let disabled = config["metadata"]["annotations"][super::capture::AKS_ENFORCER_DISABLED]
+        .as_str()
+        == Some("true");
+    if !aks || disabled {
+        return config;
+    }
+    for w in config["webhooks"].as_array_mut().into_iter().flatten() {
+        let selector = &mut w["namespaceSelector"];
+        if !selector.is_object() {
+            *selector = json!({});
+        }
+        let exprs = &mut selector["matchExpressions"];
+        if !exprs.is_array() {
+            *exprs = json!([]);
+        }
+        let list = exprs.as_array_mut().expect("an array");
+        for (key, value) in [
+            ("control-plane", "true"),
+            ("kubernetes.azure.com/managedby", "aks"),
+        ] {
+            let present = list
+                .iter()
+                .any(|e| e["key"] == key && e["operator"] == "NotIn");
+            if !present {
+                list.push(json!({"key": key, "operator": "NotIn", "values": [value]}));
+            }
+        }
+    }
+    config
+}
+
+/// The twin's release that a captured object belongs to (Helm's ownership
+/// annotations), if any.
+fn owner<'a>(o: &Value, twin: &'a Twin) -> Option<&'a TwinRelease> {
+    let a = &o["metadata"]["annotations"];
+    let (name, ns) = (
+        a["meta.helm.sh/release-name"].as_str()?,
+        a["meta.helm.sh/release-namespace"].as_str()?,
+    );
+    twin.releases
+        .iter()
+        .find(|r| r.name == name && r.namespace == ns)
+}
+
+/// After `release` is installed: its own CRDs and webhook configurations are
+/// registered as captured, replacing what the chart created (its `clientConfig` names
+/// a Service whose Pods do not run here; on AKS the captured selectors also hold what
+/// the admissions enforcer added, which the chart's do not).
+async fn register_owned(
+    client: &kube::Client,
+    server: &WebhookServer,
+    surface: &Surface,
+    twin: &Twin,
+    release: &TwinRelease,
+) -> anyhow::Result<()> {
+    let mine = |o: &&Value| {
+        owner(o, twin).is_some_and(|r| r.name == release.name && r.namespace == release.namespace)
+    };
+    for crd in surface.crds.iter().filter(mine) {
+        register::register_captured_crd(client, server, crd).await?;
+    }
+    for (kind, configs) in [
+        (WebhookKind::Validating, &surface.validating),
+        (WebhookKind::Mutating, &surface.mutating),
+    ] {
+        for c in configs.iter().filter(mine) {
+            let c = aks_enforced(c, twin.aks);
+            register::register_captured(client, server, kind, &c, "default").await?;
+        }
+    }
+    Ok(())
 }
 
 /// Creates an admission policy or binding at the newest version this cluster serves;
@@ -1178,6 +1298,7 @@ async fn quiet(client: &kube::Client, scope: &SnapshotScope) -> anyhow::Result<S
 async fn relevant(
     client: &kube::Client,
     surface: &Surface,
+    aks: bool,
     before: &Snapshot,
     installed: &Snapshot,
 ) -> anyhow::Result<BTreeSet<Failure>> {
@@ -1203,6 +1324,7 @@ async fn relevant(
     let mut hooks: Vec<Webhook> = Vec::new();
     for (configs, validating) in [(&surface.validating, true), (&surface.mutating, false)] {
         for c in configs {
+            let c = &aks_enforced(c, aks);
             let config = c["metadata"]["name"].as_str().unwrap_or_default();
             for w in c["webhooks"].as_array().into_iter().flatten() {
                 let mut w = w.clone();
@@ -1273,6 +1395,55 @@ async fn relevant(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn aks_enforcer_excludes_its_namespaces_unless_disabled() {
+        let config = json!({
+            "metadata": {"name": "guard"},
+            "webhooks": [
+                {"name": "a.corp"},
+                {"name": "b.corp", "namespaceSelector": {"matchExpressions": [
+                    {"key": "team", "operator": "In", "values": ["x"]},
+                    {"key": "control-plane", "operator": "NotIn", "values": ["true"]}
+                ]}}
+            ]
+        });
+        assert_eq!(aks_enforced(&config, false), config, "not AKS: as captured");
+        let enforced = aks_enforced(&config, true);
+        let keys = |i: usize| -> Vec<String> {
+            enforced["webhooks"][i]["namespaceSelector"]["matchExpressions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{} {}",
+                        e["key"].as_str().unwrap(),
+                        e["operator"].as_str().unwrap()
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(
+            keys(0),
+            [
+                "control-plane NotIn",
+                "kubernetes.azure.com/managedby NotIn"
+            ]
+        );
+        // What the enforcer had added already is not added twice; the rest is kept.
+        assert_eq!(
+            keys(1),
+            [
+                "team In",
+                "control-plane NotIn",
+                "kubernetes.azure.com/managedby NotIn"
+            ]
+        );
+        let mut disabled = config.clone();
+        disabled["metadata"]["annotations"] = json!({"admissions.enforcer/disabled": "true"});
+        assert_eq!(aks_enforced(&disabled, true), disabled);
+    }
 
     #[test]
     fn pass_names_are_dns_labels() {

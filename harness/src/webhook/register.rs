@@ -474,8 +474,7 @@ pub async fn register_captured(
     };
     let obj: DynamicObject =
         serde_json::from_value(obj).map_err(|e| failed(format!("not a configuration: {e}")))?;
-    Api::<DynamicObject>::all_with(client.clone(), &ar)
-        .create(&PostParams::default(), &obj)
+    create_or_replace(&Api::<DynamicObject>::all_with(client.clone(), &ar), obj)
         .await
         .map_err(|e| failed(e.to_string()))?;
     barrier(client, server, barrier_namespace, &name)
@@ -515,7 +514,7 @@ pub async fn register_captured_crd(
     let obj: DynamicObject =
         serde_json::from_value(obj).map_err(|e| failed(format!("not a CRD: {e}")))?;
     let api = Api::<DynamicObject>::all_with(client.clone(), &crd());
-    api.create(&PostParams::default(), &obj)
+    create_or_replace(&api, obj)
         .await
         .map_err(|e| failed(e.to_string()))?;
     let started = std::time::Instant::now();
@@ -536,6 +535,24 @@ pub async fn register_captured_crd(
             )));
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Creates `obj`, or replaces the object of its name where one exists (a release
+/// created it with its own `clientConfig`, which replay points at its server).
+async fn create_or_replace(
+    api: &Api<DynamicObject>,
+    mut obj: DynamicObject,
+) -> Result<(), kube::Error> {
+    match api.create(&PostParams::default(), &obj).await {
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            let name = obj.metadata.name.clone().unwrap_or_default();
+            let current = api.get(&name).await?;
+            obj.metadata.resource_version = current.metadata.resource_version;
+            api.replace(&name, &PostParams::default(), &obj).await?;
+            Ok(())
+        }
+        other => other.map(|_| ()),
     }
 }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, DynamicObject, ListParams};
 
 use crate::common;
 use crate::production::{self, preflight};
@@ -271,5 +271,144 @@ async fn a_replayed_twin_predicts_what_the_failure_leaves_on_the_original() {
                 "{name} on {role}: restored vs reinstalled"
             );
         }
+    }
+}
+
+/// A twin captured as AKS (`--aks`) whose release `guard` ships its own fail-closed
+/// DELETE webhook for every namespace: the replay installs that release (its webhook
+/// is not pre-created, which Helm would refuse), points the chart's webhook at
+/// preflight's server, and reproduces AKS's admissions enforcer: `tools`, in a
+/// namespace labelled `control-plane: "true"`, is out of the webhook's reach on AKS
+/// and within it otherwise. With the webhook down, nothing stays: Helm deletes the
+/// configuration with `guard`, and the garbage collector's refused deletes then pass
+/// (what the cluster did, said as such).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_aks_twin_replays_a_release_owned_webhook_behind_the_enforcer() {
+    let version = &common::versions()[1];
+    let cluster = common::cluster("aks-production", version).await;
+    let work = tempfile::tempdir().unwrap();
+    let helm = production::Helm {
+        binary: common::components(version).helm,
+        kubeconfig: cluster.kubeconfig().to_path_buf(),
+        home: work.path().join("helm"),
+    };
+    let ns_api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(cluster.client());
+    let platform: k8s_openapi::api::core::v1::Namespace = serde_json::from_value(
+        serde_json::json!({"metadata": {"name": "platform", "labels": {"control-plane": "true"}}}),
+    )
+    .unwrap();
+    ns_api
+        .create(&kube::api::PostParams::default(), &platform)
+        .await
+        .unwrap();
+    let chart = production::fixtures().join("guarded");
+    let os = OsStr::new;
+    for (name, ns, guard) in [
+        ("tools", "platform", "false"),
+        ("web", "shop", "false"),
+        ("guard", "apps", "true"),
+    ] {
+        let set = format!("guard={guard}");
+        helm.ok(
+            "secret",
+            &[
+                os("install"),
+                os(name),
+                chart.as_os_str(),
+                os("-n"),
+                os(ns),
+                os("--create-namespace"),
+                os("--set"),
+                os(&set),
+            ],
+        );
+    }
+
+    let twin = work.path().join("twin");
+    let reports = work.path().join("reports");
+    let kubeconfig = cluster.kubeconfig().to_path_buf();
+    let (code, text) = preflight(&[
+        "capture".as_ref(),
+        "--kubeconfig".as_ref(),
+        kubeconfig.as_os_str(),
+        "--aks".as_ref(),
+        "--out".as_ref(),
+        twin.as_os_str(),
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text) = preflight(&[
+        "run".as_ref(),
+        twin.as_os_str(),
+        "--report-dir".as_ref(),
+        reports.as_os_str(),
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    let report: serde_json::Value =
+        serde_json::from_str(&common::read(&reports.join("report.json"))).unwrap();
+    let failing = "guard-guard-delete-guard-guard-corp-unreachable";
+    let mut called = Vec::new();
+    for role in ["source", "target"] {
+        let healthy = common::run_of(&report, "healthy", role);
+        let steps = healthy["steps"].as_array().unwrap();
+        assert!(
+            steps
+                .iter()
+                .filter_map(|s| s["helm"]["exitCode"].as_i64())
+                .all(|c| c == 0),
+            "{role}: every install and uninstall exits 0 when the webhooks allow: {healthy:#}"
+        );
+        assert!(
+            steps.iter().any(
+                |s| s["title"] == "point the webhooks of guard at preflight's server"
+                    && s["error"].is_null()
+            ),
+            "{role}: {healthy:#}"
+        );
+        assert!(
+            healthy["leftovers"].as_array().unwrap().is_empty(),
+            "{role}: {healthy:#}"
+        );
+        called.push(healthy["webhookRequests"].as_u64().unwrap());
+        // The webhook goes with its release: refused while `web` and `tools` are
+        // uninstalled, the garbage collector's deletes pass once `guard` is.
+        let down = common::run_of(&report, failing, role);
+        assert!(
+            down["leftovers"].as_array().unwrap().is_empty(),
+            "{role}: {down:#}"
+        );
+    }
+    assert!(
+        called.iter().all(|n| *n > 0),
+        "the chart's webhook, pointed at preflight, is called: {called:?}"
+    );
+    assert!(
+        text.contains("if webhook `guard-guard:delete.guard.guard.corp` is unreachable during uninstall, `helm uninstall web` exits 0 and leaves nothing unexpected"),
+        "{text}"
+    );
+
+    // The same twin as if it were not AKS: without the enforcer the webhook is also
+    // called for `tools` in `platform`.
+    let manifest = twin.join("twin.yaml");
+    let yaml = common::read(&manifest).replace("aks: true", "aks: false");
+    std::fs::write(&manifest, yaml).unwrap();
+    let plain = work.path().join("reports-not-aks");
+    let (code, text) = preflight(&[
+        "run".as_ref(),
+        twin.as_os_str(),
+        "--report-dir".as_ref(),
+        plain.as_os_str(),
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    let report: serde_json::Value =
+        serde_json::from_str(&common::read(&plain.join("report.json"))).unwrap();
+    for (i, role) in ["source", "target"].into_iter().enumerate() {
+        let without = common::run_of(&report, "healthy", role)["webhookRequests"]
+            .as_u64()
+            .unwrap();
+        assert!(
+            without > called[i],
+            "{role}: the enforcer keeps `platform` out: {} calls with it, {without} without",
+            called[i]
+        );
     }
 }
