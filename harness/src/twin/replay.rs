@@ -645,7 +645,7 @@ async fn run_fresh(
                     match start_installed(twin, surface, name, &comps, opts).await {
                         Ok(mut inst) => {
                             let started = Instant::now();
-                            let outcome = uninstall_pass(&mut inst, twin, &pass, opts, Vec::new())
+                            let outcome = uninstall(&mut inst, twin, &pass, opts, Vec::new())
                                 .await
                                 .map_err(|e| format!("{e:#}"));
                             timings.start = inst.start;
@@ -683,6 +683,9 @@ fn finish(inst: Installed, opts: &ReplayOptions) {
     inst.cluster.stop();
 }
 
+/// A version's control plane installed with its state saved, or why not.
+type Base = Result<(Installed, SavedState), String>;
+
 /// [`Reset::Restore`], first half: one control plane per version, set up and
 /// installed once, its state saved.
 async fn install_each_version(
@@ -691,7 +694,7 @@ async fn install_each_version(
     source: &Components,
     target: &Components,
     opts: &ReplayOptions,
-) -> Vec<(Role, Result<(Installed, SavedState), String>)> {
+) -> Vec<(Role, Base)> {
     let sem = Arc::new(tokio::sync::Semaphore::new(opts.parallel.max(1)));
     let futures = [(Role::Source, source), (Role::Target, target)].map(|(role, comps)| {
         let sem = sem.clone();
@@ -719,7 +722,7 @@ async fn install_each_version(
 /// passes on one version one after another.
 async fn run_restored(
     twin: &Twin,
-    installed: Vec<(Role, Result<(Installed, SavedState), String>)>,
+    installed: Vec<(Role, Base)>,
     passes: &[Pass],
     opts: &ReplayOptions,
 ) -> Vec<RunResult> {
@@ -772,7 +775,7 @@ async fn run_restored(
                     r.index = inst.steps.len();
                     r.duration_ms = restore.as_millis() as u64;
                     let started = Instant::now();
-                    let o = uninstall_pass(&mut inst, twin, pass, opts, vec![r]).await;
+                    let o = uninstall(&mut inst, twin, pass, opts, vec![r]).await;
                     timings.exercise += started.elapsed();
                     o.map_err(|e| format!("{e:#}"))
                 }
@@ -784,6 +787,22 @@ async fn run_restored(
                 outcome,
                 timings,
             });
+            // The next pass starts with every webhook allowing.
+            if let Some(f) = &pass.failure
+                && let Err(e) = inst
+                    .server
+                    .set(&f.hook, BehaviourSpec::new(Behaviour::Allow))
+                    .await
+            {
+                let why = format!("making webhook {} allow again after pass {}: {e}", f.hook, pass.name);
+                results.extend(passes[i + 1..].iter().map(|p| RunResult {
+                    scenario: p.name.clone(),
+                    role,
+                    outcome: Err(why.clone()),
+                    timings: Timings::default(),
+                }));
+                break;
+            }
         }
         let started = Instant::now();
         finish(inst, opts);
@@ -852,25 +871,7 @@ fn record(title: &str, version: &str, error: Option<String>) -> StepRecord {
 }
 
 /// One pass from the installed state: the failing webhook (if any) fails, every
-/// release is uninstalled, the cascade settles, and what stays is recorded. The
-/// failing webhook allows again afterwards, for the next pass.
-async fn uninstall_pass(
-    inst: &mut Installed,
-    twin: &Twin,
-    pass: &Pass,
-    opts: &ReplayOptions,
-    prelude: Vec<StepRecord>,
-) -> anyhow::Result<Outcome> {
-    let outcome = uninstall(inst, twin, pass, opts, prelude).await;
-    if let Some(f) = &pass.failure {
-        inst.server
-            .set(&f.hook, BehaviourSpec::new(Behaviour::Allow))
-            .await
-            .with_context(|| format!("making webhook {} allow again", f.hook))?;
-    }
-    outcome
-}
-
+/// release is uninstalled, the cascade settles, and what stays is recorded.
 async fn uninstall(
     inst: &mut Installed,
     twin: &Twin,

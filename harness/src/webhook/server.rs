@@ -123,6 +123,11 @@ struct Hook {
     addr: SocketAddr,
     spec: Arc<RwLock<BehaviourSpec>>,
     handle: Option<Handle<SocketAddr>>,
+    /// While unreachable: the address bound but not listening, so connections are
+    /// refused as on a closed port, and the kernel gives the port to no one else as an
+    /// ephemeral port (the API server's configuration, and a replay's saved state,
+    /// name it).
+    reserved: Option<tokio::net::TcpSocket>,
 }
 
 #[derive(Clone)]
@@ -260,6 +265,7 @@ impl WebhookServer {
                 addr,
                 spec: Arc::new(RwLock::new(BehaviourSpec::new(Behaviour::Unreachable))),
                 handle: None,
+                reserved: None,
             },
         );
         self.set(name, spec).await
@@ -303,6 +309,9 @@ impl WebhookServer {
             };
             let start = (spec.behaviour != Behaviour::Unreachable && hook.handle.is_none())
                 .then(|| (hook.addr, hook.kind, hook.patch, hook.spec.clone()));
+            if start.is_some() {
+                hook.reserved = None;
+            }
             (stop, start)
         };
         if let Some(handle) = stop {
@@ -314,6 +323,14 @@ impl WebhookServer {
                 && Instant::now() < deadline
             {
                 tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        if spec.behaviour == Behaviour::Unreachable {
+            let mut hooks = self.hooks.lock().expect("hooks lock");
+            let hook = hooks.get_mut(name).expect("exists");
+            // Best effort: without the reservation the port is merely free.
+            if hook.reserved.is_none() {
+                hook.reserved = reserve(hook.addr).ok();
             }
         }
         if let Some((addr, kind, patch, spec)) = start {
@@ -399,6 +416,17 @@ impl Drop for WebhookServer {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// A socket bound to `addr` without listening: connections are refused.
+fn reserve(addr: SocketAddr) -> std::io::Result<tokio::net::TcpSocket> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    Ok(socket)
 }
 
 fn bind_reusing(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -656,5 +684,53 @@ mod timeout_tests {
         assert_eq!(caller_timeout_ms(Some("timeout=1500ms")), Some(1_500));
         assert_eq!(caller_timeout_ms(Some("timeout=soon")), None);
         assert_eq!(caller_timeout_ms(None), None);
+    }
+}
+
+#[cfg(test)]
+mod port_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unreachable_hook_refuses_connections_and_keeps_its_port() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = WebhookServer::new(dir.path(), IpAddr::from([127, 0, 0, 1]), &[])
+            .await
+            .unwrap();
+        server
+            .add(
+                "guard",
+                WebhookKind::Validating,
+                BehaviourSpec::new(Behaviour::Allow),
+            )
+            .await
+            .unwrap();
+        let url = server.url("guard").unwrap();
+        let addr: SocketAddr = url
+            .trim_start_matches("https://")
+            .split('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let connects = || std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1));
+        assert!(connects().is_ok());
+        for _ in 0..2 {
+            server
+                .set("guard", BehaviourSpec::new(Behaviour::Unreachable))
+                .await
+                .unwrap();
+            assert!(connects().is_err(), "refused while unreachable");
+            // The port stays bound: the kernel hands it to no one as an ephemeral port
+            // (an outgoing connection's, or a bind to port 0), and a plain bind fails.
+            let plain = tokio::net::TcpSocket::new_v4().unwrap();
+            assert!(plain.bind(addr).is_err(), "the port is held");
+            server
+                .set("guard", BehaviourSpec::new(Behaviour::Allow))
+                .await
+                .unwrap();
+            assert!(connects().is_ok(), "listening again on the same address");
+            assert_eq!(server.url("guard").unwrap(), url);
+        }
     }
 }
