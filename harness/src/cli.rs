@@ -575,6 +575,8 @@ async fn audit(args: AuditArgs) -> anyhow::Result<i32> {
 }
 
 /// Loads scenarios given as files or embedded names; none means every embedded one.
+/// Two that name the same `release.namespace` are refused (see
+/// [`scenario::check_distinct_namespaces`]).
 pub fn load_scenarios(args: &[String]) -> anyhow::Result<Vec<Scenario>> {
     if args.is_empty() {
         return Ok(scenario::embedded());
@@ -594,7 +596,48 @@ pub fn load_scenarios(args: &[String]) -> anyhow::Result<Vec<Scenario>> {
             );
         }
     }
+    scenario::check_distinct_namespaces(&out)?;
     Ok(out)
+}
+
+/// Fetches, copies and builds the scenarios' charts once, before any cluster starts,
+/// into a temporary folder that lives as long as the returned guard (with `--keep`,
+/// beyond). A chart that cannot be made ready stops the run, and its folder is removed.
+async fn prepare_charts(
+    scenarios: Vec<Scenario>,
+    helm: std::path::PathBuf,
+    keep: bool,
+    progress: &Progress,
+) -> anyhow::Result<(Vec<Scenario>, Option<tempfile::TempDir>)> {
+    if scenarios
+        .iter()
+        .all(|s| s.chart.source == scenario::ChartSource::Embedded)
+    {
+        return Ok((scenarios, None));
+    }
+    let shown = progress.clone();
+    let (scenarios, dir) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let mut scenarios = scenarios;
+        let dir = tempfile::Builder::new()
+            .prefix("preflight-charts-")
+            .tempdir()
+            .context("creating a folder for the scenarios' charts")?;
+        crate::chart_source::prepare_all(
+            &mut scenarios,
+            &helm,
+            dir.path(),
+            &crate::chart_source::UserHelmConfig::from_env(),
+            &shown,
+        )?;
+        Ok((scenarios, dir))
+    })
+    .await??;
+    if keep {
+        let kept = dir.keep();
+        progress.println(format!("kept the charts in {}", kept.display()));
+        return Ok((scenarios, None));
+    }
+    Ok((scenarios, Some(dir)))
 }
 
 async fn run(args: RunArgs, progress: Progress) -> anyhow::Result<i32> {
@@ -637,9 +680,13 @@ async fn run(args: RunArgs, progress: Progress) -> anyhow::Result<i32> {
     let opts = args.bins.options(&progress);
     let mut scenarios = scenarios;
     let mut kind_binary = None;
+    // Lives until the end of the run: the charts fetched for it.
+    let _charts;
     let (source, target, src_comps, tgt_comps) = if args.provider == Provider::Kubeconfig {
         // One existing cluster: its own version is both source and target.
         let helm = tokio::task::spawn_blocking(move || components::ensure_helm(&opts)).await??;
+        (scenarios, _charts) =
+            prepare_charts(scenarios, helm.clone(), args.keep, &progress).await?;
         let path = args.cluster.path()?;
         let existing = crate::cluster::ExistingCluster::connect(
             &path,
@@ -717,6 +764,8 @@ async fn run(args: RunArgs, progress: Progress) -> anyhow::Result<i32> {
         })
         .await??;
         kind_binary = kind;
+        (scenarios, _charts) =
+            prepare_charts(scenarios, a.helm.clone(), args.keep, &progress).await?;
         (source, target, a, b)
     };
 
