@@ -744,8 +744,14 @@ async fn run(args: RunArgs, progress: Progress) -> anyhow::Result<i32> {
         }
         let (s, t) = (source.clone(), target.clone());
         let kind_setup = (args.provider == Provider::Kind).then(|| args.kind_image.is_none());
-        let (a, b, kind) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            let a = components::ensure(&s, &opts)?;
+        // The source's binaries first: its helm fetches the charts, so a chart that
+        // cannot be fetched stops the run before the target's are built.
+        let source_opts = opts.clone();
+        let a = tokio::task::spawn_blocking(move || components::ensure(&s, &source_opts)).await??;
+        (scenarios, _charts) =
+            prepare_charts(scenarios, a.helm.clone(), args.keep, &progress).await?;
+        let s = source.clone();
+        let (b, kind) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let b = components::ensure(&t, &opts)?;
             let kind = match kind_setup {
                 None => None,
@@ -760,12 +766,10 @@ async fn run(args: RunArgs, progress: Progress) -> anyhow::Result<i32> {
                     Some(components::kind_image::ensure_kind(&opts)?)
                 }
             };
-            Ok((a, b, kind))
+            Ok((b, kind))
         })
         .await??;
         kind_binary = kind;
-        (scenarios, _charts) =
-            prepare_charts(scenarios, a.helm.clone(), args.keep, &progress).await?;
         (source, target, a, b)
     };
 

@@ -6,8 +6,8 @@
 //! Nothing leaves 127.0.0.1: every URL here is a loopback one, the user's Helm files
 //! are the test's own, and every preflight run has its HTTP proxy pointed at a closed
 //! loopback port (loopback itself exempt), so a plain-HTTP request helm sent elsewhere
-//! would fail the run. (Not HTTPS_PROXY: kube-rs would then refuse every kubeconfig,
-//! see the README's note on proxies.)
+//! would fail the run. (Not HTTPS_PROXY: kube-rs, built without its `http-proxy`
+//! feature, then refuses every kubeconfig.)
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -214,7 +214,6 @@ fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 
 /// `preflight ARGS` with the user's Helm files in `user`, temporary files in `tmp`,
 /// and the HTTP proxy a closed loopback port (a plain-HTTP request off 127.0.0.1 fails).
-
 fn preflight(args: &[&str], user: &Path, tmp: &Path) -> Output {
     let closed = "http://127.0.0.1:9";
     let started = Instant::now();
