@@ -24,6 +24,21 @@
 //!     - {kind: Pod, reason: webhook-blocked-delete, count: 2, owner: Deployment/incident-admission-web}
 //!   unlistable: []                # `group/resource` types the scenario breaks on purpose
 //! ```
+//!
+//! A user's chart comes from a folder, a chart repository or an OCI registry, with
+//! values files, and the release can be named (see `scenario/chart.rs`, and [`crate::chart_source`],
+//! which fetches it once per run):
+//!
+//! ```yaml
+//! chart:
+//!   repo: https://charts.example.com    # or `oci: oci://registry.example.com/charts/shop`
+//!   name: shop                          # repo only
+//!   version: 1.2.3                      # exact; repo and oci
+//!   valuesFiles: [values/prod.yaml]     # relative to the file, before `values`
+//! release: {name: shop, namespace: shop}
+//! steps:
+//!   - helm: {action: upgrade, values: {web: {replicas: 4}}}
+//! ```
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
