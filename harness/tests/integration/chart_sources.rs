@@ -755,3 +755,37 @@ async fn a_named_namespace_on_a_shared_cluster_is_created_by_the_run_or_not_used
             .is_none()
     );
 }
+
+#[test]
+fn validating_fetches_nothing_and_two_scenarios_of_a_run_may_not_share_a_namespace() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let (user, tmp) = (root.join("user"), root.join("tmp"));
+    std::fs::create_dir_all(&tmp).unwrap();
+    // A repository nobody serves (a closed loopback port): validating never asks it.
+    let file = |name: &str| {
+        let path = root.join(format!("{name}.yaml"));
+        write(
+            &path,
+            &format!(
+                "name: {name}\nchart:\n  repo: http://127.0.0.1:9\n  name: shop\n  version: 1.2.3\nrelease: {{namespace: shop}}\nsteps:\n  - helm: {{action: install}}\n"
+            ),
+        );
+        path.display().to_string()
+    };
+    let (a, b) = (file("a"), file("b"));
+    let out = preflight(&["validate", &a, &b], &user, &tmp);
+    assert_eq!(out.status.code(), Some(0), "{}", said(&out));
+
+    let out = preflight(&["run", &a, &b], &user, &tmp);
+    let text = said(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains(&format!(
+            "{b}:6:22: release.namespace `shop` is also the namespace of scenario `a` ({a})"
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("chart:"), "nothing was fetched: {text}");
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
+}
