@@ -587,6 +587,8 @@ async fn audit(args: AuditArgs) -> anyhow::Result<i32> {
 }
 
 /// Loads scenarios given as files or embedded names; none means every embedded one.
+/// Two that name the same `release.namespace` are refused (see
+/// [`scenario::check_distinct_namespaces`]).
 pub fn load_scenarios(args: &[String]) -> anyhow::Result<Vec<Scenario>> {
     if args.is_empty() {
         return Ok(scenario::embedded());
@@ -606,7 +608,48 @@ pub fn load_scenarios(args: &[String]) -> anyhow::Result<Vec<Scenario>> {
             );
         }
     }
+    scenario::check_distinct_namespaces(&out)?;
     Ok(out)
+}
+
+/// Fetches, copies and builds the scenarios' charts once, before any cluster starts,
+/// into a temporary folder that lives as long as the returned guard (with `--keep`,
+/// beyond). A chart that cannot be made ready stops the run, and its folder is removed.
+async fn prepare_charts(
+    scenarios: Vec<Scenario>,
+    helm: std::path::PathBuf,
+    keep: bool,
+    progress: &Progress,
+) -> anyhow::Result<(Vec<Scenario>, Option<tempfile::TempDir>)> {
+    if scenarios
+        .iter()
+        .all(|s| s.chart.source == scenario::ChartSource::Embedded)
+    {
+        return Ok((scenarios, None));
+    }
+    let shown = progress.clone();
+    let (scenarios, dir) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let mut scenarios = scenarios;
+        let dir = tempfile::Builder::new()
+            .prefix("preflight-charts-")
+            .tempdir()
+            .context("creating a folder for the scenarios' charts")?;
+        crate::chart_source::prepare_all(
+            &mut scenarios,
+            &helm,
+            dir.path(),
+            &crate::chart_source::UserHelmConfig::from_env(),
+            &shown,
+        )?;
+        Ok((scenarios, dir))
+    })
+    .await??;
+    if keep {
+        let kept = dir.keep();
+        progress.println(format!("kept the charts in {}", kept.display()));
+        return Ok((scenarios, None));
+    }
+    Ok((scenarios, Some(dir)))
 }
 
 async fn run(args: RunArgs, progress: Progress) -> anyhow::Result<i32> {
@@ -649,9 +692,13 @@ async fn run(args: RunArgs, progress: Progress) -> anyhow::Result<i32> {
     let opts = args.bins.options(&progress);
     let mut scenarios = scenarios;
     let mut kind_binary = None;
+    // Lives until the end of the run: the charts fetched for it.
+    let _charts;
     let (source, target, src_comps, tgt_comps) = if args.provider == Provider::Kubeconfig {
         // One existing cluster: its own version is both source and target.
         let helm = tokio::task::spawn_blocking(move || components::ensure_helm(&opts)).await??;
+        (scenarios, _charts) =
+            prepare_charts(scenarios, helm.clone(), args.keep, &progress).await?;
         let path = args.cluster.path()?;
         let existing = crate::cluster::ExistingCluster::connect(
             &path,
@@ -709,8 +756,14 @@ async fn run(args: RunArgs, progress: Progress) -> anyhow::Result<i32> {
         }
         let (s, t) = (source.clone(), target.clone());
         let kind_setup = (args.provider == Provider::Kind).then(|| args.kind_image.is_none());
-        let (a, b, kind) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            let a = components::ensure(&s, &opts)?;
+        // The source's binaries first: its helm fetches the charts, so a chart that
+        // cannot be fetched stops the run before the target's are built.
+        let source_opts = opts.clone();
+        let a = tokio::task::spawn_blocking(move || components::ensure(&s, &source_opts)).await??;
+        (scenarios, _charts) =
+            prepare_charts(scenarios, a.helm.clone(), args.keep, &progress).await?;
+        let s = source.clone();
+        let (b, kind) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let b = components::ensure(&t, &opts)?;
             let kind = match kind_setup {
                 None => None,
@@ -725,7 +778,7 @@ async fn run(args: RunArgs, progress: Progress) -> anyhow::Result<i32> {
                     Some(components::kind_image::ensure_kind(&opts)?)
                 }
             };
-            Ok((a, b, kind))
+            Ok((b, kind))
         })
         .await??;
         kind_binary = kind;

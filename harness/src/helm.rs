@@ -1,8 +1,10 @@
 //! The real `helm` CLI, one call at a time (through `duct`).
 //!
 //! Every call is isolated from the user's own Helm set-up (its cache, config and data
-//! directories live in the run directory) and talks to the cluster through an explicit
-//! `--kubeconfig`. Each call is recorded (command line, exit code, stdout, stderr,
+//! directories live in the run directory; `HELM_*` variables that would point elsewhere
+//! are dropped) and talks to the cluster through an explicit `--kubeconfig`. Fetching a
+//! chart is the one place where the user's repositories and registry logins are used,
+//! and it names them explicitly (see `chart_source`). Each call is recorded (command line, exit code, stdout, stderr,
 //! duration): helm's "success" while objects stay behind is the incident's headline.
 
 use std::path::{Path, PathBuf};
@@ -58,62 +60,33 @@ impl Helm {
     }
 
     fn run(&self, args: Vec<String>) -> HelmRun {
-        let started = Instant::now();
         let mut full = args.clone();
         full.push(format!("--kubeconfig={}", self.kubeconfig.display()));
         if let Some(c) = &self.context {
             full.push(format!("--kube-context={c}"));
         }
-        let out = duct::cmd(&self.binary, &full)
-            .env("HELM_CACHE_HOME", self.home.join("cache"))
-            .env("HELM_CONFIG_HOME", self.home.join("config"))
-            .env("HELM_DATA_HOME", self.home.join("data"))
-            .env_remove("KUBECONFIG")
-            .stdout_capture()
-            .stderr_capture()
-            .unchecked()
-            .run();
-        let command = format!("helm {}", args.join(" "));
-        match out {
-            Ok(o) => HelmRun {
-                command,
-                exit_code: o.status.code().unwrap_or(-1),
-                stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-                stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-                duration_ms: started.elapsed().as_millis() as u64,
-            },
-            Err(e) => HelmRun {
-                command,
-                exit_code: -1,
-                stdout: String::new(),
-                stderr: format!("cannot run {}: {e}", self.binary.display()),
-                duration_ms: started.elapsed().as_millis() as u64,
-            },
-        }
+        run_isolated(&self.binary, &self.home, full, &args)
     }
 
-    /// `helm install` or `helm uninstall` as a scenario step says.
-    /// `extra_values` is the step's own values file, if it has one.
+    /// `helm install`, `helm upgrade` or `helm uninstall` as a scenario step says.
+    /// `values` are the values files in order (later ones win): the chart's
+    /// `valuesFiles`, its `values`, the step's own.
     pub fn step(
         &self,
         step: &HelmStep,
         release: &str,
         namespace: &str,
         chart: &Path,
-        values: &Path,
-        extra_values: Option<&Path>,
+        values: &[PathBuf],
     ) -> HelmRun {
         let mut args = match step.action {
-            HelmAction::Install => {
+            HelmAction::Install | HelmAction::Upgrade => {
                 let mut a = vec![
-                    "install".to_string(),
+                    step.action.as_str().to_string(),
                     release.to_string(),
                     chart.display().to_string(),
-                    format!("--values={}", values.display()),
                 ];
-                if let Some(extra) = extra_values {
-                    a.push(format!("--values={}", extra.display()));
-                }
+                a.extend(values.iter().map(|v| format!("--values={}", v.display())));
                 if self.skip_crds {
                     a.push("--skip-crds".into());
                 }
@@ -129,12 +102,8 @@ impl Helm {
         if step.no_hooks {
             args.push("--no-hooks".into());
         }
-        match (step.action, step.dry_run) {
-            (_, HelmDryRun::None) => {}
-            (HelmAction::Install, HelmDryRun::Client) => args.push("--dry-run=client".into()),
-            (HelmAction::Install, HelmDryRun::Server) => args.push("--dry-run=server".into()),
-            // `helm uninstall --dry-run` only simulates, on the client.
-            (HelmAction::Uninstall, _) => args.push("--dry-run".into()),
+        if let Some(flag) = dry_run_flag(step.action, step.dry_run) {
+            args.push(flag.into());
         }
         if let (HelmAction::Uninstall, Some(c)) = (step.action, step.cascade) {
             let c = match c {
@@ -154,17 +123,18 @@ impl Helm {
         release: &str,
         namespace: &str,
         chart: &Path,
-        values: &Path,
+        values: &[PathBuf],
         kube_version: &str,
     ) -> HelmRun {
-        self.run(vec![
+        let mut args = vec![
             "template".into(),
             release.into(),
             chart.display().to_string(),
             format!("--namespace={namespace}"),
-            format!("--values={}", values.display()),
-            format!("--kube-version={kube_version}"),
-        ])
+        ];
+        args.extend(values.iter().map(|v| format!("--values={}", v.display())));
+        args.push(format!("--kube-version={kube_version}"));
+        self.run(args)
     }
 
     /// The manifest of an installed release.
@@ -175,6 +145,59 @@ impl Helm {
             release.into(),
             format!("--namespace={namespace}"),
         ])
+    }
+}
+
+/// The `--dry-run` flag of a step, if it is one: install and upgrade render on the
+/// client or go through the API server's admission; `helm uninstall --dry-run` only
+/// simulates, on the client.
+pub fn dry_run_flag(action: HelmAction, dry_run: HelmDryRun) -> Option<&'static str> {
+    match (action, dry_run) {
+        (_, HelmDryRun::None) => None,
+        (HelmAction::Install | HelmAction::Upgrade, HelmDryRun::Client) => Some("--dry-run=client"),
+        (HelmAction::Install | HelmAction::Upgrade, HelmDryRun::Server) => Some("--dry-run=server"),
+        (HelmAction::Uninstall, _) => Some("--dry-run"),
+    }
+}
+
+/// Variables through which the user's environment would reach into an isolated helm
+/// (its homes are set instead, and fetching names the user's files explicitly).
+const USER_HELM_VARS: &[&str] = &[
+    "KUBECONFIG",
+    "HELM_REPOSITORY_CONFIG",
+    "HELM_REPOSITORY_CACHE",
+    "HELM_REGISTRY_CONFIG",
+    "HELM_PLUGINS",
+];
+
+/// Runs `binary` with `args`, its cache, config and data homes under `home`; the
+/// record's command line shows `shown` (the arguments without kubeconfig paths).
+pub fn run_isolated(binary: &Path, home: &Path, args: Vec<String>, shown: &[String]) -> HelmRun {
+    let started = Instant::now();
+    let mut cmd = duct::cmd(binary, &args)
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_DATA_HOME", home.join("data"));
+    for var in USER_HELM_VARS {
+        cmd = cmd.env_remove(var);
+    }
+    let out = cmd.stdout_capture().stderr_capture().unchecked().run();
+    let command = format!("helm {}", shown.join(" "));
+    match out {
+        Ok(o) => HelmRun {
+            command,
+            exit_code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+            duration_ms: started.elapsed().as_millis() as u64,
+        },
+        Err(e) => HelmRun {
+            command,
+            exit_code: -1,
+            stdout: String::new(),
+            stderr: format!("cannot run {}: {e}", binary.display()),
+            duration_ms: started.elapsed().as_millis() as u64,
+        },
     }
 }
 

@@ -18,6 +18,7 @@
 
 pub mod audit;
 pub mod behaviour;
+pub mod chart_source;
 pub mod cli;
 pub mod cluster;
 pub mod compare;
@@ -25,6 +26,7 @@ pub mod components;
 pub mod errors;
 pub mod exercise;
 pub mod helm;
+pub mod namespace;
 pub mod ownership;
 pub mod pki;
 pub mod policy;

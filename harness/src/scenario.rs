@@ -24,6 +24,21 @@
 //!     - {kind: Pod, reason: webhook-blocked-delete, count: 2, owner: Deployment/incident-admission-web}
 //!   unlistable: []                # `group/resource` types the scenario breaks on purpose
 //! ```
+//!
+//! A user's chart comes from a folder, a chart repository or an OCI registry, with
+//! values files, and the release can be named (see `scenario/chart.rs`, and [`crate::chart_source`],
+//! which fetches it once per run):
+//!
+//! ```yaml
+//! chart:
+//!   repo: https://charts.example.com    # or `oci: oci://registry.example.com/charts/shop`
+//!   name: shop                          # repo only
+//!   version: 1.2.3                      # exact; repo and oci
+//!   valuesFiles: [values/prod.yaml]     # relative to the file, before `values`
+//! release: {name: shop, namespace: shop}
+//! steps:
+//!   - helm: {action: upgrade, values: {web: {replicas: 4}}}
+//! ```
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -32,6 +47,9 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::behaviour::{Behaviour, BehaviourSpec, WebhookKind};
+
+mod chart;
+pub use chart::{Chart, ChartSource, Place, Release, is_exact_version};
 
 /// A scenario that failed to load or validate, with where and why.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -80,6 +98,8 @@ pub struct Scenario {
     pub source_version: Option<String>,
     pub target_version: Option<String>,
     pub chart: Chart,
+    /// The release's name and namespace.
+    pub release: Release,
     pub webhooks: Vec<WebhookSpec>,
     pub steps: Vec<Step>,
     /// What the scenario exists to demonstrate: matched against what the cluster did
@@ -136,21 +156,6 @@ impl Scenario {
     }
 }
 
-/// Where the chart is.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ChartSource {
-    /// The test chart compiled into the binary.
-    Embedded,
-    Dir(PathBuf),
-}
-
-#[derive(Clone, Debug)]
-pub struct Chart {
-    pub source: ChartSource,
-    /// Values given to every helm call (`--values`), as JSON (a subset of YAML).
-    pub values: serde_json::Value,
-}
-
 // ---- The file format ---------------------------------------------------------------
 
 #[derive(Deserialize)]
@@ -161,7 +166,9 @@ struct FileScenario {
     description: String,
     #[serde(default)]
     versions: FileVersions,
-    chart: FileChart,
+    chart: Spanned<chart::FileChart>,
+    #[serde(default)]
+    release: Option<chart::FileRelease>,
     #[serde(default)]
     webhooks: Vec<FileWebhook>,
     steps: Spanned<Vec<Spanned<Step>>>,
@@ -174,14 +181,6 @@ struct FileScenario {
 struct FileVersions {
     source: Option<Spanned<String>>,
     target: Option<Spanned<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileChart {
-    path: Spanned<String>,
-    #[serde(default)]
-    values: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -283,7 +282,7 @@ pub struct WebhookSpec {
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub enum Step {
-    /// `helm install` / `helm uninstall` with the real CLI.
+    /// `helm install` / `helm upgrade` / `helm uninstall` with the real CLI.
     Helm(HelmStep),
     /// A true server-side dry run through admission (see `exercise::dry_run`).
     ServerDryRun(DryRunAction),
@@ -304,7 +303,26 @@ pub enum Step {
 #[serde(rename_all = "camelCase")]
 pub enum HelmAction {
     Install,
+    /// `helm upgrade` of the installed release, with the same chart and values (and
+    /// the step's own `values`), as a chart upgrade in production does.
+    Upgrade,
     Uninstall,
+}
+
+impl HelmAction {
+    /// The helm subcommand.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HelmAction::Install => "install",
+            HelmAction::Upgrade => "upgrade",
+            HelmAction::Uninstall => "uninstall",
+        }
+    }
+
+    /// Whether the call renders the chart and writes its objects (install, upgrade).
+    pub fn applies_chart(self) -> bool {
+        matches!(self, HelmAction::Install | HelmAction::Upgrade)
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -447,32 +465,8 @@ pub fn parse(text: &str, file: &str, base: Option<&Path>) -> Result<Scenario, Sc
         }
     }
 
-    let chart_path = raw.chart.path.value.clone();
-    let source = match base {
-        None if chart_path == EMBEDDED_CHART_PATH => ChartSource::Embedded,
-        None => {
-            return Err(at(
-                &raw.chart.path.referenced,
-                format!(
-                    "chart.path `{chart_path}`: embedded scenarios can only use `{EMBEDDED_CHART_PATH}`"
-                ),
-            ));
-        }
-        Some(base) => {
-            let dir = base.join(&chart_path);
-            if !dir.join("Chart.yaml").is_file() {
-                return Err(at(
-                    &raw.chart.path.referenced,
-                    format!(
-                        "chart.path `{chart_path}`: no Chart.yaml in {}",
-                        dir.display()
-                    ),
-                ));
-            }
-            ChartSource::Dir(dir)
-        }
-    };
-    let values = raw.chart.values.unwrap_or(serde_json::json!({}));
+    let chart = chart::chart(raw.chart, file, base)?;
+    let release = chart::release(raw.release, &name, file)?;
 
     let mut webhooks = Vec::new();
     let mut names = BTreeSet::new();
@@ -579,6 +573,18 @@ pub fn parse(text: &str, file: &str, base: Option<&Path>) -> Result<Scenario, Sc
                 ),
             ));
         }
+        if let Step::Helm(h) = &step.value
+            && h.cascade.is_some()
+            && h.action != HelmAction::Uninstall
+        {
+            return Err(at(
+                &step.referenced,
+                format!(
+                    "helm.cascade: only `uninstall` deletes, so only it takes a cascade (this step is `{}`)",
+                    h.action.as_str()
+                ),
+            ));
+        }
         if matches!(step.value, Step::Upgrade) {
             upgrades += 1;
             if upgrades > 1 {
@@ -597,7 +603,8 @@ pub fn parse(text: &str, file: &str, base: Option<&Path>) -> Result<Scenario, Sc
         origin: file.to_string(),
         source_version: raw.versions.source.map(|v| v.value),
         target_version: raw.versions.target.map(|v| v.value),
-        chart: Chart { source, values },
+        chart,
+        release,
         webhooks,
         steps,
         expect: match raw.expect {
@@ -608,6 +615,31 @@ pub fn parse(text: &str, file: &str, base: Option<&Path>) -> Result<Scenario, Sc
             None => Expect::default(),
         },
     })
+}
+
+/// Two scenarios of one run may not name the same `release.namespace`: on a shared
+/// cluster (`--provider kubeconfig`) their runs would meet in it, and the first run's
+/// teardown would delete it under the second. The check is the same on every provider,
+/// so a set of scenarios that runs on local clusters also runs on a shared one.
+pub fn check_distinct_namespaces(scenarios: &[Scenario]) -> Result<(), ScenarioError> {
+    let mut seen: std::collections::BTreeMap<&str, &Scenario> = Default::default();
+    for s in scenarios {
+        let (Some(ns), Some(place)) = (&s.release.namespace, &s.release.namespace_place) else {
+            continue;
+        };
+        if let Some(first) = seen.insert(ns, s) {
+            return Err(ScenarioError {
+                file: place.file.clone(),
+                line: place.line,
+                column: place.column,
+                message: format!(
+                    "release.namespace `{ns}` is also the namespace of scenario `{}` ({}): two scenarios of one run need namespaces of their own (give one of them another release.namespace, or leave it out for a namespace per run)",
+                    first.name, first.origin
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// What `expect` may say: counts of at least one, types as `group/resource`.

@@ -174,6 +174,13 @@ fn plan(entry: Entry, version: &Version) -> Plan {
                 vec!["sigs.k8s.io/cri-tools/cmd/crictl"],
             )
         }
+        Entry::Crane => {
+            install = true;
+            (
+                "github.com/google/go-containerregistry",
+                vec!["github.com/google/go-containerregistry/cmd/crane"],
+            )
+        }
         Entry::Etcd => (
             "go.etcd.io/etcd/server/v3",
             vec!["go.etcd.io/etcd/server/v3"],

@@ -206,10 +206,12 @@ pub fn download(
             let expected = checksum_for(&sums, &file).unwrap_or_default();
             extract(&get_verified(&url, &expected)?, &["helm"], out_dir, &url)
         }
-        Entry::Kind | Entry::Coredns | Entry::Crictl => Err(ComponentsError::Download {
-            url: entry.name().to_string(),
-            detail: "only built from its Go module (needs Go on PATH)".into(),
-        }),
+        Entry::Kind | Entry::Coredns | Entry::Crictl | Entry::Crane => {
+            Err(ComponentsError::Download {
+                url: entry.name().to_string(),
+                detail: "only built from its Go module (needs Go on PATH)".into(),
+            })
+        }
     })();
     match &result {
         Ok(()) => step.done("checksums verified"),

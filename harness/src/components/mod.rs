@@ -10,6 +10,7 @@
 //! ├── bin/kubectl-v1.30.14/kubectl
 //! ├── bin/etcd-v3.5.15/etcd
 //! ├── bin/helm-v3.19.0/helm
+//! ├── bin/crane-v0.22.1/crane                (the tests' OCI registry)
 //! ├── build/<entry>/{go.mod,go.sum,tools.go,build.log}   (Go wrapper modules)
 //! └── locks/<entry>.lock
 //! ```
@@ -119,6 +120,9 @@ pub enum Entry {
     Coredns,
     /// crictl (`sigs.k8s.io/cri-tools`), which kind's node scripts use.
     Crictl,
+    /// crane (`github.com/google/go-containerregistry`): the tests serve an OCI
+    /// registry with `crane registry serve`, so charts from OCI are tested offline.
+    Crane,
 }
 
 impl Entry {
@@ -132,6 +136,7 @@ impl Entry {
             Entry::Kind => "kind",
             Entry::Coredns => "coredns",
             Entry::Crictl => "crictl",
+            Entry::Crane => "crane",
         }
     }
 
@@ -146,6 +151,7 @@ impl Entry {
             Entry::Kind => &["kind"],
             Entry::Coredns => &["coredns"],
             Entry::Crictl => &["crictl"],
+            Entry::Crane => &["crane"],
         }
     }
 
@@ -183,6 +189,13 @@ pub fn ensure_helm(opts: &Options) -> Result<PathBuf, ComponentsError> {
         return executable_in(dir, "helm");
     }
     Ok(ensure_entry(Entry::Helm, &opts.helm_version, opts)?.join("helm"))
+}
+
+/// `crane`, built from its Go module once per machine: the tests' local OCI registry
+/// (`crane registry serve`).
+pub fn ensure_crane(opts: &Options) -> Result<PathBuf, ComponentsError> {
+    let v: Version = versions::CRANE_VERSION.parse()?;
+    Ok(ensure_entry(Entry::Crane, &v, opts)?.join("crane"))
 }
 
 /// `kubectl` of `version` (used by the snapshot benchmark as the by-hand baseline).

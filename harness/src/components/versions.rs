@@ -20,6 +20,9 @@ pub const DEFAULT_TARGET: &str = "v1.30.14";
 /// The Helm release preflight drives (a v3 CLI; `--dry-run=server` exists since 3.13).
 pub const HELM_VERSION: &str = "v3.19.0";
 
+/// crane, whose `registry serve` is the tests' OCI registry (charts from `oci://`).
+pub const CRANE_VERSION: &str = "v0.22.1";
+
 /// A Kubernetes (or etcd, or Helm) release version `vMAJOR.MINOR.PATCH`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Version {
@@ -138,5 +141,6 @@ mod tests {
             "the default pair is an adjacent upgrade"
         );
         HELM_VERSION.parse::<Version>().unwrap();
+        CRANE_VERSION.parse::<Version>().unwrap();
     }
 }

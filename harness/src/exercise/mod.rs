@@ -21,7 +21,7 @@ use crate::cluster::Cluster;
 use crate::components::Components;
 use crate::helm::{self, Helm, HelmRun};
 use crate::progress::Progress;
-use crate::scenario::{ChartSource, DryRunAction, HelmAction, HelmDryRun, Scenario, Step};
+use crate::scenario::{ChartSource, DryRunAction, HelmDryRun, Scenario, Step};
 use crate::snapshot::{self, Noise, Snapshot, SnapshotScope};
 use crate::webhook::{BehaviourSpec, Record, Registration, WebhookServer};
 use dry_run::DryRunReport;
@@ -133,29 +133,39 @@ async fn run_steps(
     scenario: &Scenario,
     opts: &Options,
 ) -> anyhow::Result<Outcome> {
-    let namespace = namespace_for(&scenario.name, &opts.run_id);
-    // The scenario name is a DNS label of at most 40 characters: every name the chart
-    // derives from it stays within Kubernetes limits.
-    let release = scenario.name.clone();
+    let namespace = scenario
+        .release
+        .namespace
+        .clone()
+        .unwrap_or_else(|| namespace_for(&scenario.name, &opts.run_id));
+    // A release name is a DNS label of at most 53 characters (the scenario's name, at
+    // most 40, by default): names the chart derives from it stay within Kubernetes
+    // limits as long as the chart's own templates keep them there.
+    let release = scenario.release.name.clone();
     std::fs::create_dir_all(&opts.dir)
         .with_context(|| format!("creating {}", opts.dir.display()))?;
     let client = cluster.client();
     let start_version = cluster.version().to_string();
 
-    let chart = match &scenario.chart.source {
-        ChartSource::Embedded => crate::scenario::extract_embedded_chart(&opts.dir.join("chart"))
-            .with_context(|| {
-            format!("writing the embedded chart into {}", opts.dir.display())
-        })?,
-        ChartSource::Dir(d) => d.clone(),
-    };
+    let (chart, values_files) = local_chart(cluster, scenario, opts).await?;
     let values = opts.dir.join("values.json");
     std::fs::write(
         &values,
         serde_json::to_string_pretty(&scenario.chart.values)?,
     )?;
+    // Every helm call's values, in order: the chart's files, then its `values`.
+    let mut chart_values = values_files;
+    chart_values.push(values.clone());
 
-    crate::smoke::ensure_namespace_labelled(&client, &namespace, &opts.run_id).await?;
+    // Created and labelled as this run's, or the run stops: a namespace that exists
+    // already (someone else's on a shared cluster) is never used, so never deleted.
+    crate::namespace::claim(
+        &client,
+        &namespace,
+        &opts.run_id,
+        crate::namespace::TERMINATING_WAIT,
+    )
+    .await?;
     // On a shared cluster the run holds a Lease while it lives, so that another
     // preflight's sweep of abandoned runs leaves it alone.
     let heartbeat = if cluster.shared() {
@@ -217,23 +227,16 @@ async fn run_steps(
         let result: anyhow::Result<()> = async {
             match step {
                 Step::Helm(h) => {
-                    let extra = match &h.values {
-                        Some(v) => {
-                            let path = opts.dir.join(format!("values-step-{index}.json"));
-                            std::fs::write(&path, serde_json::to_string_pretty(v)?)?;
-                            Some(path)
-                        }
-                        None => None,
-                    };
-                    let (h, release, namespace, chart, values) = (
-                        h.clone(),
-                        release.clone(),
-                        namespace.clone(),
-                        chart.clone(),
-                        values.clone(),
-                    );
+                    let mut values = chart_values.clone();
+                    if let Some(v) = &h.values {
+                        let path = opts.dir.join(format!("values-step-{index}.json"));
+                        std::fs::write(&path, serde_json::to_string_pretty(v)?)?;
+                        values.push(path);
+                    }
+                    let (h, release, namespace, chart) =
+                        (h.clone(), release.clone(), namespace.clone(), chart.clone());
                     let run = tokio::task::spawn_blocking(move || {
-                        helm.step(&h, &release, &namespace, &chart, &values, extra.as_deref())
+                        helm.step(&h, &release, &namespace, &chart, &values)
                     })
                     .await?;
                     record.helm = Some(run);
@@ -241,7 +244,13 @@ async fn run_steps(
                 Step::ServerDryRun(action) => {
                     record.dry_run = Some(
                         server_dry_run(
-                            *action, cluster, &helm, &release, &namespace, &chart, &values,
+                            *action,
+                            cluster,
+                            &helm,
+                            &release,
+                            &namespace,
+                            &chart,
+                            &chart_values,
                         )
                         .await?,
                     );
@@ -286,10 +295,12 @@ async fn run_steps(
         if let Err(e) = result {
             record.error = Some(format!("{e:#}"));
         }
-        if let Some(h) = &record.helm
+        // The release's manifest as it now is, after every install or upgrade that
+        // really happened (compared across versions).
+        if let (Some(h), Step::Helm(step)) = (&record.helm, step)
             && h.exit_code == 0
-            && h.command.starts_with("helm install")
-            && !h.command.contains("--dry-run")
+            && step.action.applies_chart()
+            && step.dry_run == HelmDryRun::None
         {
             let (helm, r, n) = (helm_for(cluster, opts), release.clone(), namespace.clone());
             let got = tokio::task::spawn_blocking(move || helm.manifest(&r, &n)).await?;
@@ -374,6 +385,39 @@ async fn run_steps(
     Ok(outcome)
 }
 
+/// The chart folder and values files of a run: those [`crate::chart_source`] prepared
+/// before the clusters started, else (the library used without it) the embedded chart
+/// written out, a folder as it is, or the chart fetched and built now, into the run's
+/// directory.
+async fn local_chart(
+    cluster: &Cluster,
+    scenario: &Scenario,
+    opts: &Options,
+) -> anyhow::Result<(PathBuf, Vec<PathBuf>)> {
+    let chart = &scenario.chart;
+    if let Some(p) = &chart.prepared {
+        return Ok((p.dir.clone(), p.values_files.clone()));
+    }
+    match &chart.source {
+        ChartSource::Embedded => {
+            let dir = crate::scenario::extract_embedded_chart(&opts.dir.join("chart"))
+                .with_context(|| {
+                    format!("writing the embedded chart into {}", opts.dir.display())
+                })?;
+            Ok((dir, Vec::new()))
+        }
+        _ => {
+            let (chart, helm, dir) = (chart.clone(), cluster.helm(), opts.dir.join("chart-source"));
+            let user = crate::chart_source::UserHelmConfig::from_env();
+            let p = tokio::task::spawn_blocking(move || {
+                crate::chart_source::prepare(&chart, &helm, &dir, &user)
+            })
+            .await??;
+            Ok((p.dir, p.values_files))
+        }
+    }
+}
+
 /// The helm CLI for this cluster: its kubeconfig and context, and on a shared cluster
 /// `--skip-crds` (CRDs are cluster-wide; preflight writes only into its namespaces).
 fn helm_for(cluster: &Cluster, opts: &Options) -> Helm {
@@ -388,19 +432,10 @@ fn helm_for(cluster: &Cluster, opts: &Options) -> Helm {
 
 fn title(step: &Step) -> String {
     match step {
-        Step::Helm(h) => {
-            let action = match h.action {
-                HelmAction::Install => "install",
-                HelmAction::Uninstall => "uninstall",
-            };
-            let dry = match (h.action, h.dry_run) {
-                (_, HelmDryRun::None) => "",
-                (HelmAction::Install, HelmDryRun::Client) => " --dry-run=client",
-                (HelmAction::Install, HelmDryRun::Server) => " --dry-run=server",
-                (HelmAction::Uninstall, _) => " --dry-run",
-            };
-            format!("helm {action}{dry}")
-        }
+        Step::Helm(h) => match helm::dry_run_flag(h.action, h.dry_run) {
+            Some(flag) => format!("helm {} {flag}", h.action.as_str()),
+            None => format!("helm {}", h.action.as_str()),
+        },
         Step::ServerDryRun(DryRunAction::Install) => "server-side dry run: install".into(),
         Step::ServerDryRun(DryRunAction::Uninstall) => "server-side dry run: uninstall".into(),
         Step::SetWebhook(s) => format!("webhook {} -> {:?}", s.name, s.behaviour).to_lowercase(),
@@ -418,7 +453,7 @@ async fn server_dry_run(
     release: &str,
     namespace: &str,
     chart: &Path,
-    values: &Path,
+    values: &[PathBuf],
 ) -> anyhow::Result<DryRunReport> {
     let client = cluster.client();
     match action {
@@ -428,7 +463,7 @@ async fn server_dry_run(
                 release.to_string(),
                 namespace.to_string(),
                 chart.to_path_buf(),
-                values.to_path_buf(),
+                values.to_vec(),
                 cluster.version().to_string(),
             );
             let rendered =

@@ -191,7 +191,11 @@ impl Pass {
             chart: Chart {
                 source: ChartSource::Dir(twin.dir.clone()),
                 values: json!({}),
+                values_files: Vec::new(),
+                place: Default::default(),
+                prepared: None,
             },
+            release: crate::scenario::Release::named(&self.name),
             webhooks: Vec::new(),
             steps: Vec::new(),
             expect: Default::default(),
@@ -1055,7 +1059,13 @@ fn helm_step(
             values: None,
         };
         let run = tokio::task::spawn_blocking(move || {
-            helm.step(&step, &r.name, &r.namespace, &r.chart, &r.values, None)
+            helm.step(
+                &step,
+                &r.name,
+                &r.namespace,
+                &r.chart,
+                std::slice::from_ref(&r.values),
+            )
         })
         .await?;
         let ok = run.exit_code == 0;

@@ -10,6 +10,7 @@ mod common;
 mod audit;
 mod bad_input;
 mod capture;
+mod chart_sources;
 mod cli;
 mod download;
 mod gc;
