@@ -195,7 +195,10 @@ fn main() {
     };
     let (restored, passes) = replay("restore");
     let secs = |d: Duration| d.as_secs_f64();
-    eprintln!("restore per pass: {:.1}s for {passes} passes", secs(restored));
+    eprintln!(
+        "restore per pass: {:.1}s for {passes} passes",
+        secs(restored)
+    );
     println!();
     println!(
         "replay of {RELEASES} releases, {WEBHOOKS} webhooks: {passes} passes x 2 versions ({source}, {target})"

@@ -130,8 +130,10 @@ pub struct RunArgs {
     /// Replaying a twin: how each pass starts from the releases installed: `restore`
     /// (install once per version, restore etcd's saved data for each pass) or
     /// `reinstall` (a new control plane per pass, installed again).
-    #[arg(long, value_enum, default_value = "restore")]
-    pub reset: ResetArg,
+    /// [default: restore on the local provider; reinstall on kind, which has no saved
+    /// state]
+    #[arg(long, value_enum)]
+    pub reset: Option<ResetArg>,
     /// With --provider kind: the node image, `{version}` standing for the version, e.g.
     /// `kindest/node:{version}` [default: preflight/node:{version}, built here offline].
     #[arg(long)]
@@ -871,9 +873,18 @@ async fn run_twin(
     progress: Progress,
 ) -> anyhow::Result<i32> {
     anyhow::ensure!(
-        args.provider == Provider::Local,
-        "replaying a twin needs the local provider (kind and kubeconfig replays are not built yet)"
+        args.provider != Provider::Kubeconfig,
+        "replaying a twin needs the local or kind provider: it recreates the captured webhook configurations and CRDs, which on a shared cluster would change every tenant's admission"
     );
+    let reset = match (args.provider, args.reset) {
+        (Provider::Kind, Some(ResetArg::Restore)) => anyhow::bail!(
+            "--reset restore needs the local provider (a kind node's etcd is not preflight's to copy); use --reset reinstall with --provider kind"
+        ),
+        (Provider::Kind, _) | (_, Some(ResetArg::Reinstall)) => {
+            crate::twin::replay::Reset::Reinstall
+        }
+        _ => crate::twin::replay::Reset::Restore,
+    };
     let modes = args
         .modes
         .iter()
@@ -902,19 +913,38 @@ async fn run_twin(
     ));
     let opts = args.bins.options(&progress);
     let (s, t) = (source.clone(), target.clone());
-    let (src, tgt) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+    let kind_setup = (args.provider == Provider::Kind).then(|| args.kind_image.is_none());
+    let (src, tgt, kind) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let kind = match kind_setup {
+            None => None,
+            Some(build_images) => {
+                if build_images {
+                    components::kind_image::ensure(&s, &opts)?;
+                    components::kind_image::ensure(&t, &opts)?;
+                } else {
+                    components::kind_image::ensure_workload(&opts)?;
+                }
+                Some(components::kind_image::ensure_kind(&opts)?)
+            }
+        };
         Ok((
             components::ensure(&s, &opts)?,
             components::ensure(&t, &opts)?,
+            kind,
         ))
     })
     .await??;
     let replay_opts = crate::twin::replay::ReplayOptions {
         modes,
-        reset: match args.reset {
-            ResetArg::Restore => crate::twin::replay::Reset::Restore,
-            ResetArg::Reinstall => crate::twin::replay::Reset::Reinstall,
+        reset,
+        on: match kind {
+            Some(kind) => crate::twin::replay::ReplayOn::Kind {
+                kind,
+                image: args.kind_image.clone(),
+            },
+            None => crate::twin::replay::ReplayOn::Local,
         },
+        run_id: runner::new_run_id(),
         parallel: args.parallel,
         keep: args.keep,
         progress: progress.clone(),
@@ -928,7 +958,11 @@ async fn run_twin(
         &target.to_string(),
         &args.fail_on,
     );
-    report.provider = "local".into();
+    report.provider = match replay_opts.on {
+        crate::twin::replay::ReplayOn::Local => "local",
+        crate::twin::replay::ReplayOn::Kind { .. } => "kind",
+    }
+    .into();
     report.noise = replay_opts.noise.0.clone();
     let dir = args
         .report_dir

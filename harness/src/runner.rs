@@ -193,26 +193,19 @@ async fn run_one(
                 p.scenario.name
             );
             let name = kind::cluster_name(&format!("{}{index}", settings.run_id), role);
-            let image = kind::node_image(&start.version, settings.kind_image.as_deref());
-            let step = settings
-                .progress
-                .step(format!("creating kind cluster {name} ({image})"));
-            let config = KindConfig {
-                name: name.clone(),
-                version: start.version.clone(),
-                load_images: if image.starts_with("preflight/node:") {
-                    Vec::new()
-                } else {
-                    vec![crate::components::kind_image::WORKLOAD_IMAGE.to_string()]
-                },
-                image,
-                kind: settings
+            let config = KindConfig::for_components(
+                name.clone(),
+                &start,
+                settings.kind_image.as_deref(),
+                settings
                     .kind_binary
                     .clone()
                     .context("the kind provider needs the kind CLI")?,
-                helm: start.helm.clone(),
-                keep: settings.keep,
-            };
+                settings.keep,
+            );
+            let step = settings
+                .progress
+                .step(format!("creating kind cluster {name} ({})", config.image));
             let c = KindCluster::start(config).await;
             match &c {
                 Ok(_) => step.done(""),

@@ -203,6 +203,33 @@ pub struct KindConfig {
     pub keep: bool,
 }
 
+impl KindConfig {
+    /// The configuration of cluster `name` running `start`'s version, from preflight's
+    /// node image (or `image_template`, with the workload image loaded into it).
+    pub fn for_components(
+        name: String,
+        start: &crate::components::Components,
+        image_template: Option<&str>,
+        kind: PathBuf,
+        keep: bool,
+    ) -> KindConfig {
+        let image = node_image(&start.version, image_template);
+        KindConfig {
+            name,
+            version: start.version.clone(),
+            load_images: if image.starts_with("preflight/node:") {
+                Vec::new()
+            } else {
+                vec![crate::components::kind_image::WORKLOAD_IMAGE.to_string()]
+            },
+            image,
+            kind,
+            helm: start.helm.clone(),
+            keep,
+        }
+    }
+}
+
 impl KindCluster {
     pub async fn start(config: KindConfig) -> Result<KindCluster, ClusterError> {
         crate::init_crypto();

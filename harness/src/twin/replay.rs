@@ -1,20 +1,23 @@
-//! Replaying a twin (`preflight run DIR`): its admission surface and releases on fresh
-//! local control planes at the source and target versions.
+//! Replaying a twin (`preflight run DIR`): its admission surface and releases on
+//! control planes at the source and target versions.
 //!
-//! Every pass starts from a fresh control plane: the captured namespaces (with their
+//! Each version's control plane is set up once: the captured namespaces (with their
 //! labels), CRDs, admission policies and webhook configurations are recreated as they
 //! were, with only each webhook's `clientConfig` pointed at preflight's own server (one
 //! hook per captured webhook), so the API server applies the real rules, selectors,
 //! match conditions and timeouts. Then every release is installed with its captured
-//! chart and values, and uninstalled again.
+//! chart and values, and the state is saved (etcd's data, see
+//! `LocalCluster::save_state`). Each pass restores that state on fresh components and
+//! uninstalls every release ([`Reset::Restore`]); [`Reset::Reinstall`] (and kind, which
+//! has no saved state) gives each pass a new cluster, installed again.
 //!
-//! The healthy pass has every webhook answer `allow`. It also decides which webhooks
-//! matter: an admission webhook whose rules and selectors send it a DELETE of an object
-//! the releases really created (decided as the API server decides, with
-//! `audit::selection`), a conversion webhook whose CRD has objects the releases
+//! The healthy pass has every webhook answer `allow`. Which webhooks matter is decided
+//! from the installed cluster: an admission webhook whose rules and selectors send it a
+//! DELETE of an object the releases really created (decided as the API server decides,
+//! with `audit::selection`), a conversion webhook whose CRD has objects the releases
 //! created. Each of those gets a failure pass per mode (default: unreachable) in which
 //! that one webhook fails during uninstall; a conversion webhook's pass restarts the
-//! controller manager and the API server after it breaks, as every upgrade does.
+//! API server and the controller manager after it breaks, as every upgrade does.
 //!
 //! Each pass becomes an ordinary run (an [`Outcome`]), so leftovers, causes, the
 //! comparison across versions and the reports are the same as for scenario files.
@@ -34,7 +37,7 @@ use super::manifest::{Twin, TwinRelease};
 use crate::audit::selection::{self, Labels, Webhook};
 use crate::behaviour::{Behaviour, BehaviourSpec, WebhookKind};
 use crate::cluster::local::SavedState;
-use crate::cluster::{Cluster, LocalCluster, LocalConfig};
+use crate::cluster::{Cluster, KindCluster, KindConfig, LocalCluster, LocalConfig};
 use crate::components::Components;
 use crate::exercise::{self, Outcome, StepRecord, pods, settle};
 use crate::helm::Helm;
@@ -222,6 +225,19 @@ pub enum Reset {
     Reinstall,
 }
 
+/// Where a replay's control planes run.
+#[derive(Clone, Debug)]
+pub enum ReplayOn {
+    /// Local control planes (no kubelet; hook Jobs' Pods completed by a stand-in).
+    Local,
+    /// kind clusters (real kubelets): the kind CLI and a node image template
+    /// (`None`: preflight's own node images). A pass per cluster: no saved state.
+    Kind {
+        kind: PathBuf,
+        image: Option<String>,
+    },
+}
+
 /// Knobs of a replay.
 #[derive(Clone, Debug)]
 pub struct ReplayOptions {
@@ -229,6 +245,10 @@ pub struct ReplayOptions {
     pub modes: Vec<Behaviour>,
     /// How each pass starts from the releases installed.
     pub reset: Reset,
+    /// Where the control planes run.
+    pub on: ReplayOn,
+    /// A short unique id (kind clusters' names).
+    pub run_id: String,
     pub parallel: usize,
     pub keep: bool,
     pub progress: Progress,
@@ -279,6 +299,7 @@ pub async fn replay(
                 twin,
                 &surface,
                 std::slice::from_ref(&healthy),
+                0,
                 source,
                 target,
                 opts,
@@ -308,7 +329,7 @@ pub async fn replay(
     match installed {
         Some(installed) => results.extend(run_restored(twin, installed, &passes, opts).await),
         None => results.extend(
-            run_fresh(twin, &surface, &passes[1..], source, target, opts)
+            run_fresh(twin, &surface, &passes[1..], 1, source, target, opts)
                 .await
                 .into_iter()
                 .map(|(r, _)| r),
@@ -469,23 +490,49 @@ struct Installed {
     install: Duration,
 }
 
-/// Starts a control plane at `comps` and installs the twin on it.
+/// Starts a control plane at `comps` (the `index`th of the replay) and installs the
+/// twin on it.
 async fn start_installed(
     twin: &Twin,
     surface: &Surface,
     name: String,
+    index: usize,
     comps: &Components,
     opts: &ReplayOptions,
 ) -> anyhow::Result<Installed> {
     let started = Instant::now();
-    let mut config = LocalConfig::new(name, comps.clone());
-    config.keep = opts.keep;
-    config.progress = opts.progress.clone();
-    let cluster = Cluster::Local(Box::new(
-        LocalCluster::start(config)
-            .await
-            .context("starting the control plane")?,
-    ));
+    let cluster = match &opts.on {
+        ReplayOn::Local => {
+            let mut config = LocalConfig::new(name, comps.clone());
+            config.keep = opts.keep;
+            config.progress = opts.progress.clone();
+            Cluster::Local(Box::new(
+                LocalCluster::start(config)
+                    .await
+                    .context("starting the control plane")?,
+            ))
+        }
+        ReplayOn::Kind { kind, image } => {
+            let role = name.rsplit('-').next().unwrap_or("pass");
+            let name = crate::cluster::kind::cluster_name(&format!("{}{index}", opts.run_id), role);
+            let config = KindConfig::for_components(
+                name.clone(),
+                comps,
+                image.as_deref(),
+                kind.clone(),
+                opts.keep,
+            );
+            let step = opts
+                .progress
+                .step(format!("creating kind cluster {name} ({})", config.image));
+            let c = KindCluster::start(config).await;
+            match &c {
+                Ok(_) => step.done(""),
+                Err(_) => step.fail(""),
+            };
+            Cluster::Kind(c.context("creating the kind cluster")?)
+        }
+    };
     let start = started.elapsed();
     let mut inst = install(cluster, twin, surface, opts).await?;
     inst.start = start;
@@ -632,21 +679,23 @@ async fn run_fresh(
     twin: &Twin,
     surface: &Arc<Surface>,
     passes: &[Pass],
+    first_index: usize,
     source: &Components,
     target: &Components,
     opts: &ReplayOptions,
 ) -> Vec<(RunResult, BTreeSet<Failure>)> {
     let sem = Arc::new(tokio::sync::Semaphore::new(opts.parallel.max(1)));
     let mut futures = Vec::new();
-    for pass in passes {
+    for (index, pass) in passes.iter().enumerate() {
         for (role, comps) in [(Role::Source, source), (Role::Target, target)] {
             let (sem, pass, comps) = (sem.clone(), pass.clone(), comps.clone());
             futures.push(async move {
                 let _permit = sem.acquire().await.expect("semaphore open");
                 let mut timings = Timings::default();
                 let name = format!("twin-{}-{}", pass.name, role_name(role));
+                let index = first_index + index;
                 let (outcome, found) =
-                    match start_installed(twin, surface, name, &comps, opts).await {
+                    match start_installed(twin, surface, name, index, &comps, opts).await {
                         Ok(mut inst) => {
                             let started = Instant::now();
                             let outcome = uninstall(&mut inst, twin, &pass, opts, Vec::new())
@@ -706,7 +755,7 @@ async fn install_each_version(
             let _permit = sem.acquire().await.expect("semaphore open");
             let name = format!("twin-{}", role_name(role));
             let got = async {
-                let mut inst = start_installed(twin, surface, name, comps, opts).await?;
+                let mut inst = start_installed(twin, surface, name, 0, comps, opts).await?;
                 let state = inst
                     .cluster
                     .save_state("installed")

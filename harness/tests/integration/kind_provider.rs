@@ -252,3 +252,126 @@ async fn sigterm_mid_kind_create_deletes_its_clusters() {
         signal_mid_kind_run_leaves_nothing(nix::sys::signal::Signal::SIGTERM).await;
     }
 }
+
+/// A twin replayed on kind clusters (`--provider kind`, a new cluster per pass): a
+/// release whose Pods run on real kubelets, and a fail-closed DELETE webhook for its
+/// namespace captured as a standalone configuration. With the webhook down during
+/// uninstall the garbage collector's deletes are refused on kind as on local control
+/// planes, and the replay leaves no cluster behind.
+#[test]
+fn a_twin_replays_on_kind() {
+    if !docker_available() {
+        return;
+    }
+    let _serial = ONE_AT_A_TIME.blocking_lock();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let version = &common::versions()[1];
+    let work = tempfile::tempdir().unwrap();
+    let twin = work.path().join("twin");
+    rt.block_on(async {
+        let cluster = common::cluster("kind-production", version).await;
+        let helm = crate::production::Helm {
+            binary: common::components(version).helm,
+            kubeconfig: cluster.kubeconfig().to_path_buf(),
+            home: work.path().join("helm"),
+        };
+        let chart = crate::production::fixtures().join("guarded");
+        let os = std::ffi::OsStr::new;
+        helm.ok(
+            "secret",
+            &[
+                os("install"),
+                os("web"),
+                chart.as_os_str(),
+                os("-n"),
+                os("shop"),
+                os("--create-namespace"),
+                os("--set"),
+                os("guard=false,image=preflight/workload:r1"),
+            ],
+        );
+        crate::production::create(
+            &cluster.client(),
+            &crate::production::ar(
+                "admissionregistration.k8s.io",
+                "v1",
+                "ValidatingWebhookConfiguration",
+                "validatingwebhookconfigurations",
+            ),
+            serde_json::json!({
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "ValidatingWebhookConfiguration",
+                "metadata": {"name": "shop-guard"},
+                "webhooks": [{
+                    "name": "delete.shop-guard.corp",
+                    "admissionReviewVersions": ["v1"],
+                    "sideEffects": "None",
+                    "failurePolicy": "Fail",
+                    "timeoutSeconds": 3,
+                    "clientConfig": {"service": {"namespace": "guards", "name": "shop-guard"}},
+                    "rules": [{"operations": ["DELETE"], "apiGroups": ["apps"], "apiVersions": ["v1"], "resources": ["replicasets"]}],
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "shop"}}
+                }]
+            }),
+        )
+        .await;
+        let kubeconfig = cluster.kubeconfig().to_path_buf();
+        let (code, text) = crate::production::preflight(&[
+            "capture".as_ref(),
+            "--kubeconfig".as_ref(),
+            kubeconfig.as_os_str(),
+            "--out".as_ref(),
+            twin.as_os_str(),
+        ]);
+        assert_eq!(code, Some(0), "{text}");
+    });
+
+    let (code, text) = crate::production::preflight(&[
+        "run".as_ref(),
+        twin.as_os_str(),
+        "--provider".as_ref(),
+        "kind".as_ref(),
+        "--reset".as_ref(),
+        "restore".as_ref(),
+    ]);
+    assert_ne!(code, Some(0), "{text}");
+    assert!(
+        text.contains("--reset restore needs the local provider"),
+        "{text}"
+    );
+
+    let before: BTreeSet<String> = preflight_containers().into_iter().collect();
+
+    let reports = work.path().join("reports");
+    let (code, report, text) = run_preflight(
+        &["run", twin.to_str().unwrap(), "--provider", "kind"],
+        &reports,
+    );
+    assert_eq!(code, Some(1), "leftovers are findings: {text}");
+    assert_eq!(report["provider"], "kind");
+    let failing = "shop-guard-delete-shop-guard-corp-unreachable";
+    for role in ["source", "target"] {
+        let healthy = common::run_of(&report, "healthy", role);
+        assert!(
+            healthy["leftovers"].as_array().unwrap().is_empty(),
+            "{role}: {healthy:#}"
+        );
+        let down = common::run_of(&report, failing, role);
+        let kinds: Vec<&str> = down["leftovers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["namespace"] == "shop" && l["reason"] == "webhook-blocked-delete")
+            .map(|l| l["kind"].as_str().unwrap())
+            .collect();
+        assert!(
+            kinds.contains(&"ReplicaSet"),
+            "{role}: the ReplicaSet stays while its webhook is down: {down:#}"
+        );
+    }
+    let left: Vec<String> = preflight_containers()
+        .into_iter()
+        .filter(|c| !before.contains(c))
+        .collect();
+    assert_eq!(left, Vec::<String>::new(), "kind clusters left behind");
+}
