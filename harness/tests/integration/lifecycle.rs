@@ -131,7 +131,7 @@ async fn a_restored_state_is_the_saved_one_on_fresh_components() {
             cluster
                 .dir()
                 .join("history")
-                .join(label)
+                .join(format!("before-{label}"))
                 .join("logs")
                 .is_dir()
         );
