@@ -454,7 +454,10 @@ impl LocalCluster {
             &log,
             &self.dir.join(".pgids"),
         )?;
-        let http = reqwest::Client::new();
+        let http = super::metrics::loopback_http().map_err(|e| ClusterError::Kubeconfig {
+            path: self.kubeconfig.clone(),
+            detail: e.to_string(),
+        })?;
         let result = wait_until(
             &mut etcd,
             self.ready_timeout,
@@ -592,14 +595,10 @@ impl LocalCluster {
             &log,
             &self.dir.join(".pgids"),
         )?;
-        // Its serving certificate is self-signed and only used for /healthz on loopback.
-        let http = reqwest::Client::builder()
-            .tls_danger_accept_invalid_certs(true)
-            .build()
-            .map_err(|e| ClusterError::Kubeconfig {
-                path: kcm_kubeconfig.clone(),
-                detail: e.to_string(),
-            })?;
+        let http = super::metrics::loopback_http().map_err(|e| ClusterError::Kubeconfig {
+            path: kcm_kubeconfig.clone(),
+            detail: e.to_string(),
+        })?;
         let url = format!(
             "https://127.0.0.1:{}/healthz",
             self.ports.controller_manager
@@ -1015,7 +1014,25 @@ pub async fn config_from_kubeconfig(
     if let Some(user) = user {
         config.auth_info.impersonate = Some(user.to_string());
     }
+    // kube takes `HTTPS_PROXY` from the environment, which is for the way out: a
+    // control plane on this machine's loopback (local, kind) is reached directly.
+    if is_loopback(&config.cluster_url) {
+        config.proxy_url = None;
+    }
     Ok(config)
+}
+
+/// Whether `uri` names this machine's loopback (`127.0.0.0/8`, `::1`, `localhost`).
+fn is_loopback(uri: &http::Uri) -> bool {
+    match uri.host() {
+        Some("localhost") => true,
+        Some(h) => h
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        None => false,
+    }
 }
 
 /// A saved state of a local control plane (etcd's data at one moment), see
@@ -1043,4 +1060,22 @@ fn copy_tree(from: &Path, to: &Path) -> Result<u64, ClusterError> {
         }
     }
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod loopback_tests {
+    #[test]
+    fn loopback_servers_are_recognised() {
+        for (url, loopback) in [
+            ("https://127.0.0.1:6443", true),
+            ("https://127.3.4.5", true),
+            ("https://[::1]:6443", true),
+            ("https://localhost:6443", true),
+            ("https://aks-prod-dns.hcp.westeurope.azmk8s.io:443", false),
+            ("https://10.0.0.1", false),
+        ] {
+            let uri: http::Uri = url.parse().unwrap();
+            assert_eq!(super::is_loopback(&uri), loopback, "{url}");
+        }
+    }
 }

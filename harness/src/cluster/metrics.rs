@@ -52,6 +52,18 @@ impl GcMetrics {
     }
 }
 
+/// An HTTP client for a local control plane's own endpoints on loopback (etcd's
+/// `/health`, the controller manager's `/healthz` and `/metrics`): never through a proxy
+/// (`HTTP_PROXY` and friends are for the way out, and a proxy cannot reach this
+/// machine's loopback), self-signed serving certificates accepted, 2 s per request.
+pub fn loopback_http() -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .tls_danger_accept_invalid_certs(true)
+        .timeout(std::time::Duration::from_secs(2))
+        .build()
+}
+
 /// All of the controller manager's work queues at one moment: their summed depth and
 /// how many items were ever added to any of them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -87,11 +99,7 @@ impl GcMetrics {
     /// ReplicaSet and Pods are created by then; after a restart, every informer has
     /// synced and its first pass is done). `false` when `deadline` passed first.
     pub async fn wait_idle(&self, deadline: std::time::Duration) -> bool {
-        let Ok(http) = reqwest::Client::builder()
-            .tls_danger_accept_invalid_certs(true)
-            .timeout(std::time::Duration::from_secs(2))
-            .build()
-        else {
+        let Ok(http) = loopback_http() else {
             return false;
         };
         let end = std::time::Instant::now() + deadline;

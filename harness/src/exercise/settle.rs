@@ -87,12 +87,7 @@ pub async fn settle(
         namespace: Some(namespace.to_string()),
         noise: noise.clone(),
     };
-    // The controller manager's serving certificate is self-signed, on loopback.
-    let http = reqwest::Client::builder()
-        .tls_danger_accept_invalid_certs(true)
-        .timeout(Duration::from_secs(2))
-        .build()
-        .ok();
+    let http = crate::cluster::metrics::loopback_http().ok();
     let mut last: Option<BTreeSet<String>> = None;
     let mut last_change = Instant::now();
     let mut orphan_count = 0;

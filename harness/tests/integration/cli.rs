@@ -211,3 +211,35 @@ fn the_kind_provider_says_what_to_do_when_no_docker_engine_answers() {
         "nothing ran, so no report claims anything"
     );
 }
+
+/// A machine whose proxy settings are for the way out (a corporate `HTTPS_PROXY`
+/// without a `NO_PROXY` for loopback): preflight reaches its own local control planes
+/// directly (etcd's health, the controller manager's metrics, the API server through
+/// kube and helm), so the run is the same as without a proxy. The proxy named here is a
+/// closed port: anything sent through it would fail the run.
+#[test]
+fn a_proxy_for_the_way_out_does_not_stand_between_preflight_and_its_clusters() {
+    common::components(&common::versions()[0]);
+    common::components(&common::versions()[1]);
+    let reports = tempfile::tempdir().unwrap();
+    let closed = "http://127.0.0.1:9";
+    let out = Command::new(common::preflight_bin())
+        .args(["run", "baseline", "--report-dir"])
+        .arg(reports.path())
+        .env("CI", "true")
+        .env("HTTP_PROXY", closed)
+        .env("HTTPS_PROXY", closed)
+        .env("http_proxy", closed)
+        .env("https_proxy", closed)
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("verdict: PASS"), "{text}");
+}
