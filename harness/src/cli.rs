@@ -767,19 +767,9 @@ async fn run(args: RunArgs, progress: Progress) -> anyhow::Result<i32> {
         let s = source.clone();
         let (b, kind) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let b = components::ensure(&t, &opts)?;
-            let kind = match kind_setup {
-                None => None,
-                Some(build_images) => {
-                    // preflight's own node images unless the user named one.
-                    if build_images {
-                        components::kind_image::ensure(&s, &opts)?;
-                        components::kind_image::ensure(&t, &opts)?;
-                    } else {
-                        components::kind_image::ensure_workload(&opts)?;
-                    }
-                    Some(components::kind_image::ensure_kind(&opts)?)
-                }
-            };
+            let kind = kind_setup
+                .map(|build_images| kind_tools(&s, &t, build_images, &opts))
+                .transpose()?;
             Ok((b, kind))
         })
         .await??;
@@ -865,6 +855,24 @@ fn noise(extra: &[String]) -> anyhow::Result<crate::snapshot::Noise> {
     Ok(n)
 }
 
+/// What the kind provider needs: preflight's own node images for `source` and
+/// `target` unless the user named an image (then only the workload image), and the
+/// kind CLI, whose path is returned.
+fn kind_tools(
+    source: &components::Version,
+    target: &components::Version,
+    build_images: bool,
+    opts: &components::Options,
+) -> anyhow::Result<std::path::PathBuf> {
+    if build_images {
+        components::kind_image::ensure(source, opts)?;
+        components::kind_image::ensure(target, opts)?;
+    } else {
+        components::kind_image::ensure_workload(opts)?;
+    }
+    Ok(components::kind_image::ensure_kind(opts)?)
+}
+
 /// `preflight run DIR` of a twin: every pass on fresh local control planes at the
 /// source and target, one report.
 async fn run_twin(
@@ -915,18 +923,9 @@ async fn run_twin(
     let (s, t) = (source.clone(), target.clone());
     let kind_setup = (args.provider == Provider::Kind).then(|| args.kind_image.is_none());
     let (src, tgt, kind) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let kind = match kind_setup {
-            None => None,
-            Some(build_images) => {
-                if build_images {
-                    components::kind_image::ensure(&s, &opts)?;
-                    components::kind_image::ensure(&t, &opts)?;
-                } else {
-                    components::kind_image::ensure_workload(&opts)?;
-                }
-                Some(components::kind_image::ensure_kind(&opts)?)
-            }
-        };
+        let kind = kind_setup
+            .map(|build_images| kind_tools(&s, &t, build_images, &opts))
+            .transpose()?;
         Ok((
             components::ensure(&s, &opts)?,
             components::ensure(&t, &opts)?,

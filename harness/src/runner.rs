@@ -203,15 +203,7 @@ async fn run_one(
                     .context("the kind provider needs the kind CLI")?,
                 settings.keep,
             );
-            let step = settings
-                .progress
-                .step(format!("creating kind cluster {name} ({})", config.image));
-            let c = KindCluster::start(config).await;
-            match &c {
-                Ok(_) => step.done(""),
-                Err(_) => step.fail(""),
-            };
-            Cluster::Kind(c?)
+            Cluster::Kind(KindCluster::create(config, &settings.progress).await?)
         }
         Provider::Kubeconfig => {
             let (path, context) = settings

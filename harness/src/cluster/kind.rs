@@ -231,6 +231,25 @@ impl KindConfig {
 }
 
 impl KindCluster {
+    /// [`KindCluster::start`], shown as a step of `progress`.
+    pub async fn create(
+        config: KindConfig,
+        progress: &crate::progress::Progress,
+    ) -> Result<KindCluster, ClusterError> {
+        let step = progress.step(format!(
+            "creating kind cluster {} ({})",
+            config.name, config.image
+        ));
+        let c = KindCluster::start(config).await;
+        match &c {
+            Ok(_) => step.done(""),
+            Err(_) => step.fail(""),
+        };
+        c
+    }
+}
+
+impl KindCluster {
     pub async fn start(config: KindConfig) -> Result<KindCluster, ClusterError> {
         crate::init_crypto();
         check_docker()?;

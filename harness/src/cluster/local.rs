@@ -722,20 +722,24 @@ impl LocalCluster {
         self.components.kube_controller_manager = target.kube_controller_manager;
         self.components.helm = target.helm;
         self.components.version = target.version;
-        let r = async {
-            self.notify_ports();
-            let port = self.ports.apiserver;
-            self.start_apiserver()
-                .await
-                .map_err(|e| apiserver_port_taken(e, port))?;
-            self.restart_controller_manager_retrying().await
-        }
-        .await;
+        self.notify_ports();
+        let r = self.start_apiserver_and_controller_manager().await;
         match &r {
             Ok(()) => step.done(""),
             Err(_) => step.fail(""),
         };
         r
+    }
+
+    /// Starts the API server again on its port (kubeconfigs point at it), then the
+    /// controller manager (on a fresh port if its old one was taken): after an
+    /// upgrade's or a restore's stop.
+    async fn start_apiserver_and_controller_manager(&mut self) -> Result<(), ClusterError> {
+        let port = self.ports.apiserver;
+        self.start_apiserver()
+            .await
+            .map_err(|e| apiserver_port_taken(e, port))?;
+        self.restart_controller_manager_retrying().await
     }
 
     /// Saves the cluster's whole state under `name`: stops every component (a copy of
@@ -801,11 +805,7 @@ impl LocalCluster {
             copy_tree(&state.dir, &data)?;
             self.notify_ports();
             self.start_etcd().await?;
-            let port = self.ports.apiserver;
-            self.start_apiserver()
-                .await
-                .map_err(|e| apiserver_port_taken(e, port))?;
-            self.restart_controller_manager_retrying().await
+            self.start_apiserver_and_controller_manager().await
         }
         .await;
         match &r {

@@ -490,19 +490,25 @@ struct Installed {
     install: Duration,
 }
 
-/// Starts a control plane at `comps` (the `index`th of the replay) and installs the
-/// twin on it.
+/// Starts the `role`'s control plane (the `index`th of the replay; `pass` names it
+/// when it serves one pass only) and installs the twin on it.
 async fn start_installed(
     twin: &Twin,
     surface: &Surface,
-    name: String,
+    pass: Option<&str>,
+    role: Role,
     index: usize,
     comps: &Components,
     opts: &ReplayOptions,
 ) -> anyhow::Result<Installed> {
     let started = Instant::now();
+    let role = role_name(role);
     let cluster = match &opts.on {
         ReplayOn::Local => {
+            let name = match pass {
+                Some(p) => format!("twin-{p}-{role}"),
+                None => format!("twin-{role}"),
+            };
             let mut config = LocalConfig::new(name, comps.clone());
             config.keep = opts.keep;
             config.progress = opts.progress.clone();
@@ -513,7 +519,6 @@ async fn start_installed(
             ))
         }
         ReplayOn::Kind { kind, image } => {
-            let role = name.rsplit('-').next().unwrap_or("pass");
             let name = crate::cluster::kind::cluster_name(&format!("{}{index}", opts.run_id), role);
             let config = KindConfig::for_components(
                 name.clone(),
@@ -522,15 +527,11 @@ async fn start_installed(
                 kind.clone(),
                 opts.keep,
             );
-            let step = opts
-                .progress
-                .step(format!("creating kind cluster {name} ({})", config.image));
-            let c = KindCluster::start(config).await;
-            match &c {
-                Ok(_) => step.done(""),
-                Err(_) => step.fail(""),
-            };
-            Cluster::Kind(c.context("creating the kind cluster")?)
+            Cluster::Kind(
+                KindCluster::create(config, &opts.progress)
+                    .await
+                    .context("creating the kind cluster")?,
+            )
         }
     };
     let start = started.elapsed();
@@ -602,16 +603,17 @@ async fn install(
                 .iter()
                 .chain(&surface.validating)
                 .chain(&surface.mutating)
-                .any(|o| {
-                    owner(o, twin).is_some_and(|o| o.name == r.name && o.namespace == r.namespace)
-                })
+                .any(|o| is_release(owner(o, twin), r))
             {
                 let v = version.clone();
                 steps
                     .run(
                         format!("point the webhooks of {} at preflight's server", r.name),
                         async {
-                            register_owned(&client, &server, surface, twin, r).await?;
+                            register_crds_and_webhooks(&client, &server, surface, twin, |o| {
+                                is_release(o, r)
+                            })
+                            .await?;
                             Ok(((), record("", &v, None)))
                         },
                     )
@@ -692,25 +694,33 @@ async fn run_fresh(
             futures.push(async move {
                 let _permit = sem.acquire().await.expect("semaphore open");
                 let mut timings = Timings::default();
-                let name = format!("twin-{}-{}", pass.name, role_name(role));
                 let index = first_index + index;
-                let (outcome, found) =
-                    match start_installed(twin, surface, name, index, &comps, opts).await {
-                        Ok(mut inst) => {
-                            let started = Instant::now();
-                            let outcome = uninstall(&mut inst, twin, &pass, opts, Vec::new())
-                                .await
-                                .map_err(|e| format!("{e:#}"));
-                            timings.start = inst.start;
-                            timings.exercise = inst.install + started.elapsed();
-                            let found = std::mem::take(&mut inst.found);
-                            let started = Instant::now();
-                            finish(inst, opts);
-                            timings.stop = started.elapsed();
-                            (outcome, found)
-                        }
-                        Err(e) => (Err(format!("{e:#}")), BTreeSet::new()),
-                    };
+                let (outcome, found) = match start_installed(
+                    twin,
+                    surface,
+                    Some(&pass.name),
+                    role,
+                    index,
+                    &comps,
+                    opts,
+                )
+                .await
+                {
+                    Ok(mut inst) => {
+                        let started = Instant::now();
+                        let outcome = uninstall(&mut inst, twin, &pass, opts, Vec::new())
+                            .await
+                            .map_err(|e| format!("{e:#}"));
+                        timings.start = inst.start;
+                        timings.exercise = inst.install + started.elapsed();
+                        let found = std::mem::take(&mut inst.found);
+                        let started = Instant::now();
+                        finish(inst, opts);
+                        timings.stop = started.elapsed();
+                        (outcome, found)
+                    }
+                    Err(e) => (Err(format!("{e:#}")), BTreeSet::new()),
+                };
                 (
                     RunResult {
                         scenario: pass.name.clone(),
@@ -753,9 +763,8 @@ async fn install_each_version(
         let sem = sem.clone();
         async move {
             let _permit = sem.acquire().await.expect("semaphore open");
-            let name = format!("twin-{}", role_name(role));
             let got = async {
-                let mut inst = start_installed(twin, surface, name, 0, comps, opts).await?;
+                let mut inst = start_installed(twin, surface, None, role, 0, comps, opts).await?;
                 let state = inst
                     .cluster
                     .save_state("installed")
@@ -1159,19 +1168,8 @@ async fn set_up(
         }
     }
     // What a release brings itself is registered once that release is installed
-    // (see `register_owned`): created before, it would be refused as not Helm's.
-    for crd in surface.crds.iter().filter(|o| owner(o, twin).is_none()) {
-        register::register_captured_crd(client, server, crd).await?;
-    }
-    for (kind, configs) in [
-        (WebhookKind::Validating, &surface.validating),
-        (WebhookKind::Mutating, &surface.mutating),
-    ] {
-        for c in configs.iter().filter(|o| owner(o, twin).is_none()) {
-            let c = aks_enforced(c, twin.aks);
-            register::register_captured(client, server, kind, &c, "default").await?;
-        }
-    }
+    // (see `register_crds_and_webhooks`): created before, it would be refused as not Helm's.
+    register_crds_and_webhooks(client, server, surface, twin, |o| o.is_none()).await?;
     for (kind, plural, objects) in [
         (
             "ValidatingAdmissionPolicy",
@@ -1274,28 +1272,32 @@ fn owner<'a>(o: &Value, twin: &'a Twin) -> Option<&'a TwinRelease> {
         .find(|r| r.name == name && r.namespace == ns)
 }
 
-/// After `release` is installed: its own CRDs and webhook configurations are
-/// registered as captured, replacing what the chart created (its `clientConfig` names
-/// a Service whose Pods do not run here; on AKS the captured selectors also hold what
-/// the admissions enforcer added, which the chart's do not).
-async fn register_owned(
+/// Whether `owner` (see [`owner`]) is `release`.
+fn is_release(owner: Option<&TwinRelease>, release: &TwinRelease) -> bool {
+    owner.is_some_and(|o| o.name == release.name && o.namespace == release.namespace)
+}
+
+/// Registers the captured CRDs and webhook configurations whose owning release (see
+/// [`owner`]) `which` accepts, as captured, pointed at `server` (on an AKS twin as the
+/// admissions enforcer leaves them). After a release is installed (`which` accepts
+/// that release): its own objects replace what the chart created (its `clientConfig`
+/// names a Service whose Pods do not run here; on AKS the captured selectors also
+/// hold what the enforcer added, which the chart's do not).
+async fn register_crds_and_webhooks(
     client: &kube::Client,
     server: &WebhookServer,
     surface: &Surface,
     twin: &Twin,
-    release: &TwinRelease,
+    which: impl Fn(Option<&TwinRelease>) -> bool,
 ) -> anyhow::Result<()> {
-    let mine = |o: &&Value| {
-        owner(o, twin).is_some_and(|r| r.name == release.name && r.namespace == release.namespace)
-    };
-    for crd in surface.crds.iter().filter(mine) {
+    for crd in surface.crds.iter().filter(|o| which(owner(o, twin))) {
         register::register_captured_crd(client, server, crd).await?;
     }
     for (kind, configs) in [
         (WebhookKind::Validating, &surface.validating),
         (WebhookKind::Mutating, &surface.mutating),
     ] {
-        for c in configs.iter().filter(mine) {
+        for c in configs.iter().filter(|o| which(owner(o, twin))) {
             let c = aks_enforced(c, twin.aks);
             register::register_captured(client, server, kind, &c, "default").await?;
         }
