@@ -33,7 +33,10 @@ fn job_of(
     s.parallel = parallel;
     s.run_id = runner::new_run_id();
     let started = Instant::now();
-    let results = rt.block_on(runner::run_all(runner::plan_for(scenarios, s.provider), &s));
+    let results = rt.block_on(runner::run_all(
+        runner::plan_for(scenarios, s.provider, s.path().len()),
+        &s,
+    ));
     (started.elapsed(), results)
 }
 

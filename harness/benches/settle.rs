@@ -66,9 +66,15 @@ fn main() {
                     .await
                     .expect("delete");
                 let t = Instant::now();
-                let r =
-                    settle::settle(&client, &ns, &Noise::default(), Duration::from_secs(60), gc)
-                        .await;
+                let r = settle::settle(
+                    &client,
+                    &ns,
+                    &Noise::default(),
+                    Duration::from_secs(60),
+                    gc,
+                    &|| None,
+                )
+                .await;
                 assert_eq!(r.orphans, 0, "{mode}: {r:?}");
                 assert!(!r.timed_out, "{mode}: {r:?}");
                 out.push(t.elapsed());

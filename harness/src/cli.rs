@@ -49,6 +49,25 @@ pub enum Command {
     },
     /// Compare two snapshots: what appeared, disappeared, and what is newly orphaned or stuck.
     Diff { before: PathBuf, after: PathBuf },
+    /// Combine the report directories of `preflight run --shard I/N` into one report
+    /// and one verdict (what one machine running every shard would have written).
+    MergeReports {
+        /// Every shard's report directory (each holds runs.json).
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Where to write the merged report.json, report.md, junit.xml, report.html
+        /// and runs.json [default: reports/<time>-merged].
+        #[arg(long)]
+        report_dir: Option<PathBuf>,
+    },
+    /// The Kubernetes versions preflight knows: pinned patches, what is cached, and what
+    /// builds here.
+    Versions {
+        /// Ask the Go module proxy, for every minor, whether its pinned patch builds here
+        /// (and which patch would run instead); answers are cached.
+        #[arg(long)]
+        check: bool,
+    },
     /// Check scenario files without running them.
     Validate {
         /// Scenario files.
@@ -98,6 +117,22 @@ pub struct RunArgs {
     /// Target Kubernetes version (what the cluster is upgraded to) [default: the scenario's, else v1.30.14].
     #[arg(long)]
     pub target: Option<String>,
+    /// Run along a path of versions, oldest first, comma-separated, e.g.
+    /// `v1.29,v1.30,v1.31,v1.32` (a minor is its newest patch that builds here; exact
+    /// patches too): every scenario runs on each version, each version is compared with
+    /// the next and the first with the last; an in-place upgrade walks the whole path.
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["source", "target", "aks_upgrades"])]
+    pub path: Vec<String>,
+    /// Run the path an AKS cluster would take: the JSON `az aks get-upgrades -o json`
+    /// prints (its current version and the upgrades offered), or that of `az aks
+    /// get-versions -o json` with --source as the current version. Each AKS version
+    /// runs as its upstream patch (the nearest that builds here when that one cannot).
+    #[arg(long, value_name = "FILE", conflicts_with = "path")]
+    pub aks_upgrades: Option<PathBuf>,
+    /// Run only shard I of N (1-based): a deterministic share of the scenario x version
+    /// runs. `preflight merge-reports` combines the shards' report directories.
+    #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+    pub shard: Option<(usize, usize)>,
     /// Keep the clusters' directories (logs, certificates, etcd data, webhook records) after the run.
     #[arg(long)]
     pub keep: bool,
@@ -289,6 +324,20 @@ fn versions_or_pinned(given: &[String]) -> anyhow::Result<Vec<Version>> {
         .collect()
 }
 
+/// `I/N` with 1 <= I <= N.
+fn parse_shard(value: &str) -> Result<(usize, usize), String> {
+    let bad = || format!("`{value}`: expected I/N with 1 <= I <= N, e.g. 2/3");
+    let (i, n) = value.split_once('/').ok_or_else(bad)?;
+    let (i, n): (usize, usize) = (
+        i.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if i == 0 || n == 0 || i > n {
+        return Err(bad());
+    }
+    Ok((i, n))
+}
+
 fn parse_version(flag: &str, value: &str) -> anyhow::Result<Version> {
     value
         .parse()
@@ -331,6 +380,36 @@ pub async fn execute(cli: Cli, progress: Progress) -> anyhow::Result<i32> {
             } else {
                 EXIT_FINDINGS
             })
+        }
+        Command::MergeReports { dirs, report_dir } => {
+            let merged = report::shard::merge(&dirs)?;
+            let report = merged.report();
+            let dir = report_dir.unwrap_or_else(|| default_report_dir("", "-merged"));
+            let mut written = report::write_all(&report, &dir)
+                .with_context(|| format!("writing reports into {}", dir.display()))?;
+            written.push(
+                merged
+                    .write(&dir)
+                    .with_context(|| format!("writing runs.json into {}", dir.display()))?,
+            );
+            progress.println(format!(
+                "merged {} shard{} ({} runs)",
+                dirs.len(),
+                if dirs.len() == 1 { "" } else { "s" },
+                merged.records.len()
+            ));
+            print_summary(&report);
+            println!();
+            for p in written {
+                println!("  {}", p.display());
+            }
+            Ok(report.exit_code)
+        }
+        Command::Versions { check } => {
+            let opts = components::Options::from_env(progress.clone());
+            let table = tokio::task::spawn_blocking(move || versions_table(&opts, check)).await?;
+            print!("{table}");
+            Ok(EXIT_OK)
         }
         Command::Validate { files } => {
             let mut failed = 0;
@@ -664,39 +743,27 @@ async fn run(args: RunArgs, progress: Progress) -> anyhow::Result<i32> {
             args.scenarios.len() == 1,
             "`{twin}` is a twin: replay it on its own (`preflight run {twin}`), not with other scenarios"
         );
+        anyhow::ensure!(
+            args.shard.is_none(),
+            "--shard splits scenario runs; a twin's passes share one installation per version: replay it whole"
+        );
         let twin = crate::twin::manifest::load(std::path::Path::new(twin))?;
         return run_twin(args, twin, progress).await;
     }
     let scenarios = load_scenarios(&args.scenarios)?;
-    let pick = |flag: &str,
-                given: &Option<String>,
-                from_scenario: Option<&String>,
-                default: &str|
-     -> anyhow::Result<Version> {
-        let v = given
-            .clone()
-            .or_else(|| from_scenario.cloned())
-            .unwrap_or_else(|| default.to_string());
-        parse_version(flag, &v)
-    };
-    let source = pick(
-        "--source",
-        &args.source,
-        scenarios.iter().find_map(|s| s.source_version.as_ref()),
-        components::DEFAULT_SOURCE,
-    )?;
-    let target = pick(
-        "--target",
-        &args.target,
-        scenarios.iter().find_map(|s| s.target_version.as_ref()),
-        components::DEFAULT_TARGET,
-    )?;
     let opts = args.bins.options(&progress);
+    let path = resolve_path(&args, &scenarios, &opts, &progress).await?;
+    anyhow::ensure!(
+        args.provider != Provider::Kubeconfig || path.len() == 2,
+        "--path and --aks-upgrades need clusters preflight starts (local or kind): an existing cluster has one version"
+    );
+    let versions: Vec<Version> = path.iter().map(|r| r.version.clone()).collect();
+    let source = versions[0].clone();
     let mut scenarios = scenarios;
     let mut kind_binary = None;
     // Lives until the end of the run: the charts fetched for it.
     let _charts;
-    let (source, target, src_comps, tgt_comps) = if args.provider == Provider::Kubeconfig {
+    let (src_comps, tgt_comps, via) = if args.provider == Provider::Kubeconfig {
         // One existing cluster: its own version is both source and target.
         let helm = tokio::task::spawn_blocking(move || components::ensure_helm(&opts)).await??;
         (scenarios, _charts) =
@@ -743,7 +810,7 @@ async fn run(args: RunArgs, progress: Progress) -> anyhow::Result<i32> {
             etcd: PathBuf::new(),
             helm,
         };
-        (version.clone(), version, comps.clone(), comps)
+        (comps.clone(), comps, Vec::new())
     } else {
         if args.provider == Provider::Kind && args.scenarios.is_empty() {
             scenarios.retain(|s| {
@@ -756,30 +823,42 @@ async fn run(args: RunArgs, progress: Progress) -> anyhow::Result<i32> {
                 !s.upgrades_in_place()
             });
         }
-        let (s, t) = (source.clone(), target.clone());
         let kind_setup = (args.provider == Provider::Kind).then(|| args.kind_image.is_none());
         // The source's binaries first: its helm fetches the charts, so a chart that
-        // cannot be fetched stops the run before the target's are built.
-        let source_opts = opts.clone();
+        // cannot be fetched stops the run before the others are built.
+        let (s, source_opts) = (source.clone(), opts.clone());
         let a = tokio::task::spawn_blocking(move || components::ensure(&s, &source_opts)).await??;
         (scenarios, _charts) =
             prepare_charts(scenarios, a.helm.clone(), args.keep, &progress).await?;
-        let s = source.clone();
-        let (b, kind) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            let b = components::ensure(&t, &opts)?;
+        let rest = versions[1..].to_vec();
+        let (mut later, kind) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let later = rest
+                .iter()
+                .map(|v| components::ensure(v, &opts))
+                .collect::<Result<Vec<_>, _>>()?;
             let kind = kind_setup
-                .map(|build_images| kind_tools(&s, &t, build_images, &opts))
+                .map(|build_images| kind_tools(&versions, build_images, &opts))
                 .transpose()?;
-            Ok((b, kind))
+            Ok((later, kind))
         })
         .await??;
         kind_binary = kind;
-        (source, target, a, b)
+        let b = later.pop().expect("a path has a target");
+        (a, b, later)
+    };
+    let version_info: Vec<report::VersionInfo> = if args.provider == Provider::Kubeconfig {
+        vec![
+            report::VersionInfo::new(src_comps.version.to_string()),
+            report::VersionInfo::new(tgt_comps.version.to_string()),
+        ]
+    } else {
+        path.iter().map(version_info).collect()
     };
 
     let settings = runner::Settings {
         source: src_comps,
         target: tgt_comps,
+        via,
         work_dir: std::env::temp_dir(),
         keep: args.keep,
         parallel: if args.provider == Provider::Kubeconfig {
@@ -815,31 +894,229 @@ async fn run(args: RunArgs, progress: Progress) -> anyhow::Result<i32> {
                 progress: progress.clone(),
                 armed: true,
             });
-    let results = runner::run_all(runner::plan_for(&scenarios, args.provider), &settings).await;
+    let plan = runner::plan_for(&scenarios, args.provider, settings.path().len());
+    let planned = plan.len();
+    let (shard, of) = args.shard.unwrap_or((1, 1));
+    let mine = runner::shard(plan, shard, of);
+    if of > 1 {
+        progress.println(format!(
+            "shard {shard}/{of}: {} of the {planned} runs",
+            mine.len()
+        ));
+    }
+    let indices: Vec<usize> = mine.iter().map(|(i, _)| *i).collect();
+    let results = runner::run_indexed(mine, &settings).await;
     if let Some(s) = sweeper.as_mut() {
         s.armed = false;
     }
-    let mut report = report::build(
-        &scenarios,
-        &results,
-        &source.to_string(),
-        &target.to_string(),
-        &args.fail_on,
-    );
-    report.noise = settings.noise.0.clone();
-    report.provider = format!("{:?}", args.provider).to_lowercase();
+    let indexed: Vec<(usize, runner::RunResult)> = indices.into_iter().zip(results).collect();
+    let records = report::records(&scenarios, &indexed, &version_info, &args.fail_on);
+    let shard_file = report::shard::ShardFile {
+        schema: report::shard::SCHEMA.to_string(),
+        shard,
+        of,
+        planned,
+        provider: format!("{:?}", args.provider).to_lowercase(),
+        versions: version_info,
+        fail_on: args.fail_on.clone(),
+        noise: settings.noise.0.clone(),
+        scenarios: scenarios.iter().map(report::ScenarioMeta::of).collect(),
+        records,
+    };
+    let report = shard_file.report();
     let dir = args
         .report_dir
         .clone()
         .unwrap_or_else(|| default_report_dir("", &format!("-{run_id}")));
-    let written = report::write_all(&report, &dir)
+    let mut written = report::write_all(&report, &dir)
         .with_context(|| format!("writing reports into {}", dir.display()))?;
+    written.push(
+        shard_file
+            .write(&dir)
+            .with_context(|| format!("writing runs.json into {}", dir.display()))?,
+    );
     print_summary(&report);
     println!();
     for p in written {
         println!("  {}", p.display());
     }
     Ok(report.exit_code)
+}
+
+/// `preflight versions`: one line per minor.
+fn versions_table(opts: &components::Options, check: bool) -> String {
+    use components::releases::{self, RELEASES};
+    use std::fmt::Write;
+    let cached_patches = |minor: u32| -> Vec<String> {
+        let mut found: Vec<Version> = std::fs::read_dir(opts.cache_dir.join("bin"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().to_string();
+                name.strip_prefix("kubernetes-")?.parse::<Version>().ok()
+            })
+            .filter(|v| v.minor == minor)
+            .filter(|v| {
+                components::cached(components::Entry::Kubernetes, v, &opts.cache_dir).is_some()
+            })
+            .collect();
+        found.sort();
+        found.iter().map(|v| v.to_string()).collect()
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<7} {:<10} {:<8} {:<22} {}",
+        "minor", "pinned", "etcd", "cached", "builds here"
+    );
+    for r in RELEASES {
+        let pinned = Version::new(1, r.minor, r.newest);
+        let probe = if check {
+            Some(releases::probe(&pinned, opts))
+        } else {
+            components::cached(components::Entry::Kubernetes, &pinned, &opts.cache_dir)
+                .map(|_| releases::Probe {
+                    version: pinned.to_string(),
+                    missing: Vec::new(),
+                    error: None,
+                })
+                .or_else(|| releases::cached_probe(&opts.cache_dir, &pinned))
+        };
+        let builds = match &probe {
+            None => "not checked (preflight versions --check)".to_string(),
+            Some(p) if p.buildable() => "yes".to_string(),
+            Some(p) => {
+                let instead = if check {
+                    match releases::resolve(&format!("v1.{}", r.minor), true, opts) {
+                        Ok(res) if res.version != pinned => {
+                            format!("; runs {} instead", res.version)
+                        }
+                        Ok(_) => String::new(),
+                        Err(_) => "; no patch of this minor builds here".to_string(),
+                    }
+                } else {
+                    String::new()
+                };
+                format!("no: {}{instead}", p.why_not())
+            }
+        };
+        let cached = cached_patches(r.minor);
+        let _ = writeln!(
+            out,
+            "{:<7} {:<10} {:<8} {:<22} {}{}",
+            format!("v1.{}", r.minor),
+            pinned.to_string(),
+            format!("v{}.{}.{}", r.etcd.0, r.etcd.1, r.etcd.2),
+            if cached.is_empty() {
+                "-".to_string()
+            } else {
+                cached.join(",")
+            },
+            builds,
+            if r.note.is_empty() {
+                String::new()
+            } else {
+                format!("  ({})", r.note)
+            }
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nA minor (`--path v1.29,v1.30`) runs its pinned patch, or the newest patch that builds here when that one cannot; exact patches (v1.31.4) run as given. Cache: {}",
+        opts.cache_dir.display()
+    );
+    out
+}
+
+/// What the report says of one version of the path.
+fn version_info(r: &components::releases::Resolved) -> report::VersionInfo {
+    let version = r.version.to_string();
+    report::VersionInfo {
+        requested: (r.requested != version).then(|| r.requested.clone()),
+        substituted: r.substituted.clone(),
+        version,
+    }
+}
+
+/// The versions of a run, oldest first: `--path`, `--aks-upgrades`, or `--source` and
+/// `--target` (else the scenarios', else the pins). Minors and AKS versions become the
+/// patches that run here, substitutions said on the way.
+async fn resolve_path(
+    args: &RunArgs,
+    scenarios: &[Scenario],
+    opts: &components::Options,
+    progress: &Progress,
+) -> anyhow::Result<Vec<components::releases::Resolved>> {
+    let (flag, requested, nearest): (&str, Vec<String>, bool) = if !args.path.is_empty() {
+        anyhow::ensure!(
+            args.path.len() >= 2,
+            "invalid value for --path: `{}`: a path needs at least two versions, e.g. v1.29,v1.30",
+            args.path.join(",")
+        );
+        ("--path", args.path.clone(), false)
+    } else if let Some(file) = &args.aks_upgrades {
+        let path = crate::aks::upgrade_path(file, args.source.as_deref(), args.target.as_deref())?;
+        progress.println(format!(
+            "AKS upgrade path from {}: {}",
+            file.display(),
+            path.join(" -> ")
+        ));
+        ("--aks-upgrades", path, true)
+    } else {
+        let pick = |given: &Option<String>, from: Option<&String>, default: &str| {
+            given
+                .clone()
+                .or_else(|| from.cloned())
+                .unwrap_or_else(|| default.to_string())
+        };
+        (
+            "--source/--target",
+            vec![
+                pick(
+                    &args.source,
+                    scenarios.iter().find_map(|s| s.source_version.as_ref()),
+                    components::DEFAULT_SOURCE,
+                ),
+                pick(
+                    &args.target,
+                    scenarios.iter().find_map(|s| s.target_version.as_ref()),
+                    components::DEFAULT_TARGET,
+                ),
+            ],
+            false,
+        )
+    };
+    let opts = opts.clone();
+    let flag_owned = flag.to_string();
+    let resolved = tokio::task::spawn_blocking(move || {
+        requested
+            .iter()
+            .map(|r| {
+                components::releases::resolve(r, nearest, &opts)
+                    .with_context(|| format!("invalid value for {flag_owned}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()
+    })
+    .await??;
+    for r in &resolved {
+        if let Some(why) = &r.substituted {
+            progress.println(format!("{}: running {why}", r.requested));
+        }
+    }
+    if flag != "--source/--target" {
+        for w in resolved.windows(2) {
+            anyhow::ensure!(
+                w[0].version < w[1].version,
+                "invalid value for {flag}: {} ({}) does not come after {} ({}): a path goes from the oldest version to the newest",
+                w[1].requested,
+                w[1].version,
+                w[0].requested,
+                w[0].version
+            );
+        }
+    }
+    Ok(resolved)
 }
 
 /// The snapshot noise: the defaults and every `--noise GROUP/RESOURCE`.
@@ -859,14 +1136,14 @@ fn noise(extra: &[String]) -> anyhow::Result<crate::snapshot::Noise> {
 /// `target` unless the user named an image (then only the workload image), and the
 /// kind CLI, whose path is returned.
 fn kind_tools(
-    source: &components::Version,
-    target: &components::Version,
+    versions: &[components::Version],
     build_images: bool,
     opts: &components::Options,
 ) -> anyhow::Result<std::path::PathBuf> {
     if build_images {
-        components::kind_image::ensure(source, opts)?;
-        components::kind_image::ensure(target, opts)?;
+        for v in versions {
+            components::kind_image::ensure(v, opts)?;
+        }
     } else {
         components::kind_image::ensure_workload(opts)?;
     }
@@ -880,6 +1157,10 @@ async fn run_twin(
     twin: crate::twin::manifest::Twin,
     progress: Progress,
 ) -> anyhow::Result<i32> {
+    anyhow::ensure!(
+        args.path.is_empty() && args.aks_upgrades.is_none(),
+        "a twin replays on a source and a target: give them with --source and --target"
+    );
     anyhow::ensure!(
         args.provider != Provider::Kubeconfig,
         "replaying a twin needs the local or kind provider: it recreates the captured webhook configurations and CRDs, which on a shared cluster would change every tenant's admission"
@@ -924,7 +1205,7 @@ async fn run_twin(
     let kind_setup = (args.provider == Provider::Kind).then(|| args.kind_image.is_none());
     let (src, tgt, kind) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let kind = kind_setup
-            .map(|build_images| kind_tools(&s, &t, build_images, &opts))
+            .map(|build_images| kind_tools(&[s.clone(), t.clone()], build_images, &opts))
             .transpose()?;
         Ok((
             components::ensure(&s, &opts)?,
@@ -953,8 +1234,10 @@ async fn run_twin(
     let mut report = report::build(
         &replayed.scenarios,
         &replayed.results,
-        &source.to_string(),
-        &target.to_string(),
+        &[
+            report::VersionInfo::new(source.to_string()),
+            report::VersionInfo::new(target.to_string()),
+        ],
         &args.fail_on,
     );
     report.provider = match replay_opts.on {

@@ -14,7 +14,7 @@ use crate::exercise::Outcome;
 use crate::verdict::Leftover;
 
 /// What a difference is about.
-#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Serialize, serde::Deserialize, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(rename_all = "kebab-case")]
 pub enum Aspect {
     Leftovers,
@@ -24,18 +24,18 @@ pub enum Aspect {
 }
 
 /// One difference between source and target.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Difference {
     pub aspect: Aspect,
     pub text: String,
     /// The normalised objects concerned (for leftovers).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub objects: Vec<String>,
 }
 
 /// The comparison of one scenario.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Comparison {
     pub regressions: Vec<Difference>,
@@ -125,14 +125,75 @@ fn reason_changes(source: &[Leftover], target: &[Leftover]) -> Vec<Difference> {
         .collect()
 }
 
-/// Compares a scenario's source and target runs.
-pub fn compare(
-    source: &Outcome,
-    source_left: &[Leftover],
-    target: &Outcome,
-    target_left: &[Leftover],
-) -> Comparison {
+/// What the comparison reads of one run: its leftovers, helm's exit codes, the
+/// server-side dry runs' answers and the rendered manifest. Serialisable, so runs made
+/// on different machines (shards) compare exactly as runs made on one.
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Facts {
+    pub leftovers: Vec<Leftover>,
+    pub steps: Vec<StepFacts>,
+    /// `Kind name` -> the object as rendered, namespace replaced by `NAMESPACE`.
+    pub manifest: BTreeMap<String, String>,
+}
+
+/// One step, as compared.
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct StepFacts {
+    pub title: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helm: Option<HelmFacts>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<crate::exercise::dry_run::DryRunReport>,
+}
+
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct HelmFacts {
+    pub exit_code: i32,
+    pub stderr: String,
+}
+
+impl Facts {
+    /// The facts of a finished run whose leftovers are `left`.
+    pub fn of(o: &Outcome, left: &[Leftover]) -> Facts {
+        // Namespaces differ between runs by design; compare manifests without them.
+        let manifest = crate::helm::split_manifest(&o.manifest.replace(&o.namespace, "NAMESPACE"))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| {
+                let key = format!(
+                    "{} {}",
+                    v["kind"].as_str().unwrap_or("?"),
+                    v["metadata"]["name"].as_str().unwrap_or("?")
+                );
+                (key, v.to_string())
+            })
+            .collect();
+        Facts {
+            leftovers: left.to_vec(),
+            steps: o
+                .steps
+                .iter()
+                .map(|s| StepFacts {
+                    title: s.title.clone(),
+                    helm: s.helm.as_ref().map(|h| HelmFacts {
+                        exit_code: h.exit_code,
+                        stderr: h.stderr.clone(),
+                    }),
+                    dry_run: s.dry_run.clone(),
+                })
+                .collect(),
+            manifest,
+        }
+    }
+}
+
+/// Compares a scenario's runs on two versions (`source` the earlier).
+pub fn compare(source: &Facts, target: &Facts) -> Comparison {
     let mut c = Comparison::default();
+    let (source_left, target_left) = (&source.leftovers, &target.leftovers);
     let (s, t) = (multiset(source_left), multiset(target_left));
     let (worse, worse_kinds) = excess(&t, &s);
     if !worse.is_empty() {
@@ -223,22 +284,7 @@ pub fn compare(
         }
     }
 
-    // Namespaces differ between runs by design; compare manifests without them.
-    let objects = |o: &Outcome| -> BTreeMap<String, String> {
-        crate::helm::split_manifest(&o.manifest.replace(&o.namespace, "NAMESPACE"))
-            .unwrap_or_default()
-            .into_iter()
-            .map(|v| {
-                let key = format!(
-                    "{} {}",
-                    v["kind"].as_str().unwrap_or("?"),
-                    v["metadata"]["name"].as_str().unwrap_or("?")
-                );
-                (key, v.to_string())
-            })
-            .collect()
-    };
-    let (sm, tm) = (objects(source), objects(target));
+    let (sm, tm) = (&source.manifest, &target.manifest);
     let changed: Vec<String> = sm
         .keys()
         .chain(tm.keys())

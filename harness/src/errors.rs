@@ -13,6 +13,18 @@ pub enum ComponentsError {
     #[error("`{0}` is not a Kubernetes version: expected vMAJOR.MINOR.PATCH, e.g. v1.30.14")]
     BadVersion(String),
 
+    /// A minor preflight has no pins for.
+    #[error(
+        "`{requested}`: preflight knows Kubernetes {known} (`preflight versions` lists them); give an exact patch, e.g. v1.31.4, for another"
+    )]
+    UnknownMinor { requested: String, known: String },
+
+    /// No patch of a minor can be built from what the module proxy serves.
+    #[error(
+        "no patch of {version}'s minor can be built here: {detail}; use --components-from download or --bin-dir"
+    )]
+    Unbuildable { version: String, detail: String },
+
     /// The Go module proxy does not know this Kubernetes release.
     #[error(
         "Kubernetes {version} is not published as a Go module (k8s.io/kubernetes@{version}); check the version\n{detail}"

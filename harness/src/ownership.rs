@@ -305,6 +305,32 @@ impl Serialize for OwnerLink {
     }
 }
 
+/// Read back from its display (a shard's record): `(gone)` is an absent owner,
+/// `(unresolvable)` an invalid reference, `(not checked)` an unknown state; what
+/// reports show of a link survives the round trip.
+impl<'de> serde::Deserialize<'de> for OwnerLink {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let (key, state) = if let Some(k) = text.strip_suffix(" (gone)") {
+            (k, OwnerState::Absent)
+        } else if let Some(k) = text.strip_suffix(" (unresolvable)") {
+            (k, OwnerState::Invalid)
+        } else if let Some(k) = text.strip_suffix(" (not checked)") {
+            (k, OwnerState::Unknown(UnknownWhy::KindNotListed))
+        } else {
+            (text.as_str(), OwnerState::Present)
+        };
+        let (kind, name) = key
+            .split_once('/')
+            .ok_or_else(|| serde::de::Error::custom(format!("`{text}` is not Kind/name")))?;
+        Ok(OwnerLink {
+            kind: kind.to_string(),
+            name: name.to_string(),
+            state,
+        })
+    }
+}
+
 /// The chain of owners, nearest first, following each object's controller (or first)
 /// owner. A present owner's own owners come from `index`; a gone one's from what the
 /// run saw of it earlier (`seen`, by uid), so a Pod whose ReplicaSet was collected still

@@ -26,7 +26,7 @@ pub const EXIT_FINDINGS: i32 = 1;
 pub const EXIT_ERROR: i32 = 2;
 
 /// What makes a run fail (`--fail-on`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum FailOn {
     /// Unexpected leftovers on any version.
@@ -48,7 +48,7 @@ pub const DEFAULT_FAIL_ON: [FailOn; 4] = [
     FailOn::Unreproduced,
 ];
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Verdict {
     Pass,
@@ -69,7 +69,7 @@ impl Verdict {
 }
 
 /// Something that went wrong in a run, or a demonstration that did not happen.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", tag = "type")]
 pub enum Finding {
     /// A step ended with an error, or helm exited with a code the step did not expect.

@@ -24,51 +24,77 @@ use crate::scenario::Scenario;
 #[derive(Clone, Debug)]
 pub struct Planned {
     pub scenario: Scenario,
-    /// `source`, `target`, or `upgrade`.
+    /// `source`, `target`, `via` (a version between them on a path), or `upgrade`.
     pub role: Role,
+    /// The version it starts on: an index into the run's path (0 is the source).
+    pub at: usize,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Role {
     Source,
     Target,
-    /// Source upgraded in place to target.
+    /// A version between source and target on a path of more than two.
+    Via,
+    /// Source upgraded in place to target (through every version between).
     Upgrade,
 }
 
-/// Every run of every scenario.
-pub fn plan(scenarios: &[Scenario]) -> Vec<Planned> {
-    plan_for(scenarios, Provider::Local)
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Source => "source",
+            Role::Target => "target",
+            Role::Via => "via",
+            Role::Upgrade => "upgrade",
+        }
+    }
 }
 
-/// Every run of every scenario on `provider`: an existing cluster has one version, so
-/// each scenario runs once there.
-pub fn plan_for(scenarios: &[Scenario], provider: Provider) -> Vec<Planned> {
+/// Every run of every scenario on a source and a target version.
+pub fn plan(scenarios: &[Scenario]) -> Vec<Planned> {
+    plan_for(scenarios, Provider::Local, 2)
+}
+
+/// Every run of every scenario on `provider` along a path of `versions` versions
+/// (source, those between, target): one run per version, or one run that upgrades in
+/// place along the whole path. An existing cluster has one version, so each scenario
+/// runs once there.
+pub fn plan_for(scenarios: &[Scenario], provider: Provider, versions: usize) -> Vec<Planned> {
+    let last = versions.max(2) - 1;
     let mut out = Vec::new();
     for s in scenarios {
+        let mut push = |role, at| {
+            out.push(Planned {
+                scenario: s.clone(),
+                role,
+                at,
+            })
+        };
         if provider == Provider::Kubeconfig {
-            out.push(Planned {
-                scenario: s.clone(),
-                role: Role::Source,
-            });
+            push(Role::Source, 0);
         } else if s.upgrades_in_place() {
-            out.push(Planned {
-                scenario: s.clone(),
-                role: Role::Upgrade,
-            });
+            push(Role::Upgrade, 0);
         } else {
-            out.push(Planned {
-                scenario: s.clone(),
-                role: Role::Source,
-            });
-            out.push(Planned {
-                scenario: s.clone(),
-                role: Role::Target,
-            });
+            push(Role::Source, 0);
+            for at in 1..last {
+                push(Role::Via, at);
+            }
+            push(Role::Target, last);
         }
     }
     out
+}
+
+/// Plan entries of shard `index` of `count` (1-based `index`): every `count`-th run,
+/// so each shard gets a share of every scenario's versions. Deterministic: the same
+/// scenarios and path give every shard the same share on every machine.
+pub fn shard(plan: Vec<Planned>, index: usize, count: usize) -> Vec<(usize, Planned)> {
+    plan.into_iter()
+        .enumerate()
+        .filter(|(i, _)| i % count == index - 1)
+        .collect()
 }
 
 /// A finished run (or why it could not run).
@@ -76,6 +102,8 @@ pub fn plan_for(scenarios: &[Scenario], provider: Provider) -> Vec<Planned> {
 pub struct RunResult {
     pub scenario: String,
     pub role: Role,
+    /// The version it started on (an index into the path).
+    pub at: usize,
     pub outcome: Result<Outcome, String>,
     pub timings: Timings,
 }
@@ -96,6 +124,8 @@ pub struct Timings {
 pub struct Settings {
     pub source: Components,
     pub target: Components,
+    /// Versions between source and target, in order (a path of more than two).
+    pub via: Vec<Components>,
     pub work_dir: PathBuf,
     pub keep: bool,
     pub parallel: usize,
@@ -120,6 +150,7 @@ impl Settings {
         Settings {
             source,
             target,
+            via: Vec::new(),
             work_dir: std::env::temp_dir(),
             keep: false,
             parallel: 2,
@@ -135,10 +166,26 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// Every version of the run, in order: source, those between, target.
+    pub fn path(&self) -> Vec<&Components> {
+        std::iter::once(&self.source)
+            .chain(&self.via)
+            .chain(std::iter::once(&self.target))
+            .collect()
+    }
+}
+
 /// Runs every planned run and returns the results in plan order.
 pub async fn run_all(plan: Vec<Planned>, settings: &Settings) -> Vec<RunResult> {
+    run_indexed(plan.into_iter().enumerate().collect(), settings).await
+}
+
+/// Runs planned runs that keep their index in the whole plan (a shard's share), which
+/// names their clusters and namespaces.
+pub async fn run_indexed(plan: Vec<(usize, Planned)>, settings: &Settings) -> Vec<RunResult> {
     let sem = Arc::new(tokio::sync::Semaphore::new(settings.parallel.max(1)));
-    let futures = plan.into_iter().enumerate().map(|(i, p)| {
+    let futures = plan.into_iter().map(|(i, p)| {
         let sem = sem.clone();
         let settings = settings.clone();
         async move {
@@ -150,6 +197,7 @@ pub async fn run_all(plan: Vec<Planned>, settings: &Settings) -> Vec<RunResult> 
             RunResult {
                 scenario: p.scenario.name.clone(),
                 role: p.role,
+                at: p.at,
                 outcome,
                 timings,
             }
@@ -164,16 +212,20 @@ async fn run_one(
     index: usize,
     timings: &mut Timings,
 ) -> anyhow::Result<Outcome> {
-    let (start, upgrade_to) = match p.role {
-        Role::Source => (settings.source.clone(), None),
-        Role::Target => (settings.target.clone(), None),
-        Role::Upgrade => (settings.source.clone(), Some(settings.target.clone())),
+    let path = settings.path();
+    let start = path
+        .get(p.at)
+        .map(|c| (*c).clone())
+        .context("a planned run beyond the path")?;
+    let upgrade_to: Vec<Components> = match p.role {
+        Role::Upgrade => path[p.at + 1..].iter().map(|c| (*c).clone()).collect(),
+        _ => Vec::new(),
     };
     let role = match p.role {
-        Role::Source => "source",
-        Role::Target => "target",
-        Role::Upgrade => "upgrade",
+        Role::Via => format!("via{}", p.at),
+        other => other.as_str().to_string(),
     };
+    let role = role.as_str();
     let started = std::time::Instant::now();
     let mut cluster = match settings.provider {
         Provider::Local => {
@@ -188,7 +240,7 @@ async fn run_one(
         }
         Provider::Kind => {
             anyhow::ensure!(
-                upgrade_to.is_none(),
+                upgrade_to.is_empty(),
                 "scenario `{}` upgrades in place, which needs the local provider",
                 p.scenario.name
             );

@@ -18,7 +18,7 @@ use crate::snapshot::ObjectRecord;
 pub use crate::reason::Reason;
 
 /// One object left behind.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Leftover {
     pub api_version: String,
@@ -32,7 +32,7 @@ pub struct Leftover {
     pub evidence: Vec<String>,
     /// For a dynamically provisioned PersistentVolume (named `pvc-<claim uid>`): the
     /// claim it was provisioned for, which names it the same way on every run.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claim: Option<String>,
 }
 
@@ -77,13 +77,13 @@ pub fn leftovers(outcome: &Outcome) -> Vec<Leftover> {
     // it: its garbage collector waiting for informers that never synced after its last
     // start, or its informers failing on a named type. An unlistable type alone is a
     // correlation, recorded as what was checked.
-    use crate::exercise::{GC_SYNCED, GC_WAITING};
+    use crate::exercise::{GC_PROCEEDING, GC_SYNCED, GC_WAITING};
     let kcm = |l: &&String| l.starts_with("kube-controller-manager:");
     let unsynced = outcome
         .log_evidence
         .iter()
         .filter(kcm)
-        .rfind(|l| l.contains(GC_WAITING) || l.contains(GC_SYNCED))
+        .rfind(|l| l.contains(GC_WAITING) || l.contains(GC_SYNCED) || l.contains(GC_PROCEEDING))
         .filter(|l| l.contains(GC_WAITING))
         .map(|l| {
             format!("the garbage collector never synced its informers after its last start: {l}")

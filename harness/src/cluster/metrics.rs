@@ -6,6 +6,24 @@
 /// informers, and when they have synced: the last of the two says whether it runs.
 pub const GC_WAITING: &str = "Waiting for caches to sync for garbage collector";
 pub const GC_SYNCED: &str = "Caches are synced for garbage collector";
+/// What it logs when its workers start: after its informers synced, or (from 1.32)
+/// after its initial wait timed out with some still unsynced.
+pub const GC_PROCEEDING: &str = "Proceeding to collect garbage";
+
+/// Whether the garbage collector collects, by the last of its start-up lines in the
+/// controller manager's log: waiting for its informers (no, not yet), synced or
+/// proceeding (yes); `None` when the log has none of them.
+pub fn gc_collecting(log: &str) -> Option<bool> {
+    log.lines().rev().find_map(|l| {
+        if l.contains(GC_PROCEEDING) || l.contains(GC_SYNCED) {
+            Some(true)
+        } else if l.contains(GC_WAITING) {
+            Some(false)
+        } else {
+            None
+        }
+    })
+}
 
 /// The controller manager's garbage-collector work queues, read from its `/metrics`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -127,6 +145,23 @@ impl GcMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_start_up_line_says_whether_the_collector_collects() {
+        let waiting =
+            "I1130 shared_informer.go:313] Waiting for caches to sync for garbage collector";
+        let proceeding = "I1130 garbagecollector.go:157] Proceeding to collect garbage";
+        assert_eq!(gc_collecting("nothing here"), None);
+        assert_eq!(gc_collecting(waiting), Some(false));
+        assert_eq!(
+            gc_collecting(&format!("{waiting}\n{proceeding}\nother")),
+            Some(true)
+        );
+        assert_eq!(
+            gc_collecting(&format!("{proceeding}\n{waiting}")),
+            Some(false)
+        );
+    }
 
     #[test]
     fn the_garbage_collectors_queues_are_read_from_its_metrics() {

@@ -50,6 +50,8 @@ fn go(go_binary: &OsStr, args: &[&str]) -> duct::Expression {
 #[serde(rename_all = "PascalCase")]
 struct Download {
     #[serde(default)]
+    path: String,
+    #[serde(default)]
     dir: Option<PathBuf>,
     #[serde(default)]
     go_mod: Option<PathBuf>,
@@ -86,6 +88,36 @@ fn download_module(
         }) => Ok((dir, go_mod)),
         _ => Err(text.trim().to_string()),
     }
+}
+
+/// Downloads several `MODULE@VERSION`s in one `go mod download`; returns the modules
+/// that could not be had (the proxy's "not available"), or why go could not be run.
+pub fn download_each(go_binary: &OsStr, modules: &[String]) -> Result<Vec<String>, String> {
+    let mut args = vec!["mod", "download", "-json"];
+    args.extend(modules.iter().map(String::as_str));
+    let out = go(go_binary, &args)
+        .stderr_null()
+        .stdout_capture()
+        .unchecked()
+        .run()
+        .map_err(|e| format!("cannot run go: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut failed = Vec::new();
+    let mut answered = 0;
+    for d in serde_json::Deserializer::from_str(&text).into_iter::<Download>() {
+        let d = d.map_err(|e| format!("unreadable `go mod download -json` output: {e}"))?;
+        answered += 1;
+        if d.error.is_some() {
+            failed.push(d.path);
+        }
+    }
+    if answered < modules.len() {
+        return Err(format!(
+            "`go mod download` answered for {answered} of {} modules",
+            modules.len()
+        ));
+    }
+    Ok(failed)
 }
 
 /// A module's source directory in the module cache, downloaded if needed.

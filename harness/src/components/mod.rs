@@ -25,6 +25,7 @@
 pub mod build;
 pub mod download;
 pub mod kind_image;
+pub mod releases;
 pub mod versions;
 
 use std::path::{Path, PathBuf};

@@ -21,7 +21,7 @@ use crate::snapshot::Snapshot;
 pub const GC_USER: &str = "system:serviceaccount:kube-system:generic-garbage-collector";
 
 /// What one dry-run request would have done.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct DryRunObject {
     pub api_version: String,
@@ -34,14 +34,14 @@ pub struct DryRunObject {
     pub as_user: String,
     pub outcome: DryRunOutcome,
     /// The webhook the API server's answer names, for a refusal.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<String>,
-    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
 }
 
 /// What the API server answered one dry-run request.
-#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum DryRunOutcome {
     Admitted,
@@ -87,7 +87,7 @@ impl std::fmt::Display for DryRunOutcome {
 }
 
 /// The dry run of one lifecycle half.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct DryRunReport {
     pub action: String,

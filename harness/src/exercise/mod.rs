@@ -96,8 +96,9 @@ impl Outcome {
 pub struct Options {
     /// Where the run keeps its files (chart copy, values, helm home, webhook records).
     pub dir: PathBuf,
-    /// The binaries an `upgrade` step switches to.
-    pub upgrade_to: Option<Components>,
+    /// The binaries an `upgrade` step switches to, in order: a path of several
+    /// versions is walked one upgrade at a time.
+    pub upgrade_to: Vec<Components>,
     pub progress: Progress,
     /// A short unique id, used in names and labels.
     pub run_id: String,
@@ -270,11 +271,14 @@ async fn run_steps(
                 Step::RestartControllerManager => cluster.restart_controller_manager().await?,
                 Step::RestartApiServer => cluster.restart_apiserver().await?,
                 Step::Upgrade => {
-                    let target = opts
-                        .upgrade_to
-                        .clone()
-                        .context("an `upgrade` step needs a target version")?;
-                    cluster.upgrade(target).await?;
+                    anyhow::ensure!(
+                        !opts.upgrade_to.is_empty(),
+                        "an `upgrade` step needs a target version"
+                    );
+                    // One minor at a time, as AKS upgrades: each an in-place upgrade.
+                    for target in &opts.upgrade_to {
+                        cluster.upgrade(target.clone()).await?;
+                    }
                 }
                 Step::Settle(s) => {
                     record.settle = Some(
@@ -284,6 +288,7 @@ async fn run_steps(
                             &opts.noise,
                             Duration::from_secs(s.timeout_seconds.into()),
                             cluster.gc_metrics().as_ref(),
+                            &|| cluster.component_log("kube-controller-manager"),
                         )
                         .await,
                     );
@@ -520,7 +525,9 @@ pub(crate) fn log_evidence(cluster: &Cluster, dir: &Path) -> Vec<String> {
             } else if line.contains("failed calling webhook")
                 || line.contains("conversion webhook")
                 || (component == "kube-controller-manager"
-                    && (line.contains(GC_WAITING) || line.contains(GC_SYNCED)))
+                    && (line.contains(GC_WAITING)
+                        || line.contains(GC_SYNCED)
+                        || line.contains(GC_PROCEEDING)))
                 || (component == "kube-controller-manager"
                     && line.contains("garbagecollector")
                     && (line.contains("timed out")
@@ -542,7 +549,7 @@ pub(crate) fn log_evidence(cluster: &Cluster, dir: &Path) -> Vec<String> {
     lines.split_off(start)
 }
 
-pub use crate::cluster::metrics::{GC_SYNCED, GC_WAITING};
+pub use crate::cluster::metrics::{GC_PROCEEDING, GC_SYNCED, GC_WAITING};
 
 /// An audit event of a DELETE that the API server refused, as an evidence line:
 /// `kube-apiserver audit: USER DELETE resource namespace/name: CODE message`.

@@ -35,7 +35,7 @@ pub fn deletion_in_progress(deletion_timestamp: Option<&str>, now: time::OffsetD
 }
 
 /// What ended a settle.
-#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum SettledBy {
     /// The controller manager's garbage collector reported empty work queues while no
@@ -46,10 +46,14 @@ pub enum SettledBy {
     Quiet,
     /// The deadline passed while things were still changing.
     TimedOut,
+    /// The deadline passed with objects left without their owners while the garbage
+    /// collector, by the controller manager's log, was still waiting for its informers
+    /// and so collecting nothing: what it left is what it would leave.
+    GarbageCollectorWaiting,
 }
 
 /// How a settle ended.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct SettleReport {
     pub duration_ms: u64,
@@ -59,9 +63,9 @@ pub struct SettleReport {
     /// Objects whose owner was gone when settling ended.
     pub orphans: usize,
     /// Snapshots that failed while settling (the last error, if any, is kept).
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub snapshot_errors: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
 }
 
@@ -75,12 +79,18 @@ pub use crate::cluster::metrics::{GcMetrics, GcQueues};
 /// it ends as soon as the evidence says so: no deletion under way, no object left
 /// without its owners, and the garbage collector's queues empty on two reads in a row.
 /// Otherwise, or while objects without owners stay, it ends after a quiet period.
+///
+/// `gc_log` reads the controller manager's log. While objects without owners stay and
+/// it says the garbage collector has not started collecting since its last start (it
+/// waits for its informers: for ever up to 1.31, 30 s from 1.32), quiet is not
+/// settled: settling waits for it, up to `deadline`.
 pub async fn settle(
     client: &kube::Client,
     namespace: &str,
     noise: &Noise,
     deadline: Duration,
     gc: Option<&GcMetrics>,
+    gc_log: &(dyn Fn() -> Option<String> + Send + Sync),
 ) -> SettleReport {
     let started = Instant::now();
     let scope = SnapshotScope {
@@ -92,6 +102,7 @@ pub async fn settle(
     let mut last_change = Instant::now();
     let mut orphan_count = 0;
     let mut idle_reads = 0;
+    let mut gc_waiting = false;
     let mut snapshot_errors = 0;
     let mut last_error = None;
     let report = |by: SettledBy, orphans, errors, last_error| SettleReport {
@@ -144,8 +155,16 @@ pub async fn settle(
                 } else {
                     Duration::from_secs(6)
                 };
+                gc_waiting = false;
                 if last_change.elapsed() >= quiet {
-                    return report(SettledBy::Quiet, orphan_count, snapshot_errors, last_error);
+                    gc_waiting = orphan_count > 0
+                        && gc_log().and_then(|l| crate::cluster::metrics::gc_collecting(&l))
+                            == Some(false);
+                    if !gc_waiting {
+                        return report(SettledBy::Quiet, orphan_count, snapshot_errors, last_error);
+                    }
+                    // Read the log again in a second, not on every poll.
+                    tokio::time::sleep(Duration::from_millis(750)).await;
                 }
             }
             Err(e) => {
@@ -155,7 +174,11 @@ pub async fn settle(
         }
         if started.elapsed() >= deadline {
             return report(
-                SettledBy::TimedOut,
+                if gc_waiting {
+                    SettledBy::GarbageCollectorWaiting
+                } else {
+                    SettledBy::TimedOut
+                },
                 orphan_count,
                 snapshot_errors,
                 last_error,

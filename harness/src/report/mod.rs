@@ -10,6 +10,7 @@
 pub mod html;
 pub mod junit;
 pub mod markdown;
+pub mod shard;
 
 use std::path::Path;
 
@@ -30,13 +31,29 @@ pub const SCHEMA: &str = "preflight.report/v1";
 
 pub use crate::policy::{FailOn, Verdict};
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VersionInfo {
     pub version: String,
+    /// What was asked for (`v1.31`, an AKS `1.31.3`) when it was not this exact patch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested: Option<String>,
+    /// Why another patch than the one asked for ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub substituted: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+impl VersionInfo {
+    pub fn new(version: impl Into<String>) -> Self {
+        VersionInfo {
+            version: version.into(),
+            requested: None,
+            substituted: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Report {
     pub schema: String,
@@ -49,6 +66,8 @@ pub struct Report {
     pub provider: String,
     pub source: VersionInfo,
     pub target: VersionInfo,
+    /// Every version of the run in order: source, those between (a path), target.
+    pub versions: Vec<VersionInfo>,
     pub summary: Summary,
     /// Resource types left out of snapshots (`group/resource`).
     pub noise: Vec<String>,
@@ -57,7 +76,7 @@ pub struct Report {
     pub regressions: Vec<Regression>,
 }
 
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Summary {
     pub scenarios: usize,
@@ -73,28 +92,78 @@ pub struct Summary {
     pub findings: usize,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Regression {
     pub scenario: String,
+    /// The earlier and the later version of the comparison.
+    pub from: String,
+    pub to: String,
     #[serde(flatten)]
     pub difference: Difference,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ScenarioReport {
     pub name: String,
     pub description: String,
     pub verdict: Verdict,
     pub runs: Vec<RunReport>,
-    /// Empty for scenarios that upgrade in place (they run once).
+    /// Source against target. Empty for scenarios that upgrade in place (they run once).
+    pub regressions: Vec<Difference>,
+    pub improvements: Vec<Difference>,
+    pub differences: Vec<Difference>,
+    /// On a path of more than two versions: each version against the next.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hops: Vec<Hop>,
+}
+
+/// One version against the next on a path.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Hop {
+    pub from: String,
+    pub to: String,
     pub regressions: Vec<Difference>,
     pub improvements: Vec<Difference>,
     pub differences: Vec<Difference>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+/// One run as it is kept for the report: what the report shows of it and what the
+/// comparison across versions reads. A shard writes these (`runs.json`), and
+/// [`assemble`] builds the same report from them wherever they were made.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunRecord {
+    pub scenario: String,
+    /// Its index in the whole plan (what orders the runs).
+    pub index: usize,
+    /// The version it started on, as an index into the path.
+    pub at: usize,
+    pub run: RunReport,
+    /// `None` when the run could not run.
+    pub facts: Option<compare::Facts>,
+}
+
+/// A scenario as the report names it.
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ScenarioMeta {
+    pub name: String,
+    pub description: String,
+}
+
+impl ScenarioMeta {
+    pub fn of(s: &Scenario) -> Self {
+        ScenarioMeta {
+            name: s.name.clone(),
+            description: s.description.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RunReport {
     /// `source`, `target`, or `upgrade` (source upgraded in place to target).
@@ -104,7 +173,7 @@ pub struct RunReport {
     pub verdict: Verdict,
     /// One line: "helm said success (exit 0), 4 objects stayed".
     pub headline: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub namespace: Option<String>,
     pub release: Option<String>,
@@ -120,7 +189,7 @@ pub struct RunReport {
 }
 
 /// A finding as reported: its class, whether `--fail-on` counts it, and a sentence.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FindingReport {
     pub class: FailOn,
@@ -130,27 +199,27 @@ pub struct FindingReport {
     pub finding: Finding,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StepReport {
     pub index: usize,
     pub title: String,
     pub version: String,
     pub duration_ms: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub helm: Option<HelmReport>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dry_run: Option<DryRunReport>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settle: Option<SettleReport>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// Objects in the run's namespace after the step.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub objects_after: Option<usize>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HelmReport {
     pub command: String,
@@ -159,7 +228,7 @@ pub struct HelmReport {
     pub stderr: String,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LeftoverReport {
     pub api_version: String,
@@ -319,14 +388,64 @@ fn run_report(
     }
 }
 
-/// Builds the report of a whole job. `results` are in plan order.
+/// The records of finished runs: each judged against its scenario.
+pub fn records(
+    scenarios: &[Scenario],
+    results: &[(usize, RunResult)],
+    versions: &[VersionInfo],
+    fail_on: &[FailOn],
+) -> Vec<RunRecord> {
+    results
+        .iter()
+        .filter_map(|(index, r)| {
+            let scenario = scenarios.iter().find(|s| s.name == r.scenario)?;
+            let version = versions.get(r.at).map_or("", |v| v.version.as_str());
+            let (run, left) = run_report(r.role, version, scenario, &r.outcome, fail_on);
+            Some(RunRecord {
+                scenario: r.scenario.clone(),
+                index: *index,
+                at: r.at,
+                run,
+                facts: r
+                    .outcome
+                    .as_ref()
+                    .ok()
+                    .map(|o| compare::Facts::of(o, &left)),
+            })
+        })
+        .collect()
+}
+
+/// Builds the report of a whole job from its runs on `versions` (the path; results
+/// in plan order).
 pub fn build(
     scenarios: &[Scenario],
     results: &[RunResult],
-    source: &str,
-    target: &str,
+    versions: &[VersionInfo],
     fail_on: &[FailOn],
 ) -> Report {
+    let indexed: Vec<(usize, RunResult)> = results.iter().cloned().enumerate().collect();
+    let meta: Vec<ScenarioMeta> = scenarios.iter().map(ScenarioMeta::of).collect();
+    assemble(
+        &meta,
+        records(scenarios, &indexed, versions, fail_on),
+        versions,
+        fail_on,
+    )
+}
+
+/// The report of runs recorded anywhere (one machine, or the shards of a CI matrix):
+/// runs ordered by their plan index, each scenario's versions compared (source
+/// against target, and on a longer path each version against the next).
+pub fn assemble(
+    scenarios: &[ScenarioMeta],
+    mut records: Vec<RunRecord>,
+    versions: &[VersionInfo],
+    fail_on: &[FailOn],
+) -> Report {
+    records.sort_by_key(|r| r.index);
+    let name = |i: usize| versions.get(i).map_or(String::new(), |v| v.version.clone());
+    let last = versions.len().saturating_sub(1);
     let mut report = Report {
         schema: SCHEMA.to_string(),
         verdict: Verdict::Pass,
@@ -335,12 +454,15 @@ pub fn build(
         preflight_version: env!("CARGO_PKG_VERSION").to_string(),
         generated_at: crate::now_rfc3339(),
         provider: "local".to_string(),
-        source: VersionInfo {
-            version: source.to_string(),
-        },
-        target: VersionInfo {
-            version: target.to_string(),
-        },
+        source: versions
+            .first()
+            .cloned()
+            .unwrap_or_else(|| VersionInfo::new("")),
+        target: versions
+            .last()
+            .cloned()
+            .unwrap_or_else(|| VersionInfo::new("")),
+        versions: versions.to_vec(),
         summary: Summary {
             scenarios: scenarios.len(),
             ..Default::default()
@@ -350,53 +472,72 @@ pub fn build(
         regressions: Vec::new(),
     };
     for scenario in scenarios {
-        let mine: Vec<&RunResult> = results
+        let mine: Vec<&RunRecord> = records
             .iter()
             .filter(|r| r.scenario == scenario.name)
             .collect();
-        let mut runs = Vec::new();
-        let mut by_role = Vec::new();
-        for r in &mine {
-            let version = match r.role {
-                Role::Target => target,
-                _ => source,
-            };
-            let (run, left) = run_report(r.role, version, scenario, &r.outcome, fail_on);
-            by_role.push((r.role, r.outcome.as_ref().ok(), left));
-            runs.push(run);
-        }
-        let comparison = match (
-            by_role
-                .iter()
-                .find(|(role, o, _)| *role == Role::Source && o.is_some()),
-            by_role
-                .iter()
-                .find(|(role, o, _)| *role == Role::Target && o.is_some()),
-        ) {
-            (Some((_, Some(so), sl)), Some((_, Some(to), tl))) => compare::compare(so, sl, to, tl),
+        let runs: Vec<RunReport> = mine.iter().map(|r| r.run.clone()).collect();
+        // A run that upgrades in place has nothing to be compared with.
+        let facts_at = |at: usize| {
+            mine.iter()
+                .find(|r| r.at == at && r.run.role != Role::Upgrade)
+                .and_then(|r| r.facts.as_ref())
+        };
+        let comparison = match (facts_at(0), facts_at(last)) {
+            (Some(s), Some(t)) if last > 0 => compare::compare(s, t),
             _ => Comparison::default(),
         };
+        let hops: Vec<Hop> = if last > 1 {
+            (0..last)
+                .filter_map(|i| {
+                    let c = compare::compare(facts_at(i)?, facts_at(i + 1)?);
+                    Some(Hop {
+                        from: name(i),
+                        to: name(i + 1),
+                        regressions: c.regressions,
+                        improvements: c.improvements,
+                        differences: c.differences,
+                    })
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut regressions: Vec<Regression> = comparison
+            .regressions
+            .iter()
+            .map(|d| Regression {
+                scenario: scenario.name.clone(),
+                from: name(0),
+                to: name(last),
+                difference: d.clone(),
+            })
+            .collect();
+        for h in &hops {
+            regressions.extend(h.regressions.iter().map(|d| Regression {
+                scenario: scenario.name.clone(),
+                from: h.from.clone(),
+                to: h.to.clone(),
+                difference: d.clone(),
+            }));
+        }
+        let improvements = comparison.improvements.len()
+            + hops.iter().map(|h| h.improvements.len()).sum::<usize>();
         let errors = runs.iter().filter(|r| r.verdict == Verdict::Error).count();
         let unexpected: usize = runs
             .iter()
             .map(|r| r.leftovers.iter().filter(|l| l.unexpected).count())
             .sum();
         let run_verdicts: Vec<Verdict> = runs.iter().map(|r| r.verdict).collect();
-        let verdict =
-            policy::scenario_verdict(&run_verdicts, comparison.regressions.len(), fail_on);
+        let verdict = policy::scenario_verdict(&run_verdicts, regressions.len(), fail_on);
         report.summary.runs += runs.len();
         report.summary.failed_runs += runs.iter().filter(|r| r.verdict != Verdict::Pass).count();
         report.summary.unexpected_leftovers += unexpected;
-        report.summary.regressions += comparison.regressions.len();
-        report.summary.improvements += comparison.improvements.len();
+        report.summary.regressions += regressions.len();
+        report.summary.improvements += improvements;
         report.summary.errors += errors;
         report.summary.findings += runs.iter().map(|r| r.findings.len()).sum::<usize>();
-        report
-            .regressions
-            .extend(comparison.regressions.iter().map(|d| Regression {
-                scenario: scenario.name.clone(),
-                difference: d.clone(),
-            }));
+        report.regressions.extend(regressions);
         report.scenarios.push(ScenarioReport {
             name: scenario.name.clone(),
             description: scenario.description.clone(),
@@ -405,6 +546,7 @@ pub fn build(
             regressions: comparison.regressions,
             improvements: comparison.improvements,
             differences: comparison.differences,
+            hops,
         });
     }
     let verdicts: Vec<Verdict> = report.scenarios.iter().map(|s| s.verdict).collect();

@@ -725,6 +725,7 @@ async fn run_fresh(
                     RunResult {
                         scenario: pass.name.clone(),
                         role,
+                        at: usize::from(role == Role::Target),
                         outcome,
                         timings,
                     },
@@ -797,6 +798,7 @@ async fn run_restored(
                     .map(|p| RunResult {
                         scenario: p.name.clone(),
                         role,
+                        at: usize::from(role == Role::Target),
                         outcome: Err(e.clone()),
                         timings: Timings::default(),
                     })
@@ -846,6 +848,7 @@ async fn run_restored(
             results.push(RunResult {
                 scenario: pass.name.clone(),
                 role,
+                at: usize::from(role == Role::Target),
                 outcome,
                 timings,
             });
@@ -860,6 +863,7 @@ async fn run_restored(
                 results.extend(passes[i + 1..].iter().map(|p| RunResult {
                     scenario: p.name.clone(),
                     role,
+                    at: usize::from(role == Role::Target),
                     outcome: Err(why.clone()),
                     timings: Timings::default(),
                 }));
@@ -1017,6 +1021,7 @@ async fn uninstall(
         steps.label,
         release_namespaces.len()
     ));
+    let gc_log = || cluster.component_log("kube-controller-manager");
     let settled = futures::future::join_all(release_namespaces.iter().map(|ns| {
         settle::settle(
             &client,
@@ -1024,6 +1029,7 @@ async fn uninstall(
             &opts.noise,
             Duration::from_secs(60),
             metrics.as_ref(),
+            &gc_log,
         )
     }))
     .await;

@@ -21,7 +21,7 @@ async fn run(
     let mut cluster = Cluster::Local(Box::new(LocalCluster::start(config).await.unwrap()));
     let opts = exercise::Options {
         dir: cluster.dir().join("run"),
-        upgrade_to: upgrade_to.map(common::components),
+        upgrade_to: upgrade_to.map(common::components).into_iter().collect(),
         progress: preflight::progress::Progress::quiet(),
         run_id: "t".into(),
         noise: Default::default(),

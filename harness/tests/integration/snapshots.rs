@@ -215,7 +215,7 @@ async fn leftovers_of_a_kind_served_only_at_a_non_preferred_version_are_found() 
         ));
         let opts = exercise::Options {
             dir: cluster.dir().join("run"),
-            upgrade_to: None,
+            upgrade_to: Vec::new(),
             progress: preflight::progress::Progress::quiet(),
             run_id: "t".into(),
             noise: Default::default(),
