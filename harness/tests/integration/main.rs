@@ -24,6 +24,7 @@ mod scenario_files;
 mod scenarios;
 mod shared_cluster;
 mod snapshots;
+mod templates;
 mod verdict_truth;
 mod webhook_incident;
 mod webhooks;
