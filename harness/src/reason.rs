@@ -44,7 +44,7 @@ impl Reason {
     pub fn describe(self) -> &'static str {
         match self {
             Reason::WebhookBlockedDelete => {
-                "an admission webhook refused, timed out or could not be called on its DELETE"
+                "admission refused its DELETE: a webhook that denied, timed out or could not be called, or a ValidatingAdmissionPolicy"
             }
             Reason::GarbageCollectorStalled => {
                 "the garbage collector stopped collecting: a resource type could not be synced"

@@ -460,7 +460,8 @@ pub fn parse(text: &str, file: &str, base: Option<&Path>) -> Result<Scenario, Sc
         .into_iter()
         .flatten()
     {
-        if let Err(e) = v.value.parse::<crate::components::Version>() {
+        // A minor (`v1.30`: its newest patch that builds here) or an exact patch.
+        if let Err(e) = crate::components::releases::Wanted::parse(&v.value) {
             return Err(at(&v.referenced, e.to_string()));
         }
     }

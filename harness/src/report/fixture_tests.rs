@@ -185,6 +185,11 @@ fn outcome(scenario: &str, version: &str, ns: &str, rs: bool, pods: usize) -> Ou
     }
 }
 
+fn versions() -> Vec<super::VersionInfo> {
+    use super::VersionInfo;
+    vec![VersionInfo::new("v1.29.15"), VersionInfo::new("v1.30.14")]
+}
+
 fn scenario(text: &str) -> Scenario {
     scenario::parse(text, "fixture.yaml", None).unwrap()
 }
@@ -212,18 +217,21 @@ fn job() -> (Vec<Scenario>, Vec<RunResult>) {
         RunResult {
             scenario: "baseline".into(),
             role: Role::Source,
+            at: 0,
             timings: Default::default(),
             outcome: Ok(outcome("baseline", s, "pf-baseline-abcde0", false, 0)),
         },
         RunResult {
             scenario: "baseline".into(),
             role: Role::Target,
+            at: 1,
             timings: Default::default(),
             outcome: Ok(outcome("baseline", t, "pf-baseline-abcde1", false, 0)),
         },
         RunResult {
             scenario: "incident-admission".into(),
             role: Role::Source,
+            at: 0,
             timings: Default::default(),
             outcome: Ok(outcome(
                 "incident-admission",
@@ -236,6 +244,7 @@ fn job() -> (Vec<Scenario>, Vec<RunResult>) {
         RunResult {
             scenario: "incident-admission".into(),
             role: Role::Target,
+            at: 1,
             timings: Default::default(),
             outcome: Ok(outcome(
                 "incident-admission",
@@ -248,18 +257,21 @@ fn job() -> (Vec<Scenario>, Vec<RunResult>) {
         RunResult {
             scenario: "regresses".into(),
             role: Role::Source,
+            at: 0,
             timings: Default::default(),
             outcome: Ok(outcome("regresses", s, "pf-regresses-abcde4", false, 0)),
         },
         RunResult {
             scenario: "regresses".into(),
             role: Role::Target,
+            at: 1,
             timings: Default::default(),
             outcome: Ok(outcome("regresses", t, "pf-regresses-abcde5", true, 3)),
         },
         RunResult {
             scenario: "unreproduced".into(),
             role: Role::Source,
+            at: 0,
             timings: Default::default(),
             outcome: Ok(outcome(
                 "unreproduced",
@@ -272,6 +284,7 @@ fn job() -> (Vec<Scenario>, Vec<RunResult>) {
         RunResult {
             scenario: "unreproduced".into(),
             role: Role::Target,
+            at: 1,
             timings: Default::default(),
             outcome: Ok(failed_uninstall),
         },
@@ -300,8 +313,7 @@ fn verdicts_regressions_and_exit_codes() {
     let r = build(
         &scenarios,
         &results,
-        "v1.29.15",
-        "v1.30.14",
+        &versions(),
         &[FailOn::Leftovers, FailOn::Regressions],
     );
     assert_eq!(r.verdict, Verdict::Fail);
@@ -336,26 +348,19 @@ fn verdicts_regressions_and_exit_codes() {
     );
 
     // --fail-on chooses what counts.
-    let only_regressions = build(
-        &scenarios,
-        &results,
-        "v1.29.15",
-        "v1.30.14",
-        &[FailOn::Regressions],
-    );
+    let only_regressions = build(&scenarios, &results, &versions(), &[FailOn::Regressions]);
     assert_eq!(only_regressions.exit_code, 1);
     let (s2, r2) = (scenarios[..2].to_vec(), results[..4].to_vec());
     let clean = build(
         &s2,
         &r2,
-        "v1.29.15",
-        "v1.30.14",
+        &versions(),
         &[FailOn::Leftovers, FailOn::Regressions],
     );
     assert_eq!((clean.verdict, clean.exit_code), (Verdict::Pass, 0));
     let mut errored = r2.clone();
     errored[0].outcome = Err("starting the control plane: etcd exited".into());
-    let e = build(&s2, &errored, "v1.29.15", "v1.30.14", &[FailOn::Leftovers]);
+    let e = build(&s2, &errored, &versions(), &[FailOn::Leftovers]);
     assert_eq!((e.verdict, e.exit_code), (Verdict::Error, 2));
 }
 
@@ -365,8 +370,7 @@ fn a_demonstration_that_does_not_reproduce_and_a_failed_step_fail_the_gate() {
     let r = build(
         &scenarios,
         &results,
-        "v1.29.15",
-        "v1.30.14",
+        &versions(),
         &crate::policy::DEFAULT_FAIL_ON,
     );
     let sc = r
@@ -403,13 +407,7 @@ fn a_demonstration_that_does_not_reproduce_and_a_failed_step_fail_the_gate() {
     );
     // Without `unreproduced`, `errors` and `regressions` (helm's exit code differs
     // across versions), the same runs pass: the policy decides.
-    let lenient = build(
-        &scenarios,
-        &results,
-        "v1.29.15",
-        "v1.30.14",
-        &[FailOn::Leftovers],
-    );
+    let lenient = build(&scenarios, &results, &versions(), &[FailOn::Leftovers]);
     let sc = lenient
         .scenarios
         .iter()
@@ -433,8 +431,7 @@ fn every_format_snapshot() {
     let r = build(
         &scenarios,
         &results,
-        "v1.29.15",
-        "v1.30.14",
+        &versions(),
         &crate::policy::DEFAULT_FAIL_ON,
     );
     insta::with_settings!({filters => filters()}, {
@@ -459,13 +456,7 @@ pub fn schema_errors(doc: &serde_json::Value) -> Vec<String> {
 #[test]
 fn report_json_follows_its_schema() {
     let (scenarios, results) = job();
-    let r = build(
-        &scenarios,
-        &results,
-        "v1.29.15",
-        "v1.30.14",
-        &[FailOn::Leftovers],
-    );
+    let r = build(&scenarios, &results, &versions(), &[FailOn::Leftovers]);
     let doc: serde_json::Value = serde_json::from_str(&render_json(&r)).unwrap();
     assert_eq!(schema_errors(&doc), Vec::<String>::new());
     let mut broken = doc.clone();
@@ -489,7 +480,7 @@ fn a_control_plane_that_did_not_start_is_summarised_by_its_log() {
          \x20 | {clash}\n\
          \x20 | I1130 10:11:12.600000   4242 shutdown.go:1] token=s3cr3t"
     ));
-    let e = build(&s2, &r2, "v1.29.15", "v1.30.14", &[FailOn::Leftovers]);
+    let e = build(&s2, &r2, &versions(), &[FailOn::Leftovers]);
     let run = &e.scenarios[0].runs[0];
     assert_eq!(run.verdict, Verdict::Error);
     assert_eq!(
@@ -571,9 +562,132 @@ fn pods_of_a_collected_replicaset_have_the_same_identity_on_both_versions() {
             "Deployment/x-web (gone)"
         ]
     );
-    let c = crate::compare::compare(&so, &source, &to, &target);
+    let c = crate::compare::compare(
+        &crate::compare::Facts::of(&so, &source),
+        &crate::compare::Facts::of(&to, &target),
+    );
     assert!(
         c.regressions.is_empty() && c.improvements.is_empty(),
         "identical leftovers are no regression: {c:?}"
     );
+}
+
+/// A scenario on a path of three versions: cleaned up on the first, left behind on
+/// the second (the hop regresses), cleaned up again on the third (the next hop
+/// improves; first against last is the same).
+fn path_job() -> (Vec<Scenario>, Vec<RunResult>, Vec<super::VersionInfo>) {
+    let s = scenario(
+        "name: walk\ndescription: along a path\nchart: {path: charts/preflight-test}\nsteps: [settle: {}]\n",
+    );
+    let versions = vec![
+        super::VersionInfo::new("v1.29.15"),
+        super::VersionInfo {
+            version: "v1.31.4".into(),
+            requested: Some("v1.31".into()),
+            substituted: Some("v1.31.4 instead of v1.31.14: the Go module proxy does not serve k8s.io/endpointslice at v0.31.14 (the newest 1.31 patch that builds here)".into()),
+        },
+        super::VersionInfo::new("v1.32.9"),
+    ];
+    let run = |at: usize, role: Role, rs: bool, pods: usize| RunResult {
+        scenario: "walk".into(),
+        role,
+        at,
+        timings: Default::default(),
+        outcome: Ok(outcome(
+            "walk",
+            &versions[at].version,
+            &format!("pf-walk-abcde{at}"),
+            rs,
+            pods,
+        )),
+    };
+    let results = vec![
+        run(0, Role::Source, false, 0),
+        run(1, Role::Via, true, 2),
+        run(2, Role::Target, false, 0),
+    ];
+    (vec![s], results, versions)
+}
+
+#[test]
+fn a_path_compares_each_version_with_the_next_and_the_first_with_the_last() {
+    let (scenarios, results, versions) = path_job();
+    let r = build(
+        &scenarios,
+        &results,
+        &versions,
+        &crate::policy::DEFAULT_FAIL_ON,
+    );
+    let sc = &r.scenarios[0];
+    assert!(
+        sc.regressions.is_empty() && sc.improvements.is_empty(),
+        "{sc:?}"
+    );
+    assert_eq!(sc.hops.len(), 2);
+    assert_eq!(
+        (sc.hops[0].from.as_str(), sc.hops[0].to.as_str()),
+        ("v1.29.15", "v1.31.4")
+    );
+    assert_eq!(sc.hops[0].regressions.len(), 1, "{:?}", sc.hops[0]);
+    assert_eq!(sc.hops[1].improvements.len(), 1, "{:?}", sc.hops[1]);
+    // A regression on the way fails the gate even when the last version is fine:
+    // the cluster runs the middle version for a while.
+    assert_eq!(r.verdict, Verdict::Fail);
+    assert_eq!(r.summary.regressions, 1);
+    assert_eq!(
+        (r.regressions[0].from.as_str(), r.regressions[0].to.as_str()),
+        ("v1.29.15", "v1.31.4")
+    );
+    let doc: serde_json::Value = serde_json::from_str(&render_json(&r)).unwrap();
+    assert_eq!(schema_errors(&doc), Vec::<String>::new());
+    let filters = vec![
+        (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", "[time]"),
+        (r"pf-walk-[a-z]{5}\d", "pf-walk-[id]"),
+    ];
+    insta::with_settings!({filters => filters}, {
+        insta::assert_snapshot!("path.report.json", render_json(&r));
+        insta::assert_snapshot!("path.report.md", markdown::render(&r));
+        insta::assert_snapshot!("path.junit.xml", junit::render(&r));
+        insta::assert_snapshot!("path.report.html", html::render(&r));
+    });
+}
+
+#[test]
+fn runs_written_and_read_back_give_the_same_report() {
+    let (scenarios, results) = job();
+    let fail_on = crate::policy::DEFAULT_FAIL_ON.to_vec();
+    let direct = build(&scenarios, &results, &versions(), &fail_on);
+    let indexed: Vec<(usize, RunResult)> = results.into_iter().enumerate().collect();
+    // Two shards, each recorded alone, written as JSON and read back.
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    for (i, dir) in dirs.iter().enumerate() {
+        let mine: Vec<(usize, RunResult)> = indexed
+            .iter()
+            .filter(|(n, _)| n % 2 == i)
+            .cloned()
+            .collect();
+        super::shard::ShardFile {
+            schema: super::shard::SCHEMA.into(),
+            shard: i + 1,
+            of: 2,
+            planned: indexed.len(),
+            provider: "local".into(),
+            versions: versions(),
+            fail_on: fail_on.clone(),
+            noise: crate::snapshot::Noise::default().0,
+            scenarios: scenarios.iter().map(super::ScenarioMeta::of).collect(),
+            records: super::records(&scenarios, &mine, &versions(), &fail_on),
+        }
+        .write(dir.path())
+        .unwrap();
+    }
+    let paths: Vec<std::path::PathBuf> = dirs.iter().map(|d| d.path().to_path_buf()).collect();
+    let merged = super::shard::merge(&paths).unwrap().report();
+    let strip = |r: &super::Report| {
+        let mut v: serde_json::Value = serde_json::from_str(&render_json(r)).unwrap();
+        v["generatedAt"] = serde_json::Value::Null;
+        v
+    };
+    assert_eq!(strip(&merged), strip(&direct));
+    assert_eq!(markdown::render(&merged), markdown::render(&direct));
 }

@@ -47,16 +47,14 @@ pub fn render(r: &Report) -> String {
     let mut h = String::new();
     let _ = write!(
         h,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>preflight {} → {}: {}</title><style>{STYLE}</style></head><body>\n",
-        esc(&r.source.version),
-        esc(&r.target.version),
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>preflight {}: {}</title><style>{STYLE}</style></head><body>\n",
+        esc(&r.path(" → ")),
         class(r.verdict)
     );
     let _ = write!(
         h,
-        "<h1>preflight: {} → {} <span id=\"verdict\" class=\"badge {}\">{}</span></h1>\n<p class=\"summary\">{} scenarios, {} runs · {} unexpected leftovers · {} regressions · {} improvements · {} findings · {} errors · generated {}</p>\n",
-        esc(&r.source.version),
-        esc(&r.target.version),
+        "<h1>preflight: {} <span id=\"verdict\" class=\"badge {}\">{}</span></h1>\n<p class=\"summary\">{} scenarios, {} runs · {} unexpected leftovers · {} regressions · {} improvements · {} findings · {} errors · generated {}</p>\n",
+        esc(&r.path(" → ")),
         class(r.verdict),
         class(r.verdict).to_uppercase(),
         r.summary.scenarios,
@@ -68,24 +66,39 @@ pub fn render(r: &Report) -> String {
         r.summary.errors,
         esc(&r.generated_at)
     );
+    for line in r.substitutions() {
+        let _ = writeln!(h, "<p class=\"summary\">{}</p>", esc(&line));
+    }
+    let whole = r.versions.len() <= 2;
     for g in &r.regressions {
+        let between = if whole {
+            String::new()
+        } else {
+            format!(" ({} → {})", g.from, g.to)
+        };
         let _ = writeln!(
             h,
-            "<div class=\"reg\"><b>{}</b>: {}</div>",
+            "<div class=\"reg\"><b>{}</b>{}: {}</div>",
             esc(&g.scenario),
+            esc(&between),
             esc(&g.difference.text)
         );
     }
 
-    // The matrix: scenarios x (source, target, in-place upgrade).
-    let _ = writeln!(
+    // The matrix: scenarios x (each version of the path, in-place upgrade).
+    let columns: Vec<String> = if r.versions.is_empty() {
+        vec![r.source.version.clone(), r.target.version.clone()]
+    } else {
+        r.versions.iter().map(|v| v.version.clone()).collect()
+    };
+    let _ = write!(
         h,
-        "<table class=\"matrix\" id=\"matrix\"><tr><th>scenario</th><th>{}</th><th>{}</th><th>{} → {} in place</th></tr>",
-        esc(&r.source.version),
-        esc(&r.target.version),
-        esc(&r.source.version),
-        esc(&r.target.version)
+        "<table class=\"matrix\" id=\"matrix\"><tr><th>scenario</th>"
     );
+    for c in &columns {
+        let _ = write!(h, "<th>{}</th>", esc(c));
+    }
+    let _ = writeln!(h, "<th>{} in place</th></tr>", esc(&r.path(" → ")));
     for sc in &r.scenarios {
         let _ = write!(
             h,
@@ -93,8 +106,18 @@ pub fn render(r: &Report) -> String {
             esc(&sc.name),
             class(sc.verdict)
         );
-        for role in [Role::Source, Role::Target, Role::Upgrade] {
-            match sc.runs.iter().find(|run| run.role == role) {
+        let cells = columns
+            .iter()
+            .map(|v| {
+                sc.runs
+                    .iter()
+                    .find(|run| run.role != Role::Upgrade && &run.version == v)
+            })
+            .chain(std::iter::once(
+                sc.runs.iter().find(|run| run.role == Role::Upgrade),
+            ));
+        for cell in cells {
+            match cell {
                 Some(run) => {
                     let all_expected =
                         run.verdict == Verdict::Pass && run.leftovers.iter().any(|l| l.expected);
@@ -120,14 +143,26 @@ pub fn render(r: &Report) -> String {
             class(sc.verdict),
             esc(&sc.description)
         );
-        for d in &sc.regressions {
-            let _ = writeln!(h, "<div class=\"reg\">regression: {}</div>", esc(&d.text));
-        }
-        for d in &sc.improvements {
-            let _ = writeln!(h, "<div class=\"imp\">improvement: {}</div>", esc(&d.text));
-        }
-        for d in &sc.differences {
-            let _ = writeln!(h, "<div class=\"dif\">difference: {}</div>", esc(&d.text));
+        for c in sc.comparisons(r) {
+            let label = if c.label.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", c.label)
+            };
+            for (css, what, list) in [
+                ("reg", "regression", c.regressions),
+                ("imp", "improvement", c.improvements),
+                ("dif", "difference", c.differences),
+            ] {
+                for d in list {
+                    let _ = writeln!(
+                        h,
+                        "<div class=\"{css}\">{what}{}: {}</div>",
+                        esc(&label),
+                        esc(&d.text)
+                    );
+                }
+            }
         }
         for run in &sc.runs {
             run_section(&mut h, run);

@@ -56,18 +56,25 @@ pub fn render(r: &Report) -> String {
             case.set_time(std::time::Duration::from_millis(ms));
             suite.add_test_case(case);
         }
-        if !sc.regressions.is_empty() {
+        for c in sc.comparisons(r) {
+            if c.regressions.is_empty() {
+                continue;
+            }
             let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
             st.set_message(
-                sc.regressions
+                c.regressions
                     .iter()
                     .map(|d| d.text.clone())
                     .collect::<Vec<_>>()
                     .join("; "),
             );
             st.set_type("regression");
-            let mut case =
-                TestCase::new(format!("{} -> {}", r.source.version, r.target.version), st);
+            let name = if c.label.is_empty() {
+                format!("{} -> {}", r.source.version, r.target.version)
+            } else {
+                c.label
+            };
+            let mut case = TestCase::new(name, st);
             case.set_classname(format!("preflight.{}", sc.name));
             suite.add_test_case(case);
         }

@@ -17,9 +17,8 @@ pub fn render(r: &Report) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "# preflight: {} -> {}: {}",
-        r.source.version,
-        r.target.version,
+        "# preflight: {}: {}",
+        r.path(" -> "),
         mark(r.verdict).to_uppercase()
     );
     let _ = writeln!(s);
@@ -39,10 +38,26 @@ pub fn render(r: &Report) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    let substitutions = r.substitutions();
+    if !substitutions.is_empty() {
+        let _ = writeln!(s);
+        for line in substitutions {
+            let _ = writeln!(s, "- {line}");
+        }
+    }
+    let whole = r.versions.len() <= 2;
     if !r.regressions.is_empty() {
         let _ = writeln!(s, "\n## Regressions\n");
         for g in &r.regressions {
-            let _ = writeln!(s, "- **{}**: {}", g.scenario, g.difference.text);
+            if whole {
+                let _ = writeln!(s, "- **{}**: {}", g.scenario, g.difference.text);
+            } else {
+                let _ = writeln!(
+                    s,
+                    "- **{}** ({} -> {}): {}",
+                    g.scenario, g.from, g.to, g.difference.text
+                );
+            }
         }
     }
     let _ = writeln!(s, "\n## Matrix\n");
@@ -74,9 +89,9 @@ pub fn render(r: &Report) -> String {
             run.leftovers.iter().any(|l| l.reason.is_failure())
                 || run.error.is_some()
                 || !run.findings.is_empty()
-        }) || !sc.regressions.is_empty()
-            || !sc.improvements.is_empty()
-            || !sc.differences.is_empty();
+        }) || sc.comparisons(r).iter().any(|c| {
+            !c.regressions.is_empty() || !c.improvements.is_empty() || !c.differences.is_empty()
+        });
         if !interesting {
             continue;
         }
@@ -84,14 +99,21 @@ pub fn render(r: &Report) -> String {
         if !sc.description.is_empty() {
             let _ = writeln!(s, "{}\n", sc.description);
         }
-        for d in sc
-            .regressions
-            .iter()
-            .map(|d| ("regression", d))
-            .chain(sc.improvements.iter().map(|d| ("improvement", d)))
-            .chain(sc.differences.iter().map(|d| ("difference", d)))
-        {
-            let _ = writeln!(s, "- {}: {}", d.0, d.1.text);
+        for c in sc.comparisons(r) {
+            let label = if c.label.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", c.label)
+            };
+            for d in c
+                .regressions
+                .iter()
+                .map(|d| ("regression", d))
+                .chain(c.improvements.iter().map(|d| ("improvement", d)))
+                .chain(c.differences.iter().map(|d| ("difference", d)))
+            {
+                let _ = writeln!(s, "- {}{label}: {}", d.0, d.1.text);
+            }
         }
         for run in &sc.runs {
             let failures: Vec<_> = run

@@ -119,6 +119,71 @@ pub struct ScenarioReport {
     pub hops: Vec<Hop>,
 }
 
+impl Report {
+    /// The versions in order joined by `sep` (`v1.29.15 -> v1.30.14`).
+    pub fn path(&self, sep: &str) -> String {
+        if self.versions.is_empty() {
+            return format!("{}{sep}{}", self.source.version, self.target.version);
+        }
+        self.versions
+            .iter()
+            .map(|v| v.version.as_str())
+            .collect::<Vec<_>>()
+            .join(sep)
+    }
+
+    /// `v1.31: ran v1.31.4 instead of v1.31.14: ...` for every version that is not the
+    /// one asked for.
+    pub fn substitutions(&self) -> Vec<String> {
+        self.versions
+            .iter()
+            .filter_map(|v| {
+                let why = v.substituted.as_ref()?;
+                Some(format!(
+                    "{}: ran {why}",
+                    v.requested.as_deref().unwrap_or(&v.version)
+                ))
+            })
+            .collect()
+    }
+}
+
+/// One comparison of a scenario, for renderers: what was compared with what, and what
+/// differed.
+pub struct ComparisonView<'a> {
+    /// Empty for the only comparison of a source and a target; `from -> to` otherwise.
+    pub label: String,
+    pub regressions: &'a [Difference],
+    pub improvements: &'a [Difference],
+    pub differences: &'a [Difference],
+}
+
+impl ScenarioReport {
+    /// Source against target, then (on a longer path) each version against the next.
+    pub fn comparisons(&self, report: &Report) -> Vec<ComparisonView<'_>> {
+        let mut out = vec![ComparisonView {
+            label: if self.hops.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "{} -> {}, whole path",
+                    report.source.version, report.target.version
+                )
+            },
+            regressions: &self.regressions,
+            improvements: &self.improvements,
+            differences: &self.differences,
+        }];
+        out.extend(self.hops.iter().map(|h| ComparisonView {
+            label: format!("{} -> {}", h.from, h.to),
+            regressions: &h.regressions,
+            improvements: &h.improvements,
+            differences: &h.differences,
+        }));
+        out
+    }
+}
+
 /// One version against the next on a path.
 #[derive(Clone, Debug, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
