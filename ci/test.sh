@@ -41,6 +41,10 @@ fi
 
 say "components: the pinned source and target (built once per machine)"
 cargo run --quiet -- components ensure
+# The cross-version tests walk v1.29 -> v1.32 (v1.31 and v1.32 as the newest patches
+# that build here); every other version is built on demand, never in CI.
+say "components: v1.31 and v1.32 for the path tests (built once per machine)"
+cargo run --quiet -- components ensure --version v1.31 --version v1.32
 
 say "Docker engine and kind node images for the pinned source and target (built once per machine)"
 if [ "$(id -u)" = 0 ]; then ./ci/docker-engine.sh; elif ! docker info >/dev/null 2>&1; then

@@ -48,6 +48,11 @@ if [ -n "${PREFLIGHT_TWIN:-}" ]; then
     ci_annotate error "give PREFLIGHT_TWIN or PREFLIGHT_SCENARIOS, not both"
     exit 2
   fi
+  if [ "$total" -gt 1 ]; then
+    # A twin's passes share one installation per version: it replays whole.
+    ci_annotate error "a twin replays whole: run it with one shard (PREFLIGHT_SHARD_TOTAL=1, not $total)"
+    exit 2
+  fi
   targets=("$PREFLIGHT_TWIN")
 else
   words=${PREFLIGHT_SCENARIOS:-}

@@ -33,7 +33,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the lifecycle on source and target clusters and compare them.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Manage the cache of Kubernetes binaries.
     #[command(subcommand)]
     Components(ComponentsCommand),
@@ -311,7 +311,11 @@ pub enum ClusterCommand {
 }
 
 /// `--version` values, or the pinned source and target when none is given.
-fn versions_or_pinned(given: &[String]) -> anyhow::Result<Vec<Version>> {
+/// `--version`s as given (a minor is the patch a run of it would use), else the pins.
+fn versions_or_pinned(
+    given: &[String],
+    opts: &components::Options,
+) -> anyhow::Result<Vec<Version>> {
     if given.is_empty() {
         return Ok(vec![
             components::DEFAULT_SOURCE.parse()?,
@@ -320,7 +324,14 @@ fn versions_or_pinned(given: &[String]) -> anyhow::Result<Vec<Version>> {
     }
     given
         .iter()
-        .map(|v| parse_version("--version", v))
+        .map(|v| {
+            let r = components::releases::resolve(v, false, opts)
+                .context("invalid value for --version")?;
+            if let Some(why) = &r.substituted {
+                opts.progress.println(format!("{v}: {why}"));
+            }
+            Ok(r.version)
+        })
         .collect()
 }
 
@@ -347,7 +358,7 @@ fn parse_version(flag: &str, value: &str) -> anyhow::Result<Version> {
 /// Runs a parsed command; returns the process exit code.
 pub async fn execute(cli: Cli, progress: Progress) -> anyhow::Result<i32> {
     match cli.command {
-        Command::Run(args) => run(args, progress).await,
+        Command::Run(args) => run(*args, progress).await,
         Command::Audit(args) => audit(args).await,
         Command::Capture(args) => capture(args, progress).await,
         Command::Snapshot { out, target } => {
@@ -451,7 +462,10 @@ pub async fn execute(cli: Cli, progress: Progress) -> anyhow::Result<i32> {
             bins,
         }) => {
             let opts = bins.options(&progress);
-            for version in versions_or_pinned(&versions)? {
+            let o = opts.clone();
+            let versions =
+                tokio::task::spawn_blocking(move || versions_or_pinned(&versions, &o)).await??;
+            for version in versions {
                 let opts = opts.clone();
                 let c = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
                     let c = components::ensure(&version, &opts)?;
@@ -480,8 +494,8 @@ pub async fn execute(cli: Cli, progress: Progress) -> anyhow::Result<i32> {
         }
         Command::Components(ComponentsCommand::KindImage { versions, bins }) => {
             let opts = bins.options(&progress);
-            let versions = versions_or_pinned(&versions)?;
             let built = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+                let versions = versions_or_pinned(&versions, &opts)?;
                 let kind = components::kind_image::ensure_kind(&opts)?;
                 let records = versions
                     .iter()
@@ -744,8 +758,8 @@ async fn run(args: RunArgs, progress: Progress) -> anyhow::Result<i32> {
             "`{twin}` is a twin: replay it on its own (`preflight run {twin}`), not with other scenarios"
         );
         anyhow::ensure!(
-            args.shard.is_none(),
-            "--shard splits scenario runs; a twin's passes share one installation per version: replay it whole"
+            args.shard.is_none_or(|(_, n)| n == 1),
+            "--shard splits scenario runs; a twin's passes share one installation per version: replay it whole (one shard)"
         );
         let twin = crate::twin::manifest::load(std::path::Path::new(twin))?;
         return run_twin(args, twin, progress).await;
@@ -967,8 +981,8 @@ fn versions_table(opts: &components::Options, check: bool) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<7} {:<10} {:<8} {:<22} {}",
-        "minor", "pinned", "etcd", "cached", "builds here"
+        "{:<7} {:<10} {:<8} {:<22} builds here",
+        "minor", "pinned", "etcd", "cached"
     );
     for r in RELEASES {
         let pinned = Version::new(1, r.minor, r.newest);
@@ -1231,27 +1245,44 @@ async fn run_twin(
         noise: noise(&args.noise)?,
     };
     let replayed = crate::twin::replay::replay(&twin, &src, &tgt, &replay_opts).await?;
-    let mut report = report::build(
-        &replayed.scenarios,
-        &replayed.results,
-        &[
-            report::VersionInfo::new(source.to_string()),
-            report::VersionInfo::new(target.to_string()),
-        ],
-        &args.fail_on,
-    );
-    report.provider = match replay_opts.on {
-        crate::twin::replay::ReplayOn::Local => "local",
-        crate::twin::replay::ReplayOn::Kind { .. } => "kind",
-    }
-    .into();
-    report.noise = replay_opts.noise.0.clone();
+    let versions = [
+        report::VersionInfo::new(source.to_string()),
+        report::VersionInfo::new(target.to_string()),
+    ];
+    let indexed: Vec<(usize, runner::RunResult)> =
+        replayed.results.iter().cloned().enumerate().collect();
+    // runs.json too, so the CI templates' merge step reads a replay as one shard.
+    let runs = report::shard::ShardFile {
+        schema: report::shard::SCHEMA.to_string(),
+        shard: 1,
+        of: 1,
+        planned: indexed.len(),
+        provider: match replay_opts.on {
+            crate::twin::replay::ReplayOn::Local => "local",
+            crate::twin::replay::ReplayOn::Kind { .. } => "kind",
+        }
+        .into(),
+        versions: versions.to_vec(),
+        fail_on: args.fail_on.clone(),
+        noise: replay_opts.noise.0.clone(),
+        scenarios: replayed
+            .scenarios
+            .iter()
+            .map(report::ScenarioMeta::of)
+            .collect(),
+        records: report::records(&replayed.scenarios, &indexed, &versions, &args.fail_on),
+    };
+    let report = runs.report();
     let dir = args
         .report_dir
         .clone()
         .unwrap_or_else(|| default_report_dir("twin-", &format!("-{}", runner::new_run_id())));
-    let written = report::write_all(&report, &dir)
+    let mut written = report::write_all(&report, &dir)
         .with_context(|| format!("writing reports into {}", dir.display()))?;
+    written.push(
+        runs.write(&dir)
+            .with_context(|| format!("writing runs.json into {}", dir.display()))?,
+    );
     print_summary(&report);
     println!();
     for line in &replayed.headlines {

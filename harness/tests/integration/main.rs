@@ -16,6 +16,7 @@ mod download;
 mod gc;
 mod kind_provider;
 mod lifecycle;
+mod paths;
 mod ports;
 mod production;
 mod replay;

@@ -260,13 +260,29 @@ fn shard_script_runs_its_shard_over_the_path_with_the_scenarios() {
         ])]
     );
 
-    // A twin is run as `preflight run DIR`.
+    // A twin is run as `preflight run DIR`, whole: one shard.
     ci.reset();
     let out = ci.run(
         "run-shard.sh",
         &[
             ("PREFLIGHT_SHARD_INDEX", "3"),
             ("PREFLIGHT_SHARD_TOTAL", "3"),
+            ("PREFLIGHT_TWIN", "twins/prod"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", both(&out));
+    assert!(
+        both(&out).contains("a twin replays whole"),
+        "{}",
+        both(&out)
+    );
+    assert!(ci.calls("preflight").is_empty());
+    ci.reset();
+    let out = ci.run(
+        "run-shard.sh",
+        &[
+            ("PREFLIGHT_SHARD_INDEX", "1"),
+            ("PREFLIGHT_SHARD_TOTAL", "1"),
             ("PREFLIGHT_TWIN", "twins/prod"),
         ],
     );
