@@ -13,6 +13,10 @@ pub enum ComponentsError {
     #[error("`{0}` is not a Kubernetes version: expected vMAJOR.MINOR.PATCH, e.g. v1.30.14")]
     BadVersion(String),
 
+    /// Neither a minor nor a patch.
+    #[error("`{0}` is not a Kubernetes version: expected a minor (v1.30) or a patch (v1.30.14)")]
+    BadWanted(String),
+
     /// A minor preflight has no pins for.
     #[error(
         "`{requested}`: preflight knows Kubernetes {known} (`preflight versions` lists them); give an exact patch, e.g. v1.31.4, for another"

@@ -120,10 +120,12 @@ impl Wanted {
                 .parse::<u32>()
                 .ok()
                 .filter(|_| !parts[1].is_empty() && parts[1].bytes().all(|b| b.is_ascii_digit()))
-                .ok_or_else(|| ComponentsError::BadVersion(s.to_string()))?;
+                .ok_or_else(|| ComponentsError::BadWanted(s.to_string()))?;
             return Ok(Wanted::Minor(minor));
         }
-        t.parse().map(Wanted::Exact)
+        t.parse()
+            .map(Wanted::Exact)
+            .map_err(|_| ComponentsError::BadWanted(s.to_string()))
     }
 }
 
@@ -288,16 +290,25 @@ pub fn resolve(
     if first.buildable() {
         return Ok(out);
     }
+    let newest = release(pinned.minor).map_or(pinned.patch, |r| r.newest);
+    let what = match wanted {
+        Wanted::Minor(_) => "newest",
+        Wanted::Exact(_) => "nearest",
+    };
     let step = opts.progress.step(format!(
-        "{pinned} cannot be built here; looking for the newest {}.{} patch that can",
+        "{pinned} cannot be built here; looking for the {what} {}.{} patch that can",
         pinned.major, pinned.minor
     ));
-    for patch in (0..pinned.patch).rev() {
+    let order = match wanted {
+        Wanted::Minor(_) => (0..pinned.patch).rev().collect(),
+        Wanted::Exact(_) => nearest_patches(pinned.patch, newest),
+    };
+    for patch in order {
         let candidate = Version::new(pinned.major, pinned.minor, patch);
         if probe(&candidate, opts).buildable() {
             step.done(candidate.to_string());
             out.substituted = Some(format!(
-                "{candidate} instead of {pinned}: {} (the newest {}.{} patch that builds here)",
+                "{candidate} instead of {pinned}: {} (the {what} {}.{} patch that builds here)",
                 first.why_not(),
                 pinned.major,
                 pinned.minor
@@ -311,6 +322,21 @@ pub fn resolve(
         version: pinned.to_string(),
         detail: first.why_not(),
     })
+}
+
+/// Patches of a minor by their distance from `patch`, the older first at equal
+/// distance (it has no fix the wanted one lacks), never past `newest`.
+pub fn nearest_patches(patch: u32, newest: u32) -> Vec<u32> {
+    let newest = newest.max(patch);
+    (1..=newest)
+        .flat_map(|d| {
+            [
+                patch.checked_sub(d),
+                Some(patch + d).filter(|p| *p <= newest),
+            ]
+        })
+        .flatten()
+        .collect()
 }
 
 fn known_minors() -> String {
@@ -362,6 +388,13 @@ mod tests {
         let opts = Options::from_env(crate::progress::Progress::quiet());
         let err = resolve("v1.12", false, &opts).unwrap_err().to_string();
         assert!(err.contains("v1.28 to v1.37"), "{err}");
+    }
+
+    #[test]
+    fn the_nearest_patch_comes_first_the_older_at_equal_distance() {
+        assert_eq!(nearest_patches(7, 9), [6, 8, 5, 9, 4, 3, 2, 1, 0]);
+        assert_eq!(nearest_patches(0, 2), [1, 2]);
+        assert_eq!(nearest_patches(3, 3), [2, 1, 0]);
     }
 
     #[test]

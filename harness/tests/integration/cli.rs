@@ -8,14 +8,21 @@ use crate::common;
 #[test]
 fn a_bad_version_flag_exits_2_and_names_the_flag() {
     let out = Command::new(common::preflight_bin())
-        .args(["run", "--source", "1.30"])
+        .args(["run", "--source", "1.30.x"])
         .env("CI", "true")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("invalid value for --source"), "{err}");
-    assert!(err.contains("`1.30` is not a Kubernetes version"), "{err}");
+    assert!(
+        err.contains("`1.30.x` is not a Kubernetes version"),
+        "{err}"
+    );
+    assert!(
+        err.contains("expected a minor (v1.30) or a patch (v1.30.14)"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -138,7 +138,8 @@ fn from_1_29_to_1_30_a_validating_admission_policy_is_enforced() {
     let regressions = kinds(&sc["regressions"]);
     assert!(
         regressions.contains("the target leaves") && regressions.contains("ReplicaSet"),
-        "{regressions}"
+        "{regressions}\n{}",
+        common::run_of(&doc, "policy-default", "target")
     );
     let new = common::run_of(&doc, "policy-default", "target");
     let rs = common::leftovers(new, "ReplicaSet");
