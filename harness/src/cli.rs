@@ -394,27 +394,14 @@ pub async fn execute(cli: Cli, progress: Progress) -> anyhow::Result<i32> {
         }
         Command::MergeReports { dirs, report_dir } => {
             let merged = report::shard::merge(&dirs)?;
-            let report = merged.report();
-            let dir = report_dir.unwrap_or_else(|| default_report_dir("", "-merged"));
-            let mut written = report::write_all(&report, &dir)
-                .with_context(|| format!("writing reports into {}", dir.display()))?;
-            written.push(
-                merged
-                    .write(&dir)
-                    .with_context(|| format!("writing runs.json into {}", dir.display()))?,
-            );
             progress.println(format!(
                 "merged {} shard{} ({} runs)",
                 dirs.len(),
                 if dirs.len() == 1 { "" } else { "s" },
                 merged.records.len()
             ));
-            print_summary(&report);
-            println!();
-            for p in written {
-                println!("  {}", p.display());
-            }
-            Ok(report.exit_code)
+            let dir = report_dir.unwrap_or_else(|| default_report_dir("", "-merged"));
+            write_reports(&merged, &dir, &[])
         }
         Command::Versions { check } => {
             let opts = components::Options::from_env(progress.clone());
@@ -937,20 +924,35 @@ async fn run(args: RunArgs, progress: Progress) -> anyhow::Result<i32> {
         scenarios: scenarios.iter().map(report::ScenarioMeta::of).collect(),
         records,
     };
-    let report = shard_file.report();
     let dir = args
         .report_dir
         .clone()
         .unwrap_or_else(|| default_report_dir("", &format!("-{run_id}")));
-    let mut written = report::write_all(&report, &dir)
+    write_reports(&shard_file, &dir, &[])
+}
+
+/// Writes the four reports of `runs` and runs.json into `dir`, prints the summary,
+/// `headlines` and the files; returns the exit code.
+fn write_reports(
+    runs: &report::shard::ShardFile,
+    dir: &std::path::Path,
+    headlines: &[String],
+) -> anyhow::Result<i32> {
+    let report = runs.report();
+    let mut written = report::write_all(&report, dir)
         .with_context(|| format!("writing reports into {}", dir.display()))?;
     written.push(
-        shard_file
-            .write(&dir)
+        runs.write(dir)
             .with_context(|| format!("writing runs.json into {}", dir.display()))?,
     );
     print_summary(&report);
     println!();
+    if !headlines.is_empty() {
+        for line in headlines {
+            println!("{line}");
+        }
+        println!();
+    }
     for p in written {
         println!("  {}", p.display());
     }
@@ -989,13 +991,7 @@ fn versions_table(opts: &components::Options, check: bool) -> String {
         let probe = if check {
             Some(releases::probe(&pinned, opts))
         } else {
-            components::cached(components::Entry::Kubernetes, &pinned, &opts.cache_dir)
-                .map(|_| releases::Probe {
-                    version: pinned.to_string(),
-                    missing: Vec::new(),
-                    error: None,
-                })
-                .or_else(|| releases::cached_probe(&opts.cache_dir, &pinned))
+            releases::known_probe(&pinned, opts)
         };
         let builds = match &probe {
             None => "not checked (preflight versions --check)".to_string(),
@@ -1272,27 +1268,11 @@ async fn run_twin(
             .collect(),
         records: report::records(&replayed.scenarios, &indexed, &versions, &args.fail_on),
     };
-    let report = runs.report();
     let dir = args
         .report_dir
         .clone()
         .unwrap_or_else(|| default_report_dir("twin-", &format!("-{}", runner::new_run_id())));
-    let mut written = report::write_all(&report, &dir)
-        .with_context(|| format!("writing reports into {}", dir.display()))?;
-    written.push(
-        runs.write(&dir)
-            .with_context(|| format!("writing runs.json into {}", dir.display()))?,
-    );
-    print_summary(&report);
-    println!();
-    for line in &replayed.headlines {
-        println!("{line}");
-    }
-    println!();
-    for p in written {
-        println!("  {}", p.display());
-    }
-    Ok(report.exit_code)
+    write_reports(&runs, &dir, &replayed.headlines)
 }
 
 /// The short table printed at the end of a run.

@@ -82,6 +82,17 @@ impl Options {
     }
 }
 
+impl Options {
+    /// Whether the cache is filled by building from Go modules (else by downloading).
+    pub fn builds(&self) -> bool {
+        match self.source {
+            SourceKind::Build => true,
+            SourceKind::Download => false,
+            SourceKind::Auto => build::go_available(&self.go),
+        }
+    }
+}
+
 /// `$PREFLIGHT_CACHE_DIR`, else the user's cache directory (`~/.cache/preflight`).
 pub fn default_cache_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("PREFLIGHT_CACHE_DIR").filter(|v| !v.is_empty()) {
@@ -342,12 +353,7 @@ pub(crate) fn ensure_entry(
         .tempdir_in(&bin)
         .map_err(|e| ComponentsError::io("creating a temporary directory in", &bin, e))?;
 
-    let use_build = match opts.source {
-        SourceKind::Build => true,
-        SourceKind::Download => false,
-        SourceKind::Auto => build::go_available(&opts.go),
-    };
-    if use_build {
+    if opts.builds() {
         build::build(entry, version, staging.path(), opts)?;
     } else {
         download::download(entry, version, staging.path(), opts).map_err(|e| match e {

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Entry, Options, SourceKind, Version};
+use super::{Entry, Options, Version};
 use crate::errors::ComponentsError;
 
 /// One Kubernetes minor release.
@@ -183,17 +183,23 @@ pub fn cached_probe(cache_dir: &Path, version: &Version) -> Option<Probe> {
     serde_json::from_str(&text).ok()
 }
 
-/// Asks the Go module proxy whether `version` and all its staging modules can be
-/// downloaded (what a build needs), once per machine.
-pub fn probe(version: &Version, opts: &Options) -> Probe {
+/// What is known here without asking the proxy: built already (so it builds), or
+/// answered by an earlier probe.
+pub fn known_probe(version: &Version, opts: &Options) -> Option<Probe> {
     if super::cached(Entry::Kubernetes, version, &opts.cache_dir).is_some() {
-        return Probe {
+        return Some(Probe {
             version: version.to_string(),
             missing: Vec::new(),
             error: None,
-        };
+        });
     }
-    if let Some(p) = cached_probe(&opts.cache_dir, version) {
+    cached_probe(&opts.cache_dir, version)
+}
+
+/// Asks the Go module proxy whether `version` and all its staging modules can be
+/// downloaded (what a build needs), once per machine.
+pub fn probe(version: &Version, opts: &Options) -> Probe {
+    if let Some(p) = known_probe(version, opts) {
         return p;
     }
     let p = probe_proxy(&opts.go, version);
@@ -272,18 +278,13 @@ pub fn resolve(
         }
         Wanted::Exact(v) => (v.clone(), nearest),
     };
-    let builds = opts.bin_dir.is_none()
-        && match opts.source {
-            SourceKind::Build => true,
-            SourceKind::Download => false,
-            SourceKind::Auto => super::build::go_available(&opts.go),
-        };
     let mut out = Resolved {
         requested: requested.to_string(),
         version: pinned.clone(),
         substituted: None,
     };
-    if !nearest || !builds {
+    // Only a build depends on what the proxy serves.
+    if !nearest || opts.bin_dir.is_some() || !opts.builds() {
         return Ok(out);
     }
     let first = probe(&pinned, opts);

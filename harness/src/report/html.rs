@@ -86,11 +86,7 @@ pub fn render(r: &Report) -> String {
     }
 
     // The matrix: scenarios x (each version of the path, in-place upgrade).
-    let columns: Vec<String> = if r.versions.is_empty() {
-        vec![r.source.version.clone(), r.target.version.clone()]
-    } else {
-        r.versions.iter().map(|v| v.version.clone()).collect()
-    };
+    let columns: Vec<String> = r.versions.iter().map(|v| v.version.clone()).collect();
     let _ = write!(
         h,
         "<table class=\"matrix\" id=\"matrix\"><tr><th>scenario</th>"

@@ -122,9 +122,6 @@ pub struct ScenarioReport {
 impl Report {
     /// The versions in order joined by `sep` (`v1.29.15 -> v1.30.14`).
     pub fn path(&self, sep: &str) -> String {
-        if self.versions.is_empty() {
-            return format!("{}{sep}{}", self.source.version, self.target.version);
-        }
         self.versions
             .iter()
             .map(|v| v.version.as_str())
