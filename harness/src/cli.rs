@@ -752,6 +752,17 @@ async fn run(args: RunArgs, progress: Progress) -> anyhow::Result<i32> {
         return run_twin(args, twin, progress).await;
     }
     let scenarios = load_scenarios(&args.scenarios)?;
+    let run_id = runner::new_run_id();
+    let report_dir = args
+        .report_dir
+        .clone()
+        .unwrap_or_else(|| default_report_dir("", &format!("-{run_id}")));
+    report::check_writable(&report_dir).with_context(|| {
+        format!(
+            "the report directory {} cannot take the reports (checked before starting any cluster)",
+            report_dir.display()
+        )
+    })?;
     let opts = args.bins.options(&progress);
     let path = resolve_path(&args, &scenarios, &opts, &progress).await?;
     anyhow::ensure!(
@@ -868,7 +879,7 @@ async fn run(args: RunArgs, progress: Progress) -> anyhow::Result<i32> {
             args.parallel
         },
         progress: progress.clone(),
-        run_id: runner::new_run_id(),
+        run_id: run_id.clone(),
         noise: noise(&args.noise)?,
         provider: args.provider,
         kubeconfig: (args.provider == Provider::Kubeconfig)
@@ -882,7 +893,6 @@ async fn run(args: RunArgs, progress: Progress) -> anyhow::Result<i32> {
         kind_image: args.kind_image.clone(),
         kind_binary,
     };
-    let run_id = settings.run_id.clone();
     // On a shared cluster, an interrupted run must not leave its objects behind.
     let mut sweeper =
         settings
@@ -924,11 +934,8 @@ async fn run(args: RunArgs, progress: Progress) -> anyhow::Result<i32> {
         scenarios: scenarios.iter().map(report::ScenarioMeta::of).collect(),
         records,
     };
-    let dir = args
-        .report_dir
-        .clone()
-        .unwrap_or_else(|| default_report_dir("", &format!("-{run_id}")));
-    write_reports(&shard_file, &dir, &[])
+    crate::failpoint::pause_at("report-writing").await;
+    write_reports(&shard_file, &report_dir, &[])
 }
 
 /// Writes the four reports of `runs` and runs.json into `dir`, prints the summary,
@@ -939,14 +946,16 @@ fn write_reports(
     headlines: &[String],
 ) -> anyhow::Result<i32> {
     let report = runs.report();
+    // The verdict first: a report directory that fails now (a full disk) must not
+    // swallow what the run found.
+    print_summary(&report);
+    println!();
     let mut written = report::write_all(&report, dir)
         .with_context(|| format!("writing reports into {}", dir.display()))?;
     written.push(
         runs.write(dir)
             .with_context(|| format!("writing runs.json into {}", dir.display()))?,
     );
-    print_summary(&report);
-    println!();
     if !headlines.is_empty() {
         for line in headlines {
             println!("{line}");

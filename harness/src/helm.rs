@@ -181,7 +181,9 @@ pub fn run_isolated(binary: &Path, home: &Path, args: Vec<String>, shown: &[Stri
     for var in USER_HELM_VARS {
         cmd = cmd.env_remove(var);
     }
-    let out = cmd.stdout_capture().stderr_capture().unchecked().run();
+    // Its own process group, stopped with the harness: a helm waiting on a hook must
+    // not outlive an interrupted run.
+    let out = crate::child_groups::run(cmd.stdout_capture().stderr_capture().unchecked());
     let command = format!("helm {}", shown.join(" "));
     match out {
         Ok(o) => HelmRun {

@@ -48,6 +48,9 @@ fn main() {
             }
         }
     });
+    // A helm or go still running on a blocking thread (the command's future was
+    // dropped, not the thread) is stopped before the process exits.
+    preflight::child_groups::stop_all(std::time::Duration::from_secs(2));
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     std::process::exit(code);
 }

@@ -520,6 +520,8 @@ impl LocalCluster {
             &log,
             &self.dir.join(".pgids"),
         )?;
+        // etcd and kube-apiserver run, nothing is ready yet.
+        crate::failpoint::pause_at("cluster-start").await;
         let client = self.make_client().await;
         let result = match client {
             Ok(client) => {

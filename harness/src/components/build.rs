@@ -72,9 +72,8 @@ fn download_module(
     )
     .stderr_to_stdout()
     .stdout_capture()
-    .unchecked()
-    .run()
-    .map_err(|e| format!("cannot run go: {e}"))?;
+    .unchecked();
+    let out = crate::child_groups::run(out).map_err(|e| format!("cannot run go: {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
     let parsed: Result<Download, _> = serde_json::from_str(&text);
     match parsed {
@@ -95,12 +94,13 @@ fn download_module(
 pub fn download_each(go_binary: &OsStr, modules: &[String]) -> Result<Vec<String>, String> {
     let mut args = vec!["mod", "download", "-json"];
     args.extend(modules.iter().map(String::as_str));
-    let out = go(go_binary, &args)
-        .stderr_null()
-        .stdout_capture()
-        .unchecked()
-        .run()
-        .map_err(|e| format!("cannot run go: {e}"))?;
+    let out = crate::child_groups::run(
+        go(go_binary, &args)
+            .stderr_null()
+            .stdout_capture()
+            .unchecked(),
+    )
+    .map_err(|e| format!("cannot run go: {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
     let mut failed = Vec::new();
     let mut answered = 0;
@@ -346,15 +346,16 @@ pub fn build(
 
         step.detail("go mod tidy");
         let _ = writeln!(log, "$ go mod tidy");
-        let status = go(&opts.go, &["mod", "tidy"])
-            .dir(&work)
-            .stderr_to_stdout()
-            .stdout_file(
-                log.try_clone()
-                    .map_err(|e| ComponentsError::io("opening", &log_path, e))?,
-            )
-            .unchecked()
-            .run();
+        let status = crate::child_groups::run(
+            go(&opts.go, &["mod", "tidy"])
+                .dir(&work)
+                .stderr_to_stdout()
+                .stdout_file(
+                    log.try_clone()
+                        .map_err(|e| ComponentsError::io("opening", &log_path, e))?,
+                )
+                .unchecked(),
+        );
         if !status.is_ok_and(|o| o.status.success()) {
             step.fail("go mod tidy failed");
             return Err(failed(&log_path));
@@ -379,12 +380,10 @@ pub fn build(
         let _ = writeln!(log, "$ go {}", args.join(" "));
         go(&opts.go, &args)
     };
-    let reader = go_cmd
-        .dir(&work)
-        .stderr_to_stdout()
-        .unchecked()
+    let reader = crate::child_groups::own_group(go_cmd.dir(&work).stderr_to_stdout().unchecked())
         .reader()
         .map_err(|e| ComponentsError::io("running go build in", &work, e))?;
+    let _tracked = crate::child_groups::track(&reader.pids());
     let mut compiled = 0usize;
     let mut lines = BufReader::new(&reader);
     let mut line = String::new();

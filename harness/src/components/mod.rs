@@ -24,6 +24,7 @@
 
 pub mod build;
 pub mod download;
+pub mod integrity;
 pub mod kind_image;
 pub mod releases;
 pub mod versions;
@@ -309,14 +310,10 @@ fn recommended_etcd(version: &Version, opts: &Options) -> Version {
     from_module.unwrap_or_else(|| version.default_etcd())
 }
 
-/// The cache directory of an entry if it is complete.
+/// The cache directory of an entry if it is complete and intact (see [`integrity`]).
 pub fn cached(entry: Entry, version: &Version, cache_dir: &Path) -> Option<PathBuf> {
     let dir = cache_dir.join("bin").join(entry.dir_name(version));
-    entry
-        .binaries()
-        .iter()
-        .all(|b| is_executable(&dir.join(b)))
-        .then_some(dir)
+    integrity::check(&dir, entry.binaries()).ok().map(|()| dir)
 }
 
 /// Fills one entry of the cache unless it is there already; returns its directory.
@@ -348,6 +345,23 @@ pub(crate) fn ensure_entry(
     }
     let bin = opts.cache_dir.join("bin");
     std::fs::create_dir_all(&bin).map_err(|e| ComponentsError::io("creating", &bin, e))?;
+    // Under the lock nobody else fills this entry: staging directories of it are what
+    // an interrupted (killed) fill left.
+    integrity::remove_stale_staging(&bin, &entry.dir_name(version));
+    // A damaged entry (a truncated binary, a half-written directory) is never used:
+    // it is removed and filled again.
+    let final_dir = bin.join(entry.dir_name(version));
+    if final_dir.exists() {
+        let why = integrity::check(&final_dir, entry.binaries())
+            .err()
+            .unwrap_or_default();
+        opts.progress.println(format!(
+            "the cached {} is damaged ({why}): removing it and filling it again",
+            entry.dir_name(version)
+        ));
+        std::fs::remove_dir_all(&final_dir)
+            .map_err(|e| ComponentsError::io("removing the damaged", &final_dir, e))?;
+    }
     let staging = tempfile::Builder::new()
         .prefix(&format!(".tmp-{}-", entry.dir_name(version)))
         .tempdir_in(&bin)
@@ -374,7 +388,8 @@ pub(crate) fn ensure_entry(
             });
         }
     }
-    let final_dir = bin.join(entry.dir_name(version));
+    integrity::seal(staging.path(), entry.binaries())
+        .map_err(|e| ComponentsError::io("sealing", staging.path(), e))?;
     let staged = staging.keep();
     std::fs::rename(&staged, &final_dir).map_err(|e| {
         let _ = std::fs::remove_dir_all(&staged);

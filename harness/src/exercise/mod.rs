@@ -21,7 +21,7 @@ use crate::cluster::Cluster;
 use crate::components::Components;
 use crate::helm::{self, Helm, HelmRun};
 use crate::progress::Progress;
-use crate::scenario::{ChartSource, DryRunAction, HelmDryRun, Scenario, Step};
+use crate::scenario::{ChartSource, DryRunAction, HelmAction, HelmDryRun, Scenario, Step};
 use crate::snapshot::{self, Noise, Snapshot, SnapshotScope};
 use crate::webhook::{BehaviourSpec, Record, Registration, WebhookServer};
 use dry_run::DryRunReport;
@@ -228,6 +228,13 @@ async fn run_steps(
         let result: anyhow::Result<()> = async {
             match step {
                 Step::Helm(h) => {
+                    if h.dry_run == HelmDryRun::None {
+                        match h.action {
+                            HelmAction::Install => crate::failpoint::pause_at("install").await,
+                            HelmAction::Uninstall => crate::failpoint::pause_at("uninstall").await,
+                            _ => {}
+                        }
+                    }
                     let mut values = chart_values.clone();
                     if let Some(v) = &h.values {
                         let path = opts.dir.join(format!("values-step-{index}.json"));
@@ -257,6 +264,7 @@ async fn run_steps(
                     );
                 }
                 Step::SetWebhook(set) => {
+                    crate::failpoint::pause_at("webhook-switch").await;
                     server
                         .set(
                             &set.name,
@@ -281,6 +289,7 @@ async fn run_steps(
                     }
                 }
                 Step::Settle(s) => {
+                    crate::failpoint::pause_at("settle").await;
                     record.settle = Some(
                         settle::settle(
                             &cluster.client(),

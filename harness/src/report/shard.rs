@@ -90,11 +90,9 @@ impl ShardFile {
 
     /// Writes `runs.json` into `dir`.
     pub fn write(&self, dir: &Path) -> std::io::Result<PathBuf> {
-        let path = dir.join(FILE);
         let mut text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
         text.push('\n');
-        std::fs::write(&path, text)?;
-        Ok(path)
+        super::write_file(dir, FILE, &text)
     }
 
     /// Reads `runs.json` from a report directory.

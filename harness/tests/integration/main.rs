@@ -13,6 +13,7 @@ mod capture;
 mod chart_sources;
 mod cli;
 mod download;
+mod faults;
 mod gc;
 mod kind_provider;
 mod lifecycle;

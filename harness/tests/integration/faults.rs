@@ -1,0 +1,483 @@
+//! The fault matrix: signals at each phase of a run, a damaged components cache, a
+//! report directory that cannot take the reports, a component dying, a helm that
+//! hangs. Every case asserts what an SRE on a shared CI machine needs: nothing of the
+//! run is left (no process, no directory), the exit code says what happened, and the
+//! output says it in words.
+//!
+//! Each case runs `preflight` as a child with a private `TMPDIR` (every directory a
+//! run makes lands there, so "nothing left" is "that directory is empty") and a
+//! marker in its environment (every process it starts inherits it, so "no process
+//! left" is "no process carries the marker", whatever it was reparented to). Each
+//! prints one `fault-matrix:` line with what it measured; the README's table is
+//! made of those lines.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::common;
+
+/// Processes (not zombies) whose environment holds `PREFLIGHT_FAULT_CASE=<marker>`.
+fn processes_marked(marker: &str) -> Vec<(u32, String)> {
+    let needle = format!("PREFLIGHT_FAULT_CASE={marker}");
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if common::process_gone(pid) {
+            continue;
+        }
+        let env = std::fs::read(entry.path().join("environ")).unwrap_or_default();
+        if env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()) {
+            let cmd = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            found.push((pid, String::from_utf8_lossy(&cmd).replace('\0', " ")));
+        }
+    }
+    found
+}
+
+/// Everything under `dir` (relative paths), for "nothing left" messages.
+fn entries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// A `preflight` child with a private temporary directory and a marker.
+struct Case {
+    name: String,
+    tmp: tempfile::TempDir,
+    child: Child,
+    /// Every stderr line so far.
+    stderr: Arc<Mutex<Vec<String>>>,
+    started: Instant,
+}
+
+impl Case {
+    fn start(name: &str, args: &[&str], env: &[(&str, &str)]) -> Case {
+        let tmp = tempfile::Builder::new()
+            .prefix("pf-fault-")
+            .tempdir()
+            .unwrap();
+        std::fs::create_dir(tmp.path().join("tmp")).unwrap();
+        let mut cmd = Command::new(common::preflight_bin());
+        cmd.args(args)
+            .env("CI", "true")
+            .env("TMPDIR", tmp.path().join("tmp"))
+            .env("PREFLIGHT_FAULT_CASE", name)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let lines = stderr.clone();
+        let pipe = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        });
+        Case {
+            name: name.to_string(),
+            tmp,
+            child,
+            stderr,
+            started: Instant::now(),
+        }
+    }
+
+    fn tmp(&self) -> PathBuf {
+        self.tmp.path().join("tmp")
+    }
+
+    fn stderr_text(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    async fn wait_for_line(&self, needle: &str, deadline: Duration) {
+        let seen = common::eventually(deadline, || {
+            self.stderr
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains(needle))
+        })
+        .await;
+        assert!(
+            seen,
+            "{}: never printed {needle:?}; stderr:\n{}",
+            self.name,
+            self.stderr_text()
+        );
+    }
+
+    fn signal(&self, signal: Signal) {
+        kill(Pid::from_raw(self.child.id() as i32), signal).unwrap();
+    }
+
+    /// Waits (bounded) for the harness to exit; its status.
+    async fn exit(&mut self, deadline: Duration) -> std::process::ExitStatus {
+        let mut status = None;
+        common::eventually(deadline, || {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        })
+        .await;
+        status.unwrap_or_else(|| {
+            let _ = self.child.kill();
+            panic!(
+                "{}: preflight did not exit within {deadline:?}; stderr:\n{}",
+                self.name,
+                self.stderr_text()
+            )
+        })
+    }
+
+    /// Asserts that no process of the case is left and its temporary directory is
+    /// empty (both within a deadline: sentinels act after the harness is gone).
+    async fn assert_nothing_left(&self) -> (usize, usize) {
+        let gone = common::eventually(Duration::from_secs(30), || {
+            processes_marked(&self.name).is_empty()
+        })
+        .await;
+        assert!(
+            gone,
+            "{}: processes left: {:#?}",
+            self.name,
+            processes_marked(&self.name)
+        );
+        let tmp = self.tmp();
+        let empty = common::eventually(Duration::from_secs(15), || entries(&tmp).is_empty()).await;
+        assert!(
+            empty,
+            "{}: left in its temporary directory: {:?}",
+            self.name,
+            entries(&tmp)
+        );
+        (0, 0)
+    }
+
+    fn measured(&self, what: &str, outcome: &str) {
+        eprintln!(
+            "fault-matrix: {what} | {outcome} | left: 0 processes, 0 dirs | {:.0} s",
+            self.started.elapsed().as_secs_f64()
+        );
+    }
+}
+
+impl Drop for Case {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn exit_text(status: std::process::ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exit {c}"),
+        (None, Some(s)) => format!("killed by signal {s}"),
+        _ => format!("{status:?}"),
+    }
+}
+
+/// What a signal must lead to: SIGINT and SIGTERM an orderly teardown that says so
+/// and exits 2 (never a pass); SIGKILL cannot be answered, the sentinels clean up.
+fn assert_exit(case: &Case, signal: Signal, status: std::process::ExitStatus) {
+    match signal {
+        Signal::SIGKILL => assert_eq!(status.signal(), Some(9), "{}", case.name),
+        Signal::SIGINT | Signal::SIGTERM => {
+            assert_eq!(
+                status.code(),
+                Some(2),
+                "{}: {status:?}; stderr:\n{}",
+                case.name,
+                case.stderr_text()
+            );
+            let said = if signal == Signal::SIGINT {
+                "interrupted: tearing down"
+            } else {
+                "terminated: tearing down"
+            };
+            assert!(
+                case.stderr_text().contains(said),
+                "{}: stderr does not say {said:?}:\n{}",
+                case.name,
+                case.stderr_text()
+            );
+        }
+        other => panic!("no expectation for {other}"),
+    }
+}
+
+/// Runs `incident-admission` (install, webhook switch, uninstall, settle), pauses it
+/// at `phase`, sends `signal`, and checks that nothing is left and no report (or
+/// only a whole one) was written.
+async fn signal_at_phase(phase: &str, signal: Signal) {
+    let name = format!("{phase}-{}", signal.as_str().to_lowercase());
+    let reports = tempfile::tempdir().unwrap();
+    let report_dir = reports.path().join("out");
+    let mut case = Case::start(
+        &name,
+        &[
+            "run",
+            "incident-admission",
+            "--report-dir",
+            report_dir.to_str().unwrap(),
+        ],
+        &[("PREFLIGHT_PAUSE_AT", phase)],
+    );
+    case.wait_for_line(&format!("paused at {phase}"), Duration::from_secs(240))
+        .await;
+    assert!(
+        !processes_marked(&name).is_empty(),
+        "{name}: nothing of the run is running at {phase}"
+    );
+    case.signal(signal);
+    let status = case.exit(Duration::from_secs(60)).await;
+    assert_exit(&case, signal, status);
+    case.assert_nothing_left().await;
+    // Paused before any report is written: none, not even an empty directory (the
+    // early writability check removes what it created).
+    assert!(
+        !report_dir.exists(),
+        "{name}: {} exists: {:?}",
+        report_dir.display(),
+        entries(&report_dir)
+    );
+    case.measured(
+        &format!("{signal} at {phase}"),
+        &format!("{}, no report", exit_text(status)),
+    );
+}
+
+macro_rules! signal_cases {
+    ($($test:ident: $phase:literal, $signal:ident;)*) => {$(
+        #[tokio::test(flavor = "multi_thread")]
+        async fn $test() {
+            signal_at_phase($phase, Signal::$signal).await;
+        }
+    )*};
+}
+
+signal_cases! {
+    sigint_at_cluster_start: "cluster-start", SIGINT;
+    sigterm_at_cluster_start: "cluster-start", SIGTERM;
+    sigkill_at_cluster_start: "cluster-start", SIGKILL;
+    sigint_at_install: "install", SIGINT;
+    sigterm_at_install: "install", SIGTERM;
+    sigkill_at_install: "install", SIGKILL;
+    sigint_at_webhook_switch: "webhook-switch", SIGINT;
+    sigterm_at_webhook_switch: "webhook-switch", SIGTERM;
+    sigkill_at_webhook_switch: "webhook-switch", SIGKILL;
+    sigint_at_uninstall: "uninstall", SIGINT;
+    sigterm_at_uninstall: "uninstall", SIGTERM;
+    sigkill_at_uninstall: "uninstall", SIGKILL;
+    sigint_at_settle: "settle", SIGINT;
+    sigterm_at_settle: "settle", SIGTERM;
+    sigkill_at_settle: "settle", SIGKILL;
+    sigint_at_report_writing: "report-writing", SIGINT;
+    sigterm_at_report_writing: "report-writing", SIGTERM;
+    sigkill_at_report_writing: "report-writing", SIGKILL;
+}
+
+/// A copy of the cached binaries of `version` (Kubernetes, its etcd, helm) in a new
+/// cache directory: the test may damage it without touching the machine's cache.
+fn private_cache(version: &str) -> tempfile::TempDir {
+    let real = preflight::components::default_cache_dir().join("bin");
+    let cache = tempfile::Builder::new()
+        .prefix("pf-cache-")
+        .tempdir()
+        .unwrap();
+    let bin = cache.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    // Every etcd of the cache: which one the release recommends is read from its
+    // module, and copying a few more is cheaper than repeating that here.
+    let etcds: Vec<String> = entries(&real)
+        .into_iter()
+        .filter(|e| e.starts_with("etcd-v"))
+        .collect();
+    let wanted = [
+        format!("kubernetes-{version}"),
+        format!("helm-{}", preflight::components::HELM_VERSION),
+    ];
+    for entry in wanted.into_iter().chain(etcds) {
+        let status = Command::new("cp")
+            .args(["-r", "--reflink=auto"])
+            .arg(real.join(&entry))
+            .arg(bin.join(&entry))
+            .status()
+            .unwrap();
+        assert!(status.success(), "copying {entry} of the cache");
+    }
+    cache
+}
+
+/// An environment in which Go can build nothing (no proxy, empty module and build
+/// caches): a rebuild fails at once instead of taking minutes.
+fn offline_go(dir: &Path) -> Vec<(String, String)> {
+    vec![
+        ("GOPROXY".into(), "off".into()),
+        ("GOMODCACHE".into(), dir.join("gomod").display().to_string()),
+        ("GOCACHE".into(), dir.join("gocache").display().to_string()),
+        ("GOFLAGS".into(), "-mod=mod".into()),
+    ]
+}
+
+/// A truncated binary and a half-written staging directory in the cache: detected,
+/// removed, never run; the rebuild is attempted (and here fails, offline, with the
+/// reason), and nothing is left half-done.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_damaged_components_cache_is_detected_and_never_used() {
+    let version = "v1.30.14";
+    let cache = private_cache(version);
+    let bin = cache.path().join("bin");
+    let kube = bin.join(format!("kubernetes-{version}"));
+    let cache_env = cache.path().display().to_string();
+
+    // Intact: used as it is (and sealed, if it was not yet).
+    let mut ok = Case::start(
+        "cache-intact",
+        &["components", "ensure", "--version", version],
+        &[("PREFLIGHT_CACHE_DIR", &cache_env)],
+    );
+    let status = ok.exit(Duration::from_secs(120)).await;
+    assert_eq!(status.code(), Some(0), "{}", ok.stderr_text());
+    assert!(kube.join(".preflight-sums").exists(), "the entry is sealed");
+    ok.assert_nothing_left().await;
+
+    // Damaged: half of kube-apiserver, and a staging directory a killed build left.
+    let apiserver = kube.join("kube-apiserver");
+    let len = std::fs::metadata(&apiserver).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&apiserver)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    let stale = bin.join(format!(".tmp-kubernetes-{version}-killed"));
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("kube-apiserver"), b"half").unwrap();
+
+    let go_dir = tempfile::tempdir().unwrap();
+    let mut env: Vec<(String, String)> = offline_go(go_dir.path());
+    env.push(("PREFLIGHT_CACHE_DIR".into(), cache_env.clone()));
+    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut damaged = Case::start(
+        "cache-damaged",
+        &["components", "ensure", "--version", version],
+        &env_refs,
+    );
+    let status = damaged.exit(Duration::from_secs(300)).await;
+    let err = damaged.stderr_text();
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("the cached kubernetes-{version} is damaged"))
+            && err.contains("`kube-apiserver` has"),
+        "the damage is named: {err}"
+    );
+    assert!(!kube.exists(), "the damaged entry is removed, never used");
+    assert!(
+        !stale.exists(),
+        "the killed build's staging directory is removed"
+    );
+    assert!(
+        entries(&bin).iter().all(|e| !e.starts_with(".tmp-")),
+        "no staging directory is left: {:?}",
+        entries(&bin)
+    );
+    damaged.assert_nothing_left().await;
+    damaged.measured(
+        "damaged cache (truncated kube-apiserver, stale staging)",
+        &format!("{}, damage named, entry removed", exit_text(status)),
+    );
+}
+
+/// SIGINT, SIGTERM and SIGKILL while `go build` compiles a Kubernetes release into a
+/// new cache: the compilers stop, the staging directory goes (at once, or for
+/// SIGKILL at the next fill of that entry), and the cache holds no entry.
+async fn signal_during_components_build(signal: Signal) {
+    let name = format!("build-{}", signal.as_str().to_lowercase());
+    let cache = tempfile::Builder::new()
+        .prefix("pf-cache-")
+        .tempdir()
+        .unwrap();
+    let cache_env = cache.path().display().to_string();
+    let mut case = Case::start(
+        &name,
+        &["components", "ensure", "--version", "v1.30.14"],
+        &[("PREFLIGHT_CACHE_DIR", &cache_env)],
+    );
+    // `go build -o <cache>/bin/.tmp-kubernetes-.../` is running.
+    let building = common::eventually(Duration::from_secs(300), || {
+        processes_marked(&name)
+            .iter()
+            .any(|(_, cmd)| cmd.contains(" build ") && cmd.contains(&cache_env))
+    })
+    .await;
+    assert!(
+        building,
+        "{name}: go build never started; stderr:\n{}",
+        case.stderr_text()
+    );
+    case.signal(signal);
+    let status = case.exit(Duration::from_secs(60)).await;
+    assert_exit(&case, signal, status);
+    case.assert_nothing_left().await;
+    let bin = cache.path().join("bin");
+    assert!(
+        !bin.join("kubernetes-v1.30.14").exists(),
+        "{name}: a half build was installed"
+    );
+    if signal == Signal::SIGKILL {
+        // Nothing ran after the kill: the staging directory is there until the next
+        // fill of the entry takes its lock (offline here, so it fails fast).
+        let go_dir = tempfile::tempdir().unwrap();
+        let mut env = offline_go(go_dir.path());
+        env.push(("PREFLIGHT_CACHE_DIR".into(), cache_env.clone()));
+        let env_refs: Vec<(&str, &str)> =
+            env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mut again = Case::start(
+            &format!("{name}-again"),
+            &["components", "ensure", "--version", "v1.30.14"],
+            &env_refs,
+        );
+        let _ = again.exit(Duration::from_secs(120)).await;
+        again.assert_nothing_left().await;
+    }
+    assert!(
+        entries(&bin).iter().all(|e| !e.starts_with(".tmp-")),
+        "{name}: staging left: {:?}",
+        entries(&bin)
+    );
+    case.measured(
+        &format!("{signal} during components build (go build)"),
+        &format!("{}, no entry installed", exit_text(status)),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigint_during_components_build() {
+    signal_during_components_build(Signal::SIGINT).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_during_components_build() {
+    signal_during_components_build(Signal::SIGTERM).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_during_components_build() {
+    signal_during_components_build(Signal::SIGKILL).await;
+}
