@@ -156,6 +156,43 @@ pub fn check_docker() -> Result<(), ClusterError> {
         .map_err(|e| ClusterError::Unsupported(e.to_string()))
 }
 
+/// [`KindCluster::dead_components`] of the node container `node`.
+pub fn node_dead(node: &str) -> Vec<String> {
+    let state = docker(&[
+        "inspect".into(),
+        "-f".into(),
+        "{{.State.Status}} {{.State.ExitCode}}".into(),
+        node.to_string(),
+    ]);
+    let (status, code) = match &state {
+        Ok(s) => {
+            let mut w = s.split_whitespace();
+            (
+                w.next().unwrap_or("").to_string(),
+                w.next().unwrap_or("?").to_string(),
+            )
+        }
+        Err(e) => (
+            format!("gone ({})", crate::errors::summary_line(&e.to_string())),
+            "?".into(),
+        ),
+    };
+    if status == "running" {
+        return Vec::new();
+    }
+    let logs = docker(&[
+        "logs".into(),
+        "--tail".into(),
+        "20".into(),
+        node.to_string(),
+    ])
+    .unwrap_or_default();
+    let last = crate::errors::first_meaningful_line(&logs).unwrap_or_default();
+    vec![format!(
+        "the kind node container {node} is {status} (exit code {code}) during the run: {last}"
+    )]
+}
+
 /// Strips the CRI log prefix (`2026-11-30T02:00:00.1Z stderr F `) from a container log line.
 pub fn cri_log_line(line: &str) -> &str {
     let mut parts = line.splitn(4, ' ');
@@ -392,12 +429,18 @@ impl KindCluster {
         self.dir.path().join("audit/audit.log")
     }
 
-    fn node(&self) -> String {
+    pub fn node(&self) -> String {
         format!("{}-control-plane", self.name)
     }
 
     pub async fn impersonating(&self, user: &str) -> Result<kube::Client, ClusterError> {
         super::local::client_from_kubeconfig_as(&self.kubeconfig(), None, Some(user)).await
+    }
+
+    /// The node container, when it is no longer running (stopped, killed, removed):
+    /// its state, exit code and last log line. Everything of the cluster ran in it.
+    pub fn dead_components(&self) -> Vec<String> {
+        node_dead(&self.node())
     }
 
     /// Every log line a control-plane component's containers wrote on the node

@@ -406,6 +406,18 @@ impl LocalCluster {
         client_from_kubeconfig_as(&self.kubeconfig, None, Some(user)).await
     }
 
+    /// Each running component's name and process id.
+    pub fn component_pids(&self) -> Vec<(&'static str, u32)> {
+        [
+            ("etcd", &self.etcd),
+            ("kube-apiserver", &self.apiserver),
+            ("kube-controller-manager", &self.controller_manager),
+        ]
+        .into_iter()
+        .filter_map(|(n, p)| Some((n, p.as_ref()?.pid()?)))
+        .collect()
+    }
+
     /// Process ids of the running components (for tests and `cluster down`).
     pub fn pids(&self) -> Vec<u32> {
         [&self.etcd, &self.apiserver, &self.controller_manager]

@@ -239,12 +239,25 @@ impl Cluster {
         }
     }
 
-    /// Control-plane components that died during the run (local control planes; a
-    /// kind node's or a shared cluster's components are not preflight's children).
+    /// Control-plane components that died during the run: a local control plane's
+    /// processes, a kind cluster's node container (a shared cluster's components are
+    /// not preflight's to watch).
     pub fn dead_components(&mut self) -> Vec<String> {
         match self {
             Cluster::Local(c) => c.dead_components(),
-            _ => Vec::new(),
+            Cluster::Kind(c) => c.dead_components(),
+            Cluster::Existing(_) => Vec::new(),
+        }
+    }
+
+    /// What tells whether the control plane still runs, without holding the cluster:
+    /// a step that waits on a dead API server (requests to an API server whose etcd
+    /// died hang for minutes) is cut short by [`Liveness::until_dead`].
+    pub fn liveness(&self) -> Liveness {
+        match self {
+            Cluster::Local(c) => Liveness::Processes(c.component_pids()),
+            Cluster::Kind(c) => Liveness::KindNode(c.node()),
+            Cluster::Existing(_) => Liveness::Unwatched,
         }
     }
 
@@ -255,4 +268,53 @@ impl Cluster {
             other => drop(other),
         }
     }
+}
+
+/// See [`Cluster::liveness`].
+#[derive(Clone, Debug)]
+pub enum Liveness {
+    /// A local control plane's component processes.
+    Processes(Vec<(&'static str, u32)>),
+    /// A kind cluster's node container.
+    KindNode(String),
+    /// Nothing to watch (a shared cluster; a step that restarts components itself).
+    Unwatched,
+}
+
+impl Liveness {
+    /// Returns, with what died, once a watched component is gone; never returns for
+    /// [`Liveness::Unwatched`]. Checks at once, then every half second (two seconds
+    /// for a kind node, which costs a `docker inspect`).
+    pub async fn until_dead(&self) -> String {
+        loop {
+            match self {
+                Liveness::Processes(pids) => {
+                    if let Some((name, pid)) = pids.iter().find(|(_, pid)| !process_alive(*pid)) {
+                        return format!("{name} (pid {pid}) exited during the step");
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+                Liveness::KindNode(node) => {
+                    let n = node.clone();
+                    let dead = tokio::task::spawn_blocking(move || kind::node_dead(&n))
+                        .await
+                        .unwrap_or_default();
+                    if let Some(first) = dead.into_iter().next() {
+                        return first;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                }
+                Liveness::Unwatched => std::future::pending::<()>().await,
+            }
+        }
+    }
+}
+
+/// Whether `pid` runs (a zombie, exited but not yet reaped, does not).
+fn process_alive(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    matches!(state, Some(s) if s != "Z" && s != "X")
 }

@@ -288,6 +288,10 @@ pub fn build(
         tail: log_tail(log, 25),
     };
 
+    // Go's work directories go inside the staging directory, not $TMPDIR: a build
+    // that is killed leaves them where the next fill of this entry sweeps them.
+    let gotmp = out_dir.join(".gotmp");
+    std::fs::create_dir_all(&gotmp).map_err(|e| ComponentsError::io("creating", &gotmp, e))?;
     let mut step = opts
         .progress
         .step(format!("building {} from Go modules", plan.what));
@@ -348,6 +352,7 @@ pub fn build(
         let _ = writeln!(log, "$ go mod tidy");
         let status = crate::child_groups::run(
             go(&opts.go, &["mod", "tidy"])
+                .env("GOTMPDIR", &gotmp)
                 .dir(&work)
                 .stderr_to_stdout()
                 .stdout_file(
@@ -380,9 +385,15 @@ pub fn build(
         let _ = writeln!(log, "$ go {}", args.join(" "));
         go(&opts.go, &args)
     };
-    let reader = crate::child_groups::own_group(go_cmd.dir(&work).stderr_to_stdout().unchecked())
-        .reader()
-        .map_err(|e| ComponentsError::io("running go build in", &work, e))?;
+    let reader = crate::child_groups::own_group(
+        go_cmd
+            .env("GOTMPDIR", &gotmp)
+            .dir(&work)
+            .stderr_to_stdout()
+            .unchecked(),
+    )
+    .reader()
+    .map_err(|e| ComponentsError::io("running go build in", &work, e))?;
     let _tracked = crate::child_groups::track(&reader.pids());
     let mut compiled = 0usize;
     let mut lines = BufReader::new(&reader);
@@ -409,6 +420,7 @@ pub fn build(
         step.fail("go build failed");
         return Err(failed(&log_path));
     }
+    let _ = std::fs::remove_dir_all(&gotmp);
     step.done(format!("{compiled} packages"));
     Ok(())
 }

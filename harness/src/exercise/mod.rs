@@ -124,7 +124,12 @@ pub async fn run(
 ) -> anyhow::Result<Outcome> {
     let result = run_steps(cluster, scenario, opts).await;
     if result.is_err() {
-        let _ = crate::cluster::existing::cleanup_run(&cluster.client(), &opts.run_id).await;
+        // Bounded: the error may be an API server that no longer answers.
+        let _ = tokio::time::timeout(
+            Duration::from_secs(30),
+            crate::cluster::existing::cleanup_run(&cluster.client(), &opts.run_id),
+        )
+        .await;
     }
     result
 }
@@ -225,7 +230,14 @@ async fn run_steps(
             record.title
         ));
         let helm = helm_for(cluster, opts);
-        let result: anyhow::Result<()> = async {
+        // Steps that restart components stop them on purpose.
+        let liveness = match step {
+            Step::RestartControllerManager | Step::RestartApiServer | Step::Upgrade => {
+                crate::cluster::Liveness::Unwatched
+            }
+            _ => cluster.liveness(),
+        };
+        let work = async {
             match step {
                 Step::Helm(h) => {
                     if h.dry_run == HelmDryRun::None {
@@ -304,10 +316,29 @@ async fn run_steps(
                 }
             }
             Ok(())
-        }
-        .await;
+        };
+        let mut died = false;
+        let result: anyhow::Result<()> = tokio::select! {
+            biased;
+            dead = liveness.until_dead() => {
+                died = true;
+                Err(anyhow::anyhow!(dead))
+            }
+            r = work => r,
+        };
         if let Err(e) = result {
             record.error = Some(format!("{e:#}"));
+        }
+        if died {
+            // Nothing after this would get an answer: the component check below
+            // names what died, with its log.
+            record.duration_ms = started.elapsed().as_millis() as u64;
+            progress.fail(format!(
+                "error: {}",
+                crate::errors::summary_line(record.error.as_deref().unwrap_or_default())
+            ));
+            steps.push(record);
+            break;
         }
         // The release's manifest as it now is, after every install or upgrade that
         // really happened (compared across versions).

@@ -75,7 +75,7 @@ impl Case {
             .env("CI", "true")
             .env("TMPDIR", tmp.path().join("tmp"))
             .env("PREFLIGHT_FAULT_CASE", name)
-            .stdout(Stdio::null())
+            .stdout(std::fs::File::create(tmp.path().join("stdout")).unwrap())
             .stderr(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
@@ -100,6 +100,10 @@ impl Case {
 
     fn tmp(&self) -> PathBuf {
         self.tmp.path().join("tmp")
+    }
+
+    fn stdout_text(&self) -> String {
+        common::read(&self.tmp.path().join("stdout"))
     }
 
     fn stderr_text(&self) -> String {
@@ -225,7 +229,11 @@ fn assert_exit(case: &Case, signal: Signal, status: std::process::ExitStatus) {
 /// at `phase`, sends `signal`, and checks that nothing is left and no report (or
 /// only a whole one) was written.
 async fn signal_at_phase(phase: &str, signal: Signal) {
-    let name = format!("{phase}-{}", signal.as_str().to_lowercase());
+    signal_at_phase_on(phase, signal, "local").await;
+}
+
+async fn signal_at_phase_on(phase: &str, signal: Signal, provider: &str) {
+    let name = format!("{provider}-{phase}-{}", signal.as_str().to_lowercase());
     let reports = tempfile::tempdir().unwrap();
     let report_dir = reports.path().join("out");
     let mut case = Case::start(
@@ -233,6 +241,8 @@ async fn signal_at_phase(phase: &str, signal: Signal) {
         &[
             "run",
             "incident-admission",
+            "--provider",
+            provider,
             "--report-dir",
             report_dir.to_str().unwrap(),
         ],
@@ -248,6 +258,17 @@ async fn signal_at_phase(phase: &str, signal: Signal) {
     let status = case.exit(Duration::from_secs(60)).await;
     assert_exit(&case, signal, status);
     case.assert_nothing_left().await;
+    if provider == "kind" {
+        let gone = common::eventually(Duration::from_secs(240), || {
+            crate::kind_provider::preflight_containers().is_empty()
+        })
+        .await;
+        assert!(
+            gone,
+            "{name}: containers left: {:?}",
+            crate::kind_provider::preflight_containers()
+        );
+    }
     // Paused before any report is written: none, not even an empty directory (the
     // early writability check removes what it created).
     assert!(
@@ -257,7 +278,7 @@ async fn signal_at_phase(phase: &str, signal: Signal) {
         entries(&report_dir)
     );
     case.measured(
-        &format!("{signal} at {phase}"),
+        &format!("{signal} at {phase} ({provider})"),
         &format!("{}, no report", exit_text(status)),
     );
 }
@@ -480,4 +501,419 @@ async fn sigterm_during_components_build() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_during_components_build() {
     signal_during_components_build(Signal::SIGKILL).await;
+}
+
+/// A tmpfs of `size` mounted on a new directory; unmounted when dropped. (The tests
+/// run as root in CI: permissions do not stop root, a read-only or full file system
+/// does.)
+struct Mount(tempfile::TempDir);
+
+impl Mount {
+    fn tmpfs(options: &str) -> Mount {
+        let dir = tempfile::Builder::new()
+            .prefix("pf-mnt-")
+            .tempdir()
+            .unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "mount -t tmpfs -o {options} (the tests run as root)"
+        );
+        Mount(dir)
+    }
+
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+/// A read-only report directory: refused before any cluster starts, with the
+/// directory and the reason named; nothing started, nothing left.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_only_report_directory_is_refused_before_any_cluster_starts() {
+    let mount = Mount::tmpfs("ro,size=1m");
+    let out = mount.path().join("reports");
+    let mut case = Case::start(
+        "report-dir-read-only",
+        &["run", "baseline", "--report-dir", out.to_str().unwrap()],
+        &[],
+    );
+    let status = case.exit(Duration::from_secs(60)).await;
+    let err = case.stderr_text();
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "the report directory {} cannot take the reports",
+            out.display()
+        )) && err.contains("Read-only file system"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("starting local control plane"),
+        "no cluster was started: {err}"
+    );
+    case.assert_nothing_left().await;
+    case.measured(
+        "read-only report directory",
+        &format!("{}, refused before clusters", exit_text(status)),
+    );
+}
+
+/// A report directory whose disk fills up during the run: the run's verdict is still
+/// printed, the error names the file that could not be written and why, no half
+/// report is left (a gate must never read one), and the clusters are gone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_report_directory_that_fills_up_during_the_run_loses_no_verdict() {
+    let mount = Mount::tmpfs("size=2m");
+    let out = mount.path().join("reports");
+    let mut case = Case::start(
+        "report-dir-full",
+        &[
+            "run",
+            "incident-admission",
+            "--report-dir",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
+    // The early check passed; the disk fills while the scenario runs.
+    case.wait_for_line("] helm install ...", Duration::from_secs(240))
+        .await;
+    let filler = mount.path().join("filler");
+    let _ = std::fs::write(&filler, vec![0u8; 4 << 20]);
+    assert!(std::fs::metadata(&filler).unwrap().len() > 0);
+    let status = case.exit(Duration::from_secs(300)).await;
+    let err = case.stderr_text();
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!("writing reports into {}", out.display()))
+            && err.contains("No space left on device"),
+        "{err}"
+    );
+    let stdout = case.stdout_text();
+    assert!(
+        stdout.contains("incident-admission"),
+        "the verdict is printed before the reports fail: {stdout}"
+    );
+    let left = entries(&out);
+    assert!(
+        left.iter()
+            .all(|f| !f.starts_with("report.") && !f.contains(".tmp-")),
+        "no report, whole or half, and no temporary file: {left:?}"
+    );
+    case.assert_nothing_left().await;
+    case.measured(
+        "report directory full during the run",
+        &format!("{}, verdict printed, no half report", exit_text(status)),
+    );
+}
+
+/// A chart whose pre-install hook Pod never finishes (its image cannot be pulled on
+/// kind; no kubelet runs it on local control planes): helm is bounded by the step's
+/// `timeoutSeconds`, the run reports the failed install with helm's own words, and
+/// the hook Pod, the namespace and helm itself are gone afterwards.
+fn hung_hook_scenario(dir: &Path, timeout: u32) -> PathBuf {
+    let chart = dir.join("hung-hook");
+    std::fs::create_dir_all(chart.join("templates")).unwrap();
+    std::fs::write(
+        chart.join("Chart.yaml"),
+        "apiVersion: v2\nname: hung-hook\nversion: 0.1.0\n",
+    )
+    .unwrap();
+    std::fs::write(
+        chart.join("templates/hook.yaml"),
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: {{ .Release.Name }}-waits-forever
+  annotations:
+    helm.sh/hook: pre-install
+    helm.sh/hook-delete-policy: before-hook-creation
+spec:
+  restartPolicy: Never
+  containers:
+    - name: never
+      image: registry.invalid/never:1
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        chart.join("templates/config.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-config\ndata: {a: b}\n",
+    )
+    .unwrap();
+    let file = dir.join("hung-hook.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "name: hung-hook\nchart:\n  path: hung-hook\nsteps:\n  - helm: {{action: install, timeoutSeconds: {timeout}}}\n  - helm: {{action: uninstall}}\n  - settle: {{timeoutSeconds: 10}}\n"
+        ),
+    )
+    .unwrap();
+    file
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hook_that_never_finishes_is_bounded_by_the_step_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = hung_hook_scenario(dir.path(), 8);
+    let out = dir.path().join("out");
+    let mut case = Case::start(
+        "hung-helm",
+        &[
+            "run",
+            scenario.to_str().unwrap(),
+            "--report-dir",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let status = case.exit(Duration::from_secs(300)).await;
+    let report: serde_json::Value = serde_json::from_str(&common::read(&out.join("report.json")))
+        .unwrap_or_else(|e| panic!("no report.json ({e}); stderr:\n{}", case.stderr_text()));
+    for role in ["source", "target"] {
+        let run = common::run_of(&report, "hung-hook", role);
+        let install = run["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["title"] == "helm install")
+            .unwrap_or_else(|| panic!("no install step: {run}"));
+        let helm = &install["helm"];
+        assert_eq!(helm["exitCode"], 1, "{role}: {install}");
+        let said = helm["stderr"].as_str().unwrap_or("");
+        assert!(
+            said.contains("timed out") || said.contains("deadline exceeded"),
+            "{role}: helm's own words: {said}"
+        );
+        let ms = install["durationMs"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{role}: no duration: {install}"));
+        assert!(
+            (8_000..60_000).contains(&ms),
+            "{role}: bounded by the 8 s timeout, took {ms} ms"
+        );
+    }
+    // The same failure on both versions is not a regression: the gate passes, and
+    // the failed install is in the report for people to read.
+    assert_eq!(
+        status.code(),
+        Some(report["exitCode"].as_i64().unwrap() as i32)
+    );
+    case.assert_nothing_left().await;
+    case.measured(
+        "helm hook that never finishes (timeoutSeconds 8)",
+        &format!(
+            "{}, install failed after the timeout on both versions",
+            exit_text(status)
+        ),
+    );
+}
+
+/// SIGTERM while helm waits on a hook that never finishes: helm (in its own process
+/// group, tracked) is stopped with the harness, not left waiting out its timeout.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_while_helm_hangs_stops_helm_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = hung_hook_scenario(dir.path(), 600);
+    let mut case = Case::start(
+        "hung-helm-sigterm",
+        &[
+            "run",
+            scenario.to_str().unwrap(),
+            "--report-dir",
+            dir.path().join("out").to_str().unwrap(),
+        ],
+        &[],
+    );
+    let hanging = common::eventually(Duration::from_secs(240), || {
+        processes_marked("hung-helm-sigterm")
+            .iter()
+            .any(|(_, cmd)| cmd.contains("helm") && cmd.contains(" install "))
+    })
+    .await;
+    assert!(hanging, "helm install never ran: {}", case.stderr_text());
+    case.signal(Signal::SIGTERM);
+    let status = case.exit(Duration::from_secs(60)).await;
+    assert_exit(&case, Signal::SIGTERM, status);
+    case.assert_nothing_left().await;
+    case.measured(
+        "SIGTERM while helm waits on a hook (timeout 600 s)",
+        &format!("{}, helm stopped", exit_text(status)),
+    );
+}
+
+/// A control-plane component killed during the target's settle: the run exits 2,
+/// names the component with its last log line, and the source run, which it did not
+/// touch, is still in the report.
+async fn component_dies(binary: &str) {
+    let name = format!("dies-{binary}");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let mut case = Case::start(
+        &name,
+        &[
+            "run",
+            "incident-admission",
+            "--report-dir",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let target = preflight::components::DEFAULT_TARGET;
+    case.wait_for_line(
+        &format!("[incident-admission @ {target}] settle ..."),
+        Duration::from_secs(240),
+    )
+    .await;
+    let victims: Vec<(u32, String)> = processes_marked(&name)
+        .into_iter()
+        .filter(|(_, cmd)| {
+            cmd.split(' ').next().is_some_and(|b| b.ends_with(binary)) && cmd.contains("-target-")
+        })
+        .collect();
+    assert_eq!(
+        victims.len(),
+        1,
+        "{name}: the target's {binary}: {victims:?}"
+    );
+    kill(Pid::from_raw(victims[0].0 as i32), Signal::SIGKILL).unwrap();
+    let status = case.exit(Duration::from_secs(300)).await;
+    let err = case.stderr_text();
+    assert_eq!(status.code(), Some(2), "{err}");
+    let report: serde_json::Value = serde_json::from_str(&common::read(&out.join("report.json")))
+        .unwrap_or_else(|e| panic!("{name}: no report.json ({e}); stderr:\n{err}"));
+    let target_run = common::run_of(&report, "incident-admission", "target");
+    let said = target_run.to_string();
+    assert!(
+        said.contains(&format!("{binary} exited during the run")),
+        "{name}: the component is named: {said}"
+    );
+    let source_run = common::run_of(&report, "incident-admission", "source");
+    assert!(
+        !common::leftovers(source_run, "ReplicaSet").is_empty(),
+        "{name}: the source run is reported whole: {source_run}"
+    );
+    case.assert_nothing_left().await;
+    case.measured(
+        &format!("{binary} killed during the target's settle"),
+        &format!(
+            "{}, component named, source run reported",
+            exit_text(status)
+        ),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kube_apiserver_dying_mid_run_is_named() {
+    component_dies("kube-apiserver").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn etcd_dying_mid_run_is_named() {
+    component_dies("etcd").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kube_controller_manager_dying_mid_run_is_named() {
+    component_dies("kube-controller-manager").await;
+}
+
+/// On kind: the phases where a real kubelet matters (the uninstall's cascade, the
+/// settle), by the polite and the impolite signal. No container, kind cluster,
+/// process or directory of the run may be left.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigint_at_uninstall_on_kind() {
+    if crate::kind_provider::docker_available() {
+        let _serial = crate::kind_provider::ONE_AT_A_TIME.lock().await;
+        signal_at_phase_on("uninstall", Signal::SIGINT, "kind").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_at_settle_on_kind() {
+    if crate::kind_provider::docker_available() {
+        let _serial = crate::kind_provider::ONE_AT_A_TIME.lock().await;
+        signal_at_phase_on("settle", Signal::SIGKILL, "kind").await;
+    }
+}
+
+/// The target's kind node container stopped during its settle: exit 2, the node
+/// named with its state, the source run still reported, nothing left.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_kind_node_is_named_and_the_other_run_still_reported() {
+    if !crate::kind_provider::docker_available() {
+        return;
+    }
+    let _serial = crate::kind_provider::ONE_AT_A_TIME.lock().await;
+    let name = "kind-node-stopped";
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let mut case = Case::start(
+        name,
+        &[
+            "run",
+            "incident-admission",
+            "--provider",
+            "kind",
+            "--report-dir",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let target = preflight::components::DEFAULT_TARGET;
+    case.wait_for_line(
+        &format!("[incident-admission @ {target}] settle ..."),
+        Duration::from_secs(600),
+    )
+    .await;
+    let nodes: Vec<String> = crate::kind_provider::preflight_containers()
+        .into_iter()
+        .filter(|c| c.contains("target"))
+        .collect();
+    assert_eq!(nodes.len(), 1, "the target's node: {nodes:?}");
+    let stopped = Command::new("docker")
+        .args(["stop", "-t", "1", &nodes[0]])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let status = case.exit(Duration::from_secs(600)).await;
+    let err = case.stderr_text();
+    assert_eq!(status.code(), Some(2), "{err}");
+    let report: serde_json::Value = serde_json::from_str(&common::read(&out.join("report.json")))
+        .unwrap_or_else(|e| panic!("no report.json ({e}); stderr:\n{err}"));
+    let said = common::run_of(&report, "incident-admission", "target").to_string();
+    assert!(
+        said.contains(&format!("the kind node container {} is exited", nodes[0])),
+        "the node is named: {said}"
+    );
+    let source_run = common::run_of(&report, "incident-admission", "source");
+    assert!(
+        !common::leftovers(source_run, "ReplicaSet").is_empty(),
+        "the source run is reported whole: {source_run}"
+    );
+    case.assert_nothing_left().await;
+    let gone = common::eventually(Duration::from_secs(240), || {
+        crate::kind_provider::preflight_containers().is_empty()
+    })
+    .await;
+    assert!(
+        gone,
+        "containers left: {:?}",
+        crate::kind_provider::preflight_containers()
+    );
+    case.measured(
+        "kind node container stopped during the target's settle",
+        &format!("{}, node named, source run reported", exit_text(status)),
+    );
 }

@@ -16,10 +16,10 @@ use crate::common;
 
 /// kind tests run one at a time: each needs most of the machine, and each checks that no
 /// `preflight-*` container is left, which only holds while no other kind test runs.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Whether a Docker engine answers. CI must have one (`ci/test.sh` starts it).
-fn docker_available() -> bool {
+pub(crate) fn docker_available() -> bool {
     let ok = Command::new("docker")
         .args(["info", "--format", "{{.ServerVersion}}"])
         .output()
@@ -34,7 +34,7 @@ fn docker_available() -> bool {
     ok
 }
 
-fn preflight_containers() -> Vec<String> {
+pub(crate) fn preflight_containers() -> Vec<String> {
     let out = Command::new("docker")
         .args(["ps", "-a", "--format", "{{.Names}}"])
         .output()
