@@ -915,3 +915,60 @@ async fn a_stopped_kind_node_is_named_and_the_other_run_still_reported() {
         &format!("{}, node named, source run reported", exit_text(status)),
     );
 }
+
+/// The webhook server cannot bind (`--webhook-address` names an address that is not
+/// this machine's, which Linux refuses to bind while `ip_nonlocal_bind` is 0, so no
+/// traffic can leave): exit 2 with the address and the reason, and the shared
+/// cluster keeps nothing of the run (no namespace, no webhook configuration).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_webhook_server_that_cannot_bind_fails_the_run_and_leaves_the_cluster_clean() {
+    assert_eq!(
+        common::read(Path::new("/proc/sys/net/ipv4/ip_nonlocal_bind")).trim(),
+        "0",
+        "binding a foreign address must fail on this machine for this test to mean anything"
+    );
+    let version = &common::versions()[1];
+    let cluster = common::cluster("bind-fails", version).await;
+    let client = cluster.client();
+    let dir = tempfile::tempdir().unwrap();
+    let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/charts/preflight-test");
+    let file = dir.path().join("shared.yaml");
+    std::fs::write(
+        &file,
+        crate::shared_cluster::SCENARIO.replace("CHART", &chart.display().to_string()),
+    )
+    .unwrap();
+    let kubeconfig = cluster.kubeconfig().display().to_string();
+    let mut case = Case::start(
+        "webhook-bind-fails",
+        &[
+            "run",
+            file.to_str().unwrap(),
+            "--provider",
+            "kubeconfig",
+            "--webhook-address",
+            "192.0.2.1",
+            "--kubeconfig",
+            &kubeconfig,
+            "--report-dir",
+            dir.path().join("out").to_str().unwrap(),
+        ],
+        &[],
+    );
+    let status = case.exit(Duration::from_secs(180)).await;
+    let err = case.stderr_text();
+    let report = common::read(&dir.path().join("out/report.json"));
+    let said = format!("{err}\n{report}");
+    assert_ne!(status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("192.0.2.1") && said.contains("Cannot assign requested address"),
+        "the address and the reason are named: {said}"
+    );
+    let left = crate::shared_cluster::owned(&client).await;
+    assert!(left.is_empty(), "left on the shared cluster: {left:?}");
+    case.assert_nothing_left().await;
+    case.measured(
+        "webhook server cannot bind (shared cluster)",
+        &format!("{}, address named, cluster clean", exit_text(status)),
+    );
+}

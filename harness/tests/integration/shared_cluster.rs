@@ -39,7 +39,7 @@ async fn namespaces_and_webhooks(client: &kube::Client, lp: &ListParams) -> Vec<
     out
 }
 
-async fn owned(client: &kube::Client) -> Vec<String> {
+pub(crate) async fn owned(client: &kube::Client) -> Vec<String> {
     let lp = ListParams::default().labels("app.kubernetes.io/managed-by=preflight");
     namespaces_and_webhooks(client, &lp)
         .await
@@ -50,7 +50,7 @@ async fn owned(client: &kube::Client) -> Vec<String> {
 
 // The "shared cluster" here is a local control plane: no kubelet runs the chart's hook
 // Job, and preflight never fakes one on a cluster it does not own, so the hook is off.
-const SCENARIO: &str = r#"name: shared-admission
+pub(crate) const SCENARIO: &str = r#"name: shared-admission
 description: the admission incident, on a shared cluster
 chart:
   path: CHART
