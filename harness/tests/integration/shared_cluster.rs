@@ -13,66 +13,6 @@ use preflight::webhook::{Behaviour, BehaviourSpec, Registration, WebhookServer};
 
 use crate::common;
 
-fn ar(group: &str, kind: &str, plural: &str) -> ApiResource {
-    let version = "v1";
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
-}
-
-/// `Kind/name` of the Namespaces and ValidatingWebhookConfigurations that `lp`
-/// selects, with whether each is being deleted.
-async fn namespaces_and_webhooks(client: &kube::Client, lp: &ListParams) -> Vec<(String, bool)> {
-    let mut out = Vec::new();
-    for r in [
-        ar("", "Namespace", "namespaces"),
-        ar(
-            "admissionregistration.k8s.io",
-            "ValidatingWebhookConfiguration",
-            "validatingwebhookconfigurations",
-        ),
-    ] {
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), &r);
-        for o in api.list(lp).await.unwrap().items {
-            let id = format!("{}/{}", r.kind, o.metadata.name.clone().unwrap_or_default());
-            out.push((id, o.metadata.deletion_timestamp.is_some()));
-        }
-    }
-    out
-}
-
-async fn owned(client: &kube::Client) -> Vec<String> {
-    let lp = ListParams::default().labels("app.kubernetes.io/managed-by=preflight");
-    namespaces_and_webhooks(client, &lp)
-        .await
-        .into_iter()
-        .map(|(id, _)| id)
-        .collect()
-}
-
-// The "shared cluster" here is a local control plane: no kubelet runs the chart's hook
-// Job, and preflight never fakes one on a cluster it does not own, so the hook is off.
-const SCENARIO: &str = r#"name: shared-admission
-description: the admission incident, on a shared cluster
-chart:
-  path: CHART
-  values: {widget: {enabled: false}, hook: {enabled: false}}
-webhooks:
-  - name: delete-guard
-    kind: validating
-    failurePolicy: Fail
-    timeoutSeconds: 2
-    rules:
-      - {operations: [DELETE], apiGroups: [apps, ""], apiVersions: [v1], resources: [replicasets, pods]}
-steps:
-  - helm: {action: install}
-  - setWebhook: {name: delete-guard, behaviour: unreachable}
-  - helm: {action: uninstall}
-  - settle: {timeoutSeconds: 30}
-expect:
-  leftovers:
-    - {kind: ReplicaSet, reason: webhook-blocked-delete}
-    - {kind: Pod, reason: webhook-blocked-delete}
-"#;
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_shared_cluster_is_left_as_it_was_found() {
     let version = &common::versions()[1];
@@ -81,7 +21,8 @@ async fn a_shared_cluster_is_left_as_it_was_found() {
     let kc = cluster.kubeconfig().display().to_string();
 
     // Someone else's workload, in a namespace that is not preflight's.
-    let nss: Api<DynamicObject> = Api::all_with(client.clone(), &ar("", "Namespace", "namespaces"));
+    let nss: Api<DynamicObject> =
+        Api::all_with(client.clone(), &common::ar("", "Namespace", "namespaces"));
     let team: DynamicObject = serde_json::from_value(serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}})).unwrap();
     nss.create(&PostParams::default(), &team).await.unwrap();
     let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
@@ -100,7 +41,7 @@ async fn a_shared_cluster_is_left_as_it_was_found() {
     nss.create(&PostParams::default(), &old).await.unwrap();
     let vwcs: Api<DynamicObject> = Api::all_with(
         client.clone(),
-        &ar(
+        &common::ar(
             "admissionregistration.k8s.io",
             "ValidatingWebhookConfiguration",
             "validatingwebhookconfigurations",
@@ -131,14 +72,7 @@ async fn a_shared_cluster_is_left_as_it_was_found() {
         .unwrap();
 
     let dir = tempfile::tempdir().unwrap();
-    let chart =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/charts/preflight-test");
-    let file = dir.path().join("shared.yaml");
-    std::fs::write(
-        &file,
-        SCENARIO.replace("CHART", &chart.display().to_string()),
-    )
-    .unwrap();
+    let file = common::shared_admission_file(dir.path());
     let run = |args: &[&str]| {
         Command::new(common::preflight_bin())
             .args(args)
@@ -205,10 +139,14 @@ async fn a_shared_cluster_is_left_as_it_was_found() {
 
     // Nothing preflight created remains (namespaces may take a moment to terminate).
     let clean = preflight::smoke::poll(Duration::from_secs(60), || async {
-        owned(&client).await.is_empty().then_some(())
+        common::owned(&client).await.is_empty().then_some(())
     })
     .await;
-    assert!(clean.is_some(), "left behind: {:?}", owned(&client).await);
+    assert!(
+        clean.is_some(),
+        "left behind: {:?}",
+        common::owned(&client).await
+    );
 
     // team-a's workload was never touched and its cascade still works.
     let (rs, pods) = preflight::smoke::dependents(&client, "team-a", "api")
@@ -309,14 +247,7 @@ async fn an_interrupted_run_on_a_shared_cluster_cleans_up_after_itself() {
     let cluster = common::cluster("interrupted", version).await;
     let client = cluster.client();
     let dir = tempfile::tempdir().unwrap();
-    let chart =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/charts/preflight-test");
-    let file = dir.path().join("shared.yaml");
-    std::fs::write(
-        &file,
-        SCENARIO.replace("CHART", &chart.display().to_string()),
-    )
-    .unwrap();
+    let file = common::shared_admission_file(dir.path());
     let mut child = Command::new(common::preflight_bin())
         .args([
             "run",
@@ -337,7 +268,7 @@ async fn an_interrupted_run_on_a_shared_cluster_cleans_up_after_itself() {
         .unwrap();
     // Interrupt once its webhook is registered: the cluster then holds its namespace and configuration.
     let registered = preflight::smoke::poll(Duration::from_secs(60), || async {
-        owned(&client)
+        common::owned(&client)
             .await
             .iter()
             .any(|o| o.starts_with("ValidatingWebhookConfiguration/"))
@@ -377,13 +308,13 @@ async fn an_interrupted_run_on_a_shared_cluster_cleans_up_after_itself() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(2));
     let clean = preflight::smoke::poll(Duration::from_secs(60), || async {
-        owned(&client).await.is_empty().then_some(())
+        common::owned(&client).await.is_empty().then_some(())
     })
     .await;
     assert!(
         clean.is_some(),
         "left behind after SIGTERM: {:?}",
-        owned(&client).await
+        common::owned(&client).await
     );
 }
 
@@ -396,7 +327,7 @@ async fn fake_run(client: &kube::Client, run: &str) -> (String, String) {
         .unwrap();
     let vwcs: Api<DynamicObject> = Api::all_with(
         client.clone(),
-        &ar(
+        &common::ar(
             "admissionregistration.k8s.io",
             "ValidatingWebhookConfiguration",
             "validatingwebhookconfigurations",
@@ -431,7 +362,7 @@ fn lease(run: &str, ago: Duration) -> k8s_openapi::api::coordination::v1::Lease 
 
 /// Live objects (not being deleted) of the given `Kind/name`s.
 async fn present(client: &kube::Client, names: &[&String]) -> Vec<String> {
-    let mut out: Vec<String> = namespaces_and_webhooks(client, &ListParams::default())
+    let mut out: Vec<String> = common::namespaces_and_webhooks(client, &ListParams::default())
         .await
         .into_iter()
         .filter(|(id, deleting)| !deleting && names.contains(&id))
@@ -592,18 +523,18 @@ async fn webhook_rules_that_reach_beyond_the_run_are_refused_on_a_shared_cluster
     assert!(discovered.is_some(), "the CRD is served");
 
     let dir = tempfile::tempdir().unwrap();
-    let chart =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/charts/preflight-test");
+    let chart = common::test_chart();
     let kc = cluster.kubeconfig().display().to_string();
     let vwcs: Api<DynamicObject> = Api::all_with(
         client.clone(),
-        &ar(
+        &common::ar(
             "admissionregistration.k8s.io",
             "ValidatingWebhookConfiguration",
             "validatingwebhookconfigurations",
         ),
     );
-    let nss: Api<DynamicObject> = Api::all_with(client.clone(), &ar("", "Namespace", "namespaces"));
+    let nss: Api<DynamicObject> =
+        Api::all_with(client.clone(), &common::ar("", "Namespace", "namespaces"));
     let namespaces = || async {
         let mut v: Vec<String> = nss
             .list(&ListParams::default())
