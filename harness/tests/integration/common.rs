@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use kube::api::{Api, DynamicObject, ListParams};
+use kube::api::{Api, DynamicObject, ListParams, PostParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::ApiResource;
 use preflight::cluster::{LocalCluster, LocalConfig};
@@ -255,4 +255,46 @@ pub fn schema_errors(doc: &serde_json::Value) -> Vec<String> {
         .iter_errors(doc)
         .map(|e| format!("{}: {e}", e.instance_path()))
         .collect()
+}
+
+/// A preflight run's namespace and webhook configuration, as another process on the
+/// same cluster would have made them.
+pub async fn fake_run(client: &kube::Client, run: &str) -> (String, String) {
+    let ns = format!("pf-other-{run}");
+    preflight::smoke::ensure_namespace_labelled(client, &ns, run)
+        .await
+        .unwrap();
+    let vwcs: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &ar(
+            "admissionregistration.k8s.io",
+            "ValidatingWebhookConfiguration",
+            "validatingwebhookconfigurations",
+        ),
+    );
+    let name = format!("preflight-{ns}-guard");
+    let config: DynamicObject = serde_json::from_value(serde_json::json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "preflight", "preflight.dev/run": run}},
+        "webhooks": [{"name": format!("guard.{ns}.preflight.dev"), "clientConfig": {"url": "https://127.0.0.1:9/x"}, "failurePolicy": "Ignore", "sideEffects": "None", "admissionReviewVersions": ["v1"],
+            "rules": [{"operations": ["DELETE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"], "scope": "Namespaced"}],
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}]})).unwrap();
+    vwcs.create(&PostParams::default(), &config).await.unwrap();
+    (
+        format!("Namespace/{ns}"),
+        format!("ValidatingWebhookConfiguration/{name}"),
+    )
+}
+
+/// A Lease of run `run` in `ns`, last renewed `ago` before now.
+pub fn lease(run: &str, ago: Duration) -> k8s_openapi::api::coordination::v1::Lease {
+    let renewed = k8s_openapi::jiff::Timestamp::now()
+        - k8s_openapi::jiff::SignedDuration::try_from(ago).unwrap();
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": format!("preflight-run-{run}"),
+            "labels": {"app.kubernetes.io/managed-by": "preflight", "preflight.dev/run": run}},
+        "spec": {"holderIdentity": format!("preflight@elsewhere/pid-1/run-{run}"), "leaseDurationSeconds": 30,
+            "renewTime": k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(renewed)}
+    }))
+    .unwrap()
 }

@@ -57,16 +57,16 @@ async fn a_shared_cluster_is_left_as_it_was_found() {
     Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(client.clone(), "pf-old-abcde0")
         .create(
             &PostParams::default(),
-            &lease("old", Duration::from_secs(3600)),
+            &common::lease("old", Duration::from_secs(3600)),
         )
         .await
         .unwrap();
     // And another preflight's run that is going on right now, with a fresh Lease.
-    let (live_ns, live_vwc) = fake_run(&client, "livey0").await;
+    let (live_ns, live_vwc) = common::fake_run(&client, "livey0").await;
     Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(client.clone(), "pf-other-livey0")
         .create(
             &PostParams::default(),
-            &lease("livey0", Duration::from_secs(1)),
+            &common::lease("livey0", Duration::from_secs(1)),
         )
         .await
         .unwrap();
@@ -318,48 +318,6 @@ async fn an_interrupted_run_on_a_shared_cluster_cleans_up_after_itself() {
     );
 }
 
-/// A preflight run's namespace and webhook configuration, as another process on the
-/// same cluster would have made them.
-async fn fake_run(client: &kube::Client, run: &str) -> (String, String) {
-    let ns = format!("pf-other-{run}");
-    preflight::smoke::ensure_namespace_labelled(client, &ns, run)
-        .await
-        .unwrap();
-    let vwcs: Api<DynamicObject> = Api::all_with(
-        client.clone(),
-        &common::ar(
-            "admissionregistration.k8s.io",
-            "ValidatingWebhookConfiguration",
-            "validatingwebhookconfigurations",
-        ),
-    );
-    let name = format!("preflight-{ns}-guard");
-    let config: DynamicObject = serde_json::from_value(serde_json::json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
-        "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "preflight", "preflight.dev/run": run}},
-        "webhooks": [{"name": format!("guard.{ns}.preflight.dev"), "clientConfig": {"url": "https://127.0.0.1:9/x"}, "failurePolicy": "Ignore", "sideEffects": "None", "admissionReviewVersions": ["v1"],
-            "rules": [{"operations": ["DELETE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"], "scope": "Namespaced"}],
-            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}]})).unwrap();
-    vwcs.create(&PostParams::default(), &config).await.unwrap();
-    (
-        format!("Namespace/{ns}"),
-        format!("ValidatingWebhookConfiguration/{name}"),
-    )
-}
-
-/// A Lease of run `run` in `ns`, last renewed `ago` before now.
-fn lease(run: &str, ago: Duration) -> k8s_openapi::api::coordination::v1::Lease {
-    let renewed = k8s_openapi::jiff::Timestamp::now()
-        - k8s_openapi::jiff::SignedDuration::try_from(ago).unwrap();
-    serde_json::from_value(serde_json::json!({
-        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-        "metadata": {"name": format!("preflight-run-{run}"),
-            "labels": {"app.kubernetes.io/managed-by": "preflight", "preflight.dev/run": run}},
-        "spec": {"holderIdentity": format!("preflight@elsewhere/pid-1/run-{run}"), "leaseDurationSeconds": 30,
-            "renewTime": k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(renewed)}
-    }))
-    .unwrap()
-}
-
 /// Live objects (not being deleted) of the given `Kind/name`s.
 async fn present(client: &kube::Client, names: &[&String]) -> Vec<String> {
     let mut out: Vec<String> = common::namespaces_and_webhooks(client, &ListParams::default())
@@ -384,17 +342,17 @@ async fn a_live_runs_lease_protects_it_from_a_concurrent_sweep() {
     let client = cluster.client();
 
     // Another process's live run: its objects and a freshly renewed Lease.
-    let (live_ns, live_vwc) = fake_run(&client, "livex0").await;
+    let (live_ns, live_vwc) = common::fake_run(&client, "livex0").await;
     let leases = Api::<Lease>::namespaced(client.clone(), "pf-other-livex0");
     leases
         .create(
             &PostParams::default(),
-            &lease("livex0", Duration::from_secs(2)),
+            &common::lease("livex0", Duration::from_secs(2)),
         )
         .await
         .unwrap();
     // A run that has created its objects but not yet its Lease (or an older preflight).
-    let (young_ns, young_vwc) = fake_run(&client, "young0").await;
+    let (young_ns, young_vwc) = common::fake_run(&client, "young0").await;
     let all = [&live_ns, &live_vwc, &young_ns, &young_vwc];
 
     let swept = existing::sweep(&client).await.unwrap();
@@ -405,7 +363,7 @@ async fn a_live_runs_lease_protects_it_from_a_concurrent_sweep() {
     assert!(kept.contains("run young0: no Lease, but created"), "{kept}");
 
     // The live run stops renewing: an hour later its Lease has expired.
-    let stale = serde_json::json!({"spec": {"renewTime": lease("livex0", Duration::from_secs(3600)).spec.unwrap().renew_time}});
+    let stale = serde_json::json!({"spec": {"renewTime": common::lease("livex0", Duration::from_secs(3600)).spec.unwrap().renew_time}});
     leases
         .patch(
             "preflight-run-livex0",
