@@ -697,12 +697,19 @@ pub fn load_scenarios(args: &[String]) -> anyhow::Result<Vec<Scenario>> {
 /// Fetches, copies and builds the scenarios' charts once, before any cluster starts,
 /// into a temporary folder that lives as long as the returned guard (with `--keep`,
 /// beyond). A chart that cannot be made ready stops the run, and its folder is removed.
+/// The folder of the scenarios' fetched charts: removed when dropped, and by a
+/// sentinel process if preflight is killed (SIGKILL runs no destructor).
+struct ChartsDir {
+    _sentinel: crate::cluster::process::Sentinel,
+    _dir: tempfile::TempDir,
+}
+
 async fn prepare_charts(
     scenarios: Vec<Scenario>,
     helm: std::path::PathBuf,
     keep: bool,
     progress: &Progress,
-) -> anyhow::Result<(Vec<Scenario>, Option<tempfile::TempDir>)> {
+) -> anyhow::Result<(Vec<Scenario>, Option<ChartsDir>)> {
     if scenarios
         .iter()
         .all(|s| s.chart.source == scenario::ChartSource::Embedded)
@@ -731,7 +738,18 @@ async fn prepare_charts(
         progress.println(format!("kept the charts in {}", kept.display()));
         return Ok((scenarios, None));
     }
-    Ok((scenarios, Some(dir)))
+    // No process groups to stop: only the folder to remove.
+    let sentinel = crate::cluster::process::Sentinel::start(
+        std::path::Path::new("/dev/null"),
+        Some(dir.path()),
+    )?;
+    Ok((
+        scenarios,
+        Some(ChartsDir {
+            _sentinel: sentinel,
+            _dir: dir,
+        }),
+    ))
 }
 
 async fn run(args: RunArgs, progress: Progress) -> anyhow::Result<i32> {

@@ -38,6 +38,9 @@ pub struct ExistingCluster {
     version: Version,
     helm: PathBuf,
     dir: tempfile::TempDir,
+    /// Removes `dir` if this process is killed (SIGKILL runs no destructor); no
+    /// process of ours runs on an existing cluster, so it stops none.
+    _sentinel: super::process::Sentinel,
     client: kube::Client,
     /// Where the cluster's API server can reach preflight's webhook server.
     webhook_address: Option<IpAddr>,
@@ -92,12 +95,14 @@ impl ExistingCluster {
             .map_err(|e| {
                 ClusterError::io("creating a temporary directory", std::env::temp_dir(), e)
             })?;
+        let sentinel = super::process::Sentinel::start(Path::new("/dev/null"), Some(dir.path()))?;
         Ok(ExistingCluster {
             kubeconfig: kubeconfig.to_path_buf(),
             context: context.map(String::from),
             version,
             helm: helm.to_path_buf(),
             dir,
+            _sentinel: sentinel,
             client,
             webhook_address,
         })

@@ -4,6 +4,9 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use kube::api::{Api, DynamicObject, ListParams, PostParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::ApiResource;
 use preflight::cluster::{LocalCluster, LocalConfig};
 use preflight::components::{self, Components, Version};
 use preflight::progress::Progress;
@@ -156,4 +159,142 @@ pub fn parent_of(pid: u32) -> Option<u32> {
         .nth(1)?
         .parse()
         .ok()
+}
+
+/// The `v1` resource `kind` (`plural`) of API group `group`.
+pub fn ar(group: &str, kind: &str, plural: &str) -> ApiResource {
+    let version = "v1";
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
+}
+
+/// `Kind/name` of the Namespaces and ValidatingWebhookConfigurations that `lp`
+/// selects, with whether each is being deleted.
+pub async fn namespaces_and_webhooks(
+    client: &kube::Client,
+    lp: &ListParams,
+) -> Vec<(String, bool)> {
+    let mut out = Vec::new();
+    for r in [
+        ar("", "Namespace", "namespaces"),
+        ar(
+            "admissionregistration.k8s.io",
+            "ValidatingWebhookConfiguration",
+            "validatingwebhookconfigurations",
+        ),
+    ] {
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &r);
+        for o in api.list(lp).await.unwrap().items {
+            let id = format!("{}/{}", r.kind, o.metadata.name.clone().unwrap_or_default());
+            out.push((id, o.metadata.deletion_timestamp.is_some()));
+        }
+    }
+    out
+}
+
+/// `Kind/name` of every Namespace and ValidatingWebhookConfiguration labelled as
+/// preflight's.
+pub async fn owned(client: &kube::Client) -> Vec<String> {
+    let lp = ListParams::default().labels("app.kubernetes.io/managed-by=preflight");
+    namespaces_and_webhooks(client, &lp)
+        .await
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
+}
+
+/// The admission incident as a scenario for a shared cluster (`CHART`: the chart's
+/// path; see [`shared_admission_file`]).
+///
+// The "shared cluster" here is a local control plane: no kubelet runs the chart's hook
+// Job, and preflight never fakes one on a cluster it does not own, so the hook is off.
+pub const SHARED_ADMISSION: &str = r#"name: shared-admission
+description: the admission incident, on a shared cluster
+chart:
+  path: CHART
+  values: {widget: {enabled: false}, hook: {enabled: false}}
+webhooks:
+  - name: delete-guard
+    kind: validating
+    failurePolicy: Fail
+    timeoutSeconds: 2
+    rules:
+      - {operations: [DELETE], apiGroups: [apps, ""], apiVersions: [v1], resources: [replicasets, pods]}
+steps:
+  - helm: {action: install}
+  - setWebhook: {name: delete-guard, behaviour: unreachable}
+  - helm: {action: uninstall}
+  - settle: {timeoutSeconds: 30}
+expect:
+  leftovers:
+    - {kind: ReplicaSet, reason: webhook-blocked-delete}
+    - {kind: Pod, reason: webhook-blocked-delete}
+"#;
+
+/// The test chart of the embedded scenarios.
+pub fn test_chart() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/charts/preflight-test")
+}
+
+/// [`SHARED_ADMISSION`], written to `dir/shared.yaml` with the test chart's path.
+pub fn shared_admission_file(dir: &Path) -> PathBuf {
+    let file = dir.join("shared.yaml");
+    std::fs::write(
+        &file,
+        SHARED_ADMISSION.replace("CHART", &test_chart().display().to_string()),
+    )
+    .unwrap();
+    file
+}
+
+/// What `doc` (a report.json) breaks of `harness/schema/report.v1.json`.
+pub fn schema_errors(doc: &serde_json::Value) -> Vec<String> {
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../../schema/report.v1.json")).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    validator
+        .iter_errors(doc)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect()
+}
+
+/// A preflight run's namespace and webhook configuration, as another process on the
+/// same cluster would have made them.
+pub async fn fake_run(client: &kube::Client, run: &str) -> (String, String) {
+    let ns = format!("pf-other-{run}");
+    preflight::smoke::ensure_namespace_labelled(client, &ns, run)
+        .await
+        .unwrap();
+    let vwcs: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &ar(
+            "admissionregistration.k8s.io",
+            "ValidatingWebhookConfiguration",
+            "validatingwebhookconfigurations",
+        ),
+    );
+    let name = format!("preflight-{ns}-guard");
+    let config: DynamicObject = serde_json::from_value(serde_json::json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "preflight", "preflight.dev/run": run}},
+        "webhooks": [{"name": format!("guard.{ns}.preflight.dev"), "clientConfig": {"url": "https://127.0.0.1:9/x"}, "failurePolicy": "Ignore", "sideEffects": "None", "admissionReviewVersions": ["v1"],
+            "rules": [{"operations": ["DELETE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"], "scope": "Namespaced"}],
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}]})).unwrap();
+    vwcs.create(&PostParams::default(), &config).await.unwrap();
+    (
+        format!("Namespace/{ns}"),
+        format!("ValidatingWebhookConfiguration/{name}"),
+    )
+}
+
+/// A Lease of run `run` in `ns`, last renewed `ago` before now.
+pub fn lease(run: &str, ago: Duration) -> k8s_openapi::api::coordination::v1::Lease {
+    let renewed = k8s_openapi::jiff::Timestamp::now()
+        - k8s_openapi::jiff::SignedDuration::try_from(ago).unwrap();
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": format!("preflight-run-{run}"),
+            "labels": {"app.kubernetes.io/managed-by": "preflight", "preflight.dev/run": run}},
+        "spec": {"holderIdentity": format!("preflight@elsewhere/pid-1/run-{run}"), "leaseDurationSeconds": 30,
+            "renewTime": k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(renewed)}
+    }))
+    .unwrap()
 }

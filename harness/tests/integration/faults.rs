@@ -935,7 +935,7 @@ async fn a_webhook_server_that_cannot_bind_fails_the_run_and_leaves_the_cluster_
     let file = dir.path().join("shared.yaml");
     std::fs::write(
         &file,
-        crate::shared_cluster::SCENARIO.replace("CHART", &chart.display().to_string()),
+        common::SHARED_ADMISSION.replace("CHART", &chart.display().to_string()),
     )
     .unwrap();
     let kubeconfig = cluster.kubeconfig().display().to_string();
@@ -964,7 +964,7 @@ async fn a_webhook_server_that_cannot_bind_fails_the_run_and_leaves_the_cluster_
         said.contains("192.0.2.1") && said.contains("Cannot assign requested address"),
         "the address and the reason are named: {said}"
     );
-    let left = crate::shared_cluster::owned(&client).await;
+    let left = common::owned(&client).await;
     assert!(left.is_empty(), "left on the shared cluster: {left:?}");
     case.assert_nothing_left().await;
     case.measured(

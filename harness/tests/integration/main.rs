@@ -12,6 +12,7 @@ mod bad_input;
 mod capture;
 mod chart_sources;
 mod cli;
+mod concurrency;
 mod download;
 mod faults;
 mod gc;

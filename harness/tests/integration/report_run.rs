@@ -9,15 +9,6 @@ use serde_json::Value;
 
 use crate::common;
 
-fn schema_errors(doc: &Value) -> Vec<String> {
-    let schema: Value = serde_json::from_str(include_str!("../../schema/report.v1.json")).unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    validator
-        .iter_errors(doc)
-        .map(|e| format!("{}: {e}", e.instance_path()))
-        .collect()
-}
-
 /// Headless Chromium's DOM of a file (the page is self-contained: no network needed).
 fn chromium_dom(page: &Path) -> Option<String> {
     let chromium = ["chromium", "chromium-browser", "google-chrome"]
@@ -70,7 +61,7 @@ fn default_run_writes_four_reports_with_the_expected_verdicts() {
     }
 
     let doc: Value = serde_json::from_str(&common::read(&dir.path().join("report.json"))).unwrap();
-    assert_eq!(schema_errors(&doc), Vec::<String>::new());
+    assert_eq!(common::schema_errors(&doc), Vec::<String>::new());
     assert_eq!(doc["schema"], "preflight.report/v1");
     assert_eq!(doc["verdict"], "pass");
     assert_eq!(doc["source"]["version"], "v1.29.15");

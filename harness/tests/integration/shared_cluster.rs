@@ -13,66 +13,6 @@ use preflight::webhook::{Behaviour, BehaviourSpec, Registration, WebhookServer};
 
 use crate::common;
 
-fn ar(group: &str, kind: &str, plural: &str) -> ApiResource {
-    let version = "v1";
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
-}
-
-/// `Kind/name` of the Namespaces and ValidatingWebhookConfigurations that `lp`
-/// selects, with whether each is being deleted.
-async fn namespaces_and_webhooks(client: &kube::Client, lp: &ListParams) -> Vec<(String, bool)> {
-    let mut out = Vec::new();
-    for r in [
-        ar("", "Namespace", "namespaces"),
-        ar(
-            "admissionregistration.k8s.io",
-            "ValidatingWebhookConfiguration",
-            "validatingwebhookconfigurations",
-        ),
-    ] {
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), &r);
-        for o in api.list(lp).await.unwrap().items {
-            let id = format!("{}/{}", r.kind, o.metadata.name.clone().unwrap_or_default());
-            out.push((id, o.metadata.deletion_timestamp.is_some()));
-        }
-    }
-    out
-}
-
-pub(crate) async fn owned(client: &kube::Client) -> Vec<String> {
-    let lp = ListParams::default().labels("app.kubernetes.io/managed-by=preflight");
-    namespaces_and_webhooks(client, &lp)
-        .await
-        .into_iter()
-        .map(|(id, _)| id)
-        .collect()
-}
-
-// The "shared cluster" here is a local control plane: no kubelet runs the chart's hook
-// Job, and preflight never fakes one on a cluster it does not own, so the hook is off.
-pub(crate) const SCENARIO: &str = r#"name: shared-admission
-description: the admission incident, on a shared cluster
-chart:
-  path: CHART
-  values: {widget: {enabled: false}, hook: {enabled: false}}
-webhooks:
-  - name: delete-guard
-    kind: validating
-    failurePolicy: Fail
-    timeoutSeconds: 2
-    rules:
-      - {operations: [DELETE], apiGroups: [apps, ""], apiVersions: [v1], resources: [replicasets, pods]}
-steps:
-  - helm: {action: install}
-  - setWebhook: {name: delete-guard, behaviour: unreachable}
-  - helm: {action: uninstall}
-  - settle: {timeoutSeconds: 30}
-expect:
-  leftovers:
-    - {kind: ReplicaSet, reason: webhook-blocked-delete}
-    - {kind: Pod, reason: webhook-blocked-delete}
-"#;
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_shared_cluster_is_left_as_it_was_found() {
     let version = &common::versions()[1];
@@ -81,7 +21,8 @@ async fn a_shared_cluster_is_left_as_it_was_found() {
     let kc = cluster.kubeconfig().display().to_string();
 
     // Someone else's workload, in a namespace that is not preflight's.
-    let nss: Api<DynamicObject> = Api::all_with(client.clone(), &ar("", "Namespace", "namespaces"));
+    let nss: Api<DynamicObject> =
+        Api::all_with(client.clone(), &common::ar("", "Namespace", "namespaces"));
     let team: DynamicObject = serde_json::from_value(serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}})).unwrap();
     nss.create(&PostParams::default(), &team).await.unwrap();
     let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
@@ -100,7 +41,7 @@ async fn a_shared_cluster_is_left_as_it_was_found() {
     nss.create(&PostParams::default(), &old).await.unwrap();
     let vwcs: Api<DynamicObject> = Api::all_with(
         client.clone(),
-        &ar(
+        &common::ar(
             "admissionregistration.k8s.io",
             "ValidatingWebhookConfiguration",
             "validatingwebhookconfigurations",
@@ -116,29 +57,22 @@ async fn a_shared_cluster_is_left_as_it_was_found() {
     Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(client.clone(), "pf-old-abcde0")
         .create(
             &PostParams::default(),
-            &lease("old", Duration::from_secs(3600)),
+            &common::lease("old", Duration::from_secs(3600)),
         )
         .await
         .unwrap();
     // And another preflight's run that is going on right now, with a fresh Lease.
-    let (live_ns, live_vwc) = fake_run(&client, "livey0").await;
+    let (live_ns, live_vwc) = common::fake_run(&client, "livey0").await;
     Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(client.clone(), "pf-other-livey0")
         .create(
             &PostParams::default(),
-            &lease("livey0", Duration::from_secs(1)),
+            &common::lease("livey0", Duration::from_secs(1)),
         )
         .await
         .unwrap();
 
     let dir = tempfile::tempdir().unwrap();
-    let chart =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/charts/preflight-test");
-    let file = dir.path().join("shared.yaml");
-    std::fs::write(
-        &file,
-        SCENARIO.replace("CHART", &chart.display().to_string()),
-    )
-    .unwrap();
+    let file = common::shared_admission_file(dir.path());
     let run = |args: &[&str]| {
         Command::new(common::preflight_bin())
             .args(args)
@@ -205,10 +139,14 @@ async fn a_shared_cluster_is_left_as_it_was_found() {
 
     // Nothing preflight created remains (namespaces may take a moment to terminate).
     let clean = preflight::smoke::poll(Duration::from_secs(60), || async {
-        owned(&client).await.is_empty().then_some(())
+        common::owned(&client).await.is_empty().then_some(())
     })
     .await;
-    assert!(clean.is_some(), "left behind: {:?}", owned(&client).await);
+    assert!(
+        clean.is_some(),
+        "left behind: {:?}",
+        common::owned(&client).await
+    );
 
     // team-a's workload was never touched and its cascade still works.
     let (rs, pods) = preflight::smoke::dependents(&client, "team-a", "api")
@@ -309,14 +247,7 @@ async fn an_interrupted_run_on_a_shared_cluster_cleans_up_after_itself() {
     let cluster = common::cluster("interrupted", version).await;
     let client = cluster.client();
     let dir = tempfile::tempdir().unwrap();
-    let chart =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/charts/preflight-test");
-    let file = dir.path().join("shared.yaml");
-    std::fs::write(
-        &file,
-        SCENARIO.replace("CHART", &chart.display().to_string()),
-    )
-    .unwrap();
+    let file = common::shared_admission_file(dir.path());
     let mut child = Command::new(common::preflight_bin())
         .args([
             "run",
@@ -337,7 +268,7 @@ async fn an_interrupted_run_on_a_shared_cluster_cleans_up_after_itself() {
         .unwrap();
     // Interrupt once its webhook is registered: the cluster then holds its namespace and configuration.
     let registered = preflight::smoke::poll(Duration::from_secs(60), || async {
-        owned(&client)
+        common::owned(&client)
             .await
             .iter()
             .any(|o| o.starts_with("ValidatingWebhookConfiguration/"))
@@ -377,61 +308,19 @@ async fn an_interrupted_run_on_a_shared_cluster_cleans_up_after_itself() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(2));
     let clean = preflight::smoke::poll(Duration::from_secs(60), || async {
-        owned(&client).await.is_empty().then_some(())
+        common::owned(&client).await.is_empty().then_some(())
     })
     .await;
     assert!(
         clean.is_some(),
         "left behind after SIGTERM: {:?}",
-        owned(&client).await
+        common::owned(&client).await
     );
-}
-
-/// A preflight run's namespace and webhook configuration, as another process on the
-/// same cluster would have made them.
-async fn fake_run(client: &kube::Client, run: &str) -> (String, String) {
-    let ns = format!("pf-other-{run}");
-    preflight::smoke::ensure_namespace_labelled(client, &ns, run)
-        .await
-        .unwrap();
-    let vwcs: Api<DynamicObject> = Api::all_with(
-        client.clone(),
-        &ar(
-            "admissionregistration.k8s.io",
-            "ValidatingWebhookConfiguration",
-            "validatingwebhookconfigurations",
-        ),
-    );
-    let name = format!("preflight-{ns}-guard");
-    let config: DynamicObject = serde_json::from_value(serde_json::json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
-        "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "preflight", "preflight.dev/run": run}},
-        "webhooks": [{"name": format!("guard.{ns}.preflight.dev"), "clientConfig": {"url": "https://127.0.0.1:9/x"}, "failurePolicy": "Ignore", "sideEffects": "None", "admissionReviewVersions": ["v1"],
-            "rules": [{"operations": ["DELETE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"], "scope": "Namespaced"}],
-            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}]})).unwrap();
-    vwcs.create(&PostParams::default(), &config).await.unwrap();
-    (
-        format!("Namespace/{ns}"),
-        format!("ValidatingWebhookConfiguration/{name}"),
-    )
-}
-
-/// A Lease of run `run` in `ns`, last renewed `ago` before now.
-fn lease(run: &str, ago: Duration) -> k8s_openapi::api::coordination::v1::Lease {
-    let renewed = k8s_openapi::jiff::Timestamp::now()
-        - k8s_openapi::jiff::SignedDuration::try_from(ago).unwrap();
-    serde_json::from_value(serde_json::json!({
-        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-        "metadata": {"name": format!("preflight-run-{run}"),
-            "labels": {"app.kubernetes.io/managed-by": "preflight", "preflight.dev/run": run}},
-        "spec": {"holderIdentity": format!("preflight@elsewhere/pid-1/run-{run}"), "leaseDurationSeconds": 30,
-            "renewTime": k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(renewed)}
-    }))
-    .unwrap()
 }
 
 /// Live objects (not being deleted) of the given `Kind/name`s.
 async fn present(client: &kube::Client, names: &[&String]) -> Vec<String> {
-    let mut out: Vec<String> = namespaces_and_webhooks(client, &ListParams::default())
+    let mut out: Vec<String> = common::namespaces_and_webhooks(client, &ListParams::default())
         .await
         .into_iter()
         .filter(|(id, deleting)| !deleting && names.contains(&id))
@@ -453,17 +342,17 @@ async fn a_live_runs_lease_protects_it_from_a_concurrent_sweep() {
     let client = cluster.client();
 
     // Another process's live run: its objects and a freshly renewed Lease.
-    let (live_ns, live_vwc) = fake_run(&client, "livex0").await;
+    let (live_ns, live_vwc) = common::fake_run(&client, "livex0").await;
     let leases = Api::<Lease>::namespaced(client.clone(), "pf-other-livex0");
     leases
         .create(
             &PostParams::default(),
-            &lease("livex0", Duration::from_secs(2)),
+            &common::lease("livex0", Duration::from_secs(2)),
         )
         .await
         .unwrap();
     // A run that has created its objects but not yet its Lease (or an older preflight).
-    let (young_ns, young_vwc) = fake_run(&client, "young0").await;
+    let (young_ns, young_vwc) = common::fake_run(&client, "young0").await;
     let all = [&live_ns, &live_vwc, &young_ns, &young_vwc];
 
     let swept = existing::sweep(&client).await.unwrap();
@@ -474,7 +363,7 @@ async fn a_live_runs_lease_protects_it_from_a_concurrent_sweep() {
     assert!(kept.contains("run young0: no Lease, but created"), "{kept}");
 
     // The live run stops renewing: an hour later its Lease has expired.
-    let stale = serde_json::json!({"spec": {"renewTime": lease("livex0", Duration::from_secs(3600)).spec.unwrap().renew_time}});
+    let stale = serde_json::json!({"spec": {"renewTime": common::lease("livex0", Duration::from_secs(3600)).spec.unwrap().renew_time}});
     leases
         .patch(
             "preflight-run-livex0",
@@ -592,18 +481,18 @@ async fn webhook_rules_that_reach_beyond_the_run_are_refused_on_a_shared_cluster
     assert!(discovered.is_some(), "the CRD is served");
 
     let dir = tempfile::tempdir().unwrap();
-    let chart =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/charts/preflight-test");
+    let chart = common::test_chart();
     let kc = cluster.kubeconfig().display().to_string();
     let vwcs: Api<DynamicObject> = Api::all_with(
         client.clone(),
-        &ar(
+        &common::ar(
             "admissionregistration.k8s.io",
             "ValidatingWebhookConfiguration",
             "validatingwebhookconfigurations",
         ),
     );
-    let nss: Api<DynamicObject> = Api::all_with(client.clone(), &ar("", "Namespace", "namespaces"));
+    let nss: Api<DynamicObject> =
+        Api::all_with(client.clone(), &common::ar("", "Namespace", "namespaces"));
     let namespaces = || async {
         let mut v: Vec<String> = nss
             .list(&ListParams::default())
