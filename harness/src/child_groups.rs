@@ -84,7 +84,18 @@ pub fn run(expr: duct::Expression) -> std::io::Result<std::process::Output> {
 pub fn stop_all(grace: Duration) {
     let mut reg = lock();
     let groups = std::mem::take(&mut reg.groups);
-    for g in &groups {
+    stop_groups(&groups, grace);
+    if let Some(mut s) = reg.sentinel.take() {
+        s.disarm();
+    }
+    if let Some(dir) = reg.dir.take() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// SIGTERM to each group, SIGKILL to what remains after `grace`.
+fn stop_groups(groups: &[i32], grace: Duration) {
+    for g in groups {
         let _ = killpg(Pid::from_raw(*g), Signal::SIGTERM);
     }
     let deadline = Instant::now() + grace;
@@ -95,14 +106,8 @@ pub fn stop_all(grace: Duration) {
     {
         std::thread::sleep(Duration::from_millis(25));
     }
-    for g in &groups {
+    for g in groups {
         let _ = killpg(Pid::from_raw(*g), Signal::SIGKILL);
-    }
-    if let Some(mut s) = reg.sentinel.take() {
-        s.disarm();
-    }
-    if let Some(dir) = reg.dir.take() {
-        let _ = std::fs::remove_dir_all(dir);
     }
 }
 
@@ -163,9 +168,18 @@ mod tests {
             .start()
             .unwrap();
         let pids = handle.pids();
+        let group = pids[0] as i32;
         let tracked = track(&pids);
         assert!(!live_members(pids[0]).is_empty(), "the group runs");
-        stop_all(Duration::from_secs(2));
+        // What the sentinel would read if the harness died now.
+        let listed = lock()
+            .dir
+            .as_ref()
+            .map(|d| std::fs::read_to_string(d.join(".pgids")).unwrap_or_default())
+            .unwrap_or_default();
+        assert!(listed.lines().any(|l| l == group.to_string()), "{listed}");
+        // Only this test's group: other tests of this process may be running helm.
+        stop_groups(&[group], Duration::from_secs(2));
         let out = handle.wait().unwrap();
         assert!(!out.status.success(), "stopped by a signal: {out:?}");
         assert_eq!(
@@ -174,7 +188,9 @@ mod tests {
             "nothing of the group is left"
         );
         drop(tracked);
-        assert!(lock().groups.is_empty());
-        assert!(lock().dir.is_none(), "the sentinel's directory is removed");
+        assert!(
+            !lock().groups.contains(&group),
+            "unregistered after the wait"
+        );
     }
 }
