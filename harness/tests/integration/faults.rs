@@ -751,18 +751,20 @@ async fn sigterm_while_helm_hangs_stops_helm_too() {
     );
 }
 
-/// A control-plane component killed during the target's settle: the run exits 2,
-/// names the component with its last log line, and the source run, which it did not
-/// touch, is still in the report.
-async fn component_dies(binary: &str) {
-    let name = format!("dies-{binary}");
+/// Runs `incident-admission` on `provider`, lets `kill` break the target's cluster
+/// once its settle begins (`kill` returns the words the report must name it with),
+/// and checks: exit 2, the death named in the target's run, the source run (which it
+/// did not touch) reported whole, nothing left.
+async fn target_dies_during_settle(name: &str, provider: &str, kill: impl FnOnce() -> String) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let mut case = Case::start(
-        &name,
+        name,
         &[
             "run",
             "incident-admission",
+            "--provider",
+            provider,
             "--report-dir",
             out.to_str().unwrap(),
         ],
@@ -771,31 +773,19 @@ async fn component_dies(binary: &str) {
     let target = preflight::components::DEFAULT_TARGET;
     case.wait_for_line(
         &format!("[incident-admission @ {target}] settle ..."),
-        Duration::from_secs(240),
+        Duration::from_secs(600),
     )
     .await;
-    let victims: Vec<(u32, String)> = processes_marked(&name)
-        .into_iter()
-        .filter(|(_, cmd)| {
-            cmd.split(' ').next().is_some_and(|b| b.ends_with(binary)) && cmd.contains("-target-")
-        })
-        .collect();
-    assert_eq!(
-        victims.len(),
-        1,
-        "{name}: the target's {binary}: {victims:?}"
-    );
-    kill(Pid::from_raw(victims[0].0 as i32), Signal::SIGKILL).unwrap();
-    let status = case.exit(Duration::from_secs(300)).await;
+    let named = kill();
+    let status = case.exit(Duration::from_secs(600)).await;
     let err = case.stderr_text();
-    assert_eq!(status.code(), Some(2), "{err}");
+    assert_eq!(status.code(), Some(2), "{name}: {err}");
     let report: serde_json::Value = serde_json::from_str(&common::read(&out.join("report.json")))
         .unwrap_or_else(|e| panic!("{name}: no report.json ({e}); stderr:\n{err}"));
-    let target_run = common::run_of(&report, "incident-admission", "target");
-    let said = target_run.to_string();
+    let said = common::run_of(&report, "incident-admission", "target").to_string();
     assert!(
-        said.contains(&format!("{binary} exited during the run")),
-        "{name}: the component is named: {said}"
+        said.contains(&named),
+        "{name}: {named:?} is not said: {said}"
     );
     let source_run = common::run_of(&report, "incident-admission", "source");
     assert!(
@@ -803,13 +793,40 @@ async fn component_dies(binary: &str) {
         "{name}: the source run is reported whole: {source_run}"
     );
     case.assert_nothing_left().await;
+    if provider == "kind" {
+        let gone = common::eventually(Duration::from_secs(240), || {
+            crate::kind_provider::preflight_containers().is_empty()
+        })
+        .await;
+        assert!(
+            gone,
+            "{name}: containers left: {:?}",
+            crate::kind_provider::preflight_containers()
+        );
+    }
     case.measured(
-        &format!("{binary} killed during the target's settle"),
-        &format!(
-            "{}, component named, source run reported",
-            exit_text(status)
-        ),
+        &format!("{name} during the target's settle ({provider})"),
+        &format!("{}, named, source run reported", exit_text(status)),
     );
+}
+
+/// A local component killed with SIGKILL: named with its exit status and log line.
+async fn component_dies(binary: &'static str) {
+    let name = format!("{binary} killed");
+    let marker = name.clone();
+    target_dies_during_settle(&name, "local", move || {
+        let victims: Vec<(u32, String)> = processes_marked(&marker)
+            .into_iter()
+            .filter(|(_, cmd)| {
+                cmd.split(' ').next().is_some_and(|b| b.ends_with(binary))
+                    && cmd.contains("-target-")
+            })
+            .collect();
+        assert_eq!(victims.len(), 1, "the target's {binary}: {victims:?}");
+        kill(Pid::from_raw(victims[0].0 as i32), Signal::SIGKILL).unwrap();
+        format!("{binary} exited during the run")
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -846,74 +863,27 @@ async fn sigkill_at_settle_on_kind() {
     }
 }
 
-/// The target's kind node container stopped during its settle: exit 2, the node
-/// named with its state, the source run still reported, nothing left.
+/// The target's kind node container stopped: named with its state.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stopped_kind_node_is_named_and_the_other_run_still_reported() {
     if !crate::kind_provider::docker_available() {
         return;
     }
     let _serial = crate::kind_provider::ONE_AT_A_TIME.lock().await;
-    let name = "kind-node-stopped";
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
-    let mut case = Case::start(
-        name,
-        &[
-            "run",
-            "incident-admission",
-            "--provider",
-            "kind",
-            "--report-dir",
-            out.to_str().unwrap(),
-        ],
-        &[],
-    );
-    let target = preflight::components::DEFAULT_TARGET;
-    case.wait_for_line(
-        &format!("[incident-admission @ {target}] settle ..."),
-        Duration::from_secs(600),
-    )
-    .await;
-    let nodes: Vec<String> = crate::kind_provider::preflight_containers()
-        .into_iter()
-        .filter(|c| c.contains("target"))
-        .collect();
-    assert_eq!(nodes.len(), 1, "the target's node: {nodes:?}");
-    let stopped = Command::new("docker")
-        .args(["stop", "-t", "1", &nodes[0]])
-        .status()
-        .unwrap();
-    assert!(stopped.success());
-    let status = case.exit(Duration::from_secs(600)).await;
-    let err = case.stderr_text();
-    assert_eq!(status.code(), Some(2), "{err}");
-    let report: serde_json::Value = serde_json::from_str(&common::read(&out.join("report.json")))
-        .unwrap_or_else(|e| panic!("no report.json ({e}); stderr:\n{err}"));
-    let said = common::run_of(&report, "incident-admission", "target").to_string();
-    assert!(
-        said.contains(&format!("the kind node container {} is exited", nodes[0])),
-        "the node is named: {said}"
-    );
-    let source_run = common::run_of(&report, "incident-admission", "source");
-    assert!(
-        !common::leftovers(source_run, "ReplicaSet").is_empty(),
-        "the source run is reported whole: {source_run}"
-    );
-    case.assert_nothing_left().await;
-    let gone = common::eventually(Duration::from_secs(240), || {
-        crate::kind_provider::preflight_containers().is_empty()
+    target_dies_during_settle("kind node stopped", "kind", || {
+        let nodes: Vec<String> = crate::kind_provider::preflight_containers()
+            .into_iter()
+            .filter(|c| c.contains("target"))
+            .collect();
+        assert_eq!(nodes.len(), 1, "the target's node: {nodes:?}");
+        let stopped = Command::new("docker")
+            .args(["stop", "-t", "1", &nodes[0]])
+            .status()
+            .unwrap();
+        assert!(stopped.success());
+        format!("the kind node container {} is exited", nodes[0])
     })
     .await;
-    assert!(
-        gone,
-        "containers left: {:?}",
-        crate::kind_provider::preflight_containers()
-    );
-    case.measured(
-        "kind node container stopped during the target's settle",
-        &format!("{}, node named, source run reported", exit_text(status)),
-    );
 }
 
 /// The webhook server cannot bind (`--webhook-address` names an address that is not
