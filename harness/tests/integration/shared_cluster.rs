@@ -54,6 +54,7 @@ const SCENARIO: &str = r#"name: shared-admission
 description: the admission incident, on a shared cluster
 chart:
   path: CHART
+  outsideScenarioDir: true
   values: {widget: {enabled: false}, hook: {enabled: false}}
 webhooks:
   - name: delete-guard
@@ -550,6 +551,7 @@ const WILD: &str = r#"name: shared-wild
 description: a webhook whose rule reaches beyond the run's namespace
 chart:
   path: CHART
+  outsideScenarioDir: true
   values: {widget: {enabled: false}, hook: {enabled: false}}
 webhooks:
   - name: catch-all
