@@ -37,10 +37,11 @@ if ! "$tools/bin/cargo-fuzz" --version 2>/dev/null | grep -qx "cargo-fuzz $CARGO
   say "installing cargo-fuzz $CARGO_FUZZ_VERSION into $tools (once per machine)"
   cargo install cargo-fuzz --locked --version "$CARGO_FUZZ_VERSION" --root "$tools"
 fi
-fuzz() { (cd fuzz && "$tools/bin/cargo-fuzz" "$@"); }
+# cargo-fuzz runs as `cargo fuzz` (a cargo subcommand), on the nightly toolchain.
+fuzz() { (cd fuzz && PATH="$tools/bin:$PATH" cargo +nightly fuzz "$@"); }
 
 say "cargo fuzz build (nightly, no sanitizer)"
-fuzz +nightly build --sanitizer none
+fuzz build --sanitizer none
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/preflight-fuzz.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
@@ -55,7 +56,7 @@ for t in "${targets[@]}"; do
   log="$work/$t.log"
   result=ok
   # The copy is the corpus libFuzzer reads and grows; the seeds stay as they are.
-  if ! fuzz +nightly run --sanitizer none "$t" "$work/$t" -- \
+  if ! fuzz run --sanitizer none "$t" "$work/$t" -- \
     -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
     >"$log" 2>&1; then
     result=FAILED

@@ -38,7 +38,8 @@ fn check(e: &ScenarioError, text: &str) {
     if e.line == 0 || e.column == 0 {
         assert!(e.message.starts_with("the file is "), "no position: {shown}\nfor {text:?}");
     } else {
-        let lines = text.split('\n').count() as u64;
+        // YAML ends a line at \n, \r\n or a lone \r.
+        let lines = text.replace("\r\n", "\n").split(['\n', '\r']).count() as u64;
         assert!(e.line <= lines + 1, "line {} of {lines}: {shown}", e.line);
     }
 }

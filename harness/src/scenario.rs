@@ -739,10 +739,12 @@ fn explain(message: &str, found: Option<String>) -> String {
     }
 }
 
-/// The scalar at a 1-based line and column, for messages.
+/// The scalar at a 1-based line and column, for messages (lines end as YAML ends
+/// them: at `\n`, `\r\n` or a lone `\r`).
 fn token_at(text: &str, line: u64, column: u64) -> Option<String> {
+    let text = text.replace("\r\n", "\n");
     let l = text
-        .lines()
+        .split(['\n', '\r'])
         .nth(usize::try_from(line).ok()?.checked_sub(1)?)?;
     let start = usize::try_from(column).ok()?.checked_sub(1)?;
     let rest = l.get(start..)?;
