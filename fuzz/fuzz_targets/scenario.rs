@@ -32,11 +32,17 @@ fn folder() -> &'static Path {
 fn check(e: &ScenarioError, text: &str) {
     let shown = e.to_string();
     assert_eq!(e.file, FILE, "{shown}");
-    assert!(shown.starts_with(&format!("{FILE}:{}:{}: ", e.line, e.column)), "{shown}");
+    assert!(
+        shown.starts_with(&format!("{FILE}:{}:{}: ", e.line, e.column)),
+        "{shown}"
+    );
     assert!(!e.message.is_empty(), "an empty message for {text:?}");
     // Only a file too large to parse has no position (the parser never saw it).
     if e.line == 0 || e.column == 0 {
-        assert!(e.message.starts_with("the file is "), "no position: {shown}\nfor {text:?}");
+        assert!(
+            e.message.starts_with("the file is "),
+            "no position: {shown}\nfor {text:?}"
+        );
     } else {
         // YAML ends a line at \n, \r\n or a lone \r.
         let lines = text.replace("\r\n", "\n").split(['\n', '\r']).count() as u64;

@@ -17,7 +17,11 @@ fuzz_target!(|data: &[u8]| {
     let uid = serde_json::from_slice::<serde_json::Value>(data)
         .ok()
         .and_then(|v| v.pointer("/request/uid").cloned());
-    for kind in [WebhookKind::Validating, WebhookKind::Mutating, WebhookKind::Conversion] {
+    for kind in [
+        WebhookKind::Validating,
+        WebhookKind::Mutating,
+        WebhookKind::Conversion,
+    ] {
         for patch in [false, true] {
             for verdict in [Ok("hook"), Err("refused <by> \"fuzz\"")] {
                 let Some(answer) = review_response(kind, patch, data, verdict) else {
