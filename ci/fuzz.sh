@@ -55,8 +55,9 @@ for t in "${targets[@]}"; do
   cp fuzz/corpus/"$t"/* "$work/$t"/
   log="$work/$t.log"
   result=ok
-  # The copy is the corpus libFuzzer reads and grows; the seeds stay as they are.
-  if ! fuzz run --sanitizer none "$t" "$work/$t" -- \
+  # The copy is the corpus libFuzzer reads and grows; the seeds stay as they are. The
+  # targets' own scratch folders go under $work too (TMPDIR), so nothing is left.
+  if ! TMPDIR="$work" fuzz run --sanitizer none "$t" "$work/$t" -- \
     -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
     >"$log" 2>&1; then
     result=FAILED
