@@ -4,7 +4,8 @@
 # Installs what the tests need, fills the components cache (builds etcd,
 # kube-apiserver, kube-controller-manager and helm from their Go modules once per
 # machine; later runs reuse ~/.cache/preflight), starts a Docker engine and builds the
-# kind node images (once per machine), then runs formatting, lints and every test,
+# kind node images (once per machine), then runs formatting, lints, the fuzz targets
+# (ci/fuzz.sh, bounded) and every test,
 # on local control planes and on kind. Exits non-zero, loudly, on the first failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +32,9 @@ cargo fmt --all --check
 
 say "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+
+say "cargo fuzz: scenario files, runs.json, webhook reviews (${PREFLIGHT_FUZZ_SECONDS:-45}s each)"
+./ci/fuzz.sh
 
 say "actionlint ci/github/*.yml (built from its Go module once per machine)"
 tools="${PREFLIGHT_CACHE_DIR:-$HOME/.cache/preflight}/tools"

@@ -108,6 +108,27 @@ pub enum Finding {
 }
 
 impl Finding {
+    /// The finding with credentials removed from the text it quotes (step titles, helm
+    /// and API errors), as the report keeps it.
+    pub fn redacted(&self) -> Finding {
+        use crate::redact::redact;
+        let mut f = self.clone();
+        match &mut f {
+            Finding::StepFailed { title, detail, .. } => {
+                *title = redact(title);
+                *detail = redact(detail);
+            }
+            Finding::Unlistable { error, .. } | Finding::DiscoveryFailed { error, .. } => {
+                *error = redact(error);
+            }
+            Finding::TeardownFailed { detail } => *detail = redact(detail),
+            Finding::SettleTimedOut { .. }
+            | Finding::LeftoverNotReproduced { .. }
+            | Finding::UnlistableNotReproduced { .. } => {}
+        }
+        f
+    }
+
     /// Which `--fail-on` class the finding belongs to.
     pub fn class(&self) -> FailOn {
         match self {

@@ -49,6 +49,9 @@ use serde_saphyr::Spanned;
 use crate::behaviour::{Behaviour, BehaviourSpec, WebhookKind};
 
 mod chart;
+#[cfg(test)]
+mod hostile_input_tests;
+pub mod limits;
 pub use chart::{Chart, ChartSource, Place, Release, is_exact_version};
 
 /// A scenario that failed to load or validate, with where and why.
@@ -191,7 +194,7 @@ struct FileWebhook {
     #[serde(default = "allow")]
     behaviour: Behaviour,
     message: Option<String>,
-    delay_seconds: Option<u64>,
+    delay_seconds: Option<Spanned<u64>>,
     #[serde(default)]
     failure_policy: FailurePolicy,
     timeout_seconds: Option<Spanned<u32>>,
@@ -203,6 +206,25 @@ struct FileWebhook {
     namespace_selector: Option<serde_json::Value>,
     object_selector: Option<serde_json::Value>,
     crd: Option<String>,
+}
+
+/// The longest `delaySeconds` a webhook may wait before it answers: 60 s. The API
+/// server stops waiting for a webhook after its `timeoutSeconds`, at most 30 s, so any
+/// delay past 30 s already shows a timed-out call; 60 s leaves room for a delay that is
+/// plainly longer than the longest timeout (the twin's replay uses 35 s). A longer one
+/// only holds a connection and a task of the webhook server open and delays the run's
+/// teardown, and a number like 10^12 would make it wait until long after the machine
+/// is gone.
+pub const MAX_DELAY_SECONDS: u64 = 60;
+
+/// The message for a `delaySeconds` out of range, if it is.
+fn check_delay(field: &str, seconds: u64) -> Result<(), String> {
+    if seconds > MAX_DELAY_SECONDS {
+        return Err(format!(
+            "{field} {seconds} is out of range: expected 0 to {MAX_DELAY_SECONDS} (the API server waits at most 30 s for a webhook, so a longer delay shows nothing more)"
+        ));
+    }
+    Ok(())
 }
 
 fn allow() -> Behaviour {
@@ -399,11 +421,11 @@ fn default_settle_timeout() -> u32 {
 
 /// Loads and validates a scenario file.
 pub fn load_file(path: &Path) -> Result<Scenario, ScenarioError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+    let text = limits::read_capped(path).map_err(|message| ScenarioError {
         file: path.display().to_string(),
         line: 0,
         column: 0,
-        message: format!("cannot read: {e}"),
+        message,
     })?;
     let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
     parse(&text, &path.display().to_string(), Some(&base))
@@ -434,18 +456,27 @@ pub fn parse(text: &str, file: &str, base: Option<&Path>) -> Result<Scenario, Sc
         column: loc.column(),
         message,
     };
-    let raw: FileScenario = serde_saphyr::from_str(text).map_err(|e| {
-        let (line, column) = e
-            .location()
-            .map(|l| (l.line(), l.column()))
-            .unwrap_or((0, 0));
-        ScenarioError {
+    if let Some(message) = limits::too_large(text.len()) {
+        return Err(ScenarioError {
             file: file.to_string(),
-            line,
-            column,
-            message: explain(&e.to_string(), token_at(text, line, column)),
-        }
-    })?;
+            line: 0,
+            column: 0,
+            message,
+        });
+    }
+    let raw: FileScenario =
+        serde_saphyr::from_str_with_options(text, limits::options()).map_err(|e| {
+            let (line, column) = e
+                .location()
+                .map(|l| (l.line(), l.column()))
+                .unwrap_or((0, 0));
+            ScenarioError {
+                file: file.to_string(),
+                line,
+                column,
+                message: explain(&e.to_string(), token_at(text, line, column)),
+            }
+        })?;
 
     let name = raw.name.value.clone();
     if !is_dns_label(&name) || name.len() > 40 {
@@ -518,13 +549,19 @@ pub fn parse(text: &str, file: &str, base: Option<&Path>) -> Result<Scenario, Sc
                 ),
             ));
         }
+        if let Some(d) = &w.delay_seconds {
+            check_delay(&format!("webhook `{wname}`: delaySeconds"), d.value)
+                .map_err(|m| at(&d.referenced, m))?;
+        }
         webhooks.push(WebhookSpec {
             name: wname,
             kind: w.kind,
             initial: BehaviourSpec {
                 behaviour: w.behaviour,
                 message: w.message,
-                delay: w.delay_seconds.map(std::time::Duration::from_secs),
+                delay: w
+                    .delay_seconds
+                    .map(|d| std::time::Duration::from_secs(d.value)),
             },
             failure_policy: w.failure_policy,
             timeout_seconds: w.timeout_seconds.map(|t| t.value),
@@ -562,6 +599,11 @@ pub fn parse(text: &str, file: &str, base: Option<&Path>) -> Result<Scenario, Sc
                     }
                 ),
             ));
+        }
+        if let Step::SetWebhook(set) = &step.value
+            && let Some(d) = set.delay_seconds
+        {
+            check_delay("setWebhook.delaySeconds", d).map_err(|m| at(&step.referenced, m))?;
         }
         if let Step::Helm(h) = &step.value
             && !(1..=3600).contains(&h.timeout_seconds)
@@ -684,6 +726,9 @@ fn explain(message: &str, found: Option<String>) -> String {
     {
         text = after;
     }
+    if let Some(limit) = limits::explain(text) {
+        return limit;
+    }
     let found = found.map(|f| format!(", found `{f}`")).unwrap_or_default();
     match text {
         t if t.starts_with("invalid u") || t.starts_with("invalid i") => {
@@ -694,10 +739,12 @@ fn explain(message: &str, found: Option<String>) -> String {
     }
 }
 
-/// The scalar at a 1-based line and column, for messages.
+/// The scalar at a 1-based line and column, for messages (lines end as YAML ends
+/// them: at `\n`, `\r\n` or a lone `\r`).
 fn token_at(text: &str, line: u64, column: u64) -> Option<String> {
+    let text = text.replace("\r\n", "\n");
     let l = text
-        .lines()
+        .split(['\n', '\r'])
         .nth(usize::try_from(line).ok()?.checked_sub(1)?)?;
     let start = usize::try_from(column).ok()?.checked_sub(1)?;
     let rest = l.get(start..)?;

@@ -13,7 +13,7 @@ use crate::webhook::{Record, WebhookKind};
 
 use super::{FailOn, Verdict, build, html, junit, markdown, render_json};
 
-fn obj(
+pub(super) fn obj(
     kind: &str,
     api: &str,
     ns: &str,
@@ -75,7 +75,7 @@ fn listed() -> Vec<ListedType> {
     .collect()
 }
 
-fn helm(cmd: &str, code: i32) -> HelmRun {
+pub(super) fn helm(cmd: &str, code: i32) -> HelmRun {
     HelmRun {
         command: cmd.into(),
         exit_code: code,
@@ -85,7 +85,12 @@ fn helm(cmd: &str, code: i32) -> HelmRun {
     }
 }
 
-fn step(index: usize, title: &str, version: &str, helm_run: Option<HelmRun>) -> StepRecord {
+pub(super) fn step(
+    index: usize,
+    title: &str,
+    version: &str,
+    helm_run: Option<HelmRun>,
+) -> StepRecord {
     StepRecord {
         index,
         title: title.into(),
@@ -99,7 +104,7 @@ fn step(index: usize, title: &str, version: &str, helm_run: Option<HelmRun>) -> 
 }
 
 /// A run that leaves `pods` Pods and (if `rs`) a ReplicaSet of Deployment `<release>-web`.
-fn outcome(scenario: &str, version: &str, ns: &str, rs: bool, pods: usize) -> Outcome {
+pub(super) fn outcome(scenario: &str, version: &str, ns: &str, rs: bool, pods: usize) -> Outcome {
     let release = scenario.to_string();
     let mut after = vec![obj("ConfigMap", "v1", ns, "kube-root-ca.crt", "infra", &[])];
     let mut requests = Vec::new();
@@ -185,12 +190,12 @@ fn outcome(scenario: &str, version: &str, ns: &str, rs: bool, pods: usize) -> Ou
     }
 }
 
-fn versions() -> Vec<super::VersionInfo> {
+pub(super) fn versions() -> Vec<super::VersionInfo> {
     use super::VersionInfo;
     vec![VersionInfo::new("v1.29.15"), VersionInfo::new("v1.30.14")]
 }
 
-fn scenario(text: &str) -> Scenario {
+pub(super) fn scenario(text: &str) -> Scenario {
     scenario::parse(text, "fixture.yaml", None).unwrap()
 }
 

@@ -9,12 +9,9 @@ use std::fmt::Write;
 use super::{LeftoverReport, Report, RunReport, Verdict, run_label};
 use crate::runner::Role;
 
-/// Escapes text for HTML.
+/// Escapes text for HTML (elements and quoted attributes; see [`super::text::html`]).
 pub fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    super::text::html(s)
 }
 
 fn class(v: Verdict) -> &'static str {
@@ -317,7 +314,8 @@ fn timeline(h: &mut String, run: &RunReport) {
         "<div class=\"summary\">objects in the namespace after each step</div><svg role=\"img\" aria-label=\"objects after each step\" width=\"{width}\" height=\"110\" viewBox=\"0 0 {width} 110\">"
     );
     for (i, (title, n)) in counts.iter().enumerate() {
-        let height = 70 * n / max;
+        // In u128: a count read from a hostile runs.json must not overflow (n <= max).
+        let height = (70 * *n as u128 / max as u128) as usize;
         let x = i * bar + 10;
         let _ = write!(
             h,

@@ -3,19 +3,22 @@
 
 use quick_junit::{NonSuccessKind, Report as JunitReport, TestCase, TestCaseStatus, TestSuite};
 
+use super::text::printable;
 use super::{Report, Verdict, run_label};
 
 pub fn render(r: &Report) -> String {
     let mut report = JunitReport::new("preflight");
     for sc in &r.scenarios {
-        let mut suite = TestSuite::new(sc.name.as_str());
+        // quick-junit escapes markup and drops characters XML 1.0 cannot hold; control
+        // characters are shown (`\u{1b}`) before that, as in the other formats.
+        let mut suite = TestSuite::new(printable(&sc.name).as_ref());
         for run in &sc.runs {
-            let name = run_label(run);
+            let name = printable(&run_label(run)).into_owned();
             let status = match run.verdict {
                 Verdict::Pass => TestCaseStatus::success(),
                 Verdict::Fail => {
                     let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
-                    st.set_message(run.headline.as_str());
+                    st.set_message(printable(&run.headline).as_ref());
                     let detail: Vec<String> = run
                         .findings
                         .iter()
@@ -35,7 +38,7 @@ pub fn render(r: &Report) -> String {
                             )
                         }))
                         .collect();
-                    st.set_description(detail.join("\n"));
+                    st.set_description(printable(&detail.join("\n")).as_ref());
                     st.set_type(if run.findings.iter().any(|f| f.counted) {
                         "findings"
                     } else {
@@ -45,13 +48,15 @@ pub fn render(r: &Report) -> String {
                 }
                 Verdict::Error => {
                     let mut st = TestCaseStatus::non_success(NonSuccessKind::Error);
-                    st.set_message(run.headline.as_str());
-                    st.set_description(run.error.clone().unwrap_or_default());
+                    st.set_message(printable(&run.headline).as_ref());
+                    st.set_description(
+                        printable(run.error.as_deref().unwrap_or_default()).as_ref(),
+                    );
                     st
                 }
             };
             let mut case = TestCase::new(name, status);
-            case.set_classname(format!("preflight.{}", sc.name));
+            case.set_classname(format!("preflight.{}", printable(&sc.name)));
             let ms: u64 = run.steps.iter().map(|s| s.duration_ms).sum();
             case.set_time(std::time::Duration::from_millis(ms));
             suite.add_test_case(case);
@@ -62,11 +67,14 @@ pub fn render(r: &Report) -> String {
             }
             let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
             st.set_message(
-                c.regressions
-                    .iter()
-                    .map(|d| d.text.clone())
-                    .collect::<Vec<_>>()
-                    .join("; "),
+                printable(
+                    &c.regressions
+                        .iter()
+                        .map(|d| d.text.clone())
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                )
+                .as_ref(),
             );
             st.set_type("regression");
             let name = if c.label.is_empty() {
@@ -74,8 +82,8 @@ pub fn render(r: &Report) -> String {
             } else {
                 c.label
             };
-            let mut case = TestCase::new(name, st);
-            case.set_classname(format!("preflight.{}", sc.name));
+            let mut case = TestCase::new(printable(&name).into_owned(), st);
+            case.set_classname(format!("preflight.{}", printable(&sc.name)));
             suite.add_test_case(case);
         }
         report.add_test_suite(suite);

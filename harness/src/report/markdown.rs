@@ -3,6 +3,7 @@
 
 use std::fmt::Write;
 
+use super::text::{md_block, md_code, md_inline};
 use super::{Report, Verdict, run_label};
 
 fn mark(v: Verdict) -> &'static str {
@@ -18,7 +19,7 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(
         s,
         "# preflight: {}: {}",
-        r.path(" -> "),
+        md_inline(&r.path(" -> ")),
         mark(r.verdict).to_uppercase()
     );
     let _ = writeln!(s);
@@ -42,7 +43,7 @@ pub fn render(r: &Report) -> String {
     if !substitutions.is_empty() {
         let _ = writeln!(s);
         for line in substitutions {
-            let _ = writeln!(s, "- {line}");
+            let _ = writeln!(s, "- {}", md_inline(&line));
         }
     }
     let whole = r.versions.len() <= 2;
@@ -50,12 +51,20 @@ pub fn render(r: &Report) -> String {
         let _ = writeln!(s, "\n## Regressions\n");
         for g in &r.regressions {
             if whole {
-                let _ = writeln!(s, "- **{}**: {}", g.scenario, g.difference.text);
+                let _ = writeln!(
+                    s,
+                    "- **{}**: {}",
+                    md_inline(&g.scenario),
+                    md_inline(&g.difference.text)
+                );
             } else {
                 let _ = writeln!(
                     s,
                     "- **{}** ({} -> {}): {}",
-                    g.scenario, g.from, g.to, g.difference.text
+                    md_inline(&g.scenario),
+                    md_inline(&g.from),
+                    md_inline(&g.to),
+                    md_inline(&g.difference.text)
                 );
             }
         }
@@ -66,7 +75,7 @@ pub fn render(r: &Report) -> String {
     for sc in &r.scenarios {
         for (i, run) in sc.runs.iter().enumerate() {
             let name = if i == 0 {
-                format!("`{}`", sc.name)
+                format!("`{}`", md_code(&sc.name))
             } else {
                 String::new()
             };
@@ -78,9 +87,9 @@ pub fn render(r: &Report) -> String {
             let _ = writeln!(
                 s,
                 "| {name} | {verdict} | {} | {}: {} |",
-                run_label(run),
+                md_inline(&run_label(run)),
                 mark(run.verdict),
-                run.headline.replace('|', "\\|")
+                md_inline(&run.headline)
             );
         }
     }
@@ -95,15 +104,15 @@ pub fn render(r: &Report) -> String {
         if !interesting {
             continue;
         }
-        let _ = writeln!(s, "\n## `{}`\n", sc.name);
+        let _ = writeln!(s, "\n## `{}`\n", md_code(&sc.name));
         if !sc.description.is_empty() {
-            let _ = writeln!(s, "{}\n", sc.description);
+            let _ = writeln!(s, "{}\n", md_inline(&sc.description));
         }
         for c in sc.comparisons(r) {
             let label = if c.label.is_empty() {
                 String::new()
             } else {
-                format!(" ({})", c.label)
+                format!(" ({})", md_inline(&c.label))
             };
             for d in c
                 .regressions
@@ -112,7 +121,7 @@ pub fn render(r: &Report) -> String {
                 .chain(c.improvements.iter().map(|d| ("improvement", d)))
                 .chain(c.differences.iter().map(|d| ("difference", d)))
             {
-                let _ = writeln!(s, "- {}{label}: {}", d.0, d.1.text);
+                let _ = writeln!(s, "- {}{label}: {}", d.0, md_inline(&d.1.text));
             }
         }
         for run in &sc.runs {
@@ -124,13 +133,23 @@ pub fn render(r: &Report) -> String {
             if failures.is_empty() && run.error.is_none() && run.findings.is_empty() {
                 continue;
             }
-            let _ = writeln!(s, "\n**{}**: {}\n", run_label(run), run.headline);
+            let _ = writeln!(
+                s,
+                "\n**{}**: {}\n",
+                md_inline(&run_label(run)),
+                md_inline(&run.headline)
+            );
             if let Some(e) = &run.error {
-                let _ = writeln!(s, "```\n{e}\n```");
+                let _ = writeln!(s, "{}", md_block(e));
             }
             for f in &run.findings {
                 let counted = if f.counted { "" } else { " (not counted)" };
-                let _ = writeln!(s, "- finding{counted}: {}", f.text.replace('`', "'"));
+                // Findings quote names in backticks; as quotes, not as code.
+                let _ = writeln!(
+                    s,
+                    "- finding{counted}: {}",
+                    md_inline(&f.text.replace('`', "'"))
+                );
             }
             // Group by normalised shape: three Pods of one ReplicaSet are one line.
             let mut groups: std::collections::BTreeMap<&str, Vec<&super::LeftoverReport>> =
@@ -145,17 +164,18 @@ pub fn render(r: &Report) -> String {
                 } else {
                     ""
                 };
-                let names: Vec<&str> = items.iter().map(|l| l.name.as_str()).collect();
+                let names: Vec<String> = items.iter().map(|l| md_inline(&l.name)).collect();
                 let _ = writeln!(
                     s,
-                    "- {} × `{shape}`: {}{tag}",
+                    "- {} × `{}`: {}{tag}",
                     items.len(),
-                    first.reason_text
+                    md_code(shape),
+                    md_inline(&first.reason_text)
                 );
                 let _ = writeln!(s, "  - objects: {}", names.join(", "));
                 if let Some(e) = first.evidence.first() {
                     let e: String = e.chars().take(300).collect();
-                    let _ = writeln!(s, "  - evidence: `{}`", e.replace('`', "'"));
+                    let _ = writeln!(s, "  - evidence: `{}`", md_code(&e));
                 }
             }
         }

@@ -11,6 +11,7 @@ pub mod html;
 pub mod junit;
 pub mod markdown;
 pub mod shard;
+pub mod text;
 
 use std::path::Path;
 
@@ -405,11 +406,11 @@ fn run_report(
                 .enumerate()
                 .map(|(i, s)| StepReport {
                     index: s.index,
-                    title: s.title.clone(),
+                    title: redact(&s.title),
                     version: s.version.clone(),
                     duration_ms: s.duration_ms,
                     helm: s.helm.as_ref().map(|h| HelmReport {
-                        command: h.command.clone(),
+                        command: redact(&h.command),
                         exit_code: h.exit_code,
                         stderr: redact(&tail(&h.stderr, 20)),
                     }),
@@ -430,7 +431,15 @@ fn run_report(
                 release: Some(o.release.clone()),
                 steps,
                 leftovers,
-                unlistable: o.after.unlistable.clone(),
+                unlistable: o
+                    .after
+                    .unlistable
+                    .iter()
+                    .map(|u| crate::snapshot::Unlistable {
+                        error: redact(&u.error),
+                        ..u.clone()
+                    })
+                    .collect(),
                 findings: judgement
                     .findings
                     .iter()
@@ -438,12 +447,12 @@ fn run_report(
                         class: f.class(),
                         counted: fail_on.contains(&f.class()),
                         text: redact(&f.describe()),
-                        finding: f.clone(),
+                        finding: f.redacted(),
                     })
                     .collect(),
                 webhook_requests: o.webhook_requests.len(),
                 webhook_refusals: o.webhook_requests.iter().filter(|r| r.refused()).count(),
-                teardown_errors: o.teardown_errors.clone(),
+                teardown_errors: o.teardown_errors.iter().map(|e| redact(e)).collect(),
             };
             (report, left)
         }
@@ -690,3 +699,5 @@ pub fn run_label(run: &RunReport) -> String {
 
 #[cfg(test)]
 mod fixture_tests;
+#[cfg(test)]
+mod hostile_text_tests;

@@ -102,15 +102,28 @@ impl ShardFile {
             path: path.clone(),
             source,
         })?;
-        let file: ShardFile = serde_json::from_str(&text).map_err(|e| MergeError::Parse {
-            path: path.clone(),
-            detail: e.to_string(),
-        })?;
+        ShardFile::parse(&path, &text)
+    }
+
+    /// Parses the text of `runs.json` read from `path` (named in errors): the reader
+    /// of [`ShardFile::read`] without the file system, for tests and the fuzz target.
+    pub fn parse(path: &Path, text: &str) -> Result<ShardFile, MergeError> {
+        let bad = |detail: String| MergeError::Parse {
+            path: path.to_path_buf(),
+            detail,
+        };
+        let file: ShardFile = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
         if file.schema != SCHEMA {
-            return Err(MergeError::Parse {
-                path,
-                detail: format!("schema `{}`, expected `{SCHEMA}`", file.schema),
-            });
+            return Err(bad(format!(
+                "schema `{}`, expected `{SCHEMA}`",
+                file.schema
+            )));
+        }
+        if file.shard == 0 || file.shard > file.of {
+            return Err(bad(format!(
+                "shard {} of {}: expected 1 <= shard <= of",
+                file.shard, file.of
+            )));
         }
         Ok(file)
     }
@@ -125,7 +138,8 @@ pub fn merge(dirs: &[PathBuf]) -> Result<ShardFile, MergeError> {
     merge_files(files)
 }
 
-fn merge_files(mut files: Vec<(PathBuf, ShardFile)>) -> Result<ShardFile, MergeError> {
+/// Merges shards already read (each with the path it was read from, for errors).
+pub fn merge_files(mut files: Vec<(PathBuf, ShardFile)>) -> Result<ShardFile, MergeError> {
     files.sort_by_key(|(_, f)| f.shard);
     let (first_path, first) = files.first().cloned().ok_or(MergeError::Empty)?;
     for (path, f) in &files[1..] {
@@ -172,12 +186,22 @@ fn merge_files(mut files: Vec<(PathBuf, ShardFile)>) -> Result<ShardFile, MergeE
             });
         }
     }
+    // The shard numbers are sorted and distinct here. Only the first few missing ones
+    // are named, and only those are looked for: `of` comes from the file, and a
+    // corrupted or hostile one (`"of": 10^18`) must not make this loop for ever.
     let present: Vec<usize> = files.iter().map(|(_, f)| f.shard).collect();
-    let missing: Vec<String> = (1..=first.of)
-        .filter(|i| !present.contains(i))
-        .map(|i| i.to_string())
-        .collect();
-    if !missing.is_empty() {
+    let valid = |s: &&usize| (1..=first.of).contains(*s);
+    if present.len() != first.of || !present.iter().all(|s| valid(&s)) {
+        const NAMED: usize = 10;
+        let absent = first.of - present.iter().filter(valid).count();
+        let mut missing: Vec<String> = (1..=first.of)
+            .filter(|i| present.binary_search(i).is_err())
+            .take(NAMED)
+            .map(|i| i.to_string())
+            .collect();
+        if absent > NAMED {
+            missing.push(format!("and {} more", absent - NAMED));
+        }
         return Err(MergeError::Missing {
             missing: missing.join(", "),
             of: first.of,
@@ -280,6 +304,27 @@ mod tests {
         );
         let err = merge_files(vec![file(1, 2, &[0, 2]), file(2, 2, &[1])]).unwrap_err();
         assert!(err.to_string().contains("run 3 is missing"), "{err}");
+    }
+
+    #[test]
+    fn a_hostile_shard_count_is_refused_without_counting_to_it() {
+        let started = std::time::Instant::now();
+        let (p, mut huge) = file(1, 2, &[0, 1, 2, 3]);
+        huge.of = usize::MAX;
+        let err = merge_files(vec![(p, huge)]).unwrap_err().to_string();
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert!(
+            err.starts_with("shards 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, and 18446744073709551604 more of 18446744073709551615 missing"),
+            "{err}"
+        );
+        let text = serde_json::to_string(&file(3, 2, &[0]).1).unwrap();
+        let err = ShardFile::parse(Path::new("d/runs.json"), &text)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "d/runs.json: not a preflight runs file: shard 3 of 2: expected 1 <= shard <= of"
+        );
     }
 
     #[test]

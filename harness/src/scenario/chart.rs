@@ -2,6 +2,18 @@
 //! folder, a chart repository, an OCI registry), its values files, and the release's
 //! name and namespace. Everything here is checked when the file loads, so a bad field
 //! is reported as `file:line:column` before any chart is fetched or cluster started.
+//!
+//! A scenario reads only files beside it: `chart.path` and every `chart.valuesFiles`
+//! entry must resolve (`..` and symbolic links followed, i.e. the canonical path) inside
+//! the scenario file's folder. A scenario handed around (a shared repository, a
+//! merge request) then cannot make preflight read, copy or install something
+//! elsewhere on the machine that runs it. A file that means to reach out says so:
+//!
+//! ```yaml
+//! chart:
+//!   path: ../../platform/charts/shop
+//!   outsideScenarioDir: true    # chart.path and valuesFiles may resolve outside this folder
+//! ```
 
 use std::path::{Path, PathBuf};
 
@@ -161,6 +173,8 @@ pub(super) struct FileChart {
     #[serde(default)]
     values: Option<serde_json::Value>,
     values_files: Option<Spanned<Vec<Spanned<String>>>>,
+    /// `chart.path` and `chart.valuesFiles` may resolve outside the scenario's folder.
+    outside_scenario_dir: Option<Spanned<bool>>,
 }
 
 #[derive(Default, Deserialize)]
@@ -228,6 +242,14 @@ pub(super) fn chart(
         return Err(here(&p.referenced)
             .error("chart.plainHttp: only with `chart.oci` (a registry over plain HTTP)".into()));
     }
+    let outside_allowed = c.outside_scenario_dir.as_ref().is_some_and(|o| o.value);
+    if let Some(o) = &c.outside_scenario_dir
+        && (base.is_none() || (field != "path" && c.values_files.is_none()))
+    {
+        return Err(here(&o.referenced).error(
+            "chart.outsideScenarioDir: only with `chart.path` or `chart.valuesFiles` of a scenario file (the local files it lets resolve outside the file's folder)".into(),
+        ));
+    }
     if base.is_none() && field != "path" {
         return Err(place.error(format!(
             "chart.{field}: embedded scenarios can only use `path: {EMBEDDED_CHART_PATH}`"
@@ -265,6 +287,11 @@ pub(super) fn chart(
                         named.value,
                         dir.display()
                     )));
+                }
+                if !outside_allowed {
+                    check_inside(base, &dir).map_err(|why| {
+                        place.error(format!("chart.path `{}`: {why}", named.value))
+                    })?;
                 }
                 ChartSource::Dir(dir)
             }
@@ -315,6 +342,11 @@ pub(super) fn chart(
             let path = base.join(&f.value);
             check_values_file(&path)
                 .map_err(|why| at.error(format!("chart.valuesFiles[{i}] `{}`: {why}", f.value)))?;
+            if !outside_allowed {
+                check_inside(base, &path).map_err(|why| {
+                    at.error(format!("chart.valuesFiles[{i}] `{}`: {why}", f.value))
+                })?;
+            }
             values_files.push(path);
         }
     }
@@ -443,6 +475,34 @@ fn check_oci(s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `path` (which exists) must resolve inside `base`, the scenario file's folder, once
+/// `..` and symbolic links are followed: the canonical paths are compared, so neither
+/// `../../etc` nor a link inside the folder that points out of it passes.
+fn check_inside(base: &Path, path: &Path) -> Result<(), String> {
+    let base = if base.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        base
+    };
+    let root = base.canonicalize().map_err(|e| {
+        format!(
+            "cannot resolve the scenario's folder {}: {e}",
+            base.display()
+        )
+    })?;
+    let real = path
+        .canonicalize()
+        .map_err(|e| format!("cannot resolve {}: {e}", path.display()))?;
+    if real.starts_with(&root) {
+        return Ok(());
+    }
+    Err(format!(
+        "resolves to {}, outside the scenario file's folder {}; a scenario reads only files beside it unless `chart.outsideScenarioDir: true` says so",
+        real.display(),
+        root.display()
+    ))
+}
+
 /// A values file must be a file (or a link to one) holding a YAML mapping (or nothing).
 fn check_values_file(path: &Path) -> Result<(), String> {
     let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
@@ -452,25 +512,36 @@ fn check_values_file(path: &Path) -> Result<(), String> {
     if !meta.is_file() {
         return Err(format!("{} is not a file", path.display()));
     }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = super::limits::read_capped(path).map_err(|e| format!("{}: {e}", path.display()))?;
     if text.lines().all(|l| {
         let l = l.trim();
         l.is_empty() || l.starts_with('#') || l == "---"
     }) {
         return Ok(());
     }
-    match serde_saphyr::from_str::<serde_json::Value>(&text) {
+    match serde_saphyr::from_str_with_options::<serde_json::Value>(&text, super::limits::options())
+    {
         Ok(serde_json::Value::Object(_)) => Ok(()),
         Ok(_) => Err(format!(
             "{} is not a YAML mapping of values",
             path.display()
         )),
-        Err(e) => Err(format!(
-            "{} is not YAML: {}",
-            path.display(),
-            e.to_string().lines().next().unwrap_or_default()
-        )),
+        Err(e) => {
+            let message = e.to_string();
+            let first = message.lines().next().unwrap_or_default();
+            let rest = first.trim_start_matches("error: ");
+            let (at, bare) = match rest.split_once(": ") {
+                Some((at, m)) if at.starts_with("line ") => (format!(" ({at})"), m),
+                _ => (String::new(), rest),
+            };
+            Err(match super::limits::explain(bare) {
+                Some(limit) => format!(
+                    "{}{at} is not YAML preflight reads: {limit}",
+                    path.display()
+                ),
+                None => format!("{} is not YAML: {first}", path.display()),
+            })
+        }
     }
 }
 

@@ -13,7 +13,7 @@ mod register;
 mod server;
 
 pub use register::{Registration, captured_hook, register_captured, register_captured_crd};
-pub use server::{Answer, Record, WebhookServer};
+pub use server::{Answer, Record, WebhookServer, caller_timeout_ms, review_response};
 
 pub use crate::behaviour::{Behaviour, BehaviourSpec, WebhookKind};
 

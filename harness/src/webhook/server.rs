@@ -101,7 +101,7 @@ impl Record {
 }
 
 /// The API server's `timeout` query parameter (`timeout=10s`), in milliseconds.
-fn caller_timeout_ms(query: Option<&str>) -> Option<u64> {
+pub fn caller_timeout_ms(query: Option<&str>) -> Option<u64> {
     let value = query?
         .split('&')
         .find_map(|kv| kv.strip_prefix("timeout="))?;
@@ -459,6 +459,11 @@ fn parse_review(kind: WebhookKind, body: &[u8]) -> Option<Seen> {
     let s = |p: &str| req.pointer(p).and_then(Value::as_str).map(str::to_string);
     if kind == WebhookKind::Conversion {
         let objects = req.get("objects")?.as_array()?.clone();
+        // Every object of a ConversionReview is an object; anything else is not a
+        // review (and could not be given the desired apiVersion).
+        if !objects.iter().all(Value::is_object) {
+            return None;
+        }
         let first = objects.first();
         let kind_name = first
             .and_then(|o| o.get("kind"))
@@ -628,8 +633,32 @@ impl Drop for PendingRecord {
 
 /// A review response: admit (`Ok(webhook name)`) or refuse (`Err(message)`).
 fn answer_json(hook: &HookState, seen: &Seen, verdict: Result<&str, &str>) -> Response {
-    let kind = hook.kind;
-    let body = match kind {
+    let body = review_answer(hook.kind, hook.patch, seen, verdict);
+    (StatusCode::OK, axum::Json(body)).into_response()
+}
+
+/// What a webhook of `kind` answers to the review in `body` when it admits
+/// (`Ok(webhook name)`) or refuses (`Err(message)`): the JSON [`handle_review`] sends
+/// for `allow` and `deny` (and, after its wait, `delay`), as a pure function of the
+/// request's bytes, for tests and the fuzz target. `patch`: a mutating webhook's `allow`
+/// adds its annotation. `None`: `body` is not a review of `kind` (answered with 400).
+pub fn review_response(
+    kind: WebhookKind,
+    patch: bool,
+    body: &[u8],
+    verdict: Result<&str, &str>,
+) -> Option<Value> {
+    let seen = parse_review(kind, body)?;
+    Some(review_answer(kind, patch, &seen, verdict))
+}
+
+fn review_answer(
+    kind: WebhookKind,
+    patch: bool,
+    seen: &Seen,
+    verdict: Result<&str, &str>,
+) -> Value {
+    match kind {
         WebhookKind::Conversion => {
             let desired = seen.desired.clone().unwrap_or_default();
             match verdict {
@@ -653,7 +682,7 @@ fn answer_json(hook: &HookState, seen: &Seen, verdict: Result<&str, &str>) -> Re
             }
         }
         _ => match verdict {
-            Ok(name) if kind == WebhookKind::Mutating && hook.patch && seen.operation_is_write => {
+            Ok(name) if kind == WebhookKind::Mutating && patch && seen.operation_is_write => {
                 // Never replace existing annotations: Helm keeps its ownership there.
                 let patch = if seen.has_annotations {
                     json!([{"op": "add", "path": "/metadata/annotations/preflight.dev~1mutated-by", "value": name}])
@@ -669,8 +698,7 @@ fn answer_json(hook: &HookState, seen: &Seen, verdict: Result<&str, &str>) -> Re
             Err(msg) => json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
                                "response": {"uid": seen.uid, "allowed": false, "status": {"code": 403, "message": msg}}}),
         },
-    };
-    (StatusCode::OK, axum::Json(body)).into_response()
+    }
 }
 
 #[cfg(test)]
@@ -732,5 +760,64 @@ mod port_tests {
             assert!(connects().is_ok(), "listening again on the same address");
             assert_eq!(server.url("guard").unwrap(), url);
         }
+    }
+}
+
+#[cfg(test)]
+mod review_tests {
+    use serde_json::json;
+
+    use super::{WebhookKind, review_response};
+
+    #[test]
+    fn an_admission_review_is_answered_with_its_uid_and_a_patch_only_on_writes() {
+        let body = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {"uid": "u-1", "operation": "CREATE", "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
+                        "object": {"metadata": {"name": "web"}}}})
+        .to_string();
+        let ok = review_response(WebhookKind::Mutating, true, body.as_bytes(), Ok("m")).unwrap();
+        assert_eq!(ok["response"]["uid"], "u-1");
+        assert_eq!(ok["response"]["patchType"], "JSONPatch");
+        let denied =
+            review_response(WebhookKind::Validating, false, body.as_bytes(), Err("<no>")).unwrap();
+        assert_eq!(denied["response"]["allowed"], false);
+        assert_eq!(denied["response"]["status"]["message"], "<no>");
+        let delete = body.replace("CREATE", "DELETE");
+        let ok = review_response(WebhookKind::Mutating, true, delete.as_bytes(), Ok("m")).unwrap();
+        assert!(ok["response"].get("patch").is_none(), "{ok}");
+    }
+
+    #[test]
+    fn a_conversion_review_of_something_other_than_objects_is_not_a_review() {
+        // Before, `objects: [1]` panicked the handler (indexing a number as an object).
+        for objects in [json!([1]), json!(["x", {"kind": "W"}]), json!([null])] {
+            let body =
+                json!({"request": {"uid": "u", "desiredAPIVersion": "x/v2", "objects": objects}});
+            assert!(
+                review_response(
+                    WebhookKind::Conversion,
+                    false,
+                    body.to_string().as_bytes(),
+                    Ok("c")
+                )
+                .is_none(),
+                "{body}"
+            );
+        }
+        let body = json!({"request": {"uid": "u", "desiredAPIVersion": "x/v2",
+            "objects": [{"apiVersion": "x/v1", "kind": "W", "metadata": {"name": "a"}}]}});
+        let answer = review_response(
+            WebhookKind::Conversion,
+            false,
+            body.to_string().as_bytes(),
+            Ok("c"),
+        )
+        .unwrap();
+        assert_eq!(
+            answer["response"]["convertedObjects"][0]["apiVersion"],
+            "x/v2"
+        );
+        assert_eq!(answer["response"]["result"]["status"], "Success");
+        assert!(review_response(WebhookKind::Validating, false, b"\xff{", Ok("v")).is_none());
     }
 }

@@ -393,7 +393,7 @@ fn a_chart_from_a_repository_installs_upgrades_and_uninstalls_and_dependencies_a
     let deps = root.join("scenarios/deps.yaml");
     write(
         &deps,
-        "name: deps-gate\nchart:\n  path: ../user-charts/app\nrelease: {namespace: deps}\nsteps:\n  - helm: {action: install}\n  - helm: {action: uninstall}\n  - settle: {timeoutSeconds: 60}\n",
+        "name: deps-gate\nchart:\n  path: ../user-charts/app\n  outsideScenarioDir: true\nrelease: {namespace: deps}\nsteps:\n  - helm: {action: install}\n  - helm: {action: uninstall}\n  - settle: {timeoutSeconds: 60}\n",
     );
     let reports = root.join("reports");
     let out = preflight(

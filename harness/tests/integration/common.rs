@@ -211,6 +211,7 @@ pub const SHARED_ADMISSION: &str = r#"name: shared-admission
 description: the admission incident, on a shared cluster
 chart:
   path: CHART
+  outsideScenarioDir: true
   values: {widget: {enabled: false}, hook: {enabled: false}}
 webhooks:
   - name: delete-guard

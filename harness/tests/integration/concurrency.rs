@@ -233,7 +233,10 @@ fn admission_unexpected(dir: &Path) -> PathBuf {
         .replace("name: incident-admission", "name: admission-unexpected")
         .replace(
             "path: charts/preflight-test",
-            &format!("path: {}", common::test_chart().display()),
+            &format!(
+                "path: {}\n  outsideScenarioDir: true",
+                common::test_chart().display()
+            ),
         );
     let file = dir.join("admission-unexpected.yaml");
     std::fs::write(&file, text).unwrap();

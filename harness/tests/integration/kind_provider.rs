@@ -82,7 +82,7 @@ fn kind_gives_the_promised_verdicts_from_cluster_evidence_and_agrees_with_local(
     std::fs::write(
         &wait,
         format!(
-            "name: wait-ready\ndescription: helm install --wait on real kubelets\nchart:\n  path: {}\nsteps:\n  - helm: {{action: install, wait: true, timeoutSeconds: 240}}\n  - helm: {{action: uninstall, wait: true, timeoutSeconds: 120}}\n  - settle: {{timeoutSeconds: 60}}\n",
+            "name: wait-ready\ndescription: helm install --wait on real kubelets\nchart:\n  path: {}\n  outsideScenarioDir: true\nsteps:\n  - helm: {{action: install, wait: true, timeoutSeconds: 240}}\n  - helm: {{action: uninstall, wait: true, timeoutSeconds: 120}}\n  - settle: {{timeoutSeconds: 60}}\n",
             chart.display()
         ),
     )

@@ -439,6 +439,7 @@ const WILD: &str = r#"name: shared-wild
 description: a webhook whose rule reaches beyond the run's namespace
 chart:
   path: CHART
+  outsideScenarioDir: true
   values: {widget: {enabled: false}, hook: {enabled: false}}
 webhooks:
   - name: catch-all

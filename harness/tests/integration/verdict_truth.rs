@@ -18,7 +18,7 @@ use crate::common;
 
 const PODS_ONLY: &str = r#"name: pods-only
 description: a fail-closed webhook on Pod DELETEs only goes unreachable before uninstall
-chart: {path: CHART}
+chart: {path: CHART, outsideScenarioDir: true}
 webhooks:
   - name: pod-guard
     kind: validating
@@ -38,7 +38,7 @@ expect:
 
 const DRY_RUN_DENY: &str = r#"name: dry-run-deny
 description: a webhook denies the dry run's DELETEs only; later a finalizer holds the object
-chart: {path: CHART, values: {held: {enabled: true}}}
+chart: {path: CHART, outsideScenarioDir: true, values: {held: {enabled: true}}}
 webhooks:
   - name: cm-guard
     kind: validating
@@ -59,7 +59,7 @@ expect:
 
 const HEALTHY_DEMO: &str = r#"name: healthy-demo
 description: claims to demonstrate blocked deletes, but its webhook stays healthy
-chart: {path: CHART}
+chart: {path: CHART, outsideScenarioDir: true}
 webhooks:
   - name: pod-guard
     kind: validating
@@ -77,7 +77,7 @@ expect:
 
 const KEPT_API: &str = r#"name: kept-api
 description: the Deployment is kept on purpose; its ReplicaSet and Pods stay with it
-chart: {path: CHART, values: {api: {keep: true}}}
+chart: {path: CHART, outsideScenarioDir: true, values: {api: {keep: true}}}
 steps:
   - helm: {action: install}
   - helm: {action: uninstall}
