@@ -53,14 +53,7 @@ async fn cluster_up_leaves_a_usable_cluster_and_down_removes_it() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&up.stderr)
     );
-    let kubeconfig = stdout
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("export KUBECONFIG="))
-        .expect("prints how to use it")
-        .to_string();
-    let client = preflight::cluster::local::client_from_kubeconfig(kubeconfig.as_ref(), None)
-        .await
-        .unwrap();
+    let (client, kubeconfig) = common::cluster_up_client(&stdout).await;
     assert_eq!(
         client.apiserver_version().await.unwrap().git_version,
         version.to_string()

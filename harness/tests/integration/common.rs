@@ -299,3 +299,17 @@ pub fn lease(run: &str, ago: Duration) -> k8s_openapi::api::coordination::v1::Le
     }))
     .unwrap()
 }
+
+/// A client of the cluster `preflight cluster up` started, and its kubeconfig's
+/// path, from the `export KUBECONFIG=...` line it prints.
+pub async fn cluster_up_client(stdout: &str) -> (kube::Client, String) {
+    let kubeconfig = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("export KUBECONFIG="))
+        .unwrap_or_else(|| panic!("`cluster up` prints its kubeconfig: {stdout}"))
+        .to_string();
+    let client = preflight::cluster::local::client_from_kubeconfig(kubeconfig.as_ref(), None)
+        .await
+        .unwrap();
+    (client, kubeconfig)
+}

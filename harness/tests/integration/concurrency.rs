@@ -391,14 +391,7 @@ async fn two_runs_and_a_cluster_up_at_once_do_not_clash() {
 
     // The cluster of `cluster up` is still served, and `cluster down` removes it.
     let up_out = common::read(&procs[0].stdout);
-    let kubeconfig = up_out
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("export KUBECONFIG="))
-        .expect("cluster up prints its kubeconfig")
-        .to_string();
-    let client = preflight::cluster::local::client_from_kubeconfig(kubeconfig.as_ref(), None)
-        .await
-        .unwrap();
+    let (client, _) = common::cluster_up_client(&up_out).await;
     assert_eq!(
         client.apiserver_version().await.unwrap().git_version,
         target.to_string(),

@@ -188,6 +188,19 @@ impl Drop for Case {
     }
 }
 
+/// No `preflight-*` container is left (deletes take a while on a loaded machine).
+async fn assert_no_kind_container_left(name: &str) {
+    let gone = common::eventually(Duration::from_secs(240), || {
+        crate::kind_provider::preflight_containers().is_empty()
+    })
+    .await;
+    assert!(
+        gone,
+        "{name}: containers left: {:?}",
+        crate::kind_provider::preflight_containers()
+    );
+}
+
 fn exit_text(status: std::process::ExitStatus) -> String {
     match (status.code(), status.signal()) {
         (Some(c), _) => format!("exit {c}"),
@@ -259,15 +272,7 @@ async fn signal_at_phase_on(phase: &str, signal: Signal, provider: &str) {
     assert_exit(&case, signal, status);
     case.assert_nothing_left().await;
     if provider == "kind" {
-        let gone = common::eventually(Duration::from_secs(240), || {
-            crate::kind_provider::preflight_containers().is_empty()
-        })
-        .await;
-        assert!(
-            gone,
-            "{name}: containers left: {:?}",
-            crate::kind_provider::preflight_containers()
-        );
+        assert_no_kind_container_left(&name).await;
     }
     // Paused before any report is written: none, not even an empty directory (the
     // early writability check removes what it created).
@@ -794,15 +799,7 @@ async fn target_dies_during_settle(name: &str, provider: &str, kill: impl FnOnce
     );
     case.assert_nothing_left().await;
     if provider == "kind" {
-        let gone = common::eventually(Duration::from_secs(240), || {
-            crate::kind_provider::preflight_containers().is_empty()
-        })
-        .await;
-        assert!(
-            gone,
-            "{name}: containers left: {:?}",
-            crate::kind_provider::preflight_containers()
-        );
+        assert_no_kind_container_left(name).await;
     }
     case.measured(
         &format!("{name} during the target's settle ({provider})"),
