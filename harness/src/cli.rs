@@ -244,6 +244,10 @@ pub struct CaptureArgs {
     /// The cluster is AKS (also recognised by a server URL ending in azmk8s.io).
     #[arg(long)]
     pub aks: bool,
+    /// Keep at most this many stored objects of each CRD (metadata only; capture.json
+    /// counts the rest).
+    #[arg(long, value_name = "N", default_value_t = crate::twin::stored::DEFAULT_LIMIT)]
+    pub max_custom_resources: usize,
 }
 
 #[derive(Debug, Args)]
@@ -414,12 +418,22 @@ pub async fn execute(cli: Cli, progress: Progress) -> anyhow::Result<i32> {
             for f in &files {
                 if crate::twin::manifest::is_twin_path(f) {
                     match crate::twin::manifest::load(f) {
-                        Ok(t) => println!(
-                            "ok    {} (twin of Kubernetes {}: {} releases)",
-                            f.display(),
-                            t.kubernetes_version,
-                            t.releases.len()
-                        ),
+                        Ok(t) => {
+                            println!(
+                                "ok    {} (twin of Kubernetes {}: {} releases)",
+                                f.display(),
+                                t.kubernetes_version,
+                                t.releases.len()
+                            );
+                            for w in &t.webhooks {
+                                println!(
+                                    "      webhook {}: {} ({})",
+                                    w.hook,
+                                    w.health.word(),
+                                    w.evidence
+                                );
+                            }
+                        }
                         Err(e) => {
                             failed += 1;
                             eprintln!("error {e}");
@@ -573,6 +587,7 @@ async fn capture(args: CaptureArgs, progress: Progress) -> anyhow::Result<i32> {
         keep_values: args.keep_values,
         aks: args.aks,
         server_url: config.cluster_url.to_string(),
+        max_custom_resources: args.max_custom_resources,
     };
     let client =
         kube::Client::try_from(config).with_context(|| format!("kubeconfig {}", path.display()))?;

@@ -22,7 +22,7 @@ use super::manifest::{
     self, AksFacts, CaptureManifest, CapturedConfig, CapturedRelease, Enforcer, Lacked, Read,
     RedactionEntry,
 };
-use super::{release, values};
+use super::{health, nodes, release, stored, values};
 use crate::progress::Progress;
 
 /// The label and type Helm 3 gives its release records.
@@ -45,6 +45,9 @@ pub struct CaptureOptions {
     pub aks: bool,
     /// The API server URL the kubeconfig points at (AKS is recognised by it).
     pub server_url: String,
+    /// At most this many stored objects of each CRD are kept (the counts say how many
+    /// there were).
+    pub max_custom_resources: usize,
 }
 
 /// Why a capture could not be written (reads the cluster refuses are not errors:
@@ -160,6 +163,9 @@ async fn capture_into(
     };
 
     let mut step = progress.step("capture: the admission surface");
+    // The live objects, for the health checks and stored objects read after.
+    let mut live_configs: Vec<(health::HookKind, DynamicObject)> = Vec::new();
+    let mut live_crds: Vec<DynamicObject> = Vec::new();
     for s in SURFACE {
         step.detail(s.plural);
         let Some(objects) = list_surface(client, s, &mut m).await else {
@@ -183,6 +189,15 @@ async fn capture_into(
             if s.plural.ends_with("webhookconfigurations") {
                 m.configurations
                     .push(configuration_facts(s.kind, &o, &m.aks));
+                let kind = if s.kind.starts_with("Validating") {
+                    health::HookKind::Validating
+                } else {
+                    health::HookKind::Mutating
+                };
+                live_configs.push((kind, o.clone()));
+            }
+            if s.kind == "CustomResourceDefinition" {
+                live_crds.push(o.clone());
             }
             clean(&mut o.data, &mut o.metadata);
             if let (Some(status), Some(data)) = (status, o.data.as_object_mut()) {
@@ -223,6 +238,22 @@ async fn capture_into(
     step.done(format!("{} releases", m.releases.len()));
 
     capture_pdbs(client, opts, &mut m).await?;
+
+    let counts = capture_stored(client, opts, &live_crds, &mut m, progress).await?;
+    let step = progress.step("capture: webhook health (reads only)");
+    m.webhook_health = health::admission(client, &live_configs).await;
+    m.webhook_health
+        .extend(health::conversion(client, &live_crds, &counts).await);
+    let failing = m
+        .webhook_health
+        .iter()
+        .filter(|h| h.health.is_failing())
+        .count();
+    step.done(format!(
+        "{} webhooks, {failing} failing now",
+        m.webhook_health.len()
+    ));
+    capture_nodes(client, opts, &mut m).await?;
 
     m.releases
         .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
@@ -310,14 +341,17 @@ async fn list_surface(
 }
 
 /// Every item of a list, page by page.
-async fn list_all<K>(api: &Api<K>) -> Result<Vec<K>, kube::Error>
+pub(super) async fn list_all<K>(api: &Api<K>) -> Result<Vec<K>, kube::Error>
 where
     K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     list_all_with(api, ListParams::default()).await
 }
 
-async fn list_all_with<K>(api: &Api<K>, params: ListParams) -> Result<Vec<K>, kube::Error>
+pub(super) async fn list_all_with<K>(
+    api: &Api<K>,
+    params: ListParams,
+) -> Result<Vec<K>, kube::Error>
 where
     K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
@@ -688,6 +722,84 @@ fn manifest_kinds(manifest: &str) -> Vec<String> {
     out.sort();
     out
 }
+
+/// Every CRD's stored objects (metadata only, at most `opts.max_custom_resources`
+/// each); returns each CRD's object count (the conversion health probe needs objects).
+async fn capture_stored(
+    client: &kube::Client,
+    opts: &CaptureOptions,
+    crds: &[DynamicObject],
+    m: &mut CaptureManifest,
+    progress: &Progress,
+) -> Result<BTreeMap<String, usize>, CaptureError> {
+    let mut step = progress.step("capture: stored custom resources (metadata only)");
+    let mut counts = BTreeMap::new();
+    for crd in crds {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        step.detail(&name);
+        let value = to_value(crd, "CustomResourceDefinition")?;
+        match stored::capture(client, &value, opts.max_custom_resources).await {
+            Ok(Some((objects, redacted))) => {
+                counts.insert(name, objects.total);
+                if objects.total == 0 {
+                    continue;
+                }
+                let (count, redactions) = stored::write(&opts.out, &objects, redacted)?;
+                m.reads.push(Read {
+                    what: format!("{} (metadata)", count.crd),
+                    api_version: count.api_version.clone(),
+                    count: Some(count.total),
+                });
+                m.redactions.extend(redactions);
+                m.custom_resources.push(count);
+            }
+            Ok(None) => {}
+            Err(e) => m.lacked.push(Lacked {
+                what: format!("list {name} objects"),
+                error: crate::redact::redact(&e.to_string()),
+            }),
+        }
+    }
+    let total: usize = m.custom_resources.iter().map(|c| c.total).sum();
+    step.done(format!(
+        "{total} objects of {} CRDs",
+        m.custom_resources.len()
+    ));
+    Ok(counts)
+}
+
+/// The node pools (see [`nodes`]), written to `cluster/nodepools.yaml`.
+async fn capture_nodes(
+    client: &kube::Client,
+    opts: &CaptureOptions,
+    m: &mut CaptureManifest,
+) -> Result<(), CaptureError> {
+    let api: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    match list_all(&api).await {
+        Ok(list) => {
+            m.reads.push(Read {
+                what: "nodes".into(),
+                api_version: "v1".into(),
+                count: Some(list.len()),
+            });
+            m.node_pools = nodes::pools(&list);
+            write_yaml(
+                &opts.out.join(NODE_POOLS_FILE),
+                &nodes::to_value(&m.node_pools),
+            )?;
+        }
+        Err(e) => m.lacked.push(Lacked {
+            what: "list nodes".into(),
+            error: crate::redact::redact(&e.to_string()),
+        }),
+    }
+    Ok(())
+}
+
+/// Where the node pools are written, relative to the twin.
+pub const NODE_POOLS_FILE: &str = "cluster/nodepools.yaml";
+/// Where the stored custom resources are written, relative to the twin.
+pub const CUSTOM_RESOURCES_DIR: &str = "cluster/customresources";
 
 /// PodDisruptionBudgets that belong to a captured release (Helm's ownership
 /// annotations say which).

@@ -32,6 +32,14 @@ pub struct CaptureManifest {
     pub configurations: Vec<CapturedConfig>,
     pub releases: Vec<CapturedRelease>,
     pub redactions: Vec<RedactionEntry>,
+    /// Each webhook's health when captured, with the reads that tell it.
+    #[serde(default)]
+    pub webhook_health: Vec<super::health::WebhookHealth>,
+    /// Per CRD, how many objects it served and how many the twin keeps.
+    #[serde(default)]
+    pub custom_resources: Vec<super::stored::StoredCount>,
+    #[serde(default)]
+    pub node_pools: Vec<super::nodes::NodePool>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -185,6 +193,13 @@ pub fn render_twin(m: &CaptureManifest) -> String {
     } else {
         let _ = writeln!(t, "  releases:");
     }
+    render_releases(&mut t, m);
+    render_now(&mut t, m);
+    t
+}
+
+/// The releases part of `twin.yaml`.
+fn render_releases(t: &mut String, m: &CaptureManifest) {
     for r in &m.releases {
         let _ = writeln!(
             t,
@@ -204,7 +219,47 @@ pub fn render_twin(m: &CaptureManifest) -> String {
         let _ = writeln!(t, "      chart: {}", q(&r.chart_dir));
         let _ = writeln!(t, "      values: {}", q(&r.values));
     }
-    t
+}
+
+/// The cluster as it is now: webhook health, stored custom resources, node pools.
+fn render_now(t: &mut String, m: &CaptureManifest) {
+    if m.webhook_health.is_empty() {
+        let _ = writeln!(t, "  webhooks: []");
+    } else {
+        let _ = writeln!(
+            t,
+            "  # each webhook's health when captured, from reads only (all the evidence is in\n  \
+             # capture.json). The replay's first pass, `as-is`, fails those that were failing,\n  \
+             # the same way; set one to `healthy` to ask what happens once it is fixed."
+        );
+        let _ = writeln!(t, "  webhooks:");
+    }
+    for h in &m.webhook_health {
+        let _ = writeln!(t, "    - hook: {}", q(&h.hook));
+        let _ = writeln!(t, "      health: {}", h.health.word());
+        let _ = writeln!(t, "      evidence: {}", q(&h.evidence.join("; ")));
+    }
+    if !m.custom_resources.is_empty() {
+        let total: usize = m.custom_resources.iter().map(|c| c.total).sum();
+        let kept: usize = m.custom_resources.iter().map(|c| c.kept).sum();
+        let _ = writeln!(
+            t,
+            "  # stored custom resources, metadata only ({kept} of {total} kept), recreated at\n  \
+             # their storage version so conversion webhooks and owner links are as they are"
+        );
+        let _ = writeln!(
+            t,
+            "  customResources: {}",
+            q(super::capture::CUSTOM_RESOURCES_DIR)
+        );
+    }
+    if !m.node_pools.is_empty() {
+        let _ = writeln!(
+            t,
+            "  # node pools: count, shared labels, taints, allocatable, kubelet versions"
+        );
+        let _ = writeln!(t, "  nodePools: {}", q(super::capture::NODE_POOLS_FILE));
+    }
 }
 
 // ---- Loading twin.yaml -----------------------------------------------------------
@@ -219,6 +274,23 @@ pub struct Twin {
     pub namespaces: PathBuf,
     pub surface: PathBuf,
     pub releases: Vec<TwinRelease>,
+    /// Each webhook's health when captured (the as-is pass fails the failing ones).
+    pub webhooks: Vec<TwinWebhook>,
+    /// The directory of stored custom resources, if the twin has one.
+    pub custom_resources: Option<PathBuf>,
+    /// The node pools file, if the twin has one.
+    pub node_pools: Option<PathBuf>,
+}
+
+/// A webhook's captured health, as `twin.yaml` says it (a user may edit it to ask
+/// "what if this webhook were healthy").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TwinWebhook {
+    /// `CONFIGURATION:WEBHOOK` or `crd:CRD`.
+    pub hook: String,
+    pub health: super::health::Health,
+    /// What the capture read that says so.
+    pub evidence: String,
 }
 
 #[derive(Clone, Debug)]
@@ -248,6 +320,21 @@ struct FileTwinBody {
     namespaces: Spanned<String>,
     surface: Spanned<String>,
     releases: Vec<FileTwinRelease>,
+    #[serde(default)]
+    webhooks: Vec<FileTwinWebhook>,
+    #[serde(default)]
+    custom_resources: Option<Spanned<String>>,
+    #[serde(default)]
+    node_pools: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTwinWebhook {
+    hook: Spanned<String>,
+    health: Spanned<String>,
+    #[serde(default)]
+    evidence: String,
 }
 
 #[derive(Deserialize)]
@@ -393,6 +480,49 @@ pub fn load(path: &Path) -> Result<Twin, ScenarioError> {
             values,
         });
     }
+    let mut webhooks = Vec::new();
+    for w in raw.twin.webhooks {
+        let health = match w.health.value.as_str() {
+            "healthy" => super::health::Health::Healthy,
+            "unreachable" => super::health::Health::Unreachable,
+            "failing" => super::health::Health::Failing,
+            "unknown" => super::health::Health::Unknown,
+            other => {
+                return Err(at(
+                    &w.health,
+                    format!(
+                        "webhooks.health `{other}`: expected healthy, unreachable, failing or unknown"
+                    ),
+                ));
+            }
+        };
+        if webhooks
+            .iter()
+            .any(|x: &TwinWebhook| x.hook == w.hook.value)
+        {
+            return Err(at(
+                &w.hook,
+                format!("webhook `{}` is listed twice", w.hook.value),
+            ));
+        }
+        webhooks.push(TwinWebhook {
+            hook: w.hook.value,
+            health,
+            evidence: w.evidence,
+        });
+    }
+    let custom_resources = raw
+        .twin
+        .custom_resources
+        .as_ref()
+        .map(|p| inside("twin.customResources", p, Path::is_dir, "no such directory"))
+        .transpose()?;
+    let node_pools = raw
+        .twin
+        .node_pools
+        .as_ref()
+        .map(|p| inside("twin.nodePools", p, Path::is_file, "no such file"))
+        .transpose()?;
     Ok(Twin {
         name: raw.name.value,
         dir,
@@ -401,6 +531,9 @@ pub fn load(path: &Path) -> Result<Twin, ScenarioError> {
         namespaces,
         surface,
         releases,
+        webhooks,
+        custom_resources,
+        node_pools,
     })
 }
 
@@ -465,6 +598,42 @@ mod tests {
         )
         .unwrap();
         assert_eq!(back, sample());
+    }
+
+    #[test]
+    fn webhook_health_round_trips_and_a_bad_word_is_named_with_its_position() {
+        use crate::twin::health::{Health, HookKind, WebhookHealth};
+        let dir = tempfile::tempdir().unwrap();
+        materialise(dir.path());
+        let mut m = sample();
+        m.webhook_health = vec![WebhookHealth {
+            kind: HookKind::Conversion,
+            hook: "crd:widgets.x.dev".into(),
+            health: Health::Unreachable,
+            evidence: vec!["Service guard/converter:443: not found".into()],
+            service: Some("guard/converter:443".into()),
+            backend: None,
+        }];
+        write(dir.path(), &m).unwrap();
+        let twin = load(dir.path()).unwrap();
+        assert_eq!(
+            twin.webhooks,
+            vec![TwinWebhook {
+                hook: "crd:widgets.x.dev".into(),
+                health: Health::Unreachable,
+                evidence: "Service guard/converter:443: not found".into(),
+            }]
+        );
+        assert_eq!(twin.custom_resources, None);
+        let path = dir.path().join("twin.yaml");
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("health: unreachable", "health: broken");
+        std::fs::write(&path, &text).unwrap();
+        let err = load(&path).unwrap_err();
+        let line = text.lines().position(|l| l.contains("broken")).unwrap() + 1;
+        assert_eq!(err.line as usize, line, "{err}");
+        assert!(err.message.contains("webhooks.health `broken`"), "{err}");
     }
 
     #[test]

@@ -9,11 +9,18 @@
 //! * [`values`]: redaction of user-supplied values before they are written anywhere.
 //! * [`scrub`]: what values redaction cannot reach: Secrets in rendered manifests,
 //!   PEM blocks in any captured file.
+//! * [`health`]: each captured webhook's health now (reads only), and the workload
+//!   behind it.
+//! * [`stored`]: custom resources' metadata, captured and recreated.
+//! * [`nodes`]: node pools as captured.
 //! * [`manifest`]: `capture.json` (what was read, lacked, redacted) and `twin.yaml`.
 
 pub mod capture;
+pub mod health;
 pub mod manifest;
+pub mod nodes;
 pub mod release;
 pub mod replay;
 pub mod scrub;
+pub mod stored;
 pub mod values;

@@ -33,6 +33,7 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::discovery::ApiResource;
 use serde_json::{Value, json};
 
+use super::health::Health;
 use super::manifest::{Twin, TwinRelease};
 use crate::audit::selection::{self, Labels, Webhook};
 use crate::behaviour::{Behaviour, BehaviourSpec, WebhookKind};
@@ -57,6 +58,8 @@ pub struct Surface {
     pub policies: Vec<Value>,
     pub bindings: Vec<Value>,
     pub apiservices: Vec<Value>,
+    /// Stored custom resources (metadata), recreated after the installs.
+    pub stored: Vec<super::stored::StoredObjects>,
 }
 
 impl Surface {
@@ -94,6 +97,10 @@ impl Surface {
             policies: dir("validatingadmissionpolicies")?,
             bindings: dir("validatingadmissionpolicybindings")?,
             apiservices: dir("apiservices")?,
+            stored: match &twin.custom_resources {
+                Some(d) => super::stored::load(d)?,
+                None => Vec::new(),
+            },
         })
     }
 }
@@ -131,19 +138,65 @@ pub struct Failure {
     pub because: String,
 }
 
+/// What a pass asks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PassKind {
+    /// The cluster as captured: the webhooks that were failing fail the same way, the
+    /// control plane restarts as the upgrade restarts it, every release is uninstalled.
+    AsIs,
+    /// Every webhook allows: the reference.
+    Healthy,
+    /// One webhook fails during uninstall.
+    Failing,
+}
+
 /// One pass over the twin.
 #[derive(Clone, Debug)]
 pub struct Pass {
     pub name: String,
-    pub failure: Option<Failure>,
+    pub kind: PassKind,
+    /// The webhooks that fail in it (one for [`PassKind::Failing`], those failing when
+    /// captured for [`PassKind::AsIs`]).
+    pub failures: Vec<Failure>,
 }
 
 impl Pass {
     fn healthy() -> Pass {
         Pass {
             name: "healthy".into(),
-            failure: None,
+            kind: PassKind::Healthy,
+            failures: Vec::new(),
         }
+    }
+
+    /// The cluster as captured (see [`PassKind::AsIs`]).
+    fn as_is(twin: &Twin) -> Pass {
+        let failures = twin
+            .webhooks
+            .iter()
+            .filter(|w| w.health.is_failing())
+            .map(|w| Failure {
+                hook: w.hook.clone(),
+                conversion: w.hook.starts_with("crd:"),
+                behaviour: match w.health {
+                    Health::Failing => Behaviour::Error,
+                    _ => Behaviour::Unreachable,
+                },
+                because: format!("{} when captured: {}", w.health.word(), w.evidence),
+            })
+            .collect();
+        Pass {
+            name: AS_IS.into(),
+            kind: PassKind::AsIs,
+            failures,
+        }
+    }
+
+    /// Whether the control plane restarts before the uninstalls: always as captured
+    /// (the upgrade restarts it), and when a conversion webhook fails (its effect on
+    /// the garbage collector shows only once the controller manager starts again).
+    fn restarts(&self) -> bool {
+        self.kind == PassKind::AsIs || self.failures.iter().any(|f| f.conversion)
     }
 
     fn failing(f: Failure) -> Pass {
@@ -164,19 +217,26 @@ impl Pass {
         }
         Pass {
             name: name.trim_matches('-').to_string(),
-            failure: Some(f),
+            kind: PassKind::Failing,
+            failures: vec![f],
         }
     }
 
     /// The pass as a scenario, for the reports.
     fn scenario(&self, twin: &Twin) -> Scenario {
-        let description = match &self.failure {
-            None => format!(
+        let description = match (self.kind, self.failures.first()) {
+            (PassKind::AsIs, _) => format!(
+                "twin {}: as captured ({}); the control plane restarts as the upgrade restarts it, then {} are uninstalled",
+                twin.dir.display(),
+                failing_now(&self.failures),
+                release_names(twin)
+            ),
+            (_, None) => format!(
                 "twin {}: every captured webhook allows; install and uninstall {}",
                 twin.dir.display(),
                 release_names(twin)
             ),
-            Some(f) => format!(
+            (_, Some(f)) => format!(
                 "twin {}: if webhook {} is {} during uninstall of {} ({})",
                 twin.dir.display(),
                 f.hook,
@@ -204,6 +264,25 @@ impl Pass {
             expect: Default::default(),
         }
     }
+}
+
+/// The pass's name for the cluster as captured.
+pub const AS_IS: &str = "as-is";
+
+/// "webhook `a` unreachable, webhook `b` failing", or that every webhook answered.
+fn failing_now(failures: &[Failure]) -> String {
+    if failures.is_empty() {
+        return "every captured webhook answered when captured".into();
+    }
+    failures
+        .iter()
+        .map(|f| format!("webhook `{}` {}", f.hook, mode(f.behaviour)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn mode(b: Behaviour) -> String {
+    format!("{b:?}").to_lowercase()
 }
 
 fn release_names(twin: &Twin) -> String {
@@ -324,12 +403,12 @@ pub async fn replay(
         opts.progress
             .println("no captured webhook is called for what the releases created: only the healthy pass runs");
     }
-    let mut passes = vec![healthy];
+    let mut passes = vec![Pass::as_is(twin), healthy];
     passes.extend(failing);
     match installed {
         Some(installed) => results.extend(run_restored(twin, installed, &passes, opts).await),
         None => results.extend(
-            run_fresh(twin, &surface, &passes[1..], 1, source, target, opts)
+            run_fresh(twin, &surface, &passes, 1, source, target, opts)
                 .await
                 .into_iter()
                 .map(|(r, _)| r),
@@ -364,15 +443,19 @@ pub fn headlines(pass: &Pass, twin: &Twin, results: &[RunResult]) -> Vec<String>
         .filter(|r| r.scenario == pass.name)
         .filter_map(|r| r.outcome.as_ref().ok())
         .collect();
-    let condition = match &pass.failure {
-        None => "with every webhook healthy".to_string(),
-        Some(f) => format!(
+    let condition = match (pass.kind, pass.failures.first()) {
+        (PassKind::AsIs, _) => "if you upgrade now".to_string(),
+        (_, None) => "with every webhook healthy".to_string(),
+        (_, Some(f)) => format!(
             "if webhook `{}` is {} during uninstall",
             f.hook,
-            format!("{:?}", f.behaviour).to_lowercase()
+            mode(f.behaviour)
         ),
     };
     let mut out = Vec::new();
+    if pass.kind == PassKind::AsIs && !runs.is_empty() {
+        out.push(format!("as captured: {}", failing_now(&pass.failures)));
+    }
     for r in &twin.releases {
         let per_version: Vec<(String, String)> = runs
             .iter()
@@ -621,6 +704,7 @@ async fn install(
             }
         }
     }
+    recreate_stored(&mut steps, &client, surface, &opts.progress).await;
     // The controllers' work (ReplicaSets, Pods) is part of what was installed.
     if let Some(m) = cluster.gc_metrics() {
         m.wait_idle(Duration::from_secs(60)).await;
@@ -645,6 +729,38 @@ async fn install(
         start: Duration::ZERO,
         install: started.elapsed(),
     })
+}
+
+/// Recreates the twin's stored custom resources (see [`super::stored::recreate`]): an
+/// object that could not be recreated fails the step, with why.
+async fn recreate_stored(
+    steps: &mut Steps<'_>,
+    client: &kube::Client,
+    surface: &Surface,
+    progress: &Progress,
+) {
+    let n: usize = surface.stored.iter().map(|s| s.objects.len()).sum();
+    if n == 0 {
+        return;
+    }
+    let v = steps.version.clone();
+    steps
+        .run(format!("recreate {n} stored custom resources"), async {
+            let done = super::stored::recreate(client, &surface.stored, &surface.crds).await?;
+            for note in &done.notes {
+                progress.println(format!("  {note}"));
+            }
+            let mut r = record("", &v, None);
+            if done.created < n {
+                r.error = Some(format!(
+                    "{} of {n} not recreated: {}",
+                    n - done.created,
+                    done.notes.join("; ")
+                ));
+            }
+            Ok(((), r))
+        })
+        .await;
 }
 
 fn scope(opts: &ReplayOptions) -> SnapshotScope {
@@ -853,13 +969,8 @@ async fn run_restored(
                 timings,
             });
             // The next pass starts with every webhook allowing.
-            if let Some(f) = &pass.failure
-                && let Err(e) = inst
-                    .server
-                    .set(&f.hook, BehaviourSpec::new(Behaviour::Allow))
-                    .await
-            {
-                let why = format!("making webhook {} allow again after pass {}: {e}", f.hook, pass.name);
+            if let Err((hook, e)) = allow_again(&inst.server, &pass.failures).await {
+                let why = format!("making webhook {hook} allow again after pass {}: {e}", pass.name);
                 results.extend(passes[i + 1..].iter().map(|p| RunResult {
                     scenario: p.name.clone(),
                     role,
@@ -882,6 +993,20 @@ async fn run_restored(
         .into_iter()
         .flatten()
         .collect()
+}
+
+/// Makes every webhook of `failures` (that the server serves) allow again.
+async fn allow_again(
+    server: &WebhookServer,
+    failures: &[Failure],
+) -> Result<(), (String, crate::webhook::WebhookError)> {
+    for f in failures.iter().filter(|f| server.kind(&f.hook).is_some()) {
+        server
+            .set(&f.hook, BehaviourSpec::new(Behaviour::Allow))
+            .await
+            .map_err(|e| (f.hook.clone(), e))?;
+    }
+    Ok(())
 }
 
 /// A step's record, timed, with progress.
@@ -956,16 +1081,20 @@ async fn uninstall(
     };
     let drivers = drive_job_pods(&inst.cluster, twin);
     let server = &inst.server;
-    if let Some(f) = &pass.failure {
+    for f in &pass.failures {
         let v = version.clone();
         steps
             .run(
-                format!(
-                    "webhook {} -> {}",
-                    f.hook,
-                    format!("{:?}", f.behaviour).to_lowercase()
-                ),
+                format!("webhook {} -> {}", f.hook, mode(f.behaviour)),
                 async {
+                    if server.kind(&f.hook).is_none() {
+                        // Captured failing, but nothing of the replay calls it (its
+                        // configuration or CRD is not part of what was recreated).
+                        anyhow::bail!(
+                            "webhook {} is not registered in the replay: its configuration or CRD was not recreated",
+                            f.hook
+                        );
+                    }
                     let mut spec = BehaviourSpec::new(f.behaviour);
                     // Past any webhook's longest allowed timeout (30 s).
                     spec.delay = Some(Duration::from_secs(35));
@@ -974,25 +1103,25 @@ async fn uninstall(
                 },
             )
             .await;
-        if f.conversion {
-            // In an upgrade's order: the API server first, then the controller manager
-            // (which exits when its API server goes away while it starts).
-            let cluster = &mut inst.cluster;
-            let v = version.clone();
-            steps
-                .run("restart kube-apiserver".into(), async {
-                    cluster.restart_apiserver().await?;
-                    Ok(((), record("", &v, None)))
-                })
-                .await;
-            let v = version.clone();
-            steps
-                .run("restart kube-controller-manager".into(), async {
-                    cluster.restart_controller_manager().await?;
-                    Ok(((), record("", &v, None)))
-                })
-                .await;
-        }
+    }
+    if pass.restarts() {
+        // In an upgrade's order: the API server first, then the controller manager
+        // (which exits when its API server goes away while it starts).
+        let cluster = &mut inst.cluster;
+        let v = version.clone();
+        steps
+            .run("restart kube-apiserver".into(), async {
+                cluster.restart_apiserver().await?;
+                Ok(((), record("", &v, None)))
+            })
+            .await;
+        let v = version.clone();
+        steps
+            .run("restart kube-controller-manager".into(), async {
+                cluster.restart_controller_manager().await?;
+                Ok(((), record("", &v, None)))
+            })
+            .await;
     }
     let cluster = &mut inst.cluster;
     let client = cluster.client();

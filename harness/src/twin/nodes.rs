@@ -1,0 +1,251 @@
+//! Node pools as captured: what an upgrade's node rollout will surge, cordon and drain.
+//!
+//! Nodes are grouped into pools by AKS's agent-pool label (`kubernetes.azure.com/agentpool`,
+//! or the older `agentpool`), else by the node-pool labels other providers set, else
+//! into one pool named after the node's instance type or `default`. Per pool the
+//! capture keeps what decides whether the same Pods fit and the same do not: the
+//! count, the labels every node of the pool shares, the taints, the smallest
+//! allocatable, the kubelet versions and OS; and on AKS the pool's name and mode
+//! (system or user) from the node labels.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::core::v1::Node;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Labels that name a node's pool, in the order they are trusted.
+const POOL_LABELS: [&str; 4] = [
+    "kubernetes.azure.com/agentpool",
+    "agentpool",
+    "cloud.google.com/gke-nodepool",
+    "eks.amazonaws.com/nodegroup",
+];
+
+/// AKS's label for a pool's mode (`system` or `user`).
+const AKS_MODE_LABEL: &str = "kubernetes.azure.com/mode";
+
+/// Labels that differ per node by nature and say nothing of the pool.
+const PER_NODE_LABELS: [&str; 3] = [
+    "kubernetes.io/hostname",
+    "topology.kubernetes.io/zone",
+    "failure-domain.beta.kubernetes.io/zone",
+];
+
+/// One node pool.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodePool {
+    pub name: String,
+    /// Which label named the pool (`kubernetes.azure.com/agentpool`), or how the pool
+    /// was formed without one.
+    pub named_by: String,
+    pub count: usize,
+    /// AKS: `system` or `user` (from `kubernetes.azure.com/mode`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// Labels every node of the pool carries with the same value.
+    pub labels: BTreeMap<String, String>,
+    /// Taints every node of the pool carries (`key=value:Effect`).
+    pub taints: Vec<String>,
+    /// The smallest allocatable of the pool's nodes, per resource (as quantities).
+    pub allocatable: BTreeMap<String, String>,
+    pub kubelet_versions: Vec<String>,
+    pub os: Vec<String>,
+    /// Nodes cordoned when captured.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unschedulable: Vec<String>,
+    /// Zones the pool's nodes are in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub zones: Vec<String>,
+}
+
+/// The pool a node belongs to, and what named it.
+fn pool_of(labels: &BTreeMap<String, String>) -> (String, String) {
+    for l in POOL_LABELS {
+        if let Some(v) = labels.get(l) {
+            return (v.clone(), l.to_string());
+        }
+    }
+    match labels.get("node.kubernetes.io/instance-type") {
+        Some(t) => (t.clone(), "no pool label: grouped by instance type".into()),
+        None => ("default".into(), "no pool label: one pool".into()),
+    }
+}
+
+/// Groups `nodes` into pools (sorted by name).
+pub fn pools(nodes: &[Node]) -> Vec<NodePool> {
+    let mut by_pool: BTreeMap<String, (String, Vec<&Node>)> = BTreeMap::new();
+    for n in nodes {
+        let labels = n.metadata.labels.clone().unwrap_or_default();
+        let (pool, by) = pool_of(&labels);
+        by_pool
+            .entry(pool)
+            .or_insert_with(|| (by, Vec::new()))
+            .1
+            .push(n);
+    }
+    by_pool
+        .into_iter()
+        .map(|(name, (named_by, nodes))| pool(name, named_by, &nodes))
+        .collect()
+}
+
+fn pool(name: String, named_by: String, nodes: &[&Node]) -> NodePool {
+    let labels_of = |n: &Node| n.metadata.labels.clone().unwrap_or_default();
+    let mut shared: BTreeMap<String, String> =
+        nodes.first().map(|n| labels_of(n)).unwrap_or_default();
+    for n in nodes {
+        let l = labels_of(n);
+        shared.retain(|k, v| l.get(k) == Some(v));
+    }
+    shared.retain(|k, _| !PER_NODE_LABELS.contains(&k.as_str()));
+    let taints_of = |n: &Node| -> BTreeSet<String> {
+        n.spec
+            .as_ref()
+            .and_then(|s| s.taints.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| match t.value {
+                Some(v) if !v.is_empty() => format!("{}={v}:{}", t.key, t.effect),
+                _ => format!("{}:{}", t.key, t.effect),
+            })
+            .collect()
+    };
+    let mut taints = nodes.first().map(|n| taints_of(n)).unwrap_or_default();
+    for n in nodes {
+        let t = taints_of(n);
+        taints.retain(|x| t.contains(x));
+    }
+    let mut kubelet = BTreeSet::new();
+    let mut os = BTreeSet::new();
+    let mut zones = BTreeSet::new();
+    let mut unschedulable = Vec::new();
+    let mut allocatable: BTreeMap<String, (f64, String)> = BTreeMap::new();
+    for n in nodes {
+        let node_name = n.metadata.name.clone().unwrap_or_default();
+        if n.spec.as_ref().and_then(|s| s.unschedulable) == Some(true) {
+            unschedulable.push(node_name);
+        }
+        if let Some(z) = labels_of(n).get("topology.kubernetes.io/zone") {
+            zones.insert(z.clone());
+        }
+        let Some(status) = &n.status else { continue };
+        if let Some(info) = &status.node_info {
+            kubelet.insert(info.kubelet_version.clone());
+            os.insert(format!("{} ({})", info.os_image, info.operating_system));
+        }
+        for (res, q) in status.allocatable.clone().unwrap_or_default() {
+            let v = quantity(&q.0);
+            let e = allocatable
+                .entry(res)
+                .or_insert((f64::INFINITY, String::new()));
+            if v < e.0 {
+                *e = (v, q.0);
+            }
+        }
+    }
+    NodePool {
+        mode: shared.get(AKS_MODE_LABEL).cloned(),
+        name,
+        named_by,
+        count: nodes.len(),
+        labels: shared,
+        taints: taints.into_iter().collect(),
+        allocatable: allocatable.into_iter().map(|(k, (_, q))| (k, q)).collect(),
+        kubelet_versions: kubelet.into_iter().collect(),
+        os: os.into_iter().collect(),
+        unschedulable,
+        zones: zones.into_iter().collect(),
+    }
+}
+
+/// A Kubernetes quantity as a number, for comparing (`100m`, `4Gi`, `16`).
+pub fn quantity(q: &str) -> f64 {
+    let q = q.trim();
+    let split = q
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+' || c == 'e'))
+        .unwrap_or(q.len());
+    // `e` is a decimal exponent only when digits follow it (`1e3`); `E` is exa.
+    let (num, suffix) = q.split_at(split);
+    let base: f64 = num.parse().unwrap_or(0.0);
+    let factor = match suffix {
+        "" => 1.0,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => 1024.0,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        _ => 1.0,
+    };
+    base * factor
+}
+
+/// The pools as the twin file writes them.
+pub fn to_value(pools: &[NodePool]) -> Value {
+    serde_json::to_value(pools).unwrap_or(Value::Array(Vec::new()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, labels: Value, taints: Value, cpu: &str, unschedulable: bool) -> Node {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"taints": taints, "unschedulable": unschedulable},
+            "status": {
+                "allocatable": {"cpu": cpu, "memory": "8Gi", "pods": "110"},
+                "nodeInfo": {
+                    "kubeletVersion": "v1.29.15", "osImage": "Ubuntu 22.04.5 LTS",
+                    "operatingSystem": "linux", "architecture": "amd64",
+                    "bootID": "", "containerRuntimeVersion": "", "kernelVersion": "",
+                    "kubeProxyVersion": "", "machineID": "", "systemUUID": "",
+                },
+            },
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn nodes_are_grouped_by_aks_agent_pool_with_shared_labels_and_the_least_allocatable() {
+        let sys = serde_json::json!({"kubernetes.azure.com/agentpool": "system", "kubernetes.azure.com/mode": "system", "kubernetes.io/hostname": "a"});
+        let user = |host: &str, zone: &str| serde_json::json!({"kubernetes.azure.com/agentpool": "apps", "kubernetes.azure.com/mode": "user", "kubernetes.io/hostname": host, "topology.kubernetes.io/zone": zone, "team": "web"});
+        let taint = serde_json::json!([{"key": "CriticalAddonsOnly", "value": "true", "effect": "NoSchedule"}]);
+        let nodes = vec![
+            node("aks-system-0", sys, taint, "1900m", false),
+            node("aks-apps-0", user("b", "1"), Value::Null, "3860m", false),
+            node("aks-apps-1", user("c", "2"), Value::Null, "3800m", true),
+        ];
+        let got = pools(&nodes);
+        assert_eq!(got.len(), 2);
+        let apps = &got[0];
+        assert_eq!((apps.name.as_str(), apps.count), ("apps", 2));
+        assert_eq!(apps.mode.as_deref(), Some("user"));
+        assert_eq!(apps.named_by, "kubernetes.azure.com/agentpool");
+        assert_eq!(apps.labels.get("team").map(String::as_str), Some("web"));
+        assert!(!apps.labels.contains_key("kubernetes.io/hostname"));
+        assert_eq!(apps.allocatable["cpu"], "3800m");
+        assert_eq!(apps.unschedulable, ["aks-apps-1"]);
+        assert_eq!(apps.zones, ["1", "2"]);
+        let system = &got[1];
+        assert_eq!(system.taints, ["CriticalAddonsOnly=true:NoSchedule"]);
+        assert_eq!(system.kubelet_versions, ["v1.29.15"]);
+        assert_eq!(system.os, ["Ubuntu 22.04.5 LTS (linux)"]);
+    }
+
+    #[test]
+    fn quantities_compare_across_suffixes() {
+        assert!(quantity("3800m") < quantity("4"));
+        assert!(quantity("1Gi") > quantity("1G"));
+        assert_eq!(quantity("110"), 110.0);
+    }
+}
