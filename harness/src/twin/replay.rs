@@ -661,6 +661,11 @@ async fn install(
         anyhow::bail!("setting up the twin: {}", why.unwrap_or_default());
     }
 
+    // Stored objects the cluster had before the releases (unowned, or owned by each
+    // other) are part of the start; those a release's object owns come after it.
+    let deferred = recreate_stored(&mut steps, &client, surface, None, &opts.progress)
+        .await
+        .deferred;
     let everything = scope(opts);
     let before = snapshot::take(&client, &everything)
         .await
@@ -704,7 +709,9 @@ async fn install(
             }
         }
     }
-    recreate_stored(&mut steps, &client, surface, &opts.progress).await;
+    let unowned = recreate_stored(&mut steps, &client, surface, Some(deferred), &opts.progress)
+        .await
+        .unowned;
     // The controllers' work (ReplicaSets, Pods) is part of what was installed.
     if let Some(m) = cluster.gc_metrics() {
         m.wait_idle(Duration::from_secs(60)).await;
@@ -714,6 +721,15 @@ async fn install(
         d.abort();
     }
     let installed = installed?;
+    // Stored objects whose owners are outside the twin were there before the releases.
+    let mut before = before;
+    before.objects.extend(
+        installed
+            .objects
+            .iter()
+            .filter(|o| unowned.contains(&o.uid))
+            .cloned(),
+    );
     let found = relevant(&client, surface, twin.aks, &before, &installed).await?;
     Ok(Installed {
         cluster,
@@ -731,36 +747,55 @@ async fn install(
     })
 }
 
-/// Recreates the twin's stored custom resources (see [`super::stored::recreate`]): an
-/// object that could not be recreated fails the step, with why.
+/// Recreates the twin's stored custom resources (see [`super::stored::recreate`]):
+/// all of them before the installs (`after` `None`), or those deferred then once the
+/// releases are installed. An object that could not be recreated fails the step.
 async fn recreate_stored(
     steps: &mut Steps<'_>,
     client: &kube::Client,
     surface: &Surface,
+    after: Option<Vec<super::stored::ObjectId>>,
     progress: &Progress,
-) {
-    let n: usize = surface.stored.iter().map(|s| s.objects.len()).sum();
+) -> super::stored::Recreated {
+    let n = match &after {
+        Some(ids) => ids.len(),
+        None => surface.stored.iter().map(|s| s.objects.len()).sum(),
+    };
     if n == 0 {
-        return;
+        return Default::default();
     }
     let v = steps.version.clone();
+    let title = match after {
+        Some(_) => format!("recreate {n} stored custom resources owned by the releases' objects"),
+        None => format!("recreate {n} stored custom resources"),
+    };
+    let last = after.is_some();
     steps
-        .run(format!("recreate {n} stored custom resources"), async {
-            let done = super::stored::recreate(client, &surface.stored, &surface.crds).await?;
+        .run(title, async {
+            let done = super::stored::recreate(
+                client,
+                &surface.stored,
+                after.as_deref(),
+                &surface.crds,
+                last,
+            )
+            .await;
             for note in &done.notes {
                 progress.println(format!("  {note}"));
             }
             let mut r = record("", &v, None);
-            if done.created < n {
+            let wanted = n - done.deferred.len();
+            if done.created < wanted {
                 r.error = Some(format!(
-                    "{} of {n} not recreated: {}",
-                    n - done.created,
+                    "{} of {wanted} not recreated: {}",
+                    wanted - done.created,
                     done.notes.join("; ")
                 ));
             }
-            Ok(((), r))
+            Ok((done, r))
         })
-        .await;
+        .await
+        .unwrap_or_default()
 }
 
 fn scope(opts: &ReplayOptions) -> SnapshotScope {
@@ -1574,7 +1609,9 @@ async fn relevant(
         let group = crd["spec"]["group"].as_str().unwrap_or_default();
         let kind = crd["spec"]["names"]["kind"].as_str().unwrap_or_default();
         let name = crd["metadata"]["name"].as_str().unwrap_or_default();
-        if let Some(o) = created
+        // Any object of the CRD, the releases' or one the cluster had before them.
+        if let Some(o) = installed
+            .objects
             .iter()
             .find(|o| o.kind == kind && snapshot::group_of(&o.api_version) == group)
         {

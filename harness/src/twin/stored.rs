@@ -247,62 +247,100 @@ pub fn load(dir: &Path) -> anyhow::Result<Vec<StoredObjects>> {
         .collect()
 }
 
-/// What recreating the stored objects did.
+/// Which object of a twin's stored objects: (file, object) indices.
+pub type ObjectId = (usize, usize);
+
+/// What recreating stored objects did.
 #[derive(Debug, Default)]
 pub struct Recreated {
     pub created: usize,
+    /// Objects left for after the installs: an owner of theirs is not there yet
+    /// (a release's object, presumably).
+    pub deferred: Vec<ObjectId>,
+    /// uids of objects recreated without an owner link that nothing in the replay
+    /// could resolve: for the replay they are objects the cluster already had.
+    pub unowned: Vec<String>,
     /// Objects not recreated, or recreated without an owner link, and why.
     pub notes: Vec<String>,
 }
 
-/// Recreates every stored object at its storage version: owners first (an owner that
-/// is itself a stored object is created before its dependents), owner links resolved
-/// to the replayed objects by kind and name (a link to an object the replay does not
-/// have is dropped and said: kept, the garbage collector would delete the object at
-/// once, which the captured cluster did not). Finalizers are recorded, not recreated:
-/// no controller runs here to remove them.
+/// Recreates stored objects at their storage version (`only`: these; else all).
+/// Owners come first (an owner that is itself a stored object is created before its
+/// dependents), owner links are resolved to the replayed objects by kind and name.
+/// Before the installs (`last` false) an object with an owner not there yet is
+/// deferred; after them (`last` true) such a link is dropped and said (kept, the
+/// garbage collector would delete the object at once, which the captured cluster did
+/// not) and the object counts as one the cluster already had. Finalizers are
+/// recorded, not recreated: no controller runs here to remove them.
 pub async fn recreate(
     client: &kube::Client,
     stored: &[StoredObjects],
+    only: Option<&[ObjectId]>,
     crds: &[Value],
-) -> anyhow::Result<Recreated> {
+    last: bool,
+) -> Recreated {
     let mut done = Recreated::default();
-    let mut pending: Vec<(&StoredObjects, &StoredObject)> = stored
+    let mut pending: Vec<ObjectId> = match only {
+        Some(ids) => ids.to_vec(),
+        None => stored
+            .iter()
+            .enumerate()
+            .flat_map(|(f, s)| (0..s.objects.len()).map(move |o| (f, o)))
+            .collect(),
+    };
+    let key = |(f, o): ObjectId| {
+        let (s, x) = (&stored[f], &stored[f].objects[o]);
+        (s.kind.clone(), x.name.clone(), x.namespace.clone())
+    };
+    let stored_keys: BTreeSet<_> = stored
         .iter()
-        .flat_map(|s| s.objects.iter().map(move |o| (s, o)))
-        .collect();
-    let stored_keys: BTreeSet<(String, String, Option<String>)> = pending
-        .iter()
-        .map(|(s, o)| (s.kind.clone(), o.name.clone(), o.namespace.clone()))
+        .enumerate()
+        .flat_map(|(f, s)| (0..s.objects.len()).map(move |o| (f, o)))
+        .map(key)
         .collect();
     let mut uids: BTreeMap<(String, String, Option<String>), String> = BTreeMap::new();
-    // Rounds: each creates what has every stored owner created (bounded by the count).
-    for _ in 0..=pending.len() {
-        if pending.is_empty() {
-            break;
-        }
-        let (ready, waiting): (Vec<_>, Vec<_>) = pending.into_iter().partition(|(_, o)| {
-            o.owner_references.iter().all(|r| {
-                let key = (r.kind.clone(), r.name.clone(), o.namespace.clone());
-                !stored_keys.contains(&key) || uids.contains_key(&key)
-            })
-        });
+    while !pending.is_empty() {
+        // Each round creates what has every stored owner created.
+        let (ready, waiting): (Vec<ObjectId>, Vec<ObjectId>) =
+            pending.into_iter().partition(|&(f, o)| {
+                let x = &stored[f].objects[o];
+                x.owner_references.iter().all(|r| {
+                    let k = (r.kind.clone(), r.name.clone(), x.namespace.clone());
+                    !stored_keys.contains(&k) || uids.contains_key(&k)
+                })
+            });
         if ready.is_empty() {
-            for (s, o) in &waiting {
-                done.notes.push(format!(
-                    "{} {}: not recreated: its owners form a cycle",
-                    s.kind,
-                    at(o)
-                ));
+            if last {
+                for &(f, o) in &waiting {
+                    done.notes.push(format!(
+                        "{} {}: not recreated: its owners are not recreated (a cycle, or owners that failed)",
+                        stored[f].kind,
+                        at(&stored[f].objects[o])
+                    ));
+                }
+            } else {
+                done.deferred.extend(waiting);
             }
             break;
         }
-        for (s, o) in ready {
+        for id in ready {
+            let (s, o) = (&stored[id.0], &stored[id.0].objects[id.1]);
             let schema = crd_schema(crds, &s.crd, &s.api_version);
-            match create_one(client, s, o, schema, &uids, &mut done.notes).await {
+            let owners = match resolve_owners(client, s, o, &uids, last).await {
+                Some(owners) => owners,
+                None => {
+                    done.deferred.push(id);
+                    continue;
+                }
+            };
+            match create_one(client, s, o, schema, &owners.links).await {
                 Ok(uid) => {
                     done.created += 1;
-                    uids.insert((s.kind.clone(), o.name.clone(), o.namespace.clone()), uid);
+                    done.notes.extend(owners.dropped);
+                    if owners.any_dropped {
+                        done.unowned.push(uid.clone());
+                    }
+                    uids.insert(key(id), uid);
                 }
                 Err(e) => done
                     .notes
@@ -311,7 +349,54 @@ pub async fn recreate(
         }
         pending = waiting;
     }
-    Ok(done)
+    done
+}
+
+/// An object's owner links resolved in the replay.
+struct Owners {
+    links: Vec<Value>,
+    dropped: Vec<String>,
+    any_dropped: bool,
+}
+
+/// Resolves `o`'s owner links; `None` (not `last`) when one is not there yet.
+async fn resolve_owners(
+    client: &kube::Client,
+    s: &StoredObjects,
+    o: &StoredObject,
+    uids: &BTreeMap<(String, String, Option<String>), String>,
+    last: bool,
+) -> Option<Owners> {
+    let mut owners = Owners {
+        links: Vec::new(),
+        dropped: Vec::new(),
+        any_dropped: false,
+    };
+    for r in &o.owner_references {
+        let key = (r.kind.clone(), r.name.clone(), o.namespace.clone());
+        let uid = match uids.get(&key) {
+            Some(uid) => Some(uid.clone()),
+            None => owner_uid(client, r, o.namespace.as_deref()).await,
+        };
+        match uid {
+            Some(uid) => owners.links.push(json!({
+                "apiVersion": r.api_version, "kind": r.kind, "name": r.name, "uid": uid,
+                "controller": r.controller, "blockOwnerDeletion": r.block_owner_deletion,
+            })),
+            None if !last => return None,
+            None => {
+                owners.any_dropped = true;
+                owners.dropped.push(format!(
+                    "{} {}: owner {} {} is not in the replay: recreated without that owner link",
+                    s.kind,
+                    at(o),
+                    r.kind,
+                    r.name
+                ));
+            }
+        }
+    }
+    Some(owners)
 }
 
 fn at(o: &StoredObject) -> String {
@@ -333,36 +418,14 @@ fn crd_schema<'a>(crds: &'a [Value], crd: &str, api_version: &str) -> Option<&'a
         .pointer("/schema/openAPIV3Schema")
 }
 
-/// Creates one object; returns its new uid.
+/// Creates one object with the owner links given; returns its new uid.
 async fn create_one(
     client: &kube::Client,
     s: &StoredObjects,
     o: &StoredObject,
     schema: Option<&Value>,
-    uids: &BTreeMap<(String, String, Option<String>), String>,
-    notes: &mut Vec<String>,
+    owners: &[Value],
 ) -> anyhow::Result<String> {
-    let mut owners = Vec::new();
-    for r in &o.owner_references {
-        let key = (r.kind.clone(), r.name.clone(), o.namespace.clone());
-        let uid = match uids.get(&key) {
-            Some(uid) => Some(uid.clone()),
-            None => owner_uid(client, r, o.namespace.as_deref()).await,
-        };
-        match uid {
-            Some(uid) => owners.push(json!({
-                "apiVersion": r.api_version, "kind": r.kind, "name": r.name, "uid": uid,
-                "controller": r.controller, "blockOwnerDeletion": r.block_owner_deletion,
-            })),
-            None => notes.push(format!(
-                "{} {}: owner {} {} is not in the replay: recreated without that owner link",
-                s.kind,
-                at(o),
-                r.kind,
-                r.name
-            )),
-        }
-    }
     let mut body = schema.map(minimal).unwrap_or_else(|| json!({}));
     if !body.is_object() {
         body = json!({});
