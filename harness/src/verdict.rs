@@ -539,3 +539,6 @@ mod webhook_evidence_tests {
         }
     }
 }
+
+#[cfg(test)]
+mod scale_tests;

@@ -549,7 +549,7 @@ async fn server_dry_run(
 /// audit log's refused DELETEs where the cluster has one. The garbage collector's
 /// errors are condensed to `garbage collector could not delete Kind namespace/name: error`.
 pub(crate) fn log_evidence(cluster: &Cluster, dir: &Path) -> Vec<String> {
-    let mut lines = Vec::new();
+    let mut logs = Vec::new();
     for component in ["kube-apiserver", "kube-controller-manager"] {
         let Some(text) = cluster.component_log(component) else {
             continue;
@@ -559,6 +559,20 @@ pub(crate) fn log_evidence(cluster: &Cluster, dir: &Path) -> Vec<String> {
         if cluster.logs_in_container() {
             let _ = std::fs::write(dir.join(format!("{component}.log")), &text);
         }
+        logs.push((component, text));
+    }
+    let audit = cluster
+        .audit_log()
+        .map(|a| std::fs::read_to_string(a).unwrap_or_default());
+    evidence_from(&logs, audit.as_deref())
+}
+
+/// The evidence in the text of the control plane's logs (`(component, text)`) and
+/// audit log: what [`log_evidence`] reads, without the cluster.
+pub fn evidence_from(logs: &[(&str, String)], audit: Option<&str>) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (component, text) in logs {
+        let component = *component;
         for line in text.lines() {
             if let Some(gc) = gc_error(line) {
                 lines.push(gc);
@@ -581,8 +595,7 @@ pub(crate) fn log_evidence(cluster: &Cluster, dir: &Path) -> Vec<String> {
             }
         }
     }
-    if let Some(audit) = cluster.audit_log() {
-        let text = std::fs::read_to_string(audit).unwrap_or_default();
+    if let Some(text) = audit {
         lines.extend(text.lines().filter_map(audit_refusal));
     }
     let start = lines.len().saturating_sub(200);

@@ -1,0 +1,208 @@
+//! Verdicts at scale: evidence read from long logs, and runs that span several
+//! namespaces with the same names in each (a twin's releases).
+
+use std::collections::BTreeMap;
+
+use crate::exercise::{Outcome, evidence_from};
+use crate::snapshot::{ListedType, ObjectRecord, Owner, Snapshot};
+use crate::verdict::{Reason, leftovers};
+
+fn object(
+    kind: &str,
+    ns: &str,
+    name: &str,
+    uid: &str,
+    owner: Option<(&str, &str, &str)>,
+) -> ObjectRecord {
+    let apps = matches!(kind, "Deployment" | "ReplicaSet");
+    ObjectRecord {
+        api_version: if apps { "apps/v1" } else { "v1" }.into(),
+        kind: kind.into(),
+        resource: format!(
+            "{}/{}s",
+            if apps { "apps" } else { "core" },
+            kind.to_lowercase()
+        ),
+        namespace: Some(ns.into()),
+        name: name.into(),
+        uid: uid.into(),
+        resource_version: String::new(),
+        owners: owner
+            .into_iter()
+            .map(|(k, n, u)| Owner {
+                api_version: if k == "Pod" { "v1" } else { "apps/v1" }.into(),
+                kind: k.into(),
+                name: n.into(),
+                uid: u.into(),
+                controller: true,
+            })
+            .collect(),
+        finalizers: Vec::new(),
+        deletion_timestamp: None,
+        labels: BTreeMap::new(),
+        helm_annotations: BTreeMap::new(),
+    }
+}
+
+fn listed() -> Vec<ListedType> {
+    [("apps", "Deployment"), ("apps", "ReplicaSet"), ("", "Pod")]
+        .into_iter()
+        .map(|(group, kind)| ListedType {
+            group: group.into(),
+            version: "v1".into(),
+            kind: kind.into(),
+            resource: format!("{}s", kind.to_lowercase()),
+            namespaced: true,
+            served_versions: vec!["v1".into()],
+            full_objects: false,
+        })
+        .collect()
+}
+
+/// A run in `namespaces` that ends with `after`, with the evidence read from `kcm`
+/// (the controller manager's log) and `audit` (the audit log).
+fn run(
+    namespaces: &[&str],
+    after: Vec<ObjectRecord>,
+    kcm: String,
+    audit: Option<String>,
+) -> Outcome {
+    let snap = |objects| Snapshot {
+        objects,
+        listed: listed(),
+        types: 3,
+        ..Default::default()
+    };
+    Outcome {
+        scenario: "scale".into(),
+        namespace: namespaces[0].into(),
+        other_namespaces: namespaces[1..].iter().map(|n| n.to_string()).collect(),
+        release: "web".into(),
+        start_version: "v1.30.14".into(),
+        end_version: "v1.30.14".into(),
+        steps: Vec::new(),
+        before: snap(Vec::new()),
+        after: snap(after),
+        webhook_requests: Vec::new(),
+        manifest: String::new(),
+        objects_after_step: Vec::new(),
+        seen: BTreeMap::new(),
+        log_evidence: evidence_from(&[("kube-controller-manager", kcm)], audit.as_deref()),
+        teardown_errors: Vec::new(),
+    }
+}
+
+/// The controller manager's line for a DELETE of `kind ns/name` that a webhook refused.
+fn gc_refused(kind: &str, ns: &str, name: &str) -> String {
+    format!(
+        r#"E1203 07:00:00.000000   42 garbagecollector.go:360] "Unhandled Error" err="error syncing item &garbagecollector.node{{identity:garbagecollector.objectReference{{OwnerReference:v1.OwnerReference{{APIVersion:\"apps/v1\", Kind:"{kind}", Name:"{name}", UID:\"u\"}}, Namespace:"{ns}"}}}}: Internal error occurred: failed calling webhook \"delete-guard.preflight.dev\": connection refused""#
+    )
+}
+
+/// An audit event of the garbage collector's DELETE of pod `ns/name`, refused.
+fn audit_refused(ns: &str, name: &str) -> String {
+    format!(
+        r#"{{"kind":"Event","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/{ns}/pods/{name}","verb":"delete","user":{{"username":"system:serviceaccount:kube-system:generic-garbage-collector"}},"objectRef":{{"resource":"pods","namespace":"{ns}","name":"{name}","apiVersion":"v1"}},"responseStatus":{{"code":500,"message":"Internal error occurred: failed calling webhook \"delete-guard.preflight.dev\""}}}}"#
+    )
+}
+
+/// 500 refused DELETEs of other objects (a twin with hundreds of blocked Pods).
+fn many_refusals() -> (Vec<String>, Vec<String>) {
+    (0..500)
+        .map(|i| {
+            (
+                gc_refused("Pod", "pf-other", &format!("api-{i}")),
+                audit_refused("pf-other", &format!("api-{i}")),
+            )
+        })
+        .unzip()
+}
+
+#[test]
+fn a_stall_logged_before_hundreds_of_refusals_still_explains_an_orphan() {
+    let (gc, audit) = many_refusals();
+    let kcm = std::iter::once(format!(
+        "I1203 07:00:00.000000   42 shared_informer.go:311] {}",
+        crate::exercise::GC_WAITING
+    ))
+    .chain(gc)
+    .collect::<Vec<_>>()
+    .join("\n");
+    let rs = object(
+        "ReplicaSet",
+        "pf-a",
+        "web-5d4",
+        "r1",
+        Some(("Deployment", "web", "gone")),
+    );
+    let o = run(&["pf-a"], vec![rs], kcm, Some(audit.join("\n")));
+    let left = leftovers(&o);
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].reason, Reason::GarbageCollectorStalled, "{left:?}");
+}
+
+#[test]
+fn an_objects_own_refusal_before_hundreds_of_others_still_explains_it() {
+    let (gc, audit) = many_refusals();
+    let kcm = std::iter::once(gc_refused("ReplicaSet", "pf-a", "web-5d4"))
+        .chain(gc)
+        .collect::<Vec<_>>()
+        .join("\n");
+    let rs = object(
+        "ReplicaSet",
+        "pf-a",
+        "web-5d4",
+        "r1",
+        Some(("Deployment", "web", "gone")),
+    );
+    let o = run(&["pf-a"], vec![rs], kcm, Some(audit.join("\n")));
+    let left = leftovers(&o);
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].reason, Reason::WebhookBlockedDelete, "{left:?}");
+    let text = format!("{:?}", left[0].evidence);
+    assert!(text.contains("pf-a/web-5d4"), "{text}");
+}
+
+#[test]
+fn the_same_names_in_two_namespaces_keep_their_own_causes() {
+    // pf-a: the garbage collector's DELETE of the ReplicaSet was refused; its Pods stay
+    // with it. pf-b: the same release, uninstalled with `--cascade orphan`: the
+    // ReplicaSet lost its owner reference and nothing asked to delete it or its Pods.
+    let mut after = vec![
+        object(
+            "ReplicaSet",
+            "pf-a",
+            "web-5d4",
+            "ra",
+            Some(("Deployment", "web", "da")),
+        ),
+        object("ReplicaSet", "pf-b", "web-5d4", "rb", None),
+    ];
+    for (ns, rs) in [("pf-a", "ra"), ("pf-b", "rb")] {
+        for i in 0..2 {
+            after.push(object(
+                "Pod",
+                ns,
+                &format!("web-5d4-{i}"),
+                &format!("{rs}-p{i}"),
+                Some(("ReplicaSet", "web-5d4", rs)),
+            ));
+        }
+    }
+    let kcm = gc_refused("ReplicaSet", "pf-a", "web-5d4");
+    let o = run(&["pf-a", "pf-b"], after, kcm, None);
+    let left = leftovers(&o);
+    assert_eq!(left.len(), 6, "{left:?}");
+    for l in &left {
+        let ns = l.namespace.as_deref().unwrap();
+        let text = format!("{:?}", l.evidence);
+        if ns == "pf-a" {
+            assert_eq!(l.reason, Reason::WebhookBlockedDelete, "{l:?}");
+            assert!(text.contains("pf-a/web-5d4"), "{text}");
+        } else {
+            assert_eq!(l.reason, Reason::NotDeleted, "{l:?}");
+            assert!(!text.contains("pf-a"), "pf-a's cause in pf-b: {text}");
+            assert!(!text.contains("could not be deleted"), "{text}");
+        }
+    }
+}
