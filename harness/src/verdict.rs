@@ -189,7 +189,13 @@ impl ClusterEvidence {
                 Evidence::GcCouldNotDelete { error, .. } => error.contains("conversion webhook"),
                 _ => false,
             })
-            .filter(|e| distinct.insert(without_klog_header(&e.to_string())))
+            // The same failure on many objects (every Widget's dependents) counts once.
+            .filter(|e| {
+                distinct.insert(match e {
+                    Evidence::GcCouldNotDelete { error, .. } => error.clone(),
+                    e => without_klog_header(&e.to_string()),
+                })
+            })
             .cloned();
         let gc_log: Vec<Evidence> = unsynced.into_iter().chain(failing).collect();
         let unlistable: Vec<Evidence> = outcome

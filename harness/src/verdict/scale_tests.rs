@@ -239,3 +239,45 @@ fn the_same_names_in_two_namespaces_keep_their_own_causes() {
         }
     }
 }
+
+#[test]
+fn stall_lines_repeated_for_an_hour_count_once_and_a_later_sync_ends_the_stall() {
+    let waiting = |t: usize| {
+        format!(
+            "I1203 07:{:02}:{:02}.000000   42 shared_informer.go:311] {}",
+            t / 60 % 60,
+            t % 60,
+            crate::exercise::GC_WAITING
+        )
+    };
+    let failing = |t: usize| {
+        format!(
+            "E1203 07:{:02}:{:02}.000000   42 garbagecollector.go:245] timed out waiting for dependency graph builder sync during GC sync",
+            t / 60 % 60,
+            t % 60
+        )
+    };
+    let stalled: Vec<String> = std::iter::once(waiting(0))
+        .chain((1..500).map(failing))
+        .collect();
+    let o = run(&["pf-a"], vec![rs_record()], stalled.join("\n"), None);
+    let left = leftovers(&o);
+    assert_eq!(left[0].reason, Reason::GarbageCollectorStalled, "{left:?}");
+    assert_eq!(
+        left[0]
+            .evidence
+            .iter()
+            .map(Evidence::source)
+            .collect::<Vec<_>>(),
+        ["gc-never-synced", "log-line"],
+        "one line per distinct message: {left:?}"
+    );
+    // Synced after the last wait (a restart that recovered): no stall from the log.
+    let recovered = format!(
+        "{}\nI1203 08:00:00.000000   42 shared_informer.go:318] {}",
+        waiting(0),
+        crate::exercise::GC_SYNCED
+    );
+    let o = run(&["pf-a"], vec![rs_record()], recovered, None);
+    assert_eq!(leftovers(&o)[0].reason, Reason::OwnerGone);
+}
