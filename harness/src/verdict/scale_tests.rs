@@ -281,3 +281,33 @@ fn stall_lines_repeated_for_an_hour_count_once_and_a_later_sync_ends_the_stall()
     let o = run(&["pf-a"], vec![rs_record()], recovered, None);
     assert_eq!(leftovers(&o)[0].reason, Reason::OwnerGone);
 }
+
+#[test]
+fn reports_cut_what_they_show_per_source_and_say_how_much_more_there_was() {
+    let (gc, audit) = many_refusals();
+    let kcm = std::iter::once(gc_refused("ReplicaSet", "pf-a", "web-5d4"))
+        .chain(gc)
+        .collect::<Vec<_>>()
+        .join("\n");
+    // The object's own refusals: 20 in the audit log, among 500 of others.
+    let own: Vec<String> = (0..20)
+        .map(|_| {
+            audit_refused("pf-a", "web-5d4")
+                .replace("pods", "replicasets")
+                .replace("\"v1\"", "\"apps/v1\"")
+        })
+        .collect();
+    let audit = own.iter().chain(&audit).cloned().collect::<Vec<_>>();
+    let o = run(&["pf-a"], vec![rs_record()], kcm, Some(audit.join("\n")));
+    let left = leftovers(&o);
+    assert_eq!(left[0].reason, Reason::WebhookBlockedDelete);
+    assert_eq!(left[0].evidence.len(), 21, "the verdict keeps every piece");
+    let (lines, records) = crate::report::shown_evidence(&left[0].evidence);
+    assert_eq!(records.len(), 4, "1 GC line and 3 of the 20 audit events");
+    assert_eq!(lines.len(), 5);
+    assert_eq!(lines[4], "and 17 more pieces of evidence like these");
+    assert!(
+        lines[1].starts_with("kube-apiserver audit: system:serviceaccount:kube-system:generic-garbage-collector DELETE replicasets pf-a/web-5d4: 500"),
+        "{lines:#?}"
+    );
+}
