@@ -311,3 +311,33 @@ fn reports_cut_what_they_show_per_source_and_say_how_much_more_there_was() {
         "{lines:#?}"
     );
 }
+
+#[test]
+fn leftovers_and_their_reports_from_an_older_runs_json_read_back() {
+    // As a runs.json written before evidence had types and leftovers had uids.
+    let leftover = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod", "namespace": "pf-a", "name": "web-1",
+        "reason": "webhook-blocked-delete",
+        "ownerChain": ["ReplicaSet/web-5d4 (gone)"],
+        "evidence": ["kube-apiserver audit: gc DELETE pods pf-a/web-1: 500 no"]
+    });
+    let l: crate::verdict::Leftover = serde_json::from_value(leftover.clone()).unwrap();
+    assert_eq!(l.uid, "");
+    assert_eq!(l.owner_chain[0].key(), "ReplicaSet/web-5d4");
+    assert_eq!(
+        l.evidence[0].to_string(),
+        "kube-apiserver audit: gc DELETE pods pf-a/web-1: 500 no"
+    );
+    let mut report = leftover;
+    for (k, v) in [
+        ("reasonText", serde_json::json!("blocked")),
+        ("unexpected", serde_json::json!(true)),
+        ("expected", serde_json::json!(false)),
+        ("normalized", serde_json::json!("Pod of ReplicaSet web-5d4")),
+    ] {
+        report[k] = v;
+    }
+    let r: crate::report::LeftoverReport = serde_json::from_value(report).unwrap();
+    assert!(r.evidence_records.is_empty());
+    assert_eq!(r.evidence.len(), 1);
+}
