@@ -172,7 +172,14 @@ impl Facts {
             })
             .collect();
         Facts {
-            leftovers: left.to_vec(),
+            // What is compared: the evidence stays in the run's report, cut for showing.
+            leftovers: left
+                .iter()
+                .map(|l| Leftover {
+                    evidence: Vec::new(),
+                    ..l.clone()
+                })
+                .collect(),
             steps: o
                 .steps
                 .iter()
@@ -322,6 +329,7 @@ mod tests {
             kind: kind.into(),
             namespace: Some("pf-a".into()),
             name: name.into(),
+            uid: String::new(),
             reason,
             owner_chain: Vec::new(),
             evidence: Vec::new(),

@@ -26,6 +26,7 @@ pub mod cluster;
 pub mod compare;
 pub mod components;
 pub mod errors;
+pub mod evidence;
 pub mod exercise;
 pub mod failpoint;
 pub mod helm;

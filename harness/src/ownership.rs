@@ -266,10 +266,19 @@ impl<'a> Index<'a> {
 }
 
 /// One link of an ownership chain: an owner and what the GC would find for it.
+///
+/// It is identified by namespace and uid (what [`OwnerLink::object_key`] gives):
+/// the same `Kind/name` may be another release's object in another namespace.
+/// Reports show `Kind/name` only; a link read back from a report has no uid.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OwnerLink {
     pub kind: String,
     pub name: String,
+    /// The owner's uid, from the owner reference (empty when read from a report).
+    pub uid: String,
+    /// Where the owner lives: the dependent's namespace for a namespaced owner, none
+    /// for a cluster-scoped one (as far as the snapshots tell).
+    pub namespace: Option<String>,
     pub state: OwnerState,
 }
 
@@ -279,9 +288,15 @@ impl OwnerLink {
         self.state.is_absent()
     }
 
-    /// `Kind/name`.
+    /// `Kind/name`: how reports name the owner (not unique in a run across namespaces;
+    /// see [`OwnerLink::object_key`]).
     pub fn key(&self) -> String {
         format!("{}/{}", self.kind, self.name)
+    }
+
+    /// The owner's identity in a run: namespace and uid.
+    pub fn object_key(&self) -> (Option<String>, String) {
+        (self.namespace.clone(), self.uid.clone())
     }
 }
 
@@ -326,6 +341,8 @@ impl<'de> serde::Deserialize<'de> for OwnerLink {
         Ok(OwnerLink {
             kind: kind.to_string(),
             name: name.to_string(),
+            uid: String::new(),
+            namespace: None,
             state,
         })
     }
@@ -358,9 +375,17 @@ pub fn chain(
             OwnerState::Present => index.get(&owner.uid).cloned(),
             _ => seen.get(&owner.uid).cloned(),
         };
+        // Where it lives: as last seen, else where the GC looks for it.
+        let namespace = match (&next, &state) {
+            (Some(n), _) => n.namespace.clone(),
+            (None, OwnerState::AbsentOtherNamespace { namespace }) => Some(namespace.clone()),
+            (None, _) => dependent.namespace.clone(),
+        };
         out.push(OwnerLink {
             kind: owner.kind.clone(),
             name: owner.name.clone(),
+            uid: owner.uid.clone(),
+            namespace,
             state,
         });
         match next {

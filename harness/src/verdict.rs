@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use crate::evidence::{Component, Evidence, ObjectRef};
 use crate::exercise::Outcome;
 use crate::ownership::{self, Collection, OwnerLink};
 use crate::snapshot::ObjectRecord;
@@ -25,11 +26,18 @@ pub struct Leftover {
     pub kind: String,
     pub namespace: Option<String>,
     pub name: String,
+    /// Its uid: what its dependents' owner links name (empty in records written
+    /// before it was kept).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub uid: String,
     pub reason: Reason,
     /// The chain of owners, nearest first, each with what the garbage collector would
     /// find for it (serialised as `ReplicaSet/web-5d4 (gone)`, `Deployment/web (gone)`).
     pub owner_chain: Vec<OwnerLink>,
-    pub evidence: Vec<String>,
+    /// Every piece of evidence for the reason, typed; reports render and cut it.
+    /// Records written before evidence had types hold lines ([`Evidence::Text`]).
+    #[serde(deserialize_with = "crate::evidence::typed_or_lines")]
+    pub evidence: Vec<Evidence>,
     /// For a dynamically provisioned PersistentVolume (named `pvc-<claim uid>`): the
     /// claim it was provisioned for, which names it the same way on every run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -57,6 +65,12 @@ impl Leftover {
         }
         parts.join(" of ")
     }
+
+    /// Its key among a run's objects: namespace and uid (names repeat across
+    /// namespaces, uids do not).
+    fn key(&self) -> (Option<String>, String) {
+        (self.namespace.clone(), self.uid.clone())
+    }
 }
 
 const NAMESPACE_INFRASTRUCTURE: &[(&str, &str)] = &[
@@ -73,225 +87,297 @@ pub fn leftovers(outcome: &Outcome) -> Vec<Leftover> {
         .map(|o| o.uid.as_str())
         .collect();
     let index = ownership::Index::new(&outcome.after);
-    // "The garbage collector stalled" only where the controller manager's own log shows
-    // it: its garbage collector waiting for informers that never synced after its last
-    // start, or its informers failing on a named type. An unlistable type alone is a
-    // correlation, recorded as what was checked.
-    use crate::exercise::{GC_PROCEEDING, GC_SYNCED, GC_WAITING};
-    let kcm = |l: &&String| l.starts_with("kube-controller-manager:");
-    let unsynced = outcome
-        .log_evidence
-        .iter()
-        .filter(kcm)
-        .rfind(|l| l.contains(GC_WAITING) || l.contains(GC_SYNCED) || l.contains(GC_PROCEEDING))
-        .filter(|l| l.contains(GC_WAITING))
-        .map(|l| {
-            format!("the garbage collector never synced its informers after its last start: {l}")
-        });
-    let gc_log: Vec<String> = unsynced
-        .into_iter()
-        .chain(
-            outcome
-                .log_evidence
-                .iter()
-                .filter(kcm)
-                .filter(|l| {
-                    l.contains("conversion webhook")
-                        || l.contains("timed out waiting for dependency graph builder")
-                        || l.contains("failed to sync")
-                })
-                .take(3)
-                .cloned(),
-        )
-        .collect();
-    let unlistable: Vec<String> = outcome
+    let cluster = ClusterEvidence::of(outcome);
+    let mut out: Vec<Leftover> = outcome
         .after
-        .unlistable
+        .objects
         .iter()
-        .map(|u| format!("{} cannot be listed: {}", u.resource, u.error))
+        .filter(|o| !before.contains(o.uid.as_str()) && made_by_run(outcome, o))
+        .map(|o| {
+            let claim = provisioned_for(o, &outcome.after);
+            let (reason, evidence) = cause(outcome, &index, &cluster, o, claim.as_deref());
+            Leftover {
+                api_version: o.api_version.clone(),
+                kind: o.kind.clone(),
+                namespace: o.namespace.clone(),
+                name: o.name.clone(),
+                uid: o.uid.clone(),
+                reason,
+                owner_chain: ownership::chain(o, &index, &outcome.seen),
+                evidence,
+                claim,
+            }
+        })
         .collect();
-    let stalled: Vec<String> = if gc_log.is_empty() {
-        Vec::new()
-    } else {
-        gc_log
-            .into_iter()
-            .chain(unlistable.iter().cloned())
-            .collect()
-    };
-    let mut out = Vec::new();
-    for o in &outcome.after.objects {
-        if before.contains(o.uid.as_str()) {
-            continue;
-        }
-        if o.labels
-            .get("app.kubernetes.io/managed-by")
-            .map(String::as_str)
-            == Some("preflight")
-        {
-            continue;
-        }
-        // The aggregator registers a local APIService per served CRD version: control
-        // plane bookkeeping that follows the CRD, not something the release made.
-        if o.labels
-            .contains_key("kube-aggregator.kubernetes.io/automanaged")
-        {
-            continue;
-        }
-        // Default RBAC that a newer apiserver bootstraps after an in-place upgrade.
-        if o.labels
-            .get("kubernetes.io/bootstrapping")
-            .map(String::as_str)
-            == Some("rbac-defaults")
-        {
-            continue;
-        }
-        if o.namespace
-            .as_deref()
-            .is_some_and(|ns| outcome.works_in(ns))
-            && NAMESPACE_INFRASTRUCTURE
-                .iter()
-                .any(|(k, n)| o.kind == *k && o.name == *n)
-        {
-            continue;
-        }
-        // Only what this run made: its namespace, or cluster-scoped objects.
-        if o.namespace.as_ref().is_some_and(|ns| !outcome.works_in(ns)) {
-            continue;
-        }
-        let owner_chain = ownership::chain(o, &index, &outcome.seen);
-        let claim = provisioned_for(o, &outcome.after);
-        // The garbage collector's rule: it should have collected this object (every
-        // owner absent), or the owners that keep it stay for that reason themselves.
-        let judgement = index.judge(o);
-        let gone_owner = index.stays_for_gone_owner(o);
-        let owner_gone = gone_owner.is_some();
-        let deletes: Vec<String> = outcome
-            .webhook_requests
-            .iter()
-            .filter(|r| webhook_refused_delete_of(r, o))
-            .map(|r| {
-                format!(
-                    "webhook {} answered {} ({} ms, the caller waits {}) to {}'s DELETE",
-                    r.webhook,
-                    r.answer,
-                    r.latency_ms,
-                    r.caller_timeout_ms
-                        .map_or("an unknown time".to_string(), |t| format!("{t} ms")),
-                    r.user.as_deref().unwrap_or("an unknown user")
-                )
-            })
-            .take(3)
-            .collect();
-        let ns_name = format!("{}/{}:", o.namespace.clone().unwrap_or_default(), o.name);
-        let plural = o.resource.rsplit('/').next().unwrap_or_default();
-        let logged: Vec<String> = outcome
-            .log_evidence
-            .iter()
-            .filter(|l| {
-                (l.contains("failed calling webhook")
-                    && l.contains(&format!("{} {ns_name}", o.kind)))
-                    || ((l.starts_with("kube-apiserver audit:")
-                        || l.starts_with("kube-apiserver probe:"))
-                        && l.contains(&format!(" DELETE {plural} {ns_name}")))
-            })
-            .take(2)
-            .cloned()
-            .collect();
-        let (reason, evidence) = if o
-            .helm_annotations
-            .get("helm.sh/resource-policy")
-            .map(String::as_str)
-            == Some("keep")
-        {
-            (
-                Reason::KeptByPolicy,
-                vec!["annotated helm.sh/resource-policy: keep".to_string()],
-            )
-        } else if o.kind == "PersistentVolumeClaim"
-            && o.labels.contains_key("app.kubernetes.io/instance")
-            && o.owners.is_empty()
-        {
-            (
-                Reason::KeptByDesign,
-                vec![
-                    "a StatefulSet's volumeClaimTemplates PVC: Kubernetes keeps it by design"
-                        .to_string(),
-                ],
-            )
-        } else if let Some(claim) = &claim {
-            (
-                Reason::KeptByDesign,
-                vec![format!(
-                    "dynamically provisioned for PersistentVolumeClaim {claim}, which still exists: the volume stays with its claim"
-                )],
-            )
-        } else if o.kind == "CustomResourceDefinition"
-            && !o.helm_annotations.contains_key("meta.helm.sh/release-name")
-        {
-            (
-                Reason::KeptByDesign,
-                vec!["installed from the chart's crds/: Helm never deletes those".to_string()],
-            )
-        } else if !deletes.is_empty() || !logged.is_empty() {
-            (
-                Reason::WebhookBlockedDelete,
-                deletes.into_iter().chain(logged).collect(),
-            )
-        } else if o.deletion_timestamp.is_some() && !o.finalizers.is_empty() {
-            (
-                Reason::BlockedByFinalizer,
-                vec![format!(
-                    "deletion pending on finalizers: {}",
-                    o.finalizers.join(", ")
-                )],
-            )
-        } else if owner_gone && !stalled.is_empty() {
-            (Reason::GarbageCollectorStalled, stalled.clone())
-        } else if owner_gone {
-            let mut evidence = gone_owner.clone().unwrap_or_default();
-            evidence.extend(unlistable.iter().map(|u| {
-                format!("checked: {u}; no controller-manager log line shows the garbage collector stalled on it")
-            }));
-            (Reason::OwnerGone, evidence)
-        } else if o.helm_annotations.contains_key("helm.sh/hook") {
-            (
-                Reason::HookLeftover,
-                vec![format!(
-                    "Helm hook ({}) without a delete policy that removed it",
-                    o.helm_annotations["helm.sh/hook"]
-                )],
-            )
-        } else {
-            // What the ownership check found, when it could not say "owner gone": an
-            // owner not checked, or one the garbage collector can never resolve.
-            let mut checked = match judgement.collection {
-                Collection::Unknown | Collection::NotCollectable => judgement.evidence(),
-                _ => Vec::new(),
-            };
-            // Cause unknown: say what was looked at and found nothing.
-            checked.push(format!(
-                "checked: {} webhook request records (no refused DELETE of it), the audit log and control-plane logs ({} lines about webhooks and the garbage collector; none names it), its finalizers ({}), its deletion ({})",
-                outcome.webhook_requests.len(),
-                outcome.log_evidence.len(),
-                if o.finalizers.is_empty() { "none".to_string() } else { o.finalizers.join(", ") },
-                if o.deletion_timestamp.is_some() { "requested" } else { "never requested" },
-            ));
-            (Reason::NotDeleted, checked)
-        };
-        out.push(Leftover {
-            api_version: o.api_version.clone(),
-            kind: o.kind.clone(),
-            namespace: o.namespace.clone(),
-            name: o.name.clone(),
-            reason,
-            owner_chain,
-            evidence,
-            claim,
-        });
-    }
     inherit_blocked_owners(&mut out);
     inherit_staying_owners(&mut out);
     out
+}
+
+/// Whether `o` (created during the run) is the run's: in its namespaces or
+/// cluster-scoped, and not preflight's own or the control plane's bookkeeping.
+fn made_by_run(outcome: &Outcome, o: &ObjectRecord) -> bool {
+    let label = |k: &str| o.labels.get(k).map(String::as_str);
+    if label("app.kubernetes.io/managed-by") == Some("preflight")
+        // The aggregator registers a local APIService per served CRD version: control
+        // plane bookkeeping that follows the CRD, not something the release made.
+        || o.labels.contains_key("kube-aggregator.kubernetes.io/automanaged")
+        // Default RBAC that a newer apiserver bootstraps after an in-place upgrade.
+        || label("kubernetes.io/bootstrapping") == Some("rbac-defaults")
+    {
+        return false;
+    }
+    match o.namespace.as_deref() {
+        // Only what this run made: its namespaces, or cluster-scoped objects.
+        Some(ns) if !outcome.works_in(ns) => false,
+        Some(_) => !NAMESPACE_INFRASTRUCTURE
+            .iter()
+            .any(|(k, n)| o.kind == *k && o.name == *n),
+        None => true,
+    }
+}
+
+/// What the whole cluster says, the same for every leftover of a run.
+struct ClusterEvidence {
+    /// "The garbage collector stalled", only where the controller manager's own log
+    /// shows it (empty otherwise), with the types that could not be listed.
+    stalled: Vec<Evidence>,
+    /// Types the snapshot after the run could not list.
+    unlistable: Vec<Evidence>,
+}
+
+impl ClusterEvidence {
+    /// "The garbage collector stalled" only where the controller manager's own log
+    /// shows it: its garbage collector waiting for informers that never synced after
+    /// its last start, or its informers failing on a named type. An unlistable type
+    /// alone is a correlation, recorded as what was checked. Every such line of the
+    /// run is looked at (none cut); repeats (the same text at another time) count once.
+    fn of(outcome: &Outcome) -> ClusterEvidence {
+        use crate::exercise::{GC_PROCEEDING, GC_SYNCED, GC_WAITING};
+        let kcm: Vec<&str> = outcome
+            .log_evidence
+            .cluster_wide()
+            .filter_map(|e| match e {
+                Evidence::LogLine {
+                    component: Component::KubeControllerManager,
+                    line,
+                } => Some(line.as_str()),
+                _ => None,
+            })
+            .collect();
+        let unsynced = kcm
+            .iter()
+            .rfind(|l| l.contains(GC_WAITING) || l.contains(GC_SYNCED) || l.contains(GC_PROCEEDING))
+            .filter(|l| l.contains(GC_WAITING))
+            .map(|l| Evidence::GcNeverSynced {
+                line: l.to_string(),
+            });
+        let stall_line = |l: &str| {
+            l.contains("conversion webhook")
+                || l.contains("timed out waiting for dependency graph builder")
+                || l.contains("failed to sync")
+        };
+        let mut distinct = BTreeSet::new();
+        let failing = outcome
+            .log_evidence
+            .iter()
+            .filter(|e| match e {
+                Evidence::LogLine {
+                    component: Component::KubeControllerManager,
+                    line,
+                } => stall_line(line),
+                Evidence::GcCouldNotDelete { error, .. } => error.contains("conversion webhook"),
+                _ => false,
+            })
+            // The same failure on many objects (every Widget's dependents) counts once.
+            .filter(|e| {
+                distinct.insert(match e {
+                    Evidence::GcCouldNotDelete { error, .. } => error.clone(),
+                    e => without_klog_header(&e.to_string()),
+                })
+            })
+            .cloned();
+        let gc_log: Vec<Evidence> = unsynced.into_iter().chain(failing).collect();
+        let unlistable: Vec<Evidence> = outcome
+            .after
+            .unlistable
+            .iter()
+            .map(|u| Evidence::Unlistable {
+                resource: u.resource.clone(),
+                error: u.error.clone(),
+            })
+            .collect();
+        let stalled = if gc_log.is_empty() {
+            Vec::new()
+        } else {
+            gc_log
+                .into_iter()
+                .chain(unlistable.iter().cloned())
+                .collect()
+        };
+        ClusterEvidence {
+            stalled,
+            unlistable,
+        }
+    }
+}
+
+/// A log line without klog's header (`E1203 07:00:00.000000   42 file.go:360] `), so
+/// the same message at another time is recognised as a repeat.
+fn without_klog_header(line: &str) -> String {
+    let body = line.split_once(": ").map_or(line, |(_, b)| b);
+    let klog = body.as_bytes().first().is_some_and(|c| b"IWEF".contains(c))
+        && body.as_bytes().get(1).is_some_and(u8::is_ascii_digit);
+    match body.split_once("] ") {
+        Some((_, rest)) if klog => rest.to_string(),
+        _ => body.to_string(),
+    }
+}
+
+/// The refused DELETEs of exactly `o`: the webhook server's records and the control
+/// plane's (the garbage collector's errors naming a webhook, the audit log, the probe).
+fn refusals_of(outcome: &Outcome, o: &ObjectRecord) -> Vec<Evidence> {
+    let plural = o.resource.rsplit('/').next().unwrap_or_default();
+    let records = outcome
+        .webhook_requests
+        .iter()
+        .filter(|r| webhook_refused_delete_of(r, o))
+        .map(|r| Evidence::WebhookRecord {
+            object: ObjectRef {
+                kind: Some(o.kind.clone()),
+                resource: Some(plural.to_string()),
+                namespace: o.namespace.clone(),
+                name: o.name.clone(),
+            },
+            webhook: r.webhook.clone(),
+            answer: r.answer.to_string(),
+            latency_ms: r.latency_ms,
+            caller_timeout_ms: r.caller_timeout_ms,
+            user: r.user.clone(),
+        });
+    let logged = outcome
+        .log_evidence
+        .about(o)
+        .filter(|e| match e {
+            Evidence::GcCouldNotDelete { error, .. } => error.contains("failed calling webhook"),
+            Evidence::AuditRefusal { .. } | Evidence::ProbeRefusal { .. } => true,
+            _ => false,
+        })
+        .cloned();
+    records.chain(logged).collect()
+}
+
+/// Why `o` stays when it stays on purpose or by design: kept by policy, a
+/// StatefulSet's claim, a volume of a claim that exists, a CRD from `crds/`.
+fn kept(o: &ObjectRecord, claim: Option<&str>) -> Option<(Reason, Evidence)> {
+    let said = |t: &str| Evidence::Snapshot {
+        text: t.to_string(),
+    };
+    if o.helm_annotations
+        .get("helm.sh/resource-policy")
+        .map(String::as_str)
+        == Some("keep")
+    {
+        Some((
+            Reason::KeptByPolicy,
+            said("annotated helm.sh/resource-policy: keep"),
+        ))
+    } else if o.kind == "PersistentVolumeClaim"
+        && o.labels.contains_key("app.kubernetes.io/instance")
+        && o.owners.is_empty()
+    {
+        Some((
+            Reason::KeptByDesign,
+            said("a StatefulSet's volumeClaimTemplates PVC: Kubernetes keeps it by design"),
+        ))
+    } else if let Some(claim) = claim {
+        Some((
+            Reason::KeptByDesign,
+            said(&format!(
+                "dynamically provisioned for PersistentVolumeClaim {claim}, which still exists: the volume stays with its claim"
+            )),
+        ))
+    } else if o.kind == "CustomResourceDefinition"
+        && !o.helm_annotations.contains_key("meta.helm.sh/release-name")
+    {
+        Some((
+            Reason::KeptByDesign,
+            said("installed from the chart's crds/: Helm never deletes those"),
+        ))
+    } else {
+        None
+    }
+}
+
+/// Why `o` stayed, with the evidence: the first cause the cluster's evidence
+/// settles, else "not deleted" with what was checked.
+fn cause(
+    outcome: &Outcome,
+    index: &ownership::Index<'_>,
+    cluster: &ClusterEvidence,
+    o: &ObjectRecord,
+    claim: Option<&str>,
+) -> (Reason, Vec<Evidence>) {
+    if let Some((reason, e)) = kept(o, claim) {
+        return (reason, vec![e]);
+    }
+    let refusals = refusals_of(outcome, o);
+    if !refusals.is_empty() {
+        return (Reason::WebhookBlockedDelete, refusals);
+    }
+    if o.deletion_timestamp.is_some() && !o.finalizers.is_empty() {
+        let text = format!(
+            "deletion pending on finalizers: {}",
+            o.finalizers.join(", ")
+        );
+        return (
+            Reason::BlockedByFinalizer,
+            vec![Evidence::Snapshot { text }],
+        );
+    }
+    // The garbage collector's rule: it should have collected this object (every
+    // owner absent), or the owners that keep it stay for that reason themselves.
+    if let Some(gone) = index.stays_for_gone_owner(o) {
+        if !cluster.stalled.is_empty() {
+            return (Reason::GarbageCollectorStalled, cluster.stalled.clone());
+        }
+        let mut evidence: Vec<Evidence> = gone
+            .into_iter()
+            .map(|text| Evidence::Snapshot { text })
+            .collect();
+        evidence.extend(cluster.unlistable.iter().map(|u| Evidence::Checked {
+            text: format!(
+                "{u}; no controller-manager log line shows the garbage collector stalled on it"
+            ),
+        }));
+        return (Reason::OwnerGone, evidence);
+    }
+    if let Some(hook) = o.helm_annotations.get("helm.sh/hook") {
+        let text = format!("Helm hook ({hook}) without a delete policy that removed it");
+        return (Reason::HookLeftover, vec![Evidence::Snapshot { text }]);
+    }
+    // What the ownership check found, when it could not say "owner gone": an owner not
+    // checked, or one the garbage collector can never resolve.
+    let judgement = index.judge(o);
+    let mut checked: Vec<Evidence> = match judgement.collection {
+        Collection::Unknown | Collection::NotCollectable => judgement
+            .evidence()
+            .into_iter()
+            .map(|text| Evidence::Snapshot { text })
+            .collect(),
+        _ => Vec::new(),
+    };
+    // Cause unknown: say what was looked at and found nothing.
+    checked.push(Evidence::Checked {
+        text: format!(
+            "{} webhook request records (no refused DELETE of it), the audit log and control-plane logs ({} lines about webhooks and the garbage collector; none names it), its finalizers ({}), its deletion ({})",
+            outcome.webhook_requests.len(),
+            outcome.log_evidence.len(),
+            if o.finalizers.is_empty() { "none".to_string() } else { o.finalizers.join(", ") },
+            if o.deletion_timestamp.is_some() { "requested" } else { "never requested" },
+        ),
+    });
+    (Reason::NotDeleted, checked)
 }
 
 /// Whether `r` is the sample webhook server refusing a real (not dry-run) DELETE of
@@ -324,17 +410,13 @@ fn provisioned_for(o: &ObjectRecord, after: &crate::snapshot::Snapshot) -> Optio
 }
 
 /// Dependents of an object whose DELETE a webhook blocked stay because their owner
-/// stays: they share its cause.
+/// stays: they share its cause. Owners are matched by namespace and uid, never by
+/// `Kind/name` (a twin's releases repeat names across namespaces).
 fn inherit_blocked_owners(leftovers: &mut [Leftover]) {
-    let blocked: BTreeMap<String, String> = leftovers
+    let blocked: BTreeMap<(Option<String>, String), Option<Evidence>> = leftovers
         .iter()
-        .filter(|l| l.reason == Reason::WebhookBlockedDelete)
-        .map(|l| {
-            (
-                format!("{}/{}", l.kind, l.name),
-                l.evidence.first().cloned().unwrap_or_default(),
-            )
-        })
+        .filter(|l| l.reason == Reason::WebhookBlockedDelete && !l.uid.is_empty())
+        .map(|l| (l.key(), l.evidence.first().cloned()))
         .collect();
     for l in leftovers.iter_mut() {
         if !matches!(l.reason, Reason::OwnerGone | Reason::NotDeleted) {
@@ -343,11 +425,16 @@ fn inherit_blocked_owners(leftovers: &mut [Leftover]) {
         if let Some((owner, why)) = l
             .owner_chain
             .iter()
-            .find_map(|c| blocked.get(&c.key()).map(|w| (c.key(), w.clone())))
+            .find_map(|c| blocked.get(&c.object_key()).map(|w| (c.key(), w.clone())))
         {
             l.reason = Reason::WebhookBlockedDelete;
-            l.evidence
-                .insert(0, format!("its owner {owner} could not be deleted: {why}"));
+            l.evidence.insert(
+                0,
+                Evidence::OwnerBlocked {
+                    owner,
+                    why: why.map(Box::new),
+                },
+            );
         }
     }
 }
@@ -355,16 +442,12 @@ fn inherit_blocked_owners(leftovers: &mut [Leftover]) {
 /// Dependents whose owner is still there because it stays itself (kept on purpose or
 /// by design, held by a finalizer, a hook): the garbage collector keeps a dependent
 /// while any owner exists, so they stay for their owner's reason, nearest owner first.
+/// Owners are matched by namespace and uid.
 fn inherit_staying_owners(leftovers: &mut [Leftover]) {
-    let staying: BTreeMap<String, (Reason, String)> = leftovers
+    let staying: BTreeMap<(Option<String>, String), (Reason, Option<Evidence>)> = leftovers
         .iter()
-        .filter(|l| l.reason != Reason::NotDeleted)
-        .map(|l| {
-            (
-                format!("{}/{}", l.kind, l.name),
-                (l.reason, l.evidence.first().cloned().unwrap_or_default()),
-            )
-        })
+        .filter(|l| l.reason != Reason::NotDeleted && !l.uid.is_empty())
+        .map(|l| (l.key(), (l.reason, l.evidence.first().cloned())))
         .collect();
     for l in leftovers.iter_mut() {
         if l.reason != Reason::NotDeleted {
@@ -374,16 +457,18 @@ fn inherit_staying_owners(leftovers: &mut [Leftover]) {
             .owner_chain
             .iter()
             .filter(|c| !c.gone())
-            .find_map(|c| staying.get(&c.key()).map(|r| (c.key(), r.clone())))
+            .find_map(|c| staying.get(&c.object_key()).map(|r| (c.key(), r.clone())))
         {
             l.reason = reason;
-            l.evidence.retain(|e| !e.starts_with("checked: "));
+            l.evidence
+                .retain(|e| !matches!(e, Evidence::Checked { .. }));
             l.evidence.insert(
                 0,
-                format!(
-                    "its owner {owner} still exists and stays ({}): {why}",
-                    reason.as_str()
-                ),
+                Evidence::OwnerStays {
+                    owner,
+                    reason,
+                    why: why.map(Box::new),
+                },
             );
         }
     }
@@ -539,3 +624,6 @@ mod webhook_evidence_tests {
         }
     }
 }
+
+#[cfg(test)]
+mod scale_tests;

@@ -15,6 +15,7 @@ use kube::core::GroupVersionKind;
 use kube::discovery::{ApiResource, Scope};
 use serde::Serialize;
 
+use crate::evidence::{Evidence, ObjectRef};
 use crate::snapshot::Snapshot;
 
 /// The garbage collector's identity when it deletes dependents.
@@ -314,15 +315,15 @@ pub async fn uninstall(
 /// The verification probe at verdict time: a dry-run DELETE of each object in
 /// `namespace` whose owner is gone (what the garbage collector should be deleting),
 /// sent as the garbage collector's service account. A refusal names the webhook that
-/// refuses *now*, as an evidence line `kube-apiserver probe: USER DELETE resource
-/// namespace/name: outcome message`. Answers that are not refusals (admitted, or no
-/// right to impersonate) give no line.
+/// refuses *now*, as [`Evidence::ProbeRefusal`] of the object (rendered `kube-apiserver
+/// probe: USER DELETE resource namespace/name: outcome message`). Answers that are not
+/// refusals (admitted, or no right to impersonate) give no evidence.
 pub async fn probe_orphans(
     client: &kube::Client,
     gc_client: &kube::Client,
     namespace: &str,
     after: &Snapshot,
-) -> Vec<String> {
+) -> Vec<Evidence> {
     let Ok(disc) = crate::snapshot::discover(client).await else {
         return Vec::new();
     };
@@ -347,12 +348,17 @@ pub async fn probe_orphans(
         let api = api_for(gc_client, &ar, &caps.scope, namespace);
         let (outcome, _, message) = classify(api.delete(&o.name, &params).await.map(|_| ()));
         if outcome.is_refusal() {
-            lines.push(format!(
-                "kube-apiserver probe: {GC_USER} DELETE {} {namespace}/{}: {outcome} {}",
-                ar.plural,
-                o.name,
-                message.chars().take(300).collect::<String>()
-            ));
+            lines.push(Evidence::ProbeRefusal {
+                object: ObjectRef {
+                    kind: Some(o.kind.clone()),
+                    resource: Some(ar.plural.clone()),
+                    namespace: Some(namespace.to_string()),
+                    name: o.name.clone(),
+                },
+                user: GC_USER.to_string(),
+                outcome: outcome.to_string(),
+                message: message.chars().take(300).collect(),
+            });
         }
     }
     lines

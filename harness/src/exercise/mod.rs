@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use crate::cluster::Cluster;
 use crate::components::Components;
+use crate::evidence::{Component, Evidence, EvidenceLog, ObjectRef};
 use crate::helm::{self, Helm, HelmRun};
 use crate::progress::Progress;
 use crate::scenario::{ChartSource, DryRunAction, HelmAction, HelmDryRun, Scenario, Step};
@@ -78,8 +79,9 @@ pub struct Outcome {
     /// so a leftover's ownership chain reaches a stably named owner.
     #[serde(skip)]
     pub seen: std::collections::BTreeMap<String, snapshot::ObjectRecord>,
-    /// Control-plane log lines about webhooks and the garbage collector.
-    pub log_evidence: Vec<String>,
+    /// The control plane's evidence about webhooks and the garbage collector (its
+    /// logs, the audit log, the verification probe), every piece, by object.
+    pub log_evidence: EvidenceLog,
     /// Teardown problems (never silent).
     pub teardown_errors: Vec<String>,
 }
@@ -544,12 +546,12 @@ async fn server_dry_run(
     }
 }
 
-/// Lines of the control plane's logs that explain webhook and garbage-collector
-/// trouble (at most 200, newest last; repeated lines are repeated attempts), and the
-/// audit log's refused DELETEs where the cluster has one. The garbage collector's
-/// errors are condensed to `garbage collector could not delete Kind namespace/name: error`.
-pub(crate) fn log_evidence(cluster: &Cluster, dir: &Path) -> Vec<String> {
-    let mut lines = Vec::new();
+/// The control plane's evidence about webhook and garbage-collector trouble: log lines
+/// of the API server and the controller manager, and the audit log's refused DELETEs
+/// where the cluster has one. Every piece is kept, indexed by the object it names
+/// ([`EvidenceLog`]): reports cut what they show, the verdict sees it all.
+pub(crate) fn log_evidence(cluster: &Cluster, dir: &Path) -> EvidenceLog {
+    let mut logs = Vec::new();
     for component in ["kube-apiserver", "kube-controller-manager"] {
         let Some(text) = cluster.component_log(component) else {
             continue;
@@ -559,41 +561,63 @@ pub(crate) fn log_evidence(cluster: &Cluster, dir: &Path) -> Vec<String> {
         if cluster.logs_in_container() {
             let _ = std::fs::write(dir.join(format!("{component}.log")), &text);
         }
+        logs.push((component, text));
+    }
+    let audit = cluster
+        .audit_log()
+        .map(|a| std::fs::read_to_string(a).unwrap_or_default());
+    evidence_from(&logs, audit.as_deref())
+}
+
+/// The evidence in the text of the control plane's logs (`(component, text)`) and
+/// audit log: what [`log_evidence`] reads, without the cluster. The garbage
+/// collector's errors become [`Evidence::GcCouldNotDelete`] of the object they name.
+pub fn evidence_from(logs: &[(&str, String)], audit: Option<&str>) -> EvidenceLog {
+    let mut out = EvidenceLog::default();
+    for (name, text) in logs {
+        let Some(component) = Component::from_name(name) else {
+            continue;
+        };
         for line in text.lines() {
-            if let Some(gc) = gc_error(line) {
-                lines.push(gc);
-            } else if line.contains("failed calling webhook")
-                || line.contains("conversion webhook")
-                || (component == "kube-controller-manager"
-                    && (line.contains(GC_WAITING)
-                        || line.contains(GC_SYNCED)
-                        || line.contains(GC_PROCEEDING)))
-                || (component == "kube-controller-manager"
-                    && line.contains("garbagecollector")
-                    && (line.contains("timed out")
-                        || line.contains("unable to sync")
-                        || line.contains("failed to sync")))
-            {
-                lines.push(format!(
-                    "{component}: {}",
-                    line.chars().take(400).collect::<String>()
-                ));
+            if let Some(gc) = gc_could_not_delete(line) {
+                out.push(gc);
+            } else if explains(component, line) {
+                out.push(Evidence::LogLine {
+                    component,
+                    line: line.chars().take(400).collect(),
+                });
             }
         }
     }
-    if let Some(audit) = cluster.audit_log() {
-        let text = std::fs::read_to_string(audit).unwrap_or_default();
-        lines.extend(text.lines().filter_map(audit_refusal));
+    if let Some(text) = audit {
+        out.extend(text.lines().filter_map(audit_refusal));
     }
-    let start = lines.len().saturating_sub(200);
-    lines.split_off(start)
+    out
+}
+
+/// Whether a log line of `component` is about webhooks or the garbage collector's
+/// informers: what can explain a leftover.
+fn explains(component: Component, line: &str) -> bool {
+    let kcm = component == Component::KubeControllerManager;
+    line.contains("failed calling webhook")
+        || line.contains("conversion webhook")
+        || (kcm
+            && (line.contains(GC_WAITING)
+                || line.contains(GC_SYNCED)
+                || line.contains(GC_PROCEEDING)))
+        || (kcm
+            && line.contains("garbagecollector")
+            && (line.contains("timed out")
+                || line.contains("unable to sync")
+                || line.contains("failed to sync")))
 }
 
 pub use crate::cluster::metrics::{GC_PROCEEDING, GC_SYNCED, GC_WAITING};
 
-/// An audit event of a DELETE that the API server refused, as an evidence line:
-/// `kube-apiserver audit: USER DELETE resource namespace/name: CODE message`.
-pub fn audit_refusal(line: &str) -> Option<String> {
+/// An audit event of a DELETE that the API server refused, as evidence about the
+/// object (rendered `kube-apiserver audit: USER DELETE resource namespace/name: CODE
+/// message`).
+pub fn audit_refusal(line: &str) -> Option<Evidence> {
     let event: serde_json::Value = serde_json::from_str(line).ok()?;
     if event["verb"] != "delete" || event["stage"] != "ResponseComplete" {
         return None;
@@ -616,23 +640,28 @@ pub fn audit_refusal(line: &str) -> Option<String> {
         return None;
     }
     let obj = &event["objectRef"];
-    Some(format!(
-        "kube-apiserver audit: {} DELETE {} {}/{}: {code} {}",
-        event["user"]["username"].as_str().unwrap_or("?"),
-        obj["resource"].as_str()?,
-        obj["namespace"].as_str().unwrap_or(""),
-        obj["name"].as_str().unwrap_or(""),
-        event["responseStatus"]["message"]
+    let text = |v: &serde_json::Value| v.as_str().map(String::from);
+    Some(Evidence::AuditRefusal {
+        object: ObjectRef {
+            kind: None,
+            resource: Some(text(&obj["resource"])?),
+            namespace: text(&obj["namespace"]).filter(|n| !n.is_empty()),
+            name: text(&obj["name"]).unwrap_or_default(),
+        },
+        user: text(&event["user"]["username"]).unwrap_or_else(|| "?".into()),
+        code,
+        message: event["responseStatus"]["message"]
             .as_str()
             .unwrap_or("")
             .chars()
             .take(300)
-            .collect::<String>()
-    ))
+            .collect(),
+    })
 }
 
-/// Condenses a garbage collector `error syncing item` line.
-pub fn gc_error(line: &str) -> Option<String> {
+/// A garbage collector `error syncing item` line, as evidence that it could not
+/// delete the object the line names.
+pub fn gc_could_not_delete(line: &str) -> Option<Evidence> {
     if !line.contains("error syncing item") {
         return None;
     }
@@ -644,9 +673,21 @@ pub fn gc_error(line: &str) -> Option<String> {
     let (kind, name) = (field("Kind")?, field("Name")?);
     let ns = field("Namespace").unwrap_or("");
     let error = line.rsplit_once("}: ").map(|(_, e)| e).unwrap_or("");
-    Some(format!(
-        "kube-controller-manager: garbage collector could not delete {kind} {ns}/{name}: {error}"
-    ))
+    Some(Evidence::GcCouldNotDelete {
+        object: ObjectRef {
+            kind: Some(kind.to_string()),
+            resource: None,
+            namespace: (!ns.is_empty()).then(|| ns.to_string()),
+            name: name.to_string(),
+        },
+        error: error.to_string(),
+    })
+}
+
+/// A garbage collector `error syncing item` line condensed to `kube-controller-manager:
+/// garbage collector could not delete Kind namespace/name: error`.
+pub fn gc_error(line: &str) -> Option<String> {
+    gc_could_not_delete(line).map(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -658,7 +699,7 @@ mod tests {
     #[test]
     fn audit_events_of_refused_deletes_become_evidence() {
         assert_eq!(
-            audit_refusal(REFUSED).as_deref(),
+            audit_refusal(REFUSED).map(|e| e.to_string()).as_deref(),
             Some(
                 "kube-apiserver audit: system:serviceaccount:kube-system:generic-garbage-collector DELETE pods pf-a/web-1: 500 Internal error occurred: failed calling webhook \"delete-guard\""
             )

@@ -108,7 +108,7 @@ pub(super) fn outcome(scenario: &str, version: &str, ns: &str, rs: bool, pods: u
     let release = scenario.to_string();
     let mut after = vec![obj("ConfigMap", "v1", ns, "kube-root-ca.crt", "infra", &[])];
     let mut requests = Vec::new();
-    let mut evidence = Vec::new();
+    let mut evidence = crate::evidence::EvidenceLog::default();
     let rs_name = format!("{release}-web-5d4f8c7b9");
     if rs {
         after.push(obj(
@@ -119,9 +119,17 @@ pub(super) fn outcome(scenario: &str, version: &str, ns: &str, rs: bool, pods: u
             &format!("rs-{ns}"),
             &[("Deployment", &format!("{release}-web"), "gone-deploy")],
         ));
-        evidence.push(format!(
-            "kube-controller-manager: garbage collector could not delete ReplicaSet {ns}/{rs_name}: Internal error occurred: failed calling webhook \"delete-guard.{ns}.preflight.dev\": connection refused"
-        ));
+        evidence.push(crate::evidence::Evidence::GcCouldNotDelete {
+            object: crate::evidence::ObjectRef {
+                kind: Some("ReplicaSet".into()),
+                resource: None,
+                namespace: Some(ns.into()),
+                name: rs_name.clone(),
+            },
+            error: format!(
+                "Internal error occurred: failed calling webhook \"delete-guard.{ns}.preflight.dev\": connection refused"
+            ),
+        });
         requests.push(Record {
             time: "2026-11-29T10:00:00Z".into(),
             webhook: "delete-guard".into(),

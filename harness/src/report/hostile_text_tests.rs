@@ -44,9 +44,16 @@ fn hostile_outcome(version: &str, ns: &str) -> Outcome {
             owner.name = owner.name.replace(rs, NAME);
         }
     }
-    for line in &mut o.log_evidence {
-        *line = format!("{} {HOSTILE} {}", line.replace(rs, NAME), leaks());
-    }
+    o.log_evidence.map(|e| {
+        let e = e.map_text(&|t| format!("{} {HOSTILE} {}", t.replace(rs, NAME), leaks()));
+        match e {
+            crate::evidence::Evidence::GcCouldNotDelete { mut object, error } => {
+                object.name = object.name.replace(rs, NAME);
+                crate::evidence::Evidence::GcCouldNotDelete { object, error }
+            }
+            e => e,
+        }
+    });
     for r in &mut o.webhook_requests {
         r.name = Some(NAME.into());
         r.answer = Answer::Denied {

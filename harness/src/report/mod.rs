@@ -306,7 +306,45 @@ pub struct LeftoverReport {
     pub expected: bool,
     pub normalized: String,
     pub owner_chain: Vec<crate::ownership::OwnerLink>,
+    /// The evidence as lines (what Markdown, HTML and JUnit show): at most
+    /// [`SHOWN_PER_SOURCE`] pieces from each source, then how many more there were.
     pub evidence: Vec<String>,
+    /// The same evidence, structured: its source, the object it names and the answer.
+    /// Absent from runs written before evidence had types.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence_records: Vec<crate::evidence::Evidence>,
+}
+
+/// How many pieces of evidence from one source a leftover shows: a Pod the garbage
+/// collector retried for an hour has a refusal per retry in every source.
+pub const SHOWN_PER_SOURCE: usize = 3;
+
+/// The evidence a report shows of a leftover, redacted: the first
+/// [`SHOWN_PER_SOURCE`] of each source in order, and a line saying how many more
+/// there were (every piece stays in the run's evidence; only the report is cut).
+pub fn shown_evidence(
+    evidence: &[crate::evidence::Evidence],
+) -> (Vec<String>, Vec<crate::evidence::Evidence>) {
+    let mut per_source: std::collections::BTreeMap<&str, usize> = Default::default();
+    let mut records = Vec::new();
+    let mut omitted = 0;
+    for e in evidence {
+        let n = per_source.entry(e.source()).or_default();
+        *n += 1;
+        if *n > SHOWN_PER_SOURCE {
+            omitted += 1;
+        } else {
+            records.push(e.map_text(&|t| redact(t)));
+        }
+    }
+    let mut lines: Vec<String> = records.iter().map(ToString::to_string).collect();
+    if omitted > 0 {
+        lines.push(format!(
+            "and {omitted} more piece{} of evidence like these",
+            if omitted == 1 { "" } else { "s" }
+        ));
+    }
+    (lines, records)
 }
 
 pub use crate::redact::redact;
@@ -357,6 +395,7 @@ fn run_report(
                 .zip(&judgement.expected)
                 .map(|(l, expected)| {
                     let expected = l.reason.is_failure() && *expected;
+                    let (evidence, evidence_records) = shown_evidence(&l.evidence);
                     LeftoverReport {
                         api_version: l.api_version.clone(),
                         kind: l.kind.clone(),
@@ -368,7 +407,8 @@ fn run_report(
                         expected,
                         normalized: l.normalized(),
                         owner_chain: l.owner_chain.clone(),
-                        evidence: l.evidence.iter().map(|e| redact(e)).collect(),
+                        evidence,
+                        evidence_records,
                     }
                 })
                 .collect();

@@ -23,6 +23,7 @@ mod ports;
 mod production;
 mod replay;
 mod report_run;
+mod same_names;
 mod scenario_files;
 mod scenarios;
 mod shared_cluster;

@@ -138,10 +138,11 @@ async fn incident_admission_helm_says_success_and_replicasets_and_pods_stay() {
             "{rs:?}"
         );
         assert!(
-            rs.evidence
-                .iter()
-                .any(|e| e.contains("garbage collector could not delete")
-                    && e.contains("delete-guard")),
+            rs.evidence.iter().any(|e| matches!(
+                e,
+                preflight::evidence::Evidence::GcCouldNotDelete { error, .. }
+                    if error.contains("delete-guard")
+            )),
             "{rs:#?}"
         );
 
