@@ -106,6 +106,9 @@ fn pool(name: String, named_by: String, nodes: &[&Node]) -> NodePool {
             .and_then(|s| s.taints.clone())
             .unwrap_or_default()
             .into_iter()
+            // Conditions the node lifecycle controller sets (not-ready, unreachable,
+            // pressure) are the node's state now, not the pool's configuration.
+            .filter(|t| !t.key.starts_with("node.kubernetes.io/"))
             .map(|t| match t.value {
                 Some(v) if !v.is_empty() => format!("{}={v}:{}", t.key, t.effect),
                 _ => format!("{}:{}", t.key, t.effect),
@@ -131,7 +134,11 @@ fn pool(name: String, named_by: String, nodes: &[&Node]) -> NodePool {
             zones.insert(z.clone());
         }
         let Some(status) = &n.status else { continue };
-        if let Some(info) = &status.node_info {
+        if let Some(info) = status
+            .node_info
+            .as_ref()
+            .filter(|i| !i.kubelet_version.is_empty())
+        {
             kubelet.insert(info.kubelet_version.clone());
             os.insert(format!("{} ({})", info.os_image, info.operating_system));
         }
@@ -219,7 +226,10 @@ mod tests {
     fn nodes_are_grouped_by_aks_agent_pool_with_shared_labels_and_the_least_allocatable() {
         let sys = serde_json::json!({"kubernetes.azure.com/agentpool": "system", "kubernetes.azure.com/mode": "system", "kubernetes.io/hostname": "a"});
         let user = |host: &str, zone: &str| serde_json::json!({"kubernetes.azure.com/agentpool": "apps", "kubernetes.azure.com/mode": "user", "kubernetes.io/hostname": host, "topology.kubernetes.io/zone": zone, "team": "web"});
-        let taint = serde_json::json!([{"key": "CriticalAddonsOnly", "value": "true", "effect": "NoSchedule"}]);
+        let taint = serde_json::json!([
+            {"key": "CriticalAddonsOnly", "value": "true", "effect": "NoSchedule"},
+            {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"},
+        ]);
         let nodes = vec![
             node("aks-system-0", sys, taint, "1900m", false),
             node("aks-apps-0", user("b", "1"), Value::Null, "3860m", false),

@@ -19,7 +19,9 @@ use crate::common;
 use crate::production::{self, SECRETS, ar, create, preflight};
 
 /// `(resource, namespace, name, uid, resourceVersion)` of every listed object.
-fn identity(s: &snapshot::Snapshot) -> BTreeSet<(String, String, String, String, String)> {
+pub(crate) fn identity(
+    s: &snapshot::Snapshot,
+) -> BTreeSet<(String, String, String, String, String)> {
     s.objects
         .iter()
         .map(|o| {
@@ -36,7 +38,7 @@ fn identity(s: &snapshot::Snapshot) -> BTreeSet<(String, String, String, String,
 
 /// Polls until two snapshots a second apart are the same (controllers have finished
 /// reacting to the installs); returns the last one.
-async fn quiet_snapshot(client: &kube::Client) -> snapshot::Snapshot {
+pub(crate) async fn quiet_snapshot(client: &kube::Client) -> snapshot::Snapshot {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let mut last = snapshot::take(client, &SnapshotScope::default())
         .await
@@ -57,7 +59,7 @@ async fn quiet_snapshot(client: &kube::Client) -> snapshot::Snapshot {
     }
 }
 
-fn all_files(dir: &Path, out: &mut Vec<PathBuf>) {
+pub(crate) fn all_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).unwrap().flatten() {
         if e.path().is_dir() {
             all_files(&e.path(), out);

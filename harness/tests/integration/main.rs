@@ -29,6 +29,7 @@ mod scenarios;
 mod shared_cluster;
 mod snapshots;
 mod templates;
+mod twin_now;
 mod verdict_truth;
 mod webhook_incident;
 mod webhooks;
