@@ -43,11 +43,15 @@ pub fn markdown(r: &AuditReport) -> String {
         for f in &r.findings {
             let _ = writeln!(
                 s,
-                "| {} | `{}` | `{}` | {} |",
+                "| {} | `{}` | `{}` | {}{} |",
                 f.severity.as_str(),
                 f.check,
                 f.object,
-                f.title.replace('|', "\\|")
+                f.title.replace('|', "\\|"),
+                f.acceptance
+                    .as_ref()
+                    .map(|w| format!(" ({})", w.describe().replace('|', "\\|")))
+                    .unwrap_or_default()
             );
         }
         let _ = writeln!(s, "\n## What to do\n");
@@ -58,6 +62,9 @@ pub fn markdown(r: &AuditReport) -> String {
             }
         }
     }
+    if let Some(a) = &r.acceptance {
+        s.push_str(&crate::accept::render::markdown(a));
+    }
     s
 }
 
@@ -65,7 +72,8 @@ pub fn junit(r: &AuditReport) -> String {
     let mut report = JunitReport::new("preflight-audit");
     let mut suite = TestSuite::new("audit");
     for f in &r.findings {
-        let status = if f.severity >= r.fail_on {
+        let waiver = f.acceptance.as_ref();
+        let status = if f.severity >= r.fail_on && !waiver.is_some_and(|w| w.waives()) {
             let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
             st.set_message(f.title.as_str());
             st.set_type(f.severity.as_str());
@@ -76,12 +84,18 @@ pub fn junit(r: &AuditReport) -> String {
         };
         let mut case = TestCase::new(format!("{} {}", f.check, f.object), status);
         case.set_classname(format!("preflight.audit.{}", f.check));
+        if let Some(w) = waiver {
+            case.set_system_out(w.describe());
+        }
         suite.add_test_case(case);
     }
     if r.findings.is_empty() {
         suite.add_test_case(TestCase::new("no findings", TestCaseStatus::success()));
     }
     report.add_test_suite(suite);
+    if let Some(a) = &r.acceptance {
+        report.add_test_suite(crate::accept::render::junit(a));
+    }
     report.to_string().unwrap_or_default()
 }
 
@@ -105,16 +119,24 @@ pub fn html(r: &AuditReport) -> String {
     for f in &r.findings {
         let _ = writeln!(
             h,
-            "<tr class=\"{0}\"><td>{0}</td><td>{1}</td><td>{2}</td><td>{3}</td><td>{4}</td><td>{5}</td></tr>",
+            "<tr class=\"{0}\"><td>{0}</td><td>{1}</td><td>{2}</td><td>{3}{6}</td><td>{4}</td><td>{5}</td></tr>",
             f.severity.as_str(),
             esc(&f.check),
             esc(&f.object),
             esc(&f.title),
             esc(&f.evidence.join("\n")),
-            esc(&f.fix)
+            esc(&f.fix),
+            f.acceptance
+                .as_ref()
+                .map(|w| format!("<br><i>{}</i>", esc(&w.describe())))
+                .unwrap_or_default()
         );
     }
-    h.push_str("</table></body></html>\n");
+    h.push_str("</table>");
+    if let Some(a) = &r.acceptance {
+        h.push_str(&crate::accept::render::html(a));
+    }
+    h.push_str("</body></html>\n");
     h
 }
 
