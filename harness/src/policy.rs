@@ -209,7 +209,11 @@ impl Judgement {
 
 /// A run's verdict: whether it left unexpected leftovers that count, and whether a
 /// finding counts (under `fail_on`, and after `--accept` and `--baseline`).
-pub fn run_verdict(unexpected_leftovers: bool, counted_findings: bool, fail_on: &[FailOn]) -> Verdict {
+pub fn run_verdict(
+    unexpected_leftovers: bool,
+    counted_findings: bool,
+    fail_on: &[FailOn],
+) -> Verdict {
     if (fail_on.contains(&FailOn::Leftovers) && unexpected_leftovers) || counted_findings {
         Verdict::Fail
     } else {

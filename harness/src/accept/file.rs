@@ -79,8 +79,8 @@ pub fn parse(text: &str, file: &str) -> Result<AcceptFile, AcceptError> {
                 .map(|l| (l.line(), l.column()))
                 .unwrap_or((0, 0));
             let message = e.to_string();
-            let first = message.lines().next().unwrap_or(&message);
-            let message = limits::explain(first).unwrap_or_else(|| first.to_string());
+            let message = without_position(message.lines().next().unwrap_or(&message));
+            let message = limits::explain(message).unwrap_or_else(|| message.to_string());
             AcceptError::File {
                 file: file.to_string(),
                 line,
@@ -96,6 +96,15 @@ pub fn parse(text: &str, file: &str) -> Result<AcceptFile, AcceptError> {
         file: file.to_string(),
         entries,
     })
+}
+
+/// The parser's message without its own `error: line 4 column 5: ` prefix (the error
+/// starts with `file:line:column`).
+fn without_position(message: &str) -> &str {
+    let text = message.trim_start_matches("error: ");
+    text.strip_prefix("line ")
+        .and_then(|rest| rest.split_once(": "))
+        .map_or(text, |(_, after)| after)
 }
 
 /// One entry checked: a matcher that names something, a reason and an owner that say
@@ -133,11 +142,7 @@ fn entry(i: usize, e: Spanned<FileEntry>, file: &str) -> Result<Entry, (Location
         )
     })?;
     Ok(Entry {
-        at: format!(
-            "{file}:{}:{}",
-            e.referenced.line(),
-            e.referenced.column()
-        ),
+        at: format!("{file}:{}:{}", e.referenced.line(), e.referenced.column()),
         matcher: matcher.value,
         reason: reason.value.trim().to_string(),
         owner: owner.value.trim().to_string(),
@@ -147,7 +152,11 @@ fn entry(i: usize, e: Spanned<FileEntry>, file: &str) -> Result<Entry, (Location
 
 /// `2027-03-31` as a date.
 pub fn parse_date(s: &str) -> Option<Date> {
-    Date::parse(s.trim(), time::macros::format_description!("[year]-[month]-[day]")).ok()
+    Date::parse(
+        s.trim(),
+        time::macros::format_description!("[year]-[month]-[day]"),
+    )
+    .ok()
 }
 
 /// The identities of every finding of a previous report.
@@ -206,7 +215,10 @@ pub fn parse_baseline(
         }
         (super::AUDIT_SCHEMA, BaselineFor::Audit) => {
             let r: crate::audit::AuditReport = serde_json::from_value(value).map_err(bad)?;
-            r.findings.iter().map(|f| super::Subject::audit(f).identity).collect()
+            r.findings
+                .iter()
+                .map(|f| super::Subject::audit(f).identity)
+                .collect()
         }
         (_, BaselineFor::Run) => {
             return Err(fail(format!(

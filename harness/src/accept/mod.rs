@@ -106,7 +106,10 @@ impl Matcher {
         };
         self.finding.is_none_or(|f| f == s.finding)
             && glob_opt(&self.scenario, s.scenario.as_deref())
-            && self.kind.as_ref().is_none_or(|k| s.kind.as_ref() == Some(k))
+            && self
+                .kind
+                .as_ref()
+                .is_none_or(|k| s.kind.as_ref() == Some(k))
             && self
                 .name
                 .as_ref()
@@ -261,7 +264,7 @@ impl Subject {
 
     /// An unexpected leftover of a run.
     pub fn leftover(scenario: &str, run: &str, l: &LeftoverReport) -> Subject {
-        let text = format!("{} {}: {}", l.kind, l.normalized, l.reason_text);
+        let text = format!("{} ({})", l.normalized, l.reason.as_str());
         let identity = format!(
             "leftover {scenario} {run}: {} ({})",
             l.normalized,
@@ -270,7 +273,10 @@ impl Subject {
         Subject {
             kind: Some(l.kind.clone()),
             names: vec![l.name.clone(), l.normalized.clone()],
-            owned_by: l.owner_chain.last().map(|o| format!("{}/{}", o.kind, o.name)),
+            owned_by: l
+                .owner_chain
+                .last()
+                .map(|o| format!("{}/{}", o.kind, o.name)),
             reason: Some(l.reason),
             ..Subject::base(FindingKind::Leftover, scenario, text, identity)
         }
@@ -309,7 +315,12 @@ impl Subject {
         let identity = format!("regression {}: {:?} {what}", g.scenario, d.aspect);
         Subject {
             names: d.objects.clone(),
-            ..Subject::base(FindingKind::Regression, &g.scenario, d.text.clone(), identity)
+            ..Subject::base(
+                FindingKind::Regression,
+                &g.scenario,
+                d.text.clone(),
+                identity,
+            )
         }
     }
 
@@ -517,7 +528,11 @@ pub fn apply_audit(report: &mut AuditReport, gate: &Gate) {
         .findings
         .iter()
         .any(|f| f.severity >= report.fail_on && !waived(&f.acceptance));
-    report.verdict = if failing { Verdict::Fail } else { Verdict::Pass };
+    report.verdict = if failing {
+        Verdict::Fail
+    } else {
+        Verdict::Pass
+    };
     report.exit_code = report.verdict.exit_code();
     report.acceptance = Some(gate.account(tally));
 }

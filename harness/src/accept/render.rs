@@ -116,7 +116,7 @@ impl Acceptance {
             .map(|e| e.matched.len())
             .sum();
         let mut s = format!(
-            "{accepted} findings accepted; {} entries expired, {} stale (on {})",
+            "accepted: {accepted} findings; expired entries: {}; stale entries: {} (judged on {})",
             self.count(EntryStatus::Expired),
             self.count(EntryStatus::Stale),
             self.today
@@ -124,13 +124,34 @@ impl Acceptance {
         if let Some(b) = &self.baseline {
             let _ = write!(
                 s,
-                "; {} findings in the baseline {} waived",
-                b.suppressed.len(),
-                b.file
+                "; in the baseline {}: {} findings, not counted",
+                b.file,
+                b.suppressed.len()
             );
         }
         s
     }
+}
+
+/// `3 × Pod of ReplicaSet of Deployment web (hook-leftover)`: repeated findings once.
+pub fn grouped(found: &[String]) -> Vec<String> {
+    let mut counts: Vec<(&String, usize)> = Vec::new();
+    for f in found {
+        match counts.iter_mut().find(|(g, _)| *g == f) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((f, 1)),
+        }
+    }
+    counts
+        .into_iter()
+        .map(|(f, n)| {
+            if n == 1 {
+                f.clone()
+            } else {
+                format!("{n} × {f}")
+            }
+        })
+        .collect()
 }
 
 /// The Markdown section.
@@ -149,13 +170,14 @@ pub fn markdown(a: &Acceptance) -> String {
                 md_inline(&e.owner),
                 md_inline(&e.expires),
                 md_inline(&e.reason),
-                md_inline(&e.matched.join("; "))
+                md_inline(&grouped(&e.matched).join("; "))
             );
         }
     }
     if let Some(b) = &a.baseline {
-        for f in &b.suppressed {
-            let _ = writeln!(s, "- in the baseline: {}", md_inline(f));
+        s.push('\n');
+        for f in grouped(&b.suppressed) {
+            let _ = writeln!(s, "- in the baseline: {}", md_inline(&f));
         }
     }
     s
@@ -180,7 +202,7 @@ pub fn html(a: &Acceptance) -> String {
                 esc(&e.owner),
                 esc(&e.expires),
                 esc(&e.reason),
-                esc(&e.matched.join("\n"))
+                esc(&grouped(&e.matched).join("\n"))
             );
         }
         h.push_str("</table>");
@@ -189,8 +211,8 @@ pub fn html(a: &Acceptance) -> String {
         && !b.suppressed.is_empty()
     {
         h.push_str("<ul>");
-        for f in &b.suppressed {
-            let _ = write!(h, "<li>in the baseline: {}</li>", esc(f));
+        for f in grouped(&b.suppressed) {
+            let _ = write!(h, "<li>in the baseline: {}</li>", esc(&f));
         }
         h.push_str("</ul>");
     }
@@ -208,7 +230,7 @@ pub fn junit(a: &Acceptance) -> TestSuite {
                 let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
                 st.set_message(printable(&e.line()).as_ref());
                 st.set_type("acceptance-expired");
-                st.set_description(printable(&e.matched.join("\n")).as_ref());
+                st.set_description(printable(&grouped(&e.matched).join("\n")).as_ref());
                 st
             }
             EntryStatus::Stale | EntryStatus::Expired => {
@@ -221,7 +243,7 @@ pub fn junit(a: &Acceptance) -> TestSuite {
         let mut case = TestCase::new(printable(&e.matcher_text()).as_ref(), status);
         case.set_classname("preflight.acceptance");
         let out: Vec<String> = std::iter::once(e.line())
-            .chain(e.matched.iter().map(|m| format!("matched: {m}")))
+            .chain(grouped(&e.matched).iter().map(|m| format!("matched: {m}")))
             .collect();
         case.set_system_out(printable(&out.join("\n")).as_ref());
         suite.add_test_case(case);
@@ -232,7 +254,7 @@ pub fn junit(a: &Acceptance) -> TestSuite {
             TestCaseStatus::success(),
         );
         case.set_classname("preflight.acceptance");
-        case.set_system_out(printable(&b.suppressed.join("\n")).as_ref());
+        case.set_system_out(printable(&grouped(&b.suppressed).join("\n")).as_ref());
         suite.add_test_case(case);
     }
     suite

@@ -175,9 +175,8 @@ mod tests {
     use crate::audit::{AuditReport, Finding};
     use crate::report::Verdict;
 
-    #[test]
-    fn every_format_snapshot() {
-        let r = AuditReport {
+    fn sample() -> AuditReport {
+        AuditReport {
             schema: "preflight.audit/v1".into(),
             verdict: Verdict::Fail,
             exit_code: 1,
@@ -194,6 +193,7 @@ mod tests {
                     title: "right now the garbage collector's DELETE of a Pod is webhook-failed".into(),
                     evidence: vec!["dry-run DELETE of Pod apps/web-0 as system:serviceaccount:kube-system:generic-garbage-collector: webhook-failed".into()],
                     fix: "Set the webhook's failurePolicy to Ignore.".into(),
+                    acceptance: None,
                 },
                 Finding {
                     check: "webhook-timeout".into(),
@@ -202,12 +202,66 @@ mod tests {
                     title: "timeoutSeconds is unset: the API server waits 10 s".into(),
                     evidence: vec![],
                     fix: "Set timeoutSeconds to 5 or less.".into(),
+                    acceptance: None,
                 },
             ],
-        };
+            acceptance: None,
+        }
+    }
+
+    #[test]
+    fn every_format_snapshot() {
+        let r = sample();
         insta::assert_snapshot!("audit.json", json(&r));
         insta::assert_snapshot!("audit.md", markdown(&r));
         insta::assert_snapshot!("audit.junit.xml", junit(&r));
         insta::assert_snapshot!("audit.html", html(&r));
+    }
+
+    /// The critical finding accepted until a day after "today", the medium one in the
+    /// baseline, one stale entry: the gate passes and every format says why.
+    #[test]
+    fn accepted_and_baseline_in_every_format() {
+        use crate::accept::{AcceptFile, Baseline, Entry, Gate, Matcher, Subject, apply_audit};
+        use time::macros::date;
+        let mut r = sample();
+        let entry = |check: &str, line: u32| Entry {
+            at: format!("ci/accept.yaml:{line}:5"),
+            matcher: Matcher {
+                check: Some(check.into()),
+                ..Matcher::default()
+            },
+            reason: "the guard is ours; failurePolicy Ignore ships in 2.4 (OPS-12)".into(),
+            owner: "platform-team".into(),
+            expires: date!(2026 - 12 - 04),
+        };
+        let gate = Gate {
+            accept: Some(AcceptFile {
+                file: "ci/accept.yaml".into(),
+                entries: vec![entry("gc-delete-refused-now", 2), entry("pdb-*", 7)],
+            }),
+            baseline: Some(Baseline {
+                file: "reports/last/audit.json".into(),
+                identities: [Subject::audit(&r.findings[1]).identity].into(),
+            }),
+            today: date!(2026 - 12 - 03),
+        };
+        apply_audit(&mut r, &gate);
+        assert_eq!((r.verdict, r.exit_code), (Verdict::Pass, 0));
+        insta::assert_snapshot!("accepted.audit.json", json(&r));
+        insta::assert_snapshot!("accepted.audit.md", markdown(&r));
+        insta::assert_snapshot!("accepted.audit.junit.xml", junit(&r));
+        insta::assert_snapshot!("accepted.audit.html", html(&r));
+        // A day after the expiry the critical finding counts again.
+        let mut later = sample();
+        apply_audit(
+            &mut later,
+            &Gate {
+                today: date!(2026 - 12 - 05),
+                ..gate
+            },
+        );
+        assert_eq!((later.verdict, later.exit_code), (Verdict::Fail, 1));
+        assert!(markdown(&later).contains("acceptance expired on 2026-12-04"));
     }
 }

@@ -154,11 +154,21 @@ pub fn render(r: &Report) -> String {
                 ("dif", "difference", c.differences),
             ] {
                 for d in list {
+                    let waiver = match what {
+                        "regression" => r.regression_waiver(&sc.name, d),
+                        _ => None,
+                    };
                     let _ = writeln!(
                         h,
-                        "<div class=\"{css}\">{what}{}: {}</div>",
+                        "<div class=\"{}\">{what}{}: {}{}</div>",
+                        if crate::accept::waived(&waiver.cloned()) {
+                            "dif"
+                        } else {
+                            css
+                        },
                         esc(&label),
-                        esc(&d.text)
+                        esc(&d.text),
+                        waiver_tag(waiver)
                     );
                 }
             }

@@ -122,7 +122,11 @@ pub fn render(r: &Report) -> String {
                 .chain(c.improvements.iter().map(|d| ("improvement", d)))
                 .chain(c.differences.iter().map(|d| ("difference", d)))
             {
-                let _ = writeln!(s, "- {}{label}: {}", d.0, md_inline(&d.1.text));
+                let waiver = match d.0 {
+                    "regression" => waiver_tag(r.regression_waiver(&sc.name, d.1)),
+                    _ => String::new(),
+                };
+                let _ = writeln!(s, "- {}{label}: {}{waiver}", d.0, md_inline(&d.1.text));
             }
         }
         for run in &sc.runs {

@@ -729,6 +729,8 @@ pub fn run_label(run: &RunReport) -> String {
 }
 
 #[cfg(test)]
+mod accept_tests;
+#[cfg(test)]
 mod fixture_tests;
 #[cfg(test)]
 mod hostile_text_tests;
