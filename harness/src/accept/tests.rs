@@ -322,3 +322,15 @@ fn a_baseline_must_be_a_report_of_the_same_command() {
     let err = parse_baseline("not json", "x.json", BaselineFor::Run).unwrap_err();
     assert!(err.to_string().contains("not JSON"), "{err}");
 }
+
+#[test]
+fn the_example_accept_file_loads() {
+    let text = include_str!("../../../ci/accept.example.yaml");
+    let f = parse(text, "ci/accept.example.yaml").unwrap();
+    assert_eq!(f.entries.len(), 3);
+    assert!(
+        f.entries
+            .iter()
+            .all(|e| !e.reason.is_empty() && !e.owner.is_empty())
+    );
+}
