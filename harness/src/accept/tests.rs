@@ -164,7 +164,7 @@ fn an_entry_that_matches_nothing_is_stale_and_the_first_in_force_wins() {
             render::EntryStatus::InForce
         ]
     );
-    assert_eq!(a.entries[2].matched, [s.text.clone()]);
+    assert_eq!(a.entries[2].matched, std::slice::from_ref(&s.text));
     assert!(a.entries[0].matched.is_empty());
 }
 
