@@ -59,6 +59,13 @@ pub enum Command {
         /// and runs.json [default: reports/<time>-merged].
         #[arg(long)]
         report_dir: Option<PathBuf>,
+        /// Accepted findings, as `preflight run --accept` (the merged verdict is the
+        /// gate's: give the shards' file here too).
+        #[arg(long, value_name = "FILE")]
+        accept: Option<PathBuf>,
+        /// A previous run's report.json (or runs.json), as `preflight run --baseline`.
+        #[arg(long, value_name = "REPORT")]
+        baseline: Option<PathBuf>,
     },
     /// The Kubernetes versions preflight knows: pinned patches, what is cached, and what
     /// builds here.
@@ -406,7 +413,17 @@ pub async fn execute(cli: Cli, progress: Progress) -> anyhow::Result<i32> {
                 EXIT_FINDINGS
             })
         }
-        Command::MergeReports { dirs, report_dir } => {
+        Command::MergeReports {
+            dirs,
+            report_dir,
+            accept,
+            baseline,
+        } => {
+            let gate = load_gate(
+                accept.as_deref(),
+                baseline.as_deref(),
+                crate::accept::BaselineFor::Run,
+            )?;
             let merged = report::shard::merge(&dirs)?;
             progress.println(format!(
                 "merged {} shard{} ({} runs)",
@@ -415,7 +432,7 @@ pub async fn execute(cli: Cli, progress: Progress) -> anyhow::Result<i32> {
                 merged.records.len()
             ));
             let dir = report_dir.unwrap_or_else(|| default_report_dir("", "-merged"));
-            write_reports(&merged, &dir, &[], None)
+            write_reports(&merged, &dir, &[], gate.as_ref())
         }
         Command::Versions { check } => {
             let opts = components::Options::from_env(progress.clone());
