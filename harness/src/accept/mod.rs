@@ -8,10 +8,11 @@
 //! what is new. Both only change whether a finding counts: the report still shows it,
 //! with the acceptance or the baseline that waived it.
 //!
-//! Precedence, for each finding: the first entry in force that matches accepts it; an
-//! expired entry that matches makes it count again even when the baseline had it (an
-//! expiry is a deadline someone set on purpose); otherwise the baseline waives what it
-//! had. An entry that matched nothing is reported stale and fails nothing.
+//! Precedence, for each finding: the first entry in force that matches accepts it; else
+//! an expired entry that matches makes it count again, even when the baseline had it
+//! (an expiry is a deadline someone set on purpose); else the baseline waives what it
+//! had. An entry in force that decided nothing (it matched nothing, or only what an
+//! earlier entry accepted) is reported stale and fails nothing.
 
 pub mod file;
 pub mod render;
@@ -54,6 +55,22 @@ pub enum FindingKind {
 }
 
 impl FindingKind {
+    /// The name accept files use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingKind::Leftover => "leftover",
+            FindingKind::Regression => "regression",
+            FindingKind::StepFailed => "step-failed",
+            FindingKind::SettleTimedOut => "settle-timed-out",
+            FindingKind::Unlistable => "unlistable",
+            FindingKind::DiscoveryFailed => "discovery-failed",
+            FindingKind::TeardownFailed => "teardown-failed",
+            FindingKind::LeftoverNotReproduced => "leftover-not-reproduced",
+            FindingKind::UnlistableNotReproduced => "unlistable-not-reproduced",
+            FindingKind::Audit => "audit",
+        }
+    }
+
     fn of(f: &Finding) -> FindingKind {
         match f {
             Finding::StepFailed { .. } => FindingKind::StepFailed,
@@ -296,11 +313,7 @@ impl Subject {
             Finding::TeardownFailed { .. } => String::new(),
             Finding::LeftoverNotReproduced { expected, .. } => expected.clone(),
         };
-        let tag = serde_json::to_value(kind)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
-        let identity = format!("{tag} {scenario} {run}: {key}");
+        let identity = format!("{} {scenario} {run}: {key}", kind.as_str());
         Subject::base(kind, scenario, f.text.clone(), identity)
     }
 
@@ -368,21 +381,19 @@ impl Gate {
         self.accept.as_ref().map_or(&[], |a| a.entries.as_slice())
     }
 
-    /// What waives `s`, if anything (see the module's precedence).
+    /// What waives `s`, if anything (see the module's precedence). Only the entry that
+    /// decides is credited with the match: an entry that only overlaps an earlier one
+    /// is stale, and an expired entry superseded by one in force fails nothing.
     fn decide(&self, s: &Subject, tally: &mut Tally) -> Option<Waiver> {
-        let mut expired = None;
-        for (i, e) in self.entries().iter().enumerate() {
-            if !e.matcher.matches(s) {
-                continue;
-            }
+        let matching = |expired: bool| {
+            self.entries()
+                .iter()
+                .position(|e| e.expired(self.today) == expired && e.matcher.matches(s))
+        };
+        if let Some(i) = matching(false).or_else(|| matching(true)) {
             tally.matched[i].push(s.text.clone());
-            if !e.expired(self.today) {
-                return Some(e.waiver(false));
-            }
-            expired.get_or_insert(i);
-        }
-        if let Some(i) = expired {
-            return Some(self.entries()[i].waiver(true));
+            let e = &self.entries()[i];
+            return Some(e.waiver(e.expired(self.today)));
         }
         let known = self
             .baseline

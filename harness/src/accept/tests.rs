@@ -166,6 +166,9 @@ fn an_entry_that_matches_nothing_is_stale_and_the_first_in_force_wins() {
     );
     assert_eq!(a.entries[2].matched, std::slice::from_ref(&s.text));
     assert!(a.entries[0].matched.is_empty());
+    // The expired entry decided nothing: it is not credited (its JUnit case must not
+    // fail a job that passes).
+    assert!(a.entries[1].matched.is_empty());
 }
 
 #[test]
@@ -321,6 +324,24 @@ fn a_baseline_must_be_a_report_of_the_same_command() {
     );
     let err = parse_baseline("not json", "x.json", BaselineFor::Run).unwrap_err();
     assert!(err.to_string().contains("not JSON"), "{err}");
+}
+
+#[test]
+fn finding_kind_names_are_the_accept_file_names() {
+    for k in [
+        FindingKind::Leftover,
+        FindingKind::Regression,
+        FindingKind::StepFailed,
+        FindingKind::SettleTimedOut,
+        FindingKind::Unlistable,
+        FindingKind::DiscoveryFailed,
+        FindingKind::TeardownFailed,
+        FindingKind::LeftoverNotReproduced,
+        FindingKind::UnlistableNotReproduced,
+        FindingKind::Audit,
+    ] {
+        assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+    }
 }
 
 #[test]

@@ -204,6 +204,23 @@ fn baseline_identities_survive_new_generated_names_and_namespaces() {
     // Read back from the report's JSON, as `--baseline report.json` does.
     let from_json = parse_baseline(&render_json(&last), "report.json", BaselineFor::Run).unwrap();
     assert_eq!(from_json.identities, ids);
+    // And from runs.json, which a shard or a replay writes beside it.
+    let indexed: Vec<(usize, RunResult)> = results.iter().cloned().enumerate().collect();
+    let runs = super::shard::ShardFile {
+        schema: super::shard::SCHEMA.to_string(),
+        shard: 1,
+        of: 1,
+        planned: indexed.len(),
+        provider: "local".into(),
+        versions: versions(),
+        fail_on: fail_on.to_vec(),
+        noise: Vec::new(),
+        scenarios: scenarios.iter().map(super::ScenarioMeta::of).collect(),
+        records: super::records(&scenarios, &indexed, &versions(), &fail_on),
+    };
+    let text = serde_json::to_string(&runs).unwrap();
+    let from_runs = parse_baseline(&text, "runs.json", BaselineFor::Run).unwrap();
+    assert_eq!(from_runs.identities, ids);
     let gate = Gate {
         accept: None,
         baseline: Some(from_json),
