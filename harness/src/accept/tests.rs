@@ -355,3 +355,37 @@ fn the_example_accept_file_loads() {
             .all(|e| !e.reason.is_empty() && !e.owner.is_empty())
     );
 }
+
+#[test]
+fn entry_text_is_quoted_not_interpreted_in_the_reports() {
+    let hostile = "<script>alert(1)</script> | `x` *y* ]]> \u{1b}[31m";
+    let g = gate(
+        vec![Entry {
+            owner: hostile.into(),
+            reason: hostile.into(),
+            ..entry(
+                Matcher {
+                    text: Some(hostile.into()),
+                    ..Matcher::default()
+                },
+                date!(2027 - 01 - 01),
+            )
+        }],
+        date!(2026 - 12 - 03),
+    );
+    let a = g.account(g.tally());
+    let html = render::html(&a);
+    assert!(!html.contains("<script>"), "{html}");
+    let md = render::markdown(&a);
+    let row = md.lines().find(|l| l.starts_with("| stale")).unwrap();
+    // Six columns: the pipes in the text are escaped, not new cells.
+    assert_eq!(row.matches(" | ").count(), 5, "{row}");
+    assert!(!md.contains('\u{1b}'), "{md}");
+    let mut report = quick_junit::Report::new("t");
+    report.add_test_suite(render::junit(&a));
+    let xml = report.to_string().unwrap();
+    assert!(
+        !xml.contains("<script>") && !xml.contains('\u{1b}'),
+        "{xml}"
+    );
+}
