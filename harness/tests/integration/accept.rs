@@ -1,8 +1,13 @@
-//! `--accept` and `--baseline` through the real binary, on `preflight audit` of a local
-//! control plane with a webhook that fails closed on the garbage collector's DELETEs:
-//! accepted until tomorrow => exit 0; the same entry expired yesterday => exit 1 and the
-//! report says so; last run's audit.json as the baseline => exit 0; a bad accept file
-//! => exit 2 with `file:line:column` before any cluster is contacted.
+//! `--accept` and `--baseline` through the real binary.
+//!
+//! * `preflight audit` of a local control plane with a webhook that fails closed on the
+//!   garbage collector's DELETEs: accepted until tomorrow => exit 0; the same entry
+//!   expired yesterday => exit 1 and the report says so; last run's audit.json as the
+//!   baseline => exit 0; a bad accept file => exit 2 with `file:line:column` before any
+//!   cluster is contacted.
+//! * `preflight run` of the admission incident without its expectations (so its
+//!   leftovers are findings): accepted => exit 0; the same runs merged with the entry
+//!   expired => exit 1; merged with the first report as the baseline => exit 0.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -160,4 +165,93 @@ async fn accepted_audit_findings_pass_until_they_expire_and_the_baseline_hides_k
         "accept audit test: {:.1} s",
         started.elapsed().as_secs_f64()
     );
+}
+
+fn preflight(args: &[&str]) -> Output {
+    Command::new(common::preflight_bin())
+        .args(args)
+        .env("CI", "true")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn accepted_run_leftovers_pass_until_they_expire_and_merges_judge_again() {
+    let started = std::time::Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let today = time::OffsetDateTime::now_utc().date();
+    let scenario = dir.path().join("blocked.yaml");
+    std::fs::write(
+        &scenario,
+        format!(
+            "name: accept-blocked\ndescription: the admission incident, its leftovers not expected\nchart:\n  path: {}\n  outsideScenarioDir: true\nwebhooks:\n  - name: delete-guard\n    kind: validating\n    behaviour: allow\n    failurePolicy: Fail\n    timeoutSeconds: 2\n    rules:\n      - operations: [DELETE]\n        apiGroups: [apps, \"\"]\n        apiVersions: [v1]\n        resources: [replicasets, pods]\nsteps:\n  - helm: {{action: install}}\n  - setWebhook: {{name: delete-guard, behaviour: unreachable}}\n  - helm: {{action: uninstall}}\n  - settle: {{timeoutSeconds: 30}}\n",
+            common::test_chart().display()
+        ),
+    )
+    .unwrap();
+    let entry = |expires: time::Date| {
+        format!(
+            "accept:\n  - match: {{finding: leftover, scenario: accept-blocked, reason: webhook-blocked-delete}}\n    reason: the guard is down on purpose in this drill\n    owner: platform-team\n    expires: {expires}\n"
+        )
+    };
+    let ok = dir.path().join("ok.yaml");
+    std::fs::write(&ok, entry(today)).unwrap();
+    let expired = dir.path().join("expired.yaml");
+    std::fs::write(&expired, entry(today.previous_day().unwrap())).unwrap();
+    let (ok, expired) = (ok.display().to_string(), expired.display().to_string());
+
+    let first = dir.path().join("first");
+    let out = preflight(&[
+        "run",
+        &scenario.display().to_string(),
+        "--accept",
+        &ok,
+        "--report-dir",
+        &first.display().to_string(),
+    ]);
+    eprintln!("run: {:.1} s", started.elapsed().as_secs_f64());
+    assert_eq!(out.status.code(), Some(0), "{}", said(&out));
+    let doc: serde_json::Value =
+        serde_json::from_str(&common::read(&first.join("report.json"))).unwrap();
+    let target = common::run_of(&doc, "accept-blocked", "target");
+    let accepted = common::leftovers(target, "ReplicaSet");
+    assert!(
+        !accepted.is_empty(),
+        "the incident left its ReplicaSet: {target}"
+    );
+    for l in &accepted {
+        assert_eq!(l["acceptance"]["status"], "accepted", "{l}");
+        assert_eq!(l["unexpected"], false, "{l}");
+    }
+    assert_eq!(doc["acceptance"]["entries"][0]["status"], "in-force");
+
+    let shard = first.display().to_string();
+    let merged = dir.path().join("expired-merge").display().to_string();
+    let out = preflight(&[
+        "merge-reports",
+        &shard,
+        "--accept",
+        &expired,
+        "--report-dir",
+        &merged,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", said(&out));
+    let md = common::read(&Path::new(&merged).join("report.md"));
+    assert!(
+        md.contains("| EXPIRED |") && md.contains("acceptance expired on"),
+        "{md}"
+    );
+
+    let baseline = first.join("report.json").display().to_string();
+    let merged = dir.path().join("baseline-merge").display().to_string();
+    let out = preflight(&[
+        "merge-reports",
+        &shard,
+        "--baseline",
+        &baseline,
+        "--report-dir",
+        &merged,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "nothing new: {}", said(&out));
+    eprintln!("run and merges: {:.1} s", started.elapsed().as_secs_f64());
 }
