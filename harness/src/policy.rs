@@ -11,6 +11,10 @@
 //! * a demonstration that no longer reproduces (`--fail-on unreproduced`): every
 //!   expected leftover must be found by kind and reason (and count and owner where
 //!   given), every expected unlistable type must be unlistable.
+//!
+//! A finding accepted with `--accept` or found in the `--baseline` report no longer
+//! counts ([`crate::accept`] marks it and judges runs, scenarios and the job again with
+//! [`run_verdict`], [`scenario_verdict`] and [`job_verdict`]).
 
 use serde::Serialize;
 
