@@ -59,6 +59,13 @@ pub enum Command {
         /// and runs.json [default: reports/<time>-merged].
         #[arg(long)]
         report_dir: Option<PathBuf>,
+        /// Accepted findings, as `preflight run --accept` (the merged verdict is the
+        /// gate's: give the shards' file here too).
+        #[arg(long, value_name = "FILE")]
+        accept: Option<PathBuf>,
+        /// A previous run's report.json (or runs.json), as `preflight run --baseline`.
+        #[arg(long, value_name = "REPORT")]
+        baseline: Option<PathBuf>,
     },
     /// The Kubernetes versions preflight knows: pinned patches, what is cached, and what
     /// builds here.
@@ -149,6 +156,13 @@ pub struct RunArgs {
     /// What counts as a failure (exit code 1).
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = crate::policy::DEFAULT_FAIL_ON)]
     pub fail_on: Vec<FailOn>,
+    /// Accepted findings, a YAML file: what each entry matches does not count until the
+    /// entry expires; the reports say who accepted what, why and until when.
+    #[arg(long, value_name = "FILE")]
+    pub accept: Option<PathBuf>,
+    /// A previous run's report.json (or runs.json): only findings it did not have count.
+    #[arg(long, value_name = "REPORT")]
+    pub baseline: Option<PathBuf>,
     /// Where clusters come from: local control planes, kind clusters (needs Docker), or an existing cluster.
     #[arg(long, value_enum, default_value_t = Provider::Local)]
     pub provider: Provider,
@@ -263,6 +277,13 @@ pub struct AuditArgs {
     /// Exit 1 when a finding is at or above this severity.
     #[arg(long, value_enum, default_value_t = crate::audit::Severity::High)]
     pub fail_on: crate::audit::Severity,
+    /// Accepted findings, a YAML file: what each entry matches does not count until the
+    /// entry expires; the reports say who accepted what, why and until when.
+    #[arg(long, value_name = "FILE")]
+    pub accept: Option<PathBuf>,
+    /// A previous audit's audit.json: only findings it did not have count.
+    #[arg(long, value_name = "REPORT")]
+    pub baseline: Option<PathBuf>,
     /// Only read: send no dry-run requests.
     #[arg(long)]
     pub no_live: bool,
@@ -396,7 +417,17 @@ pub async fn execute(cli: Cli, progress: Progress) -> anyhow::Result<i32> {
                 EXIT_FINDINGS
             })
         }
-        Command::MergeReports { dirs, report_dir } => {
+        Command::MergeReports {
+            dirs,
+            report_dir,
+            accept,
+            baseline,
+        } => {
+            let gate = load_gate(
+                accept.as_deref(),
+                baseline.as_deref(),
+                crate::accept::BaselineFor::Run,
+            )?;
             let merged = report::shard::merge(&dirs)?;
             progress.println(format!(
                 "merged {} shard{} ({} runs)",
@@ -405,7 +436,7 @@ pub async fn execute(cli: Cli, progress: Progress) -> anyhow::Result<i32> {
                 merged.records.len()
             ));
             let dir = report_dir.unwrap_or_else(|| default_report_dir("", "-merged"));
-            write_reports(&merged, &dir, &[])
+            write_reports(&merged, &dir, &[], gate.as_ref())
         }
         Command::Versions { check } => {
             let opts = components::Options::from_env(progress.clone());
@@ -629,6 +660,11 @@ async fn capture(args: CaptureArgs, progress: Progress) -> anyhow::Result<i32> {
 }
 
 async fn audit(args: AuditArgs) -> anyhow::Result<i32> {
+    let gate = load_gate(
+        args.accept.as_deref(),
+        args.baseline.as_deref(),
+        crate::accept::BaselineFor::Audit,
+    )?;
     let target = args
         .target
         .as_deref()
@@ -652,7 +688,10 @@ async fn audit(args: AuditArgs) -> anyhow::Result<i32> {
         upgrade_window_days: args.upgrade_window,
         live: !args.no_live,
     };
-    let report = crate::audit::run(&client, gc.as_ref(), &opts, args.fail_on).await?;
+    let mut report = crate::audit::run(&client, gc.as_ref(), &opts, args.fail_on).await?;
+    if let Some(gate) = &gate {
+        crate::accept::apply_audit(&mut report, gate);
+    }
     let dir = args
         .report_dir
         .clone()
@@ -670,6 +709,9 @@ async fn audit(args: AuditArgs) -> anyhow::Result<i32> {
     }
     for s in &report.skipped {
         println!("not checked: {s}");
+    }
+    if let Some(a) = &report.acceptance {
+        println!("{}", a.summary());
     }
     println!(
         "
@@ -782,8 +824,18 @@ async fn run(args: RunArgs, progress: Progress) -> anyhow::Result<i32> {
             "--shard splits scenario runs; a twin's passes share one installation per version: replay it whole (one shard)"
         );
         let twin = crate::twin::manifest::load(std::path::Path::new(twin))?;
-        return run_twin(args, twin, progress).await;
+        let gate = load_gate(
+            args.accept.as_deref(),
+            args.baseline.as_deref(),
+            crate::accept::BaselineFor::Run,
+        )?;
+        return run_twin(args, twin, gate, progress).await;
     }
+    let gate = load_gate(
+        args.accept.as_deref(),
+        args.baseline.as_deref(),
+        crate::accept::BaselineFor::Run,
+    )?;
     let scenarios = load_scenarios(&args.scenarios)?;
     let run_id = runner::new_run_id();
     let report_dir = args
@@ -968,17 +1020,22 @@ async fn run(args: RunArgs, progress: Progress) -> anyhow::Result<i32> {
         records,
     };
     crate::failpoint::pause_at("report-writing").await;
-    write_reports(&shard_file, &report_dir, &[])
+    write_reports(&shard_file, &report_dir, &[], gate.as_ref())
 }
 
 /// Writes the four reports of `runs` and runs.json into `dir`, prints the summary,
-/// `headlines` and the files; returns the exit code.
+/// `headlines` and the files; returns the exit code. `gate` (`--accept`,
+/// `--baseline`) judges the report, not runs.json: a merge of shards judges again.
 fn write_reports(
     runs: &report::shard::ShardFile,
     dir: &std::path::Path,
     headlines: &[String],
+    gate: Option<&crate::accept::Gate>,
 ) -> anyhow::Result<i32> {
-    let report = runs.report();
+    let mut report = runs.report();
+    if let Some(gate) = gate {
+        crate::accept::apply(&mut report, gate);
+    }
     // The verdict first: a report directory that fails now (a full disk) must not
     // swallow what the run found.
     print_summary(&report);
@@ -1207,6 +1264,7 @@ fn kind_tools(
 async fn run_twin(
     args: RunArgs,
     twin: crate::twin::manifest::Twin,
+    gate: Option<crate::accept::Gate>,
     progress: Progress,
 ) -> anyhow::Result<i32> {
     anyhow::ensure!(
@@ -1314,7 +1372,32 @@ async fn run_twin(
         .report_dir
         .clone()
         .unwrap_or_else(|| default_report_dir("twin-", &format!("-{}", runner::new_run_id())));
-    write_reports(&runs, &dir, &replayed.headlines)
+    write_reports(&runs, &dir, &replayed.headlines, gate.as_ref())
+}
+
+/// `--accept` and `--baseline` read before anything starts (a bad file stops the job
+/// here, not after an hour of runs), with today's date (UTC) for expiry.
+fn load_gate(
+    accept: Option<&std::path::Path>,
+    baseline: Option<&std::path::Path>,
+    wanted: crate::accept::BaselineFor,
+) -> anyhow::Result<Option<crate::accept::Gate>> {
+    if accept.is_none() && baseline.is_none() {
+        return Ok(None);
+    }
+    let accept = accept
+        .map(crate::accept::load)
+        .transpose()
+        .context("invalid --accept file")?;
+    let baseline = baseline
+        .map(|b| crate::accept::load_baseline(b, wanted))
+        .transpose()
+        .context("invalid --baseline")?;
+    Ok(Some(crate::accept::Gate {
+        accept,
+        baseline,
+        today: time::OffsetDateTime::now_utc().date(),
+    }))
 }
 
 /// The short table printed at the end of a run.
@@ -1357,4 +1440,7 @@ fn print_summary(r: &report::Report) {
         r.summary.regressions,
         r.summary.errors
     );
+    if let Some(a) = &r.acceptance {
+        println!("{}", a.summary());
+    }
 }

@@ -16,6 +16,7 @@
 //! * [`twin`]: a live cluster's Helm releases and admission surface captured (reads
 //!   only) into a directory that is replayed on source and target (`preflight capture`).
 
+pub mod accept;
 pub mod aks;
 pub mod audit;
 pub mod behaviour;

@@ -11,6 +11,10 @@
 //! * a demonstration that no longer reproduces (`--fail-on unreproduced`): every
 //!   expected leftover must be found by kind and reason (and count and owner where
 //!   given), every expected unlistable type must be unlistable.
+//!
+//! A finding accepted with `--accept` or found in the `--baseline` report no longer
+//! counts ([`crate::accept`] marks it and judges runs, scenarios and the job again with
+//! [`run_verdict`], [`scenario_verdict`] and [`job_verdict`]).
 
 use serde::Serialize;
 
@@ -199,14 +203,25 @@ impl Judgement {
 
     /// The run's verdict under `fail_on`.
     pub fn verdict(&self, leftovers: &[Leftover], fail_on: &[FailOn]) -> Verdict {
-        let leftovers_fail =
-            fail_on.contains(&FailOn::Leftovers) && self.unexpected(leftovers).next().is_some();
-        let findings_fail = self.findings.iter().any(|f| fail_on.contains(&f.class()));
-        if leftovers_fail || findings_fail {
-            Verdict::Fail
-        } else {
-            Verdict::Pass
-        }
+        run_verdict(
+            self.unexpected(leftovers).next().is_some(),
+            self.findings.iter().any(|f| fail_on.contains(&f.class())),
+            fail_on,
+        )
+    }
+}
+
+/// A run's verdict: whether it left unexpected leftovers that count, and whether a
+/// finding counts (under `fail_on`, and after `--accept` and `--baseline`).
+pub fn run_verdict(
+    unexpected_leftovers: bool,
+    counted_findings: bool,
+    fail_on: &[FailOn],
+) -> Verdict {
+    if (fail_on.contains(&FailOn::Leftovers) && unexpected_leftovers) || counted_findings {
+        Verdict::Fail
+    } else {
+        Verdict::Pass
     }
 }
 

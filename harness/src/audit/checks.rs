@@ -51,6 +51,7 @@ impl Context {
             title,
             evidence,
             fix: fix.into(),
+            acceptance: None,
         });
     }
 }

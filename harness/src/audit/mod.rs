@@ -49,7 +49,7 @@ impl Severity {
 }
 
 /// One thing found, with what to do about it.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Finding {
     /// A stable identifier of the check, e.g. `webhook-fail-closed-on-gc-delete`.
@@ -60,6 +60,9 @@ pub struct Finding {
     pub title: String,
     pub evidence: Vec<String>,
     pub fix: String,
+    /// What `--accept` or `--baseline` said of it (absent without them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acceptance: Option<crate::accept::Waiver>,
 }
 
 /// What to audit against.
@@ -74,7 +77,7 @@ pub struct AuditOptions {
 }
 
 /// The audit's result.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditReport {
     pub schema: String,
@@ -87,6 +90,9 @@ pub struct AuditReport {
     /// Checks that could not run (missing rights), said plainly.
     pub skipped: Vec<String>,
     pub findings: Vec<Finding>,
+    /// What `--accept` and `--baseline` waived, and their entries (absent without them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acceptance: Option<crate::accept::render::Acceptance>,
 }
 
 /// Runs every check.
@@ -119,7 +125,7 @@ pub async fn run(
     });
     let failing = findings.iter().any(|f| f.severity >= fail_on);
     Ok(AuditReport {
-        schema: "preflight.audit/v1".into(),
+        schema: crate::accept::AUDIT_SCHEMA.into(),
         verdict: if failing {
             crate::report::Verdict::Fail
         } else {
@@ -136,5 +142,6 @@ pub async fn run(
         generated_at: crate::now_rfc3339(),
         skipped: ctx.skipped,
         findings,
+        acceptance: None,
     })
 }

@@ -43,11 +43,15 @@ pub fn markdown(r: &AuditReport) -> String {
         for f in &r.findings {
             let _ = writeln!(
                 s,
-                "| {} | `{}` | `{}` | {} |",
+                "| {} | `{}` | `{}` | {}{} |",
                 f.severity.as_str(),
                 f.check,
                 f.object,
-                f.title.replace('|', "\\|")
+                f.title.replace('|', "\\|"),
+                f.acceptance
+                    .as_ref()
+                    .map(|w| format!(" ({})", w.describe().replace('|', "\\|")))
+                    .unwrap_or_default()
             );
         }
         let _ = writeln!(s, "\n## What to do\n");
@@ -58,6 +62,9 @@ pub fn markdown(r: &AuditReport) -> String {
             }
         }
     }
+    if let Some(a) = &r.acceptance {
+        s.push_str(&crate::accept::render::markdown(a));
+    }
     s
 }
 
@@ -65,7 +72,8 @@ pub fn junit(r: &AuditReport) -> String {
     let mut report = JunitReport::new("preflight-audit");
     let mut suite = TestSuite::new("audit");
     for f in &r.findings {
-        let status = if f.severity >= r.fail_on {
+        let waiver = f.acceptance.as_ref();
+        let status = if f.severity >= r.fail_on && !waiver.is_some_and(|w| w.waives()) {
             let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
             st.set_message(f.title.as_str());
             st.set_type(f.severity.as_str());
@@ -76,12 +84,18 @@ pub fn junit(r: &AuditReport) -> String {
         };
         let mut case = TestCase::new(format!("{} {}", f.check, f.object), status);
         case.set_classname(format!("preflight.audit.{}", f.check));
+        if let Some(w) = waiver {
+            case.set_system_out(w.describe());
+        }
         suite.add_test_case(case);
     }
     if r.findings.is_empty() {
         suite.add_test_case(TestCase::new("no findings", TestCaseStatus::success()));
     }
     report.add_test_suite(suite);
+    if let Some(a) = &r.acceptance {
+        report.add_test_suite(crate::accept::render::junit(a));
+    }
     report.to_string().unwrap_or_default()
 }
 
@@ -105,16 +119,24 @@ pub fn html(r: &AuditReport) -> String {
     for f in &r.findings {
         let _ = writeln!(
             h,
-            "<tr class=\"{0}\"><td>{0}</td><td>{1}</td><td>{2}</td><td>{3}</td><td>{4}</td><td>{5}</td></tr>",
+            "<tr class=\"{0}\"><td>{0}</td><td>{1}</td><td>{2}</td><td>{3}{6}</td><td>{4}</td><td>{5}</td></tr>",
             f.severity.as_str(),
             esc(&f.check),
             esc(&f.object),
             esc(&f.title),
             esc(&f.evidence.join("\n")),
-            esc(&f.fix)
+            esc(&f.fix),
+            f.acceptance
+                .as_ref()
+                .map(|w| format!("<br><i>{}</i>", esc(&w.describe())))
+                .unwrap_or_default()
         );
     }
-    h.push_str("</table></body></html>\n");
+    h.push_str("</table>");
+    if let Some(a) = &r.acceptance {
+        h.push_str(&crate::accept::render::html(a));
+    }
+    h.push_str("</body></html>\n");
     h
 }
 
@@ -153,9 +175,8 @@ mod tests {
     use crate::audit::{AuditReport, Finding};
     use crate::report::Verdict;
 
-    #[test]
-    fn every_format_snapshot() {
-        let r = AuditReport {
+    fn sample() -> AuditReport {
+        AuditReport {
             schema: "preflight.audit/v1".into(),
             verdict: Verdict::Fail,
             exit_code: 1,
@@ -172,6 +193,7 @@ mod tests {
                     title: "right now the garbage collector's DELETE of a Pod is webhook-failed".into(),
                     evidence: vec!["dry-run DELETE of Pod apps/web-0 as system:serviceaccount:kube-system:generic-garbage-collector: webhook-failed".into()],
                     fix: "Set the webhook's failurePolicy to Ignore.".into(),
+                    acceptance: None,
                 },
                 Finding {
                     check: "webhook-timeout".into(),
@@ -180,12 +202,66 @@ mod tests {
                     title: "timeoutSeconds is unset: the API server waits 10 s".into(),
                     evidence: vec![],
                     fix: "Set timeoutSeconds to 5 or less.".into(),
+                    acceptance: None,
                 },
             ],
-        };
+            acceptance: None,
+        }
+    }
+
+    #[test]
+    fn every_format_snapshot() {
+        let r = sample();
         insta::assert_snapshot!("audit.json", json(&r));
         insta::assert_snapshot!("audit.md", markdown(&r));
         insta::assert_snapshot!("audit.junit.xml", junit(&r));
         insta::assert_snapshot!("audit.html", html(&r));
+    }
+
+    /// The critical finding accepted until a day after "today", the medium one in the
+    /// baseline, one stale entry: the gate passes and every format says why.
+    #[test]
+    fn accepted_and_baseline_in_every_format() {
+        use crate::accept::{AcceptFile, Baseline, Entry, Gate, Matcher, Subject, apply_audit};
+        use time::macros::date;
+        let mut r = sample();
+        let entry = |check: &str, line: u32| Entry {
+            at: format!("ci/accept.yaml:{line}:5"),
+            matcher: Matcher {
+                check: Some(check.into()),
+                ..Matcher::default()
+            },
+            reason: "the guard is ours; failurePolicy Ignore ships in 2.4 (OPS-12)".into(),
+            owner: "platform-team".into(),
+            expires: date!(2026 - 12 - 04),
+        };
+        let gate = Gate {
+            accept: Some(AcceptFile {
+                file: "ci/accept.yaml".into(),
+                entries: vec![entry("gc-delete-refused-now", 2), entry("pdb-*", 7)],
+            }),
+            baseline: Some(Baseline {
+                file: "reports/last/audit.json".into(),
+                identities: [Subject::audit(&r.findings[1]).identity].into(),
+            }),
+            today: date!(2026 - 12 - 03),
+        };
+        apply_audit(&mut r, &gate);
+        assert_eq!((r.verdict, r.exit_code), (Verdict::Pass, 0));
+        insta::assert_snapshot!("accepted.audit.json", json(&r));
+        insta::assert_snapshot!("accepted.audit.md", markdown(&r));
+        insta::assert_snapshot!("accepted.audit.junit.xml", junit(&r));
+        insta::assert_snapshot!("accepted.audit.html", html(&r));
+        // A day after the expiry the critical finding counts again.
+        let mut later = sample();
+        apply_audit(
+            &mut later,
+            &Gate {
+                today: date!(2026 - 12 - 05),
+                ..gate
+            },
+        );
+        assert_eq!((later.verdict, later.exit_code), (Verdict::Fail, 1));
+        assert!(markdown(&later).contains("acceptance expired on 2026-12-04"));
     }
 }

@@ -207,7 +207,7 @@ pub(super) fn scenario(text: &str) -> Scenario {
     scenario::parse(text, "fixture.yaml", None).unwrap()
 }
 
-fn job() -> (Vec<Scenario>, Vec<RunResult>) {
+pub(super) fn job() -> (Vec<Scenario>, Vec<RunResult>) {
     let baseline = scenario(
         "name: baseline\ndescription: healthy\nchart: {path: charts/preflight-test}\nsteps: [settle: {}]\n",
     );
@@ -305,7 +305,7 @@ fn job() -> (Vec<Scenario>, Vec<RunResult>) {
     (vec![baseline, incident, regress, unreproduced], results)
 }
 
-fn filters() -> Vec<(&'static str, &'static str)> {
+pub(super) fn filters() -> Vec<(&'static str, &'static str)> {
     vec![
         (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", "[time]"),
         (r"v1\.29\.\d+", "[source]"),
@@ -456,7 +456,7 @@ fn every_format_snapshot() {
 }
 
 /// Validates a report document against the JSON Schema in the repository.
-pub fn schema_errors(doc: &serde_json::Value) -> Vec<String> {
+pub(super) fn schema_errors(doc: &serde_json::Value) -> Vec<String> {
     let schema: serde_json::Value =
         serde_json::from_str(include_str!("../../schema/report.v1.json")).expect("schema is JSON");
     let validator = jsonschema::validator_for(&schema).expect("schema compiles");

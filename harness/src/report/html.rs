@@ -75,10 +75,16 @@ pub fn render(r: &Report) -> String {
         };
         let _ = writeln!(
             h,
-            "<div class=\"reg\"><b>{}</b>{}: {}</div>",
+            "<div class=\"{}\"><b>{}</b>{}: {}{}</div>",
+            if crate::accept::waived(&g.acceptance) {
+                "dif"
+            } else {
+                "reg"
+            },
             esc(&g.scenario),
             esc(&between),
-            esc(&g.difference.text)
+            esc(&g.difference.text),
+            waiver_tag(g.acceptance.as_ref())
         );
     }
 
@@ -148,11 +154,21 @@ pub fn render(r: &Report) -> String {
                 ("dif", "difference", c.differences),
             ] {
                 for d in list {
+                    let waiver = match what {
+                        "regression" => r.regression_waiver(&sc.name, d),
+                        _ => None,
+                    };
                     let _ = writeln!(
                         h,
-                        "<div class=\"{css}\">{what}{}: {}</div>",
+                        "<div class=\"{}\">{what}{}: {}{}</div>",
+                        if crate::accept::waived(&waiver.cloned()) {
+                            "dif"
+                        } else {
+                            css
+                        },
                         esc(&label),
-                        esc(&d.text)
+                        esc(&d.text),
+                        waiver_tag(waiver)
                     );
                 }
             }
@@ -161,8 +177,23 @@ pub fn render(r: &Report) -> String {
             run_section(&mut h, run);
         }
     }
+    if let Some(a) = &r.acceptance {
+        h.push_str(&crate::accept::render::html(a));
+    }
     h.push_str("</body></html>\n");
     h
+}
+
+/// ` <span class="badge">accepted by ...</span>`, or nothing.
+fn waiver_tag(w: Option<&crate::accept::Waiver>) -> String {
+    w.map(|w| {
+        format!(
+            " <span class=\"badge {}\">{}</span>",
+            if w.waives() { "expected" } else { "fail" },
+            esc(&w.describe())
+        )
+    })
+    .unwrap_or_default()
 }
 
 fn run_section(h: &mut String, run: &RunReport) {
@@ -181,10 +212,15 @@ fn run_section(h: &mut String, run: &RunReport) {
     for f in &run.findings {
         let _ = writeln!(
             h,
-            "<div class=\"{}\">finding{}: {}</div>",
+            "<div class=\"{}\">finding{}: {}{}</div>",
             if f.counted { "reg" } else { "dif" },
-            if f.counted { "" } else { " (not counted)" },
-            esc(&f.text)
+            if f.counted || f.acceptance.is_some() {
+                ""
+            } else {
+                " (not counted)"
+            },
+            esc(&f.text),
+            waiver_tag(f.acceptance.as_ref())
         );
     }
     // Group leftovers by their normalised shape, so three Pods of one ReplicaSet are one picture.
@@ -195,9 +231,9 @@ fn run_section(h: &mut String, run: &RunReport) {
     for (shape, items) in &groups {
         let first = items[0];
         let tag = if first.expected {
-            " <span class=\"badge expected\">expected</span>"
+            " <span class=\"badge expected\">expected</span>".to_string()
         } else {
-            ""
+            waiver_tag(first.acceptance.as_ref())
         };
         let _ = write!(
             h,

@@ -57,6 +57,10 @@ pub fn render(r: &Report) -> String {
             };
             let mut case = TestCase::new(name, status);
             case.set_classname(format!("preflight.{}", printable(&sc.name)));
+            let waived = waivers(run);
+            if !waived.is_empty() {
+                case.set_system_out(printable(&waived.join("\n")).as_ref());
+            }
             let ms: u64 = run.steps.iter().map(|s| s.duration_ms).sum();
             case.set_time(std::time::Duration::from_millis(ms));
             suite.add_test_case(case);
@@ -65,10 +69,19 @@ pub fn render(r: &Report) -> String {
             if c.regressions.is_empty() {
                 continue;
             }
-            let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            // Regressions `--accept` or `--baseline` waive pass, saying why.
+            let (waived, counted): (Vec<_>, Vec<_>) = c.regressions.iter().partition(|d| {
+                r.regression_waiver(&sc.name, d)
+                    .is_some_and(crate::accept::Waiver::waives)
+            });
+            let mut st = if counted.is_empty() {
+                TestCaseStatus::success()
+            } else {
+                TestCaseStatus::non_success(NonSuccessKind::Failure)
+            };
             st.set_message(
                 printable(
-                    &c.regressions
+                    &counted
                         .iter()
                         .map(|d| d.text.clone())
                         .collect::<Vec<_>>()
@@ -77,6 +90,13 @@ pub fn render(r: &Report) -> String {
                 .as_ref(),
             );
             st.set_type("regression");
+            let waived: Vec<String> = waived
+                .iter()
+                .filter_map(|d| {
+                    let w = r.regression_waiver(&sc.name, d)?;
+                    Some(format!("{}: {}", d.text, w.describe()))
+                })
+                .collect();
             let name = if c.label.is_empty() {
                 format!("{} -> {}", r.source.version, r.target.version)
             } else {
@@ -84,9 +104,28 @@ pub fn render(r: &Report) -> String {
             };
             let mut case = TestCase::new(printable(&name).into_owned(), st);
             case.set_classname(format!("preflight.{}", printable(&sc.name)));
+            if !waived.is_empty() {
+                case.set_system_out(printable(&waived.join("\n")).as_ref());
+            }
             suite.add_test_case(case);
         }
         report.add_test_suite(suite);
     }
+    if let Some(a) = &r.acceptance {
+        report.add_test_suite(crate::accept::render::junit(a));
+    }
     report.to_string().unwrap_or_default()
+}
+
+/// What `--accept` or `--baseline` said of a run's leftovers and findings, a line each.
+fn waivers(run: &super::RunReport) -> Vec<String> {
+    let leftovers = run.leftovers.iter().filter_map(|l| {
+        let w = l.acceptance.as_ref()?;
+        Some(format!("{} {}: {}", l.kind, l.name, w.describe()))
+    });
+    let findings = run.findings.iter().filter_map(|f| {
+        let w = f.acceptance.as_ref()?;
+        Some(format!("{}: {}", f.text, w.describe()))
+    });
+    leftovers.chain(findings).collect()
 }

@@ -50,17 +50,18 @@ pub fn render(r: &Report) -> String {
     if !r.regressions.is_empty() {
         let _ = writeln!(s, "\n## Regressions\n");
         for g in &r.regressions {
+            let waiver = waiver_tag(g.acceptance.as_ref());
             if whole {
                 let _ = writeln!(
                     s,
-                    "- **{}**: {}",
+                    "- **{}**: {}{waiver}",
                     md_inline(&g.scenario),
                     md_inline(&g.difference.text)
                 );
             } else {
                 let _ = writeln!(
                     s,
-                    "- **{}** ({} -> {}): {}",
+                    "- **{}** ({} -> {}): {}{waiver}",
                     md_inline(&g.scenario),
                     md_inline(&g.from),
                     md_inline(&g.to),
@@ -121,7 +122,11 @@ pub fn render(r: &Report) -> String {
                 .chain(c.improvements.iter().map(|d| ("improvement", d)))
                 .chain(c.differences.iter().map(|d| ("difference", d)))
             {
-                let _ = writeln!(s, "- {}{label}: {}", d.0, md_inline(&d.1.text));
+                let waiver = match d.0 {
+                    "regression" => waiver_tag(r.regression_waiver(&sc.name, d.1)),
+                    _ => String::new(),
+                };
+                let _ = writeln!(s, "- {}{label}: {}{waiver}", d.0, md_inline(&d.1.text));
             }
         }
         for run in &sc.runs {
@@ -143,7 +148,11 @@ pub fn render(r: &Report) -> String {
                 let _ = writeln!(s, "{}", md_block(e));
             }
             for f in &run.findings {
-                let counted = if f.counted { "" } else { " (not counted)" };
+                let counted = match &f.acceptance {
+                    Some(w) => waiver_tag(Some(w)),
+                    None if f.counted => String::new(),
+                    None => " (not counted)".to_string(),
+                };
                 // Findings quote names in backticks; as quotes, not as code.
                 let _ = writeln!(
                     s,
@@ -160,9 +169,9 @@ pub fn render(r: &Report) -> String {
             for (shape, items) in groups {
                 let first = items[0];
                 let tag = if first.expected {
-                    " (expected by the scenario)"
+                    " (expected by the scenario)".to_string()
                 } else {
-                    ""
+                    waiver_tag(first.acceptance.as_ref())
                 };
                 let names: Vec<String> = items.iter().map(|l| md_inline(&l.name)).collect();
                 let _ = writeln!(
@@ -180,5 +189,14 @@ pub fn render(r: &Report) -> String {
             }
         }
     }
+    if let Some(a) = &r.acceptance {
+        s.push_str(&crate::accept::render::markdown(a));
+    }
     s
+}
+
+/// ` (accepted by ... until ...: why)`, or nothing.
+fn waiver_tag(w: Option<&crate::accept::Waiver>) -> String {
+    w.map(|w| format!(" ({})", md_inline(&w.describe())))
+        .unwrap_or_default()
 }

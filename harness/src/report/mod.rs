@@ -75,6 +75,9 @@ pub struct Report {
     pub scenarios: Vec<ScenarioReport>,
     /// Every regression of every scenario, each naming its scenario.
     pub regressions: Vec<Regression>,
+    /// What `--accept` and `--baseline` waived, and their entries (absent without them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acceptance: Option<crate::accept::render::Acceptance>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, serde::Deserialize)]
@@ -102,6 +105,9 @@ pub struct Regression {
     pub to: String,
     #[serde(flatten)]
     pub difference: Difference,
+    /// What `--accept` or `--baseline` said of it (absent without them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acceptance: Option<crate::accept::Waiver>,
 }
 
 #[derive(Clone, Debug, Serialize, serde::Deserialize)]
@@ -128,6 +134,18 @@ impl Report {
             .map(|v| v.version.as_str())
             .collect::<Vec<_>>()
             .join(sep)
+    }
+
+    /// What `--accept` or `--baseline` said of a regression `d` of `scenario`.
+    pub fn regression_waiver(
+        &self,
+        scenario: &str,
+        d: &Difference,
+    ) -> Option<&crate::accept::Waiver> {
+        self.regressions
+            .iter()
+            .find(|g| g.scenario == scenario && &g.difference == d)
+            .and_then(|g| g.acceptance.as_ref())
     }
 
     /// `v1.31: ran v1.31.4 instead of v1.31.14: ...` for every version that is not the
@@ -256,10 +274,14 @@ pub struct RunReport {
 #[serde(rename_all = "camelCase")]
 pub struct FindingReport {
     pub class: FailOn,
-    /// Whether it fails the run under this job's `--fail-on`.
+    /// Whether it fails the run under this job's `--fail-on` (and is neither accepted
+    /// nor in the baseline).
     pub counted: bool,
     pub text: String,
     pub finding: Finding,
+    /// What `--accept` or `--baseline` said of it (absent without them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acceptance: Option<crate::accept::Waiver>,
 }
 
 #[derive(Clone, Debug, Serialize, serde::Deserialize)]
@@ -300,7 +322,8 @@ pub struct LeftoverReport {
     pub name: String,
     pub reason: Reason,
     pub reason_text: String,
-    /// Counted as a failure: a failure reason the scenario does not expect.
+    /// Counted as a failure: a failure reason the scenario does not expect, neither
+    /// accepted nor in the baseline.
     pub unexpected: bool,
     /// A failure reason the scenario expects (it demonstrates it).
     pub expected: bool,
@@ -313,6 +336,9 @@ pub struct LeftoverReport {
     /// Absent from runs written before evidence had types.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub evidence_records: Vec<crate::evidence::Evidence>,
+    /// What `--accept` or `--baseline` said of it (absent without them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acceptance: Option<crate::accept::Waiver>,
 }
 
 /// How many pieces of evidence from one source a leftover shows: a Pod the garbage
@@ -409,6 +435,7 @@ fn run_report(
                         owner_chain: l.owner_chain.clone(),
                         evidence,
                         evidence_records,
+                        acceptance: None,
                     }
                 })
                 .collect();
@@ -488,6 +515,7 @@ fn run_report(
                         counted: fail_on.contains(&f.class()),
                         text: redact(&f.describe()),
                         finding: f.redacted(),
+                        acceptance: None,
                     })
                     .collect(),
                 webhook_requests: o.webhook_requests.len(),
@@ -581,6 +609,7 @@ pub fn assemble(
         noise: crate::snapshot::Noise::default().0,
         scenarios: Vec::new(),
         regressions: Vec::new(),
+        acceptance: None,
     };
     for scenario in scenarios {
         let mine: Vec<&RunRecord> = records
@@ -622,6 +651,7 @@ pub fn assemble(
                 from: name(0),
                 to: name(last),
                 difference: d.clone(),
+                acceptance: None,
             })
             .collect();
         for h in &hops {
@@ -630,6 +660,7 @@ pub fn assemble(
                 from: h.from.clone(),
                 to: h.to.clone(),
                 difference: d.clone(),
+                acceptance: None,
             }));
         }
         let improvements = comparison.improvements.len()
@@ -737,6 +768,8 @@ pub fn run_label(run: &RunReport) -> String {
     }
 }
 
+#[cfg(test)]
+mod accept_tests;
 #[cfg(test)]
 mod fixture_tests;
 #[cfg(test)]

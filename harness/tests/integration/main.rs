@@ -7,6 +7,7 @@
 
 mod common;
 
+mod accept;
 mod audit;
 mod bad_input;
 mod capture;
