@@ -626,9 +626,7 @@ async fn install(
         m.wait_idle(Duration::from_secs(60)).await;
     }
     let installed = quiet(&client, &everything).await;
-    for d in drivers {
-        d.abort();
-    }
+    drivers.stop();
     let installed = installed?;
     let found = relevant(&client, surface, twin.aks, &before, &installed).await?;
     Ok(Installed {
@@ -655,16 +653,13 @@ fn scope(opts: &ReplayOptions) -> SnapshotScope {
 }
 
 /// Where no kubelet runs: the stand-in that completes hook Jobs' Pods, in every
-/// release namespace, until aborted.
-fn drive_job_pods(cluster: &Cluster, twin: &Twin) -> Vec<tokio::task::JoinHandle<()>> {
+/// release namespace, until the returned driver is dropped (on every path).
+fn drive_job_pods(cluster: &Cluster, twin: &Twin) -> pods::JobPodDriver {
     if cluster.has_kubelet() {
-        return Vec::new();
+        return pods::JobPodDriver::none();
     }
     let namespaces: BTreeSet<&String> = twin.releases.iter().map(|r| &r.namespace).collect();
-    namespaces
-        .into_iter()
-        .map(|ns| tokio::spawn(pods::complete_job_pods(cluster.client(), ns.clone())))
-        .collect()
+    pods::JobPodDriver::start(&cluster.client(), namespaces.into_iter().cloned())
 }
 
 fn role_name(role: Role) -> &'static str {
@@ -1046,9 +1041,7 @@ async fn uninstall(
     let after = snapshot::take(&client, &scope(opts))
         .await
         .context("snapshot after the uninstalls")?;
-    for d in drivers {
-        d.abort();
-    }
+    drivers.stop();
     let mut seen: BTreeMap<String, snapshot::ObjectRecord> = inst
         .installed
         .objects
