@@ -10,8 +10,11 @@
 //! * [`scrub`]: what values redaction cannot reach: Secrets in rendered manifests,
 //!   PEM blocks in any captured file.
 //! * [`manifest`]: `capture.json` (what was read, lacked, redacted) and `twin.yaml`.
+//! * [`load`]: the captured files (`cluster/`) read into validated values, with
+//!   `file:line:column` errors, under reading budgets: replay gets nothing unchecked.
 
 pub mod capture;
+pub mod load;
 pub mod manifest;
 pub mod release;
 pub mod replay;
