@@ -495,6 +495,108 @@ impl Surface {
     }
 }
 
+// ---- Fuzzing ----------------------------------------------------------------------
+
+/// Every loader of twin files on one `text`, asserting what replay relies on: the text
+/// as each kind of surface object, as `namespaces.yaml`, and as a whole twin (written
+/// into `scratch` as `twin.yaml` and as every file it names) loaded the way `run` and
+/// `validate` load it. Panics when a property fails: a panic anywhere, an object that
+/// is not a mapping, a webhook entry or a conversion webhook replay cannot write into,
+/// a refusal without the file's name or with a position outside the text. The fuzz
+/// target `twin` and the seed test call it.
+#[doc(hidden)]
+pub fn check_every_loader(text: &str, scratch: &Path) {
+    let file = Path::new("cluster/x/object.yaml");
+    let lines = text.replace("\r\n", "\n").split(['\n', '\r']).count() as u64;
+    let refusal = |e: &ScenarioError, file: &str| {
+        assert_eq!(e.file, file, "{e}");
+        assert!(!e.message.is_empty(), "an empty message for {text:?}");
+        assert!(e.line <= lines + 1, "line {} of {lines}: {e}", e.line);
+        if e.line == 0 {
+            assert!(
+                e.message.starts_with("the file is") || e.message.starts_with("cannot read"),
+                "no position: {e}"
+            );
+        }
+    };
+    let shown = file.display().to_string();
+    let loaders: [(
+        fn(&str, &Path) -> Result<CapturedObject, ScenarioError>,
+        fn(&Value),
+    ); 4] = [
+        (parse_object::<CrdView>, crd_can_be_written),
+        (
+            parse_object::<ConfigurationView>,
+            configuration_can_be_written,
+        ),
+        (parse_object::<ObjectView>, object_can_be_written),
+        (parse_object::<ApiServiceView>, object_can_be_written),
+    ];
+    for (load, writable) in loaders {
+        match load(text, file) {
+            Ok(o) => writable(&o.object),
+            Err(e) => refusal(&e, &shown),
+        }
+    }
+    if let Err(e) = parse::<Vec<CapturedNamespace>>(text, "namespaces.yaml") {
+        refusal(&e, "namespaces.yaml");
+    }
+    let cluster = scratch.join("cluster");
+    for part in [
+        "customresourcedefinitions",
+        "validatingwebhookconfigurations",
+        "apiservices",
+    ] {
+        std::fs::create_dir_all(cluster.join(part)).expect("a scratch folder");
+        std::fs::write(cluster.join(part).join("x.yaml"), text).expect("a scratch file");
+    }
+    std::fs::write(cluster.join("namespaces.yaml"), text).expect("a scratch file");
+    std::fs::write(scratch.join("twin.yaml"), text).expect("a scratch file");
+    let twin_file = scratch.join("twin.yaml").display().to_string();
+    match super::manifest::load(scratch) {
+        Ok(twin) => {
+            if let Ok(s) = Surface::load(&twin) {
+                s.crds.iter().for_each(|o| crd_can_be_written(&o.object));
+                s.validating
+                    .iter()
+                    .for_each(|o| configuration_can_be_written(&o.object));
+                s.apiservices
+                    .iter()
+                    .for_each(|o| object_can_be_written(&o.object));
+            }
+        }
+        Err(e) => refusal(&e, &twin_file),
+    }
+}
+
+/// What replay assigns into (`serde_json`'s `IndexMut` panics on anything but a
+/// mapping or null there): the object itself (an admission policy's `apiVersion`)...
+fn object_can_be_written(object: &Value) {
+    assert!(object.is_object(), "{object}");
+}
+
+/// ... each webhook of a configuration (its `clientConfig`, `namespaceSelector`)...
+fn configuration_can_be_written(object: &Value) {
+    object_can_be_written(object);
+    for w in object["webhooks"].as_array().into_iter().flatten() {
+        assert!(w.is_object(), "a webhook entry {w}");
+    }
+}
+
+/// ... and a CRD's `spec.conversion.webhook.clientConfig`.
+fn crd_can_be_written(object: &Value) {
+    object_can_be_written(object);
+    let spec = &object["spec"];
+    assert!(spec.is_object(), "{spec}");
+    let conversion = &spec["conversion"];
+    assert!(
+        conversion.is_object() || conversion.is_null(),
+        "{conversion}"
+    );
+    let webhook = &conversion["webhook"];
+    assert!(webhook.is_object() || webhook.is_null(), "{webhook}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -702,5 +804,64 @@ webhooks:
             serde_saphyr::to_string(&serde_json::json!([{"name": "x", "labels": labels}])).unwrap();
         let back: Vec<CapturedNamespace> = parse(&text, "n.yaml").unwrap();
         assert_eq!(back[0].labels.as_ref(), Some(&labels), "{text}");
+    }
+
+    /// The fuzz target's seeds, on stable: each loads or is refused, never a panic.
+    #[test]
+    fn every_fuzz_seed_loads_or_is_refused() {
+        let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/twin");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&seeds).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let scratch = tempfile::tempdir().unwrap();
+            check_every_loader(&text, scratch.path());
+            n += 1;
+        }
+        assert!(n >= 8, "{n} seeds in {}", seeds.display());
+        // The seeds mean what their names say.
+        let seed = |name: &str| std::fs::read_to_string(seeds.join(name)).unwrap();
+        assert!(
+            parse_object::<ConfigurationView>(&seed("validating.yaml"), Path::new("v")).is_ok()
+        );
+        assert!(parse_object::<ConfigurationView>(&seed("mutating.yaml"), Path::new("m")).is_ok());
+        assert!(parse_object::<CrdView>(&seed("crd.yaml"), Path::new("c")).is_ok());
+        assert!(parse_object::<ApiServiceView>(&seed("apiservice.yaml"), Path::new("a")).is_ok());
+        assert!(parse_object::<ObjectView>(&seed("policy.yaml"), Path::new("p")).is_ok());
+        assert!(parse::<Vec<CapturedNamespace>>(&seed("namespaces.yaml"), "n").is_ok());
+        assert!(
+            parse_object::<ConfigurationView>(
+                &seed("webhook-entry-not-a-mapping.yaml"),
+                Path::new("b")
+            )
+            .is_err()
+        );
+        assert!(parse_object::<ObjectView>(&seed("alias-bomb.yaml"), Path::new("b")).is_err());
+        // twin.yaml with its files in place loads.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("cluster")).unwrap();
+        std::fs::write(
+            dir.path().join("cluster/namespaces.yaml"),
+            seed("namespaces.yaml"),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("twin.yaml"), seed("twin.yaml")).unwrap();
+        let twin = super::super::manifest::load(dir.path()).unwrap();
+        assert_eq!(Surface::load(&twin).unwrap().namespaces.len(), 2);
+    }
+
+    #[test]
+    fn twin_yaml_is_read_under_the_budgets() {
+        // Not read past the cap (the old loader read any size into memory).
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("twin.yaml"), vec![b'#'; MAX_FILE_BYTES + 1]).unwrap();
+        let err = super::super::manifest::load(dir.path()).unwrap_err();
+        assert!(err.message.contains("larger than"), "{err}");
+        // A mistake names the field's path and its place.
+        let text = "name: twin\ntwin:\n  kubernetesVersion: v1.30.7\n  namespaces: [a]\n";
+        std::fs::write(dir.path().join("twin.yaml"), text).unwrap();
+        let err = super::super::manifest::load(dir.path()).unwrap_err();
+        assert_eq!((err.line, err.column), (4, 15), "{err}");
+        assert!(err.message.starts_with("twin.namespaces"), "{err}");
     }
 }
