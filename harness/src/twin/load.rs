@@ -497,6 +497,12 @@ impl Surface {
 
 // ---- Fuzzing ----------------------------------------------------------------------
 
+/// One kind of captured object's loader ([`parse_object`] at a view).
+type Loader = fn(&str, &Path) -> Result<CapturedObject, ScenarioError>;
+
+/// A property of a loaded object (panics when it fails).
+type Writable = fn(&Value);
+
 /// Every loader of twin files on one `text`, asserting what replay relies on: the text
 /// as each kind of surface object, as `namespaces.yaml`, and as a whole twin (written
 /// into `scratch` as `twin.yaml` and as every file it names) loaded the way `run` and
@@ -520,10 +526,7 @@ pub fn check_every_loader(text: &str, scratch: &Path) {
         }
     };
     let shown = file.display().to_string();
-    let loaders: [(
-        fn(&str, &Path) -> Result<CapturedObject, ScenarioError>,
-        fn(&Value),
-    ); 4] = [
+    let loaders: [(Loader, Writable); 4] = [
         (parse_object::<CrdView>, crd_can_be_written),
         (
             parse_object::<ConfigurationView>,
