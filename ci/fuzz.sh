@@ -4,6 +4,7 @@
 #   report          runs.json of `merge-reports` (and snapshot JSON of `diff`), merged,
 #                   assembled and rendered in all four formats
 #   webhook_review  AdmissionReview / ConversionReview bodies to the sample webhook's answer
+#   twin            twin.yaml and the captured files under cluster/, loaded as replay loads them
 #
 # Installs cargo-fuzz once per machine (into $PREFLIGHT_CACHE_DIR/tools/cargo-fuzz, default
 # ~/.cache/preflight), builds the targets with the nightly toolchain, and runs each for
@@ -25,7 +26,7 @@ say() { printf '\n==> %s\n' "$*" >&2; }
 CARGO_FUZZ_VERSION=0.13.2
 seconds="${PREFLIGHT_FUZZ_SECONDS:-45}"
 tools="${PREFLIGHT_CACHE_DIR:-$HOME/.cache/preflight}/tools/cargo-fuzz"
-targets=(scenario report webhook_review)
+targets=(scenario report webhook_review twin)
 
 case "$seconds" in '' | *[!0-9]*) echo "error: PREFLIGHT_FUZZ_SECONDS=$seconds: expected whole seconds" >&2; exit 2 ;; esac
 

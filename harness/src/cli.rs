@@ -448,7 +448,10 @@ pub async fn execute(cli: Cli, progress: Progress) -> anyhow::Result<i32> {
             let mut failed = 0;
             for f in &files {
                 if crate::twin::manifest::is_twin_path(f) {
-                    match crate::twin::manifest::load(f) {
+                    // twin.yaml and every captured file it names, as replay reads them.
+                    let loaded = crate::twin::manifest::load(f)
+                        .and_then(|t| crate::twin::load::Surface::load(&t).map(|_| t));
+                    match loaded {
                         Ok(t) => {
                             println!(
                                 "ok    {} (twin of Kubernetes {}: {} releases)",

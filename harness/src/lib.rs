@@ -33,6 +33,7 @@ pub mod failpoint;
 pub mod helm;
 pub mod namespace;
 pub mod ownership;
+pub mod pager;
 pub mod pki;
 pub mod policy;
 pub mod progress;

@@ -14,8 +14,8 @@
 //! a [`DiscoveryError`] in the snapshot: a finding, not silence.
 //!
 //! **Lists** ask for `PartialObjectMetadataList` pages of [`PAGE`] objects, following
-//! `continue` tokens: object bodies (Secret data included) are never fetched. A type
-//! whose server cannot answer with metadata (406/415, or an answer that does not
+//! `continue` tokens with [`crate::pager`] (which recovers from an expired token):
+//! object bodies (Secret data included) are never fetched. A type whose server cannot answer with metadata (406/415, or an answer that does not
 //! decode) falls back, for that type only, to a paged full list, of which only the
 //! metadata is kept. A type that cannot be listed is recorded in
 //! [`Snapshot::unlistable`]; every type that was listed is in [`Snapshot::listed`], so
@@ -31,8 +31,10 @@ use kube::api::{Api, DynamicObject, ListParams};
 use kube::discovery::{ApiCapabilities, ApiResource, Discovery, Scope, verbs};
 use serde::{Deserialize, Serialize};
 
+use crate::pager;
+
 /// Objects per list page.
-pub const PAGE: u32 = 500;
+pub const PAGE: u32 = pager::PAGE;
 
 /// Resource types a snapshot leaves out, as `group/resource` (`core` for the core
 /// group). Nothing that can be a leftover belongs here.
@@ -643,55 +645,16 @@ fn metadata_unsupported(e: &kube::Error) -> bool {
     }
 }
 
-/// Pages through a list (restarting once if a `continue` token expires: 410).
-async fn paged<T, F, Fut>(page: u32, mut get: F) -> Result<Vec<T>, kube::Error>
-where
-    F: FnMut(ListParams) -> Fut,
-    Fut: std::future::Future<Output = Result<(Vec<T>, Option<String>), kube::Error>>,
-{
-    let mut restarts = 0;
-    'again: loop {
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let mut lp = ListParams::default().limit(page);
-            if let Some(t) = &token {
-                lp = lp.continue_token(t);
-            }
-            match get(lp).await {
-                Ok((items, next)) => {
-                    out.extend(items);
-                    match next.filter(|t| !t.is_empty()) {
-                        Some(t) => token = Some(t),
-                        None => return Ok(out),
-                    }
-                }
-                Err(kube::Error::Api(s)) if s.code == 410 && token.is_some() && restarts < 2 => {
-                    restarts += 1;
-                    continue 'again;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-}
-
 async fn list_metadata(
     api: &Api<DynamicObject>,
     page: u32,
 ) -> Result<Vec<ObjectMeta>, kube::Error> {
-    paged(page, |lp| async move {
-        let list = api.list_metadata(&lp).await?;
-        Ok((
-            list.items.into_iter().map(|o| o.metadata).collect(),
-            list.metadata.continue_,
-        ))
-    })
-    .await
+    let items = pager::list_all_metadata(api, &ListParams::default(), page).await?;
+    Ok(items.into_iter().map(|o| o.metadata).collect())
 }
 
 async fn list_full(api: &Api<DynamicObject>, page: u32) -> Result<Vec<ObjectMeta>, kube::Error> {
-    paged(page, |lp| async move {
+    pager::pages(&ListParams::default(), page, |lp| async move {
         let list = api.list(&lp).await?;
         // Only the metadata is kept: bodies (Secret data) are dropped here.
         Ok((

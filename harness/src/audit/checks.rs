@@ -20,6 +20,7 @@ use super::selection::{
 };
 use super::{AuditOptions, Finding, Severity, removed_apis};
 use crate::exercise::dry_run::GC_USER;
+use crate::pager;
 use crate::snapshot::{self, SnapshotScope};
 
 /// The seed's triage, for webhooks that block deletes.
@@ -60,16 +61,15 @@ fn ar(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
 }
 
+/// Every object of `res` that `lp` selects, page by page (see [`crate::pager`]).
 async fn list(
     client: &kube::Client,
     res: &ApiResource,
     lp: &ListParams,
 ) -> Result<Vec<Value>, kube::Error> {
     let api: Api<DynamicObject> = Api::all_with(client.clone(), res);
-    Ok(api
-        .list(lp)
+    Ok(pager::list_all(&api, lp)
         .await?
-        .items
         .into_iter()
         .filter_map(|o| serde_json::to_value(o).ok())
         .collect())
@@ -96,9 +96,9 @@ fn s<'a>(v: &'a Value, ptr: &str) -> &'a str {
 async fn list_webhooks(ctx: &mut Context) -> Vec<Webhook> {
     let mut hooks = Vec::new();
     let validating: Api<ValidatingWebhookConfiguration> = Api::all(ctx.client.clone());
-    match validating.list(&ListParams::default()).await {
+    match pager::list_all(&validating, &ListParams::default()).await {
         Ok(list) => {
-            for cfg in list.items {
+            for cfg in list {
                 let name = cfg.metadata.name.unwrap_or_default();
                 hooks.extend(
                     cfg.webhooks
@@ -114,9 +114,9 @@ async fn list_webhooks(ctx: &mut Context) -> Vec<Webhook> {
         )),
     }
     let mutating: Api<MutatingWebhookConfiguration> = Api::all(ctx.client.clone());
-    match mutating.list(&ListParams::default()).await {
+    match pager::list_all(&mutating, &ListParams::default()).await {
         Ok(list) => {
-            for cfg in list.items {
+            for cfg in list {
                 let name = cfg.metadata.name.unwrap_or_default();
                 hooks.extend(
                     cfg.webhooks
@@ -155,31 +155,22 @@ pub(crate) fn served_from(d: &kube::Discovery) -> Served {
     )
 }
 
-/// The metadata of every object of `resource`, page by page.
+/// The metadata of every object of `resource`, page by page (see [`crate::pager`]).
 async fn list_metadata(
     client: &kube::Client,
     resource: &Resource,
 ) -> Result<Vec<ObjectMeta>, kube::Error> {
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource.api_resource());
-    let mut out = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let mut lp = ListParams::default().limit(500);
-        if let Some(t) = &token {
-            lp = lp.continue_token(t);
-        }
-        let page = api.list_metadata(&lp).await?;
-        out.extend(page.items.into_iter().map(|o| ObjectMeta {
+    let items = pager::list_all_metadata(&api, &ListParams::default(), pager::PAGE).await?;
+    Ok(items
+        .into_iter()
+        .map(|o| ObjectMeta {
             namespace: o.metadata.namespace,
             name: o.metadata.name.unwrap_or_default(),
             labels: o.metadata.labels.unwrap_or_default(),
             deleting: o.metadata.deletion_timestamp.is_some(),
-        }));
-        match page.metadata.continue_ {
-            Some(t) if !t.is_empty() => token = Some(t),
-            _ => return Ok(out),
-        }
-    }
+        })
+        .collect())
 }
 
 /// Every namespace's real labels.
@@ -722,13 +713,10 @@ pub async fn conversion(ctx: &mut Context) {
             .filter(|v| v["served"] == true)
         {
             let version = s(v, "/name");
-            if let Err(e) = list(
-                &ctx.client,
-                &ar(group, version, kind, plural),
-                &ListParams::default().limit(100),
-            )
-            .await
-            {
+            // One page is enough: whether the type can be listed at all is the question.
+            let api: Api<DynamicObject> =
+                Api::all_with(ctx.client.clone(), &ar(group, version, kind, plural));
+            if let Err(e) = api.list(&ListParams::default().limit(100)).await {
                 let consequence = match minor {
                     Some(m) if m >= 32 => "From Kubernetes 1.32 the garbage collector carries on for other types, but dependents of these objects are not collected.".to_string(),
                     _ => "Every upgrade restarts the controller manager; up to Kubernetes 1.31 its garbage collector then waits for every resource type and stops collecting while this one cannot be listed: Deployments' ReplicaSets and Pods are orphaned on every `helm delete`.".to_string(),

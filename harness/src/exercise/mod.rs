@@ -200,8 +200,12 @@ async fn run_steps(
     )
     .await?;
     // Only where no kubelet runs: on kind a hook Job's Pod really runs (or really fails).
-    let driver = (!cluster.has_kubelet())
-        .then(|| tokio::spawn(pods::complete_job_pods(client.clone(), namespace.clone())));
+    // Stopped when dropped: an error below (`?`) stops it as the end of the run does.
+    let driver = if cluster.has_kubelet() {
+        pods::JobPodDriver::none()
+    } else {
+        pods::JobPodDriver::start(&client, [namespace.clone()])
+    };
 
     let mut steps = Vec::new();
     let mut manifest = String::new();
@@ -393,9 +397,7 @@ async fn run_steps(
     let after = snapshot::take(&client, &everything)
         .await
         .context("snapshot after the scenario")?;
-    if let Some(driver) = driver {
-        driver.abort();
-    }
+    driver.stop();
     let mut log_evidence = log_evidence(cluster, &opts.dir);
     // While the webhooks are still registered as the scenario left them.
     if let Ok(gc) = cluster.impersonating(dry_run::GC_USER).await {

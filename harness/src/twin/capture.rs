@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{Api, DynamicObject, ListParams, ObjectList};
+use kube::api::{Api, DynamicObject, ListParams};
 use kube::discovery::ApiResource;
 use serde_json::Value;
 
@@ -340,7 +340,8 @@ async fn list_surface(
     None
 }
 
-/// Every item of a list, page by page.
+/// Every item of a list, page by page (an expired `continue` token is recovered from:
+/// see [`crate::pager`]).
 pub(super) async fn list_all<K>(api: &Api<K>) -> Result<Vec<K>, kube::Error>
 where
     K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
@@ -355,16 +356,7 @@ pub(super) async fn list_all_with<K>(
 where
     K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    let mut out = Vec::new();
-    let mut params = params.limit(500);
-    loop {
-        let page: ObjectList<K> = api.list(&params).await?;
-        out.extend(page.items);
-        match page.metadata.continue_.filter(|c| !c.is_empty()) {
-            Some(token) => params = params.continue_token(&token),
-            None => return Ok(out),
-        }
-    }
+    crate::pager::list_all(api, &params).await
 }
 
 /// What a webhook configuration tells about AKS's admissions enforcer.

@@ -375,19 +375,8 @@ pub fn load(path: &Path) -> Result<Twin, ScenarioError> {
         column,
         message,
     };
-    let text =
-        std::fs::read_to_string(&file).map_err(|e| fail(0, 0, format!("cannot read: {e}")))?;
-    let raw: FileTwin = serde_saphyr::from_str(&text).map_err(|e| {
-        let (l, c) = e
-            .location()
-            .map(|l| (l.line(), l.column()))
-            .unwrap_or((0, 0));
-        fail(
-            l,
-            c,
-            e.to_string().lines().next().unwrap_or_default().to_string(),
-        )
-    })?;
+    // Capped and under reading budgets, with the field's path in messages.
+    let raw: FileTwin = super::load::read_yaml(&file)?;
     let at = |s: &Spanned<String>, message: String| {
         fail(s.referenced.line(), s.referenced.column(), message)
     };

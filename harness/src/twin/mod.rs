@@ -14,9 +14,12 @@
 //! * [`stored`]: custom resources' metadata, captured and recreated.
 //! * [`nodes`]: node pools as captured.
 //! * [`manifest`]: `capture.json` (what was read, lacked, redacted) and `twin.yaml`.
+//! * [`load`]: the captured files (`cluster/`) read into validated values, with
+//!   `file:line:column` errors, under reading budgets: replay gets nothing unchecked.
 
 pub mod capture;
 pub mod health;
+pub mod load;
 pub mod manifest;
 pub mod nodes;
 pub mod release;

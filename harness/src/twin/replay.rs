@@ -23,7 +23,7 @@
 //! comparison across versions and the reports are the same as for scenario files.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,7 @@ use kube::discovery::ApiResource;
 use serde_json::{Value, json};
 
 use super::health::Health;
+pub use super::load::Surface;
 use super::manifest::{Twin, TwinRelease};
 use crate::audit::selection::{self, Labels, Webhook};
 use crate::behaviour::{Behaviour, BehaviourSpec, WebhookKind};
@@ -47,85 +48,6 @@ use crate::runner::{Role, RunResult, Timings};
 use crate::scenario::{Chart, ChartSource, HelmAction, HelmDryRun, HelmStep, Scenario};
 use crate::snapshot::{self, Noise, Snapshot, SnapshotScope};
 use crate::webhook::{self as register, WebhookServer};
-
-/// The captured admission surface, read from the twin's files.
-#[derive(Clone, Debug, Default)]
-pub struct Surface {
-    pub namespaces: Vec<(String, Labels)>,
-    pub crds: Vec<Value>,
-    pub validating: Vec<Value>,
-    pub mutating: Vec<Value>,
-    pub policies: Vec<Value>,
-    pub bindings: Vec<Value>,
-    pub apiservices: Vec<Value>,
-    /// Stored custom resources (metadata), recreated after the installs.
-    pub stored: Vec<super::stored::StoredObjects>,
-}
-
-impl Surface {
-    /// Reads `twin.namespaces` and every object under `twin.surface`.
-    pub fn load(twin: &Twin) -> anyhow::Result<Surface> {
-        let text = std::fs::read_to_string(&twin.namespaces)
-            .with_context(|| format!("reading {}", twin.namespaces.display()))?;
-        let listed: Vec<Value> = serde_saphyr::from_str(&text).with_context(|| {
-            format!(
-                "{}: expected a list of namespaces",
-                twin.namespaces.display()
-            )
-        })?;
-        let namespaces = listed
-            .iter()
-            .filter_map(|n| {
-                let name = n["name"].as_str()?.to_string();
-                let labels = n["labels"]
-                    .as_object()
-                    .map(|m| {
-                        m.iter()
-                            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                Some((name, labels))
-            })
-            .collect();
-        let dir = |d: &str| read_objects(&twin.surface.join(d));
-        Ok(Surface {
-            namespaces,
-            crds: dir("customresourcedefinitions")?,
-            validating: dir("validatingwebhookconfigurations")?,
-            mutating: dir("mutatingwebhookconfigurations")?,
-            policies: dir("validatingadmissionpolicies")?,
-            bindings: dir("validatingadmissionpolicybindings")?,
-            apiservices: dir("apiservices")?,
-            stored: match &twin.custom_resources {
-                Some(d) => super::stored::load(d)?,
-                None => Vec::new(),
-            },
-        })
-    }
-}
-
-/// Every `*.yaml` object in `dir` (none if it does not exist), by file name.
-fn read_objects(dir: &Path) -> anyhow::Result<Vec<Value>> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Ok(Vec::new());
-    };
-    let mut files: Vec<PathBuf> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .map(|f| {
-            let text =
-                std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
-            serde_saphyr::from_str(&text)
-                .with_context(|| format!("{}: not a YAML object", f.display()))
-        })
-        .collect()
-}
 
 /// One webhook made to fail in a pass.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -691,7 +613,7 @@ async fn install(
                 .iter()
                 .chain(&surface.validating)
                 .chain(&surface.mutating)
-                .any(|o| is_release(owner(o, twin), r))
+                .any(|o| is_release(owner(&o.object, twin), r))
             {
                 let v = version.clone();
                 steps
@@ -717,9 +639,7 @@ async fn install(
         m.wait_idle(Duration::from_secs(60)).await;
     }
     let installed = quiet(&client, &everything).await;
-    for d in drivers {
-        d.abort();
-    }
+    drivers.stop();
     let installed = installed?;
     // Stored objects whose owners are outside the twin were there before the releases.
     let mut before = before;
@@ -806,16 +726,13 @@ fn scope(opts: &ReplayOptions) -> SnapshotScope {
 }
 
 /// Where no kubelet runs: the stand-in that completes hook Jobs' Pods, in every
-/// release namespace, until aborted.
-fn drive_job_pods(cluster: &Cluster, twin: &Twin) -> Vec<tokio::task::JoinHandle<()>> {
+/// release namespace, until the returned driver is dropped (on every path).
+fn drive_job_pods(cluster: &Cluster, twin: &Twin) -> pods::JobPodDriver {
     if cluster.has_kubelet() {
-        return Vec::new();
+        return pods::JobPodDriver::none();
     }
     let namespaces: BTreeSet<&String> = twin.releases.iter().map(|r| &r.namespace).collect();
-    namespaces
-        .into_iter()
-        .map(|ns| tokio::spawn(pods::complete_job_pods(cluster.client(), ns.clone())))
-        .collect()
+    pods::JobPodDriver::start(&cluster.client(), namespaces.into_iter().cloned())
 }
 
 fn role_name(role: Role) -> &'static str {
@@ -1210,9 +1127,7 @@ async fn uninstall(
     let after = snapshot::take(&client, &scope(opts))
         .await
         .context("snapshot after the uninstalls")?;
-    for d in drivers {
-        d.abort();
-    }
+    drivers.stop();
     let mut seen: BTreeMap<String, snapshot::ObjectRecord> = inst
         .installed
         .objects
@@ -1353,12 +1268,12 @@ async fn set_up(
         ),
     ] {
         for o in objects {
-            if let Some(note) = create_policy(client, kind, plural, o).await? {
+            if let Some(note) = create_policy(client, kind, plural, &o.object).await? {
                 notes.push(note);
             }
         }
     }
-    for a in &surface.apiservices {
+    for a in surface.apiservices.iter().map(|a| &a.object) {
         let name = a["metadata"]["name"].as_str().unwrap_or_default();
         let available = a["status"]["conditions"]
             .as_array()
@@ -1460,15 +1375,19 @@ async fn register_crds_and_webhooks(
     twin: &Twin,
     which: impl Fn(Option<&TwinRelease>) -> bool,
 ) -> anyhow::Result<()> {
-    for crd in surface.crds.iter().filter(|o| which(owner(o, twin))) {
-        register::register_captured_crd(client, server, crd).await?;
+    for crd in surface
+        .crds
+        .iter()
+        .filter(|o| which(owner(&o.object, twin)))
+    {
+        register::register_captured_crd(client, server, &crd.object).await?;
     }
     for (kind, configs) in [
         (WebhookKind::Validating, &surface.validating),
         (WebhookKind::Mutating, &surface.mutating),
     ] {
-        for c in configs.iter().filter(|o| which(owner(o, twin))) {
-            let c = aks_enforced(c, twin.aks);
+        for c in configs.iter().filter(|o| which(owner(&o.object, twin))) {
+            let c = aks_enforced(&c.object, twin.aks);
             register::register_captured(client, server, kind, &c, "default").await?;
         }
     }
@@ -1556,7 +1475,7 @@ async fn relevant(
     let mut hooks: Vec<Webhook> = Vec::new();
     for (configs, validating) in [(&surface.validating, true), (&surface.mutating, false)] {
         for c in configs {
-            let c = &aks_enforced(c, aks);
+            let c = &aks_enforced(&c.object, aks);
             let config = c["metadata"]["name"].as_str().unwrap_or_default();
             for w in c["webhooks"].as_array().into_iter().flatten() {
                 let mut w = w.clone();
@@ -1602,7 +1521,7 @@ async fn relevant(
             });
         }
     }
-    for crd in &surface.crds {
+    for crd in surface.crds.iter().map(|c| &c.object) {
         if crd["spec"]["conversion"]["strategy"] != "Webhook" {
             continue;
         }

@@ -75,43 +75,82 @@ pub fn scrub_text(text: &str, rendered_manifest: bool) -> (String, Vec<(String, 
     (text, reasons)
 }
 
-/// Secret objects of a rendered manifest keep their keys, not their values.
+/// What replaces a rendered document that could not be read: a YAML comment, which
+/// Helm skips as an empty document.
+pub const REMOVED_DOCUMENT: &str = "# removed by preflight capture: this document could not be parsed, so it could not be checked for credentials (see capture.json)\n";
+
+/// Why a document was removed whole (listed in `capture.json`).
+const UNPARSABLE: &str =
+    "a rendered document that could not be parsed, removed whole: it could hold a Secret's values";
+
+/// Secret objects of a rendered manifest keep their keys, not their values. Scrubbing
+/// fails closed: a document that cannot be parsed (or written back) cannot be checked
+/// for a Secret, so it is replaced by [`REMOVED_DOCUMENT`] rather than kept as it was.
 fn scrub_secrets(text: &str, reasons: &mut Vec<(String, String)>) -> String {
     let docs = split_documents(text);
     let mut changed = false;
     let mut out = Vec::with_capacity(docs.len());
-    for doc in docs {
-        let Ok(mut v) = serde_saphyr::from_str::<Value>(&doc) else {
-            out.push(doc);
-            continue;
-        };
-        if v.get("kind").and_then(Value::as_str) != Some("Secret") {
-            out.push(doc);
-            continue;
-        }
-        let name = v
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or("?")
-            .to_string();
-        for (field, replacement) in [("data", REDACTED_B64), ("stringData", REDACTED)] {
-            if let Some(map) = v.get_mut(field).and_then(Value::as_object_mut) {
+    for (i, doc) in docs.into_iter().enumerate() {
+        let (kept, removed) = scrub_document(doc, i + 1);
+        changed |= !removed.is_empty();
+        reasons.extend(removed);
+        out.push(kept);
+    }
+    if changed {
+        out.join("---\n")
+    } else {
+        text.to_string()
+    }
+}
+
+/// One document of a rendered manifest (the `n`th), scrubbed; with what was removed.
+fn scrub_document(doc: String, n: usize) -> (String, Vec<(String, String)>) {
+    let removed_whole = || {
+        (
+            REMOVED_DOCUMENT.to_string(),
+            vec![(format!("document {n}"), UNPARSABLE.to_string())],
+        )
+    };
+    let Ok(mut v) = serde_saphyr::from_str::<Value>(&doc) else {
+        return removed_whole();
+    };
+    if v.get("kind").and_then(Value::as_str) != Some("Secret") {
+        return (doc, Vec::new());
+    }
+    let name = v
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("?")
+        .to_string();
+    let mut reasons = Vec::new();
+    for (field, replacement) in [("data", REDACTED_B64), ("stringData", REDACTED)] {
+        match v.get_mut(field) {
+            Some(Value::Object(map)) => {
                 for (k, val) in map.iter_mut() {
                     *val = Value::String(replacement.into());
                     reasons.push((
                         format!("Secret/{name} {field}.{k}"),
                         "a Secret's value".into(),
                     ));
-                    changed = true;
                 }
             }
+            None | Some(Value::Null) => {}
+            // Not a mapping: nothing to keep the keys of, and it is still a Secret's.
+            Some(other) => {
+                *other = Value::Object(Default::default());
+                reasons.push((
+                    format!("Secret/{name} {field}"),
+                    "a Secret's values (not a mapping), removed whole".into(),
+                ));
+            }
         }
-        out.push(serde_saphyr::to_string(&v).unwrap_or(doc));
     }
-    if changed {
-        out.join("---\n")
-    } else {
-        text.to_string()
+    if reasons.is_empty() {
+        return (doc, reasons);
+    }
+    match serde_saphyr::to_string(&v) {
+        Ok(text) => (text, reasons),
+        Err(_) => removed_whole(),
     }
 }
 
@@ -184,6 +223,45 @@ mod tests {
         let (same, none) = scrub_text(text, false);
         assert_eq!(same, text);
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn an_unparsable_rendered_document_is_removed_not_kept() {
+        // A Secret whose document does not parse (an unclosed flow sequence): it
+        // cannot be checked, so it goes whole; the readable ConfigMap stays.
+        let text = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  a: visible\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: db\ndata:\n  password: aHVudGVyMg==\n  broken: [unclosed\n";
+        let (out, reasons) = scrub_text(text, true);
+        assert!(!out.contains("aHVudGVyMg=="), "{out}");
+        assert!(out.contains("visible"), "{out}");
+        assert!(out.contains(REMOVED_DOCUMENT), "{out}");
+        assert_eq!(
+            reasons,
+            vec![("document 2".to_string(), UNPARSABLE.to_string())]
+        );
+
+        // Through the directory walk: the file is rewritten and capture.json's entry
+        // names the file, the document and the reason.
+        let out_dir = tempfile::tempdir().unwrap();
+        let rel = Path::new("releases/ns/r/chart");
+        let file = out_dir.path().join(rel).join("rendered/manifest.yaml");
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, text).unwrap();
+        let found = scrub_dir(out_dir.path(), rel).unwrap();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].file, "releases/ns/r/chart/rendered/manifest.yaml");
+        assert_eq!(found[0].path, "document 2");
+        assert_eq!(found[0].reason, UNPARSABLE);
+        let written = std::fs::read_to_string(&file).unwrap();
+        assert!(!written.contains("aHVudGVyMg=="), "{written}");
+    }
+
+    #[test]
+    fn a_secret_whose_data_is_not_a_mapping_loses_it() {
+        let text = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData: hunter2\n";
+        let (out, reasons) = scrub_text(text, true);
+        assert!(!out.contains("hunter2"), "{out}");
+        assert_eq!(reasons.len(), 1, "{reasons:?}");
+        assert_eq!(reasons[0].0, "Secret/db stringData");
     }
 
     #[test]

@@ -220,33 +220,6 @@ pub fn write(
     ))
 }
 
-/// Reads every `*.yaml` of a twin's `customresources` directory (none when absent),
-/// refusing a file that is not one CRD's objects with the file named.
-pub fn load(dir: &Path) -> anyhow::Result<Vec<StoredObjects>> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Ok(Vec::new());
-    };
-    let mut files: Vec<PathBuf> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .map(|f| {
-            let text =
-                std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
-            serde_saphyr::from_str(&text).with_context(|| {
-                format!(
-                    "{}: not a CRD's stored objects (crd, apiVersion, kind, namespaced, total, objects)",
-                    f.display()
-                )
-            })
-        })
-        .collect()
-}
-
 /// Which object of a twin's stored objects: (file, object) indices.
 pub type ObjectId = (usize, usize);
 
@@ -276,7 +249,7 @@ pub async fn recreate(
     client: &kube::Client,
     stored: &[StoredObjects],
     only: Option<&[ObjectId]>,
-    crds: &[Value],
+    crds: &[super::load::CapturedObject],
     last: bool,
 ) -> Recreated {
     let mut done = Recreated::default();
@@ -407,10 +380,15 @@ fn at(o: &StoredObject) -> String {
 }
 
 /// The OpenAPI schema of `crd`'s version in `api_version`, from the captured CRDs.
-fn crd_schema<'a>(crds: &'a [Value], crd: &str, api_version: &str) -> Option<&'a Value> {
+fn crd_schema<'a>(
+    crds: &'a [super::load::CapturedObject],
+    crd: &str,
+    api_version: &str,
+) -> Option<&'a Value> {
     let version = api_version.rsplit('/').next()?;
     crds.iter()
-        .find(|c| c["metadata"]["name"] == crd)?
+        .find(|c| c.name == crd)?
+        .object
         .pointer("/spec/versions")?
         .as_array()?
         .iter()

@@ -424,7 +424,33 @@ fn bad_capture_flags_are_named_and_nothing_is_written() {
     let (code, err) = run(&["run", twin.to_str().unwrap()]);
     assert_eq!(code, Some(2), "{err}");
     assert!(
-        err.contains("customresourcedefinitions/broken.yaml: not a YAML object"),
+        err.contains("customresourcedefinitions/broken.yaml:1:4: "),
+        "{err}"
+    );
+    // validate reads the captured files as replay does, and says the same.
+    let (code, err) = run(&["validate", twin.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("customresourcedefinitions/broken.yaml:1:4: "),
+        "{err}"
+    );
+    // A webhook entry that is not a mapping: refused with its place, not a panic later.
+    std::fs::remove_file(crds.join("broken.yaml")).unwrap();
+    let vwc = work
+        .path()
+        .join("t/cluster/validatingwebhookconfigurations");
+    std::fs::create_dir_all(&vwc).unwrap();
+    std::fs::write(
+        vwc.join("guard.yaml"),
+        "metadata:\n  name: guard\nwebhooks:\n- delete-guard.policy.corp\n",
+    )
+    .unwrap();
+    let (code, err) = run(&["run", twin.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(
+            "validatingwebhookconfigurations/guard.yaml:4:3: webhooks[0]: expected a mapping"
+        ),
         "{err}"
     );
 }
