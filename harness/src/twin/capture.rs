@@ -726,21 +726,26 @@ async fn capture_stored(
 ) -> Result<BTreeMap<String, usize>, CaptureError> {
     let mut step = progress.step("capture: stored custom resources (metadata only)");
     let mut counts = BTreeMap::new();
+    let releases: std::collections::BTreeSet<(String, String)> = m
+        .releases
+        .iter()
+        .map(|r| (r.namespace.clone(), r.name.clone()))
+        .collect();
     for crd in crds {
         let name = crd.metadata.name.clone().unwrap_or_default();
         step.detail(&name);
         let value = to_value(crd, "CustomResourceDefinition")?;
-        match stored::capture(client, &value, opts.max_custom_resources).await {
-            Ok(Some((objects, redacted))) => {
-                counts.insert(name, objects.total);
-                if objects.total == 0 {
+        match stored::capture(client, &value, opts.max_custom_resources, &releases).await {
+            Ok(Some(got)) => {
+                counts.insert(name, got.all);
+                if got.objects.total == 0 {
                     continue;
                 }
-                let (count, redactions) = stored::write(&opts.out, &objects, redacted)?;
+                let (count, redactions) = stored::write(&opts.out, &got.objects, got.redacted)?;
                 m.reads.push(Read {
                     what: format!("{} (metadata)", count.crd),
                     api_version: count.api_version.clone(),
-                    count: Some(count.total),
+                    count: Some(got.all),
                 });
                 m.redactions.extend(redactions);
                 m.custom_resources.push(count);

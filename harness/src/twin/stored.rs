@@ -35,8 +35,8 @@ pub struct StoredObjects {
     pub api_version: String,
     pub kind: String,
     pub namespaced: bool,
-    /// How many objects the CRD served when captured (more than `objects` when the
-    /// limit cut them).
+    /// How many objects the CRD served when captured, the captured releases' own left
+    /// out (more than `objects` when the limit cut them).
     pub total: usize,
     pub objects: Vec<StoredObject>,
 }
@@ -108,11 +108,23 @@ pub fn storage_resource(crd: &Value) -> Option<(ApiResource, bool)> {
 
 /// Reads one CRD's objects (metadata-only lists at the storage version, which never
 /// needs the conversion webhook), keeping at most `limit`.
+/// One CRD's capture.
+pub struct Captured {
+    pub objects: StoredObjects,
+    /// `(object, annotation path)` of every annotation value redacted.
+    pub redacted: Vec<(String, String)>,
+    /// Every object the CRD served, the releases' included.
+    pub all: usize,
+}
+
+/// Objects a captured release owns (Helm's ownership annotations name it) are left
+/// out: the replay's install of that release creates them.
 pub async fn capture(
     client: &kube::Client,
     crd: &Value,
     limit: usize,
-) -> Result<Option<(StoredObjects, Vec<(String, String)>)>, kube::Error> {
+    releases: &BTreeSet<(String, String)>,
+) -> Result<Option<Captured>, kube::Error> {
     let Some((ar, namespaced)) = storage_resource(crd) else {
         return Ok(None);
     };
@@ -126,10 +138,17 @@ pub async fn capture(
         ..Default::default()
     };
     let mut redacted = Vec::new();
+    let mut all = 0;
     loop {
         let page = api.list_metadata(&params).await?;
-        out.total += page.items.len();
-        for o in page.items {
+        all += page.items.len();
+        let items: Vec<_> = page
+            .items
+            .into_iter()
+            .filter(|o| !released(&o.metadata, releases))
+            .collect();
+        out.total += items.len();
+        for o in items {
             if out.objects.len() < limit {
                 let (obj, r) = of_meta(o.metadata);
                 redacted.extend(r);
@@ -141,7 +160,24 @@ pub async fn capture(
             None => break,
         }
     }
-    Ok(Some((out, redacted)))
+    Ok(Some(Captured {
+        objects: out,
+        redacted,
+        all,
+    }))
+}
+
+/// Whether Helm's ownership annotations name one of `releases` (namespace, name).
+fn released(meta: &ObjectMeta, releases: &BTreeSet<(String, String)>) -> bool {
+    let a = meta.annotations.as_ref();
+    let get = |k: &str| a.and_then(|a| a.get(k)).cloned();
+    match (
+        get("meta.helm.sh/release-namespace"),
+        get("meta.helm.sh/release-name"),
+    ) {
+        (Some(ns), Some(name)) => releases.contains(&(ns, name)),
+        _ => false,
+    }
 }
 
 /// The metadata the twin keeps, and `(object, annotation path)` of every annotation

@@ -127,6 +127,7 @@ async fn a_replayed_twin_predicts_what_the_failure_leaves_on_the_original() {
     assert_eq!(
         names,
         vec![
+            "as-is",
             "healthy",
             "crd-widgets-capture-preflight-dev-unreachable",
             "policy-corp-delete-guard-policy-corp-unreachable"
@@ -206,6 +207,14 @@ async fn a_replayed_twin_predicts_what_the_failure_leaves_on_the_original() {
     );
     let by_hand = by_hand_leftovers(&client, "shop").await;
     assert_eq!(predicted, by_hand, "replay vs by hand");
+    // The original's webhook is down now: the as-is pass predicted exactly this.
+    for role in ["source", "target"] {
+        assert_eq!(
+            replay_leftovers(&pass("as-is", role), "shop"),
+            by_hand,
+            "{role}: as-is vs by hand"
+        );
+    }
 
     // Every pass started from the saved state after install, not from new installs.
     for name in &names {
