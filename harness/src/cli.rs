@@ -649,6 +649,14 @@ async fn capture(args: CaptureArgs, progress: Progress) -> anyhow::Result<i32> {
                 .unwrap_or_default()
         );
     }
+    for h in m.webhook_health.iter().filter(|h| h.health.is_failing()) {
+        println!(
+            "  failing now: webhook {} ({}): {}",
+            h.hook,
+            h.health.word(),
+            h.evidence.join("; ")
+        );
+    }
     for l in &m.lacked {
         println!("  not read: {}: {}", l.what, l.error);
     }

@@ -334,7 +334,6 @@ pub async fn recreate(
         }
         for id in ready {
             let (s, o) = (&stored[id.0], &stored[id.0].objects[id.1]);
-            let schema = crd_schema(crds, &s.crd, &s.api_version);
             let owners = match resolve_owners(client, s, o, &uids, last).await {
                 Some(owners) => owners,
                 None => {
@@ -342,7 +341,7 @@ pub async fn recreate(
                     continue;
                 }
             };
-            match create_one(client, s, o, schema, &owners.links).await {
+            match create_one(client, s, o, crds, &owners.links).await {
                 Ok(uid) => {
                     done.created += 1;
                     done.notes.extend(owners.dropped);
@@ -437,9 +436,10 @@ async fn create_one(
     client: &kube::Client,
     s: &StoredObjects,
     o: &StoredObject,
-    schema: Option<&Value>,
+    crds: &[super::load::CapturedObject],
     owners: &[Value],
 ) -> anyhow::Result<String> {
+    let schema = crd_schema(crds, &s.crd, &s.api_version);
     let mut body = schema.map(minimal).unwrap_or_else(|| json!({}));
     if !body.is_object() {
         body = json!({});
@@ -459,10 +459,20 @@ async fn create_one(
         Some((g, v)) => (g, v),
         None => ("", s.api_version.as_str()),
     };
-    let (ar, _) =
-        kube::discovery::pinned_kind(client, &GroupVersionKind::gvk(group, version, &s.kind))
-            .await
-            .context("the CRD is not served here")?;
+    // The captured CRD names its plural (no discovery request per object).
+    let ar = match crds
+        .iter()
+        .find(|c| c.name == s.crd)
+        .and_then(|c| storage_resource(&c.object))
+    {
+        Some((ar, _)) => ar,
+        None => {
+            kube::discovery::pinned_kind(client, &GroupVersionKind::gvk(group, version, &s.kind))
+                .await
+                .context("the CRD is not served here")?
+                .0
+        }
+    };
     let api: Api<DynamicObject> = match &o.namespace {
         Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
         None => Api::all_with(client.clone(), &ar),

@@ -344,7 +344,8 @@ async fn capture_without_a_right_says_what_it_could_not_read_and_goes_on() {
         lacked,
         vec![
             "list apiservices",
-            "release default/broken (Secret default/sh.helm.release.v1.broken.v1)"
+            "release default/broken (Secret default/sh.helm.release.v1.broken.v1)",
+            "list nodes"
         ],
         "{manifest:#}"
     );
