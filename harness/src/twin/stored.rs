@@ -129,7 +129,6 @@ pub async fn capture(
         return Ok(None);
     };
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
-    let mut params = ListParams::default().limit(500);
     let mut out = StoredObjects {
         crd: crd["metadata"]["name"].as_str().unwrap_or_default().into(),
         api_version: ar.api_version.clone(),
@@ -137,27 +136,18 @@ pub async fn capture(
         namespaced,
         ..Default::default()
     };
+    let listed = crate::pager::list_all_metadata(&api, &ListParams::default(), 500).await?;
+    let all = listed.len();
     let mut redacted = Vec::new();
-    let mut all = 0;
-    loop {
-        let page = api.list_metadata(&params).await?;
-        all += page.items.len();
-        let items: Vec<_> = page
-            .items
-            .into_iter()
-            .filter(|o| !released(&o.metadata, releases))
-            .collect();
-        out.total += items.len();
-        for o in items {
-            if out.objects.len() < limit {
-                let (obj, r) = of_meta(o.metadata);
-                redacted.extend(r);
-                out.objects.push(obj);
-            }
-        }
-        match page.metadata.continue_.filter(|c| !c.is_empty()) {
-            Some(token) => params = params.continue_token(&token),
-            None => break,
+    for o in listed
+        .into_iter()
+        .filter(|o| !released(&o.metadata, releases))
+    {
+        out.total += 1;
+        if out.objects.len() < limit {
+            let (obj, r) = of_meta(o.metadata);
+            redacted.extend(r);
+            out.objects.push(obj);
         }
     }
     Ok(Some(Captured {
