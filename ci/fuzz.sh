@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes what preflight reads from others (ci/test.sh calls it after clippy):
+# Fuzzes what preflight reads from others (nightly: .github/workflows/fuzz-nightly.yml;
+# ci/test.sh calls it when PREFLIGHT_FUZZ_SECONDS is set):
 #   scenario        scenario files, through the parser and validator `preflight run` uses
 #   report          runs.json of `merge-reports` (and snapshot JSON of `diff`), merged,
 #                   assembled and rendered in all four formats
@@ -76,6 +77,6 @@ for t in "${targets[@]}"; do
 done
 
 if [ "${#failed[@]}" -gt 0 ]; then
-  echo "error: fuzzing found a crash, timeout or out-of-memory in: ${failed[*]} (inputs in fuzz/artifacts/)" >&2
+  echo "error: fuzzing found a crash, timeout or out-of-memory in: ${failed[*]} (inputs in fuzz/artifacts/; once fixed, keep each in fuzz/regressions/<target>/ so every test run checks it)" >&2
   exit 1
 fi

@@ -4,9 +4,9 @@
 # Installs what the tests need, fills the components cache (builds etcd,
 # kube-apiserver, kube-controller-manager and helm from their Go modules once per
 # machine; later runs reuse ~/.cache/preflight), starts a Docker engine and builds the
-# kind node images (once per machine), then runs formatting, lints, the fuzz targets
-# (ci/fuzz.sh, bounded) and every test,
-# on local control planes and on kind. Exits non-zero, loudly, on the first failure.
+# kind node images (once per machine), then runs formatting, lints and every test
+# (the fuzz seeds and kept findings among them), on local control planes and on kind,
+# and prints the slowest tests. Exits non-zero, loudly, on the first failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,15 +33,25 @@ cargo fmt --all --check
 say "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
-say "cargo fuzz: scenario files, runs.json, webhook reviews (${PREFLIGHT_FUZZ_SECONDS:-45}s each)"
-./ci/fuzz.sh
+# Every fuzz seed and kept finding runs through its target's check in `cargo test`
+# (harness/tests/fuzz_seeds.rs); fuzzing itself is bounded and nightly
+# (ci/github/fuzz-nightly.yml), or here when PREFLIGHT_FUZZ_SECONDS is set.
+if [ -n "${PREFLIGHT_FUZZ_SECONDS:-}" ]; then
+  say "cargo fuzz: scenario files, runs.json, webhook reviews, twins (${PREFLIGHT_FUZZ_SECONDS}s each)"
+  ./ci/fuzz.sh
+else
+  say "cargo check of the fuzz targets (fuzzing: PREFLIGHT_FUZZ_SECONDS=45 ./ci/fuzz.sh)"
+  # Its build directory lives in the cache, as ci/fuzz.sh's does: CI clones afresh.
+  cargo check --quiet --manifest-path fuzz/Cargo.toml --bins \
+    --target-dir "${PREFLIGHT_CACHE_DIR:-$HOME/.cache/preflight}/fuzz-check"
+fi
 
-say "actionlint ci/github/*.yml (built from its Go module once per machine)"
+say "actionlint ci/github/*.yml .github/workflows/*.yml (built from its Go module once per machine)"
 tools="${PREFLIGHT_CACHE_DIR:-$HOME/.cache/preflight}/tools"
 if [ ! -x "$tools/actionlint" ]; then
   GOBIN="$tools" GOFLAGS=-mod=mod go install github.com/rhysd/actionlint/cmd/actionlint@v1.7.12
 fi
-"$tools/actionlint" -shellcheck= ci/github/*.yml
+"$tools/actionlint" -shellcheck= ci/github/*.yml .github/workflows/*.yml
 
 say "components: the pinned source and target (built once per machine)"
 cargo run --quiet -- components ensure
@@ -57,4 +67,14 @@ fi
 cargo run --quiet -- components kind-image
 
 say "cargo test"
-cargo test --workspace
+# libtest's --report-time puts each test's time after its result; it is unstable, so
+# RUSTC_BOOTSTRAP lets the stable test binaries accept it (cargo builds the same
+# binaries either way). The times give the slowest tests at the end.
+log="$(mktemp "${TMPDIR:-/tmp}/preflight-test.XXXXXX")"
+trap 'rm -f "$log"' EXIT
+status=0
+RUSTC_BOOTSTRAP=1 cargo test --workspace -- -Z unstable-options --report-time 2>&1 | tee "$log" || status=$?
+say "the 10 slowest tests"
+sed -n 's/^test \(.*\) \.\.\. [a-zA-Z]* <\([0-9.]*\)s>$/\2\t\1/p' "$log" | sort -rn | head -n 10 |
+  awk -F '\t' '{ printf "%8.1fs  %s\n", $1, $2 }' >&2
+exit "$status"

@@ -1,11 +1,8 @@
-//! Loading a twin, as `preflight run TWIN` and `preflight validate` load it: the bytes
-//! as `twin.yaml` (with every file it names), as `cluster/namespaces.yaml` and as each
-//! kind of captured object (CRD, webhook configuration, admission policy, APIService).
-//! No panic, no hang; every refusal names the file and a `line:column` inside the
-//! text; every object that loads is one replay can write into (a mapping; webhook
-//! entries and a CRD's conversion webhook mappings). The properties live in
-//! `preflight::twin::load::check_every_loader`, which a stable unit test also runs on
-//! the seeds in `fuzz/corpus/twin/`.
+//! Loading a twin, as `preflight run TWIN` and `preflight validate` load it (the
+//! properties: `preflight::twin::load::check_every_loader`).
+//!
+//! The same check runs on every seed and kept regression on stable, in every test run
+//! (`harness/tests/fuzz_seeds.rs`).
 
 #![no_main]
 
@@ -26,8 +23,5 @@ fn scratch() -> &'static Path {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
-    preflight::twin::load::check_every_loader(text, scratch());
+    preflight::fuzz_checks::check("twin", data, scratch());
 });

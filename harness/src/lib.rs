@@ -30,6 +30,8 @@ pub mod errors;
 pub mod evidence;
 pub mod exercise;
 pub mod failpoint;
+#[doc(hidden)]
+pub mod fuzz_checks;
 pub mod helm;
 pub mod namespace;
 pub mod ownership;

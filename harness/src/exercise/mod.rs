@@ -9,6 +9,7 @@
 
 pub mod dry_run;
 pub mod pods;
+pub mod policies;
 pub mod settle;
 
 use std::path::{Path, PathBuf};
@@ -358,6 +359,12 @@ async fn run_steps(
             if got.exit_code == 0 {
                 manifest = got.stdout;
             }
+            // A policy the release just created is enforced only once the API server
+            // has loaded it (see `policies`): the next step must meet it in force.
+            let names = helm::split_manifest(&manifest)
+                .map(|objects| policies::validating_policies(&objects))
+                .unwrap_or_default();
+            policies::wait_in_force(&cluster.client(), &names).await;
         }
         let scope = SnapshotScope {
             namespace: Some(namespace.clone()),

@@ -3,11 +3,14 @@
 //! name and namespace. Everything here is checked when the file loads, so a bad field
 //! is reported as `file:line:column` before any chart is fetched or cluster started.
 //!
-//! A scenario reads only files beside it: `chart.path` and every `chart.valuesFiles`
-//! entry must resolve (`..` and symbolic links followed, i.e. the canonical path) inside
-//! the scenario file's folder. A scenario handed around (a shared repository, a
-//! merge request) then cannot make preflight read, copy or install something
-//! elsewhere on the machine that runs it. A file that means to reach out says so:
+//! A scenario reads only files of its own repository: `chart.path` and every
+//! `chart.valuesFiles` entry must resolve (`..` and symbolic links followed, i.e. the
+//! canonical path) inside the git work tree that holds the scenario file, or inside
+//! the file's folder when it is in none. The common layout, `scenarios/` beside
+//! `charts/` in one repository, needs nothing more; a scenario handed around (a
+//! shared repository, a merge request) still cannot make preflight read, copy or
+//! install something elsewhere on the machine that runs it. A file that means to
+//! reach out says so:
 //!
 //! ```yaml
 //! chart:
@@ -475,16 +478,16 @@ fn check_oci(s: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `path` (which exists) must resolve inside `base`, the scenario file's folder, once
-/// `..` and symbolic links are followed: the canonical paths are compared, so neither
-/// `../../etc` nor a link inside the folder that points out of it passes.
+/// `path` (which exists) must resolve inside what a scenario in `base` may read (see
+/// [`readable_root`]) once `..` and symbolic links are followed: the canonical paths
+/// are compared, so neither `../../etc` nor a link that points out of it passes.
 fn check_inside(base: &Path, path: &Path) -> Result<(), String> {
     let base = if base.as_os_str().is_empty() {
         Path::new(".")
     } else {
         base
     };
-    let root = base.canonicalize().map_err(|e| {
+    let folder = base.canonicalize().map_err(|e| {
         format!(
             "cannot resolve the scenario's folder {}: {e}",
             base.display()
@@ -493,14 +496,33 @@ fn check_inside(base: &Path, path: &Path) -> Result<(), String> {
     let real = path
         .canonicalize()
         .map_err(|e| format!("cannot resolve {}: {e}", path.display()))?;
+    let (root, what) = readable_root(&folder);
     if real.starts_with(&root) {
         return Ok(());
     }
     Err(format!(
-        "resolves to {}, outside the scenario file's folder {}; a scenario reads only files beside it unless `chart.outsideScenarioDir: true` says so",
+        "resolves to {}, outside {what} {}; a scenario reads only files of its own repository unless `chart.outsideScenarioDir: true` says so",
         real.display(),
         root.display()
     ))
+}
+
+/// What a scenario in the (canonical) `folder` may read: the git work tree holding it
+/// (the nearest folder above with a `.git` directory, or a `.git` file as a linked
+/// work tree or submodule has), else the folder itself; with how to name it.
+fn readable_root(folder: &Path) -> (PathBuf, &'static str) {
+    folder
+        .ancestors()
+        .find(|dir| dir.join(".git").exists())
+        .map_or(
+            (folder.to_path_buf(), "the scenario file's folder"),
+            |top| {
+                (
+                    top.to_path_buf(),
+                    "the repository that holds the scenario file,",
+                )
+            },
+        )
 }
 
 /// A values file must be a file (or a link to one) holding a YAML mapping (or nothing).

@@ -99,6 +99,69 @@ fn a_chart_path_outside_the_scenarios_folder_is_refused_unless_explicit() {
     .unwrap();
 }
 
+/// The common layout: `scenarios/` beside `charts/` in one repository. Anything in
+/// the repository may be read; what is outside it is still refused.
+#[test]
+fn a_chart_anywhere_in_the_scenarios_repository_is_allowed() {
+    let root = tempfile::tempdir().unwrap();
+    let repo = root.path().join("repo");
+    for (path, text) in [
+        (
+            "repo/charts/shop/Chart.yaml",
+            "apiVersion: v2\nname: shop\nversion: 0.1.0\n",
+        ),
+        ("repo/values/prod.yaml", "replicas: 2\n"),
+        (
+            "outside/charts/other/Chart.yaml",
+            "apiVersion: v2\nname: other\nversion: 0.1.0\n",
+        ),
+    ] {
+        let path = root.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    std::fs::create_dir_all(repo.join(".git")).unwrap();
+    std::fs::create_dir_all(repo.join("scenarios")).unwrap();
+
+    let s = load(
+        &repo,
+        "shop",
+        &format!(
+            "name: s\nchart:\n  path: ../charts/shop\n  valuesFiles: [../values/prod.yaml]\n{STEPS}"
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        s.chart.source,
+        super::ChartSource::Dir(repo.join("scenarios/../charts/shop"))
+    );
+
+    let err = load(
+        &repo,
+        "other",
+        &format!("name: s\nchart:\n  path: ../../outside/charts/other\n{STEPS}"),
+    )
+    .unwrap_err();
+    let top = repo.canonicalize().unwrap();
+    assert!(
+        err.contains(&format!(
+            "outside the repository that holds the scenario file, {}",
+            top.display()
+        )) && err.contains("chart.outsideScenarioDir: true"),
+        "{err}"
+    );
+
+    // A linked work tree or submodule has a `.git` file, and is a repository too.
+    std::fs::remove_dir(repo.join(".git")).unwrap();
+    std::fs::write(repo.join(".git"), "gitdir: /elsewhere\n").unwrap();
+    load(
+        &repo,
+        "shop",
+        &format!("name: s\nchart: {{path: ../charts/shop}}\n{STEPS}"),
+    )
+    .unwrap();
+}
+
 #[cfg(unix)]
 #[test]
 fn a_link_inside_the_folder_that_points_out_of_it_is_refused() {
