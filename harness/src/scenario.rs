@@ -450,37 +450,11 @@ pub fn embedded_named(name: &str) -> Option<Scenario> {
 /// Parses and validates scenario text. `base` resolves relative chart paths; `None`
 /// means an embedded scenario, whose chart is the embedded test chart.
 pub fn parse(text: &str, file: &str, base: Option<&Path>) -> Result<Scenario, ScenarioError> {
-    let at = |loc: &serde_saphyr::Location, message: String| ScenarioError {
-        file: file.to_string(),
-        line: loc.line(),
-        column: loc.column(),
-        message,
-    };
-    if let Some(message) = limits::too_large(text.len()) {
-        return Err(ScenarioError {
-            file: file.to_string(),
-            line: 0,
-            column: 0,
-            message,
-        });
-    }
-    let raw: FileScenario =
-        serde_saphyr::from_str_with_options(text, limits::options()).map_err(|e| {
-            let (line, column) = e
-                .location()
-                .map(|l| (l.line(), l.column()))
-                .unwrap_or((0, 0));
-            ScenarioError {
-                file: file.to_string(),
-                line,
-                column,
-                message: explain(&e.to_string(), token_at(text, line, column)),
-            }
-        })?;
-
+    let at = Placer(file);
+    let raw = read(text, file)?;
     let name = raw.name.value.clone();
     if !is_dns_label(&name) || name.len() > 40 {
-        return Err(at(
+        return Err(at.error(
             &raw.name.referenced,
             format!(
                 "name `{name}`: expected a lowercase DNS label of at most 40 characters (letters, digits, '-')"
@@ -493,153 +467,31 @@ pub fn parse(text: &str, file: &str, base: Option<&Path>) -> Result<Scenario, Sc
     {
         // A minor (`v1.30`: its newest patch that builds here) or an exact patch.
         if let Err(e) = crate::components::releases::Wanted::parse(&v.value) {
-            return Err(at(&v.referenced, e.to_string()));
+            return Err(at.error(&v.referenced, e.to_string()));
         }
     }
-
     let chart = chart::chart(raw.chart, file, base)?;
     let release = chart::release(raw.release, &name, file)?;
-
     let mut webhooks = Vec::new();
     let mut names = BTreeSet::new();
     for w in raw.webhooks {
-        let wname = w.name.value.clone();
-        let here = &w.name.referenced;
-        if !is_dns_label(&wname) || wname.len() > 40 {
-            return Err(at(
-                here,
-                format!(
-                    "webhooks.name `{wname}`: expected a lowercase DNS label of at most 40 characters"
-                ),
+        let n = &w.name.value;
+        if is_dns_label(n) && n.len() <= 40 && !names.insert(n.clone()) {
+            return Err(at.error(
+                &w.name.referenced,
+                format!("webhooks.name `{n}` is defined twice"),
             ));
         }
-        if !names.insert(wname.clone()) {
-            return Err(at(
-                here,
-                format!("webhooks.name `{wname}` is defined twice"),
-            ));
-        }
-        match w.kind {
-            WebhookKind::Conversion if w.crd.is_none() => {
-                return Err(at(
-                    here,
-                    format!(
-                        "webhook `{wname}`: a conversion webhook needs `crd` (the CRD's name, e.g. widgets.preflight.dev)"
-                    ),
-                ));
-            }
-            WebhookKind::Validating | WebhookKind::Mutating if w.rules.is_empty() => {
-                return Err(at(
-                    here,
-                    format!(
-                        "webhook `{wname}`: an admission webhook needs at least one entry in `rules`"
-                    ),
-                ));
-            }
-            _ => {}
-        }
-        if let Some(t) = &w.timeout_seconds
-            && !(1..=30).contains(&t.value)
-        {
-            return Err(at(
-                &t.referenced,
-                format!(
-                    "webhook `{wname}`: timeoutSeconds {} is out of range: expected 1 to 30",
-                    t.value
-                ),
-            ));
-        }
-        if let Some(d) = &w.delay_seconds {
-            check_delay(&format!("webhook `{wname}`: delaySeconds"), d.value)
-                .map_err(|m| at(&d.referenced, m))?;
-        }
-        webhooks.push(WebhookSpec {
-            name: wname,
-            kind: w.kind,
-            initial: BehaviourSpec {
-                behaviour: w.behaviour,
-                message: w.message,
-                delay: w
-                    .delay_seconds
-                    .map(|d| std::time::Duration::from_secs(d.value)),
-            },
-            failure_policy: w.failure_policy,
-            timeout_seconds: w.timeout_seconds.map(|t| t.value),
-            side_effects: w.side_effects,
-            match_policy: w.match_policy,
-            rules: w.rules,
-            namespace_selector: w.namespace_selector,
-            object_selector: w.object_selector,
-            crd: w.crd,
-        });
+        webhooks.push(webhook(w, &at)?);
     }
-
-    if raw.steps.value.is_empty() {
-        return Err(at(
-            &raw.steps.referenced,
-            "steps: expected at least one step".into(),
-        ));
-    }
-    let mut steps = Vec::new();
-    let mut upgrades = 0;
-    for step in raw.steps.value {
-        if let Step::SetWebhook(set) = &step.value
-            && !names.contains(&set.name)
-        {
-            let known: Vec<_> = names.iter().cloned().collect();
-            return Err(at(
-                &step.referenced,
-                format!(
-                    "setWebhook.name `{}` is not a webhook of this scenario (known: {})",
-                    set.name,
-                    if known.is_empty() {
-                        "none".into()
-                    } else {
-                        known.join(", ")
-                    }
-                ),
-            ));
+    let steps = steps(raw.steps, &names, &at)?;
+    let expect = match raw.expect {
+        Some(e) => {
+            validate_expect(&e.value).map_err(|m| at.error(&e.referenced, m))?;
+            e.value
         }
-        if let Step::SetWebhook(set) = &step.value
-            && let Some(d) = set.delay_seconds
-        {
-            check_delay("setWebhook.delaySeconds", d).map_err(|m| at(&step.referenced, m))?;
-        }
-        if let Step::Helm(h) = &step.value
-            && !(1..=3600).contains(&h.timeout_seconds)
-        {
-            return Err(at(
-                &step.referenced,
-                format!(
-                    "helm.timeoutSeconds {} is out of range: expected 1 to 3600",
-                    h.timeout_seconds
-                ),
-            ));
-        }
-        if let Step::Helm(h) = &step.value
-            && h.cascade.is_some()
-            && h.action != HelmAction::Uninstall
-        {
-            return Err(at(
-                &step.referenced,
-                format!(
-                    "helm.cascade: only `uninstall` deletes, so only it takes a cascade (this step is `{}`)",
-                    h.action.as_str()
-                ),
-            ));
-        }
-        if matches!(step.value, Step::Upgrade) {
-            upgrades += 1;
-            if upgrades > 1 {
-                return Err(at(
-                    &step.referenced,
-                    "upgrade: a scenario can upgrade in place only once (source -> target)".into(),
-                ));
-            }
-        }
-        steps.push(step.value);
-    }
-
+        None => Expect::default(),
+    };
     Ok(Scenario {
         name,
         description: raw.description,
@@ -650,14 +502,173 @@ pub fn parse(text: &str, file: &str, base: Option<&Path>) -> Result<Scenario, Sc
         release,
         webhooks,
         steps,
-        expect: match raw.expect {
-            Some(e) => {
-                validate_expect(&e.value).map_err(|m| at(&e.referenced, m))?;
-                e.value
-            }
-            None => Expect::default(),
-        },
+        expect,
     })
+}
+
+/// Makes the errors of one file, at a place the parser recorded.
+struct Placer<'a>(&'a str);
+
+impl Placer<'_> {
+    fn error(&self, loc: &serde_saphyr::Location, message: String) -> ScenarioError {
+        ScenarioError {
+            file: self.0.to_string(),
+            line: loc.line(),
+            column: loc.column(),
+            message,
+        }
+    }
+}
+
+/// The file's text as its typed form, within the size and depth limits; a parse error
+/// points at the line and column, and says what was expected there.
+fn read(text: &str, file: &str) -> Result<FileScenario, ScenarioError> {
+    if let Some(message) = limits::too_large(text.len()) {
+        return Err(ScenarioError {
+            file: file.to_string(),
+            line: 0,
+            column: 0,
+            message,
+        });
+    }
+    serde_saphyr::from_str_with_options(text, limits::options()).map_err(|e| {
+        let (line, column) = e
+            .location()
+            .map(|l| (l.line(), l.column()))
+            .unwrap_or((0, 0));
+        ScenarioError {
+            file: file.to_string(),
+            line,
+            column,
+            message: explain(&e.to_string(), token_at(text, line, column)),
+        }
+    })
+}
+
+/// One sample webhook, checked: a DNS-label name, what its kind needs, its bounds.
+fn webhook(w: FileWebhook, at: &Placer) -> Result<WebhookSpec, ScenarioError> {
+    let wname = w.name.value.clone();
+    let here = &w.name.referenced;
+    if !is_dns_label(&wname) || wname.len() > 40 {
+        return Err(at.error(
+            here,
+            format!(
+                "webhooks.name `{wname}`: expected a lowercase DNS label of at most 40 characters"
+            ),
+        ));
+    }
+    match w.kind {
+        WebhookKind::Conversion if w.crd.is_none() => {
+            return Err(at.error(
+                here,
+                format!(
+                    "webhook `{wname}`: a conversion webhook needs `crd` (the CRD's name, e.g. widgets.preflight.dev)"
+                ),
+            ));
+        }
+        WebhookKind::Validating | WebhookKind::Mutating if w.rules.is_empty() => {
+            return Err(at.error(
+                here,
+                format!(
+                    "webhook `{wname}`: an admission webhook needs at least one entry in `rules`"
+                ),
+            ));
+        }
+        _ => {}
+    }
+    if let Some(t) = &w.timeout_seconds
+        && !(1..=30).contains(&t.value)
+    {
+        return Err(at.error(
+            &t.referenced,
+            format!(
+                "webhook `{wname}`: timeoutSeconds {} is out of range: expected 1 to 30",
+                t.value
+            ),
+        ));
+    }
+    if let Some(d) = &w.delay_seconds {
+        check_delay(&format!("webhook `{wname}`: delaySeconds"), d.value)
+            .map_err(|m| at.error(&d.referenced, m))?;
+    }
+    Ok(WebhookSpec {
+        name: wname,
+        kind: w.kind,
+        initial: BehaviourSpec {
+            behaviour: w.behaviour,
+            message: w.message,
+            delay: w
+                .delay_seconds
+                .map(|d| std::time::Duration::from_secs(d.value)),
+        },
+        failure_policy: w.failure_policy,
+        timeout_seconds: w.timeout_seconds.map(|t| t.value),
+        side_effects: w.side_effects,
+        match_policy: w.match_policy,
+        rules: w.rules,
+        namespace_selector: w.namespace_selector,
+        object_selector: w.object_selector,
+        crd: w.crd,
+    })
+}
+
+/// The steps, checked against each other and the scenario's webhooks (by name): at
+/// least one, `setWebhook` naming a webhook, helm bounds, one in-place upgrade.
+fn steps(
+    raw: Spanned<Vec<Spanned<Step>>>,
+    webhooks: &BTreeSet<String>,
+    at: &Placer,
+) -> Result<Vec<Step>, ScenarioError> {
+    if raw.value.is_empty() {
+        return Err(at.error(&raw.referenced, "steps: expected at least one step".into()));
+    }
+    let mut upgrades = 0;
+    let mut steps = Vec::new();
+    for step in raw.value {
+        check_step(&step.value, webhooks, &mut upgrades)
+            .map_err(|m| at.error(&step.referenced, m))?;
+        steps.push(step.value);
+    }
+    Ok(steps)
+}
+
+/// One step's own rules (the message; the caller places it at the step).
+fn check_step(step: &Step, webhooks: &BTreeSet<String>, upgrades: &mut u32) -> Result<(), String> {
+    match step {
+        Step::SetWebhook(set) if !webhooks.contains(&set.name) => {
+            let known: Vec<_> = webhooks.iter().cloned().collect();
+            Err(format!(
+                "setWebhook.name `{}` is not a webhook of this scenario (known: {})",
+                set.name,
+                if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                }
+            ))
+        }
+        Step::SetWebhook(set) => set
+            .delay_seconds
+            .map_or(Ok(()), |d| check_delay("setWebhook.delaySeconds", d)),
+        Step::Helm(h) if !(1..=3600).contains(&h.timeout_seconds) => Err(format!(
+            "helm.timeoutSeconds {} is out of range: expected 1 to 3600",
+            h.timeout_seconds
+        )),
+        Step::Helm(h) if h.cascade.is_some() && h.action != HelmAction::Uninstall => Err(format!(
+            "helm.cascade: only `uninstall` deletes, so only it takes a cascade (this step is `{}`)",
+            h.action.as_str()
+        )),
+        Step::Upgrade => {
+            *upgrades += 1;
+            if *upgrades > 1 {
+                return Err(
+                    "upgrade: a scenario can upgrade in place only once (source -> target)".into(),
+                );
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Two scenarios of one run may not name the same `release.namespace`: on a shared
