@@ -9,9 +9,14 @@
 //! hyphens, and `-1`, `-2`, ... for repeated headings. Only ATX headings (`# ...`)
 //! make anchors here; a link to a setext heading is reported, so it shows rather than
 //! passes unchecked.
+//!
+//! The `preflight ...` commands of the `sh` examples must parse with the real command
+//! line, so an example never shows a flag or command that does not exist.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
+
+use clap::Parser as _;
 
 /// The README holds what a newcomer needs first; the rest belongs in `docs/`.
 const README_MAX_LINES: usize = 250;
@@ -348,6 +353,74 @@ fn slug(text: &str) -> String {
         .collect()
 }
 
+/// The lines of the shell code blocks (```sh, ```bash, ```shell) of `text`.
+fn shell_lines(text: &str) -> Vec<(usize, &str)> {
+    let mut out = Vec::new();
+    let mut inside: Option<(char, usize, bool)> = None;
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim_start_matches(' ');
+        let indented = line.len() - t.len() > 3;
+        let run = |c: char| t.chars().take_while(|&x| x == c).count();
+        match inside {
+            None if !indented && (run('`') >= 3 || run('~') >= 3) => {
+                let c = t.chars().next().unwrap_or('`');
+                let n = run(c);
+                let info = t[n..].trim();
+                inside = Some((c, n, matches!(info, "sh" | "bash" | "shell" | "console")));
+            }
+            None => {}
+            Some((c, n, shell)) => {
+                if !indented && run(c) >= n && t.trim_end().chars().all(|x| x == c) {
+                    inside = None;
+                } else if shell {
+                    out.push((i + 1, line));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The `preflight` commands in the shell examples of `text`: comments cut, `&&`
+/// chains split, each as its words.
+fn example_commands(text: &str) -> Vec<(usize, Vec<String>)> {
+    let mut out = Vec::new();
+    for (n, line) in shell_lines(text) {
+        let code = match line.find(" #") {
+            Some(at) => &line[..at],
+            None if line.trim_start().starts_with('#') => "",
+            None => line,
+        };
+        for command in code.split("&&") {
+            let words: Vec<String> = command.split_whitespace().map(String::from).collect();
+            if words.first().is_some_and(|w| w == "preflight") {
+                out.push((n, words));
+            }
+        }
+    }
+    out
+}
+
+/// The example commands of `sources` that the command line refuses, with clap's
+/// reason.
+fn unparsable_examples(sources: &[(PathBuf, String)]) -> Vec<String> {
+    let mut bad = Vec::new();
+    for (file, text) in sources {
+        for (line, words) in example_commands(text) {
+            if let Err(e) = preflight::cli::Cli::try_parse_from(&words) {
+                let why = e.to_string();
+                let first = why.lines().next().unwrap_or_default().to_string();
+                bad.push(format!(
+                    "{}:{line}: `{}`: {first}",
+                    file.display(),
+                    words.join(" ")
+                ));
+            }
+        }
+    }
+    bad
+}
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -384,19 +457,24 @@ fn on_disk(root: &Path) -> impl Fn(&Path) -> Entry + '_ {
     }
 }
 
-#[test]
-fn every_relative_link_resolves() {
-    let root = root();
+/// The checked Markdown files, relative to the root, with their text.
+fn checked_sources(root: &Path) -> Vec<(PathBuf, String)> {
     let mut files: Vec<PathBuf> = CHECKED.iter().map(PathBuf::from).collect();
-    files.extend(docs_pages(&root));
-    let sources: Vec<(PathBuf, String)> = files
+    files.extend(docs_pages(root));
+    files
         .into_iter()
         .map(|f| {
             let text = std::fs::read_to_string(root.join(&f))
                 .unwrap_or_else(|e| panic!("reading {}: {e}", f.display()));
             (f, text)
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn every_relative_link_resolves() {
+    let root = root();
+    let sources = checked_sources(&root);
     let checked_links: usize = sources.iter().map(|(_, t)| links(t).len()).sum();
     assert!(
         checked_links > 50,
@@ -405,6 +483,22 @@ fn every_relative_link_resolves() {
     let broken = check(&sources, &on_disk(&root));
     let list: Vec<String> = broken.iter().map(ToString::to_string).collect();
     assert!(broken.is_empty(), "broken links:\n{}", list.join("\n"));
+}
+
+#[test]
+fn every_example_command_parses() {
+    let sources = checked_sources(&root());
+    let examples: usize = sources.iter().map(|(_, t)| example_commands(t).len()).sum();
+    assert!(
+        examples > 20,
+        "only {examples} example commands found: the example finder is broken"
+    );
+    let bad = unparsable_examples(&sources);
+    assert!(
+        bad.is_empty(),
+        "examples the command line refuses:\n{}",
+        bad.join("\n")
+    );
 }
 
 #[test]
@@ -533,4 +627,28 @@ fn link_destinations_are_read_as_commonmark_does() {
     assert_eq!(got, ["x(1).md", "with space.md", "y.md", ""]);
     assert_eq!(percent_decode("a%20b%2"), "a b%2");
     assert!(has_scheme("https://x") && has_scheme("mailto:a@b") && !has_scheme("docs/a.md"));
+}
+
+#[test]
+fn unparsable_examples_are_found() {
+    let doc = "\
+```sh
+preflight run --path v1.29,v1.30      # fine
+preflight snapshot --out a.json && preflight diff a.json   # diff needs two files
+# preflight run --no-such-flag (a comment, not a command)
+```
+
+```text
+preflight run --not-shell-so-not-checked
+```
+";
+    let sources = vec![(PathBuf::from("doc.md"), doc.to_string())];
+    assert_eq!(example_commands(doc).len(), 3);
+    let bad = unparsable_examples(&sources);
+    assert_eq!(bad.len(), 1, "{bad:?}");
+    assert!(
+        bad[0].starts_with("doc.md:3: `preflight diff a.json`"),
+        "{}",
+        bad[0]
+    );
 }
