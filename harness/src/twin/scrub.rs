@@ -6,7 +6,7 @@
 //! these are removed: Secret `data`/`stringData` values in rendered manifests, PEM
 //! blocks anywhere, and base64 text that starts like an encoded PEM block. Each
 //! removal is listed in `capture.json`. Literal credentials a template spells out any
-//! other way are not recognisable and stay (the README says so).
+//! other way are not recognisable and stay (docs/twins.md says so).
 
 use std::path::Path;
 

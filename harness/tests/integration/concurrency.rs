@@ -2,7 +2,7 @@
 //! `preflight cluster up` at once on one machine, and, on a shared cluster, a run killed
 //! with SIGKILL followed by two runs side by side. Each test counts what is left
 //! behind (it must be nothing) and prints one `fault-matrix:` line with the numbers for
-//! the README's table.
+//! the table in docs/reliability.md.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

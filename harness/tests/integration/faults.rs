@@ -8,8 +8,8 @@
 //! run makes lands there, so "nothing left" is "that directory is empty") and a
 //! marker in its environment (every process it starts inherits it, so "no process
 //! left" is "no process carries the marker", whatever it was reparented to). Each
-//! prints one `fault-matrix:` line with what it measured; the README's table is
-//! made of those lines.
+//! prints one `fault-matrix:` line with what it measured; the table in
+//! docs/reliability.md ("Faults, measured") is made of those lines.
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;

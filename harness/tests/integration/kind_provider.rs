@@ -172,7 +172,7 @@ fn kind_gives_the_promised_verdicts_from_cluster_evidence_and_agrees_with_local(
     }
 
     // The local provider's fidelity check: the same scenarios, the same leftovers and
-    // causes (README, "Where local and kind differ").
+    // causes (docs/providers.md, "Where local and kind differ").
     let local_dir = tempfile::tempdir().unwrap();
     let mut args = vec!["run", "--provider", "local"];
     args.extend(SCENARIOS);
