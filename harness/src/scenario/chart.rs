@@ -197,34 +197,63 @@ pub(super) fn chart(
     file: &str,
     base: Option<&Path>,
 ) -> Result<Chart, ScenarioError> {
-    let here = |s: &serde_saphyr::Location| Place::at(file, s);
-    let chart_place = here(&raw.referenced);
     let c = raw.value;
+    let (field, named) = which_source(&c, file, Place::at(file, &raw.referenced))?;
+    let place = Place::at(file, &named.referenced);
+    check_fields_fit(&c, field, file, base, &place)?;
+    let outside_allowed = c.outside_scenario_dir.as_ref().is_some_and(|o| o.value);
+    let source = match field {
+        "path" => dir_source(named, base, outside_allowed, &place)?,
+        "repo" => repo_source(&c, named, file, &place)?,
+        _ => oci_source(&c, named, file, &place)?,
+    };
+    let values_files = values_files(&c, file, base, outside_allowed)?;
+    Ok(Chart {
+        source,
+        values: c.values.unwrap_or(serde_json::json!({})),
+        values_files,
+        place,
+        prepared: None,
+    })
+}
 
-    let mut given: Vec<(&str, &Spanned<String>)> =
+/// The one of `path`, `repo` and `oci` the chart names (with its field's name); none
+/// or several is an error at the chart, or at the second one written.
+fn which_source<'c>(
+    c: &'c FileChart,
+    file: &str,
+    chart_place: Place,
+) -> Result<(&'static str, &'c Spanned<String>), ScenarioError> {
+    let mut given: Vec<(&'static str, &Spanned<String>)> =
         [("path", &c.path), ("repo", &c.repo), ("oci", &c.oci)]
             .into_iter()
             .filter_map(|(f, v)| v.as_ref().map(|v| (f, v)))
             .collect();
     // In the file's order: the second one written is the one to point at.
     given.sort_by_key(|(_, v)| (v.referenced.line(), v.referenced.column()));
-    let (field, named) = match given.as_slice() {
-        [] => {
-            return Err(chart_place.error(
-                "chart: expected one of `path` (a chart folder), `repo` (a chart repository URL, with `name` and `version`) or `oci` (an oci:// reference, with `version`)".into(),
-            ));
-        }
-        [one] => *one,
-        [first, second, ..] => {
-            return Err(here(&second.1.referenced).error(format!(
-                "chart.{}: give one of `path`, `repo` or `oci`, not several (`{}` is given too)",
-                second.0, first.0
-            )));
-        }
-    };
-    let place = here(&named.referenced);
-    let value = named.value.trim().to_string();
+    match given.as_slice() {
+        [] => Err(chart_place.error(
+            "chart: expected one of `path` (a chart folder), `repo` (a chart repository URL, with `name` and `version`) or `oci` (an oci:// reference, with `version`)".into(),
+        )),
+        [one] => Ok(*one),
+        [first, second, ..] => Err(Place::at(file, &second.1.referenced).error(format!(
+            "chart.{}: give one of `path`, `repo` or `oci`, not several (`{}` is given too)",
+            second.0, first.0
+        ))),
+    }
+}
 
+/// The fields that only go with some sources (`name`, `version`, `plainHttp`,
+/// `outsideScenarioDir`) are given only with those, and an embedded scenario uses only
+/// the embedded chart.
+fn check_fields_fit(
+    c: &FileChart,
+    field: &str,
+    file: &str,
+    base: Option<&Path>,
+    place: &Place,
+) -> Result<(), ScenarioError> {
+    let here = |s: &serde_saphyr::Location| Place::at(file, s);
     if let Some(n) = &c.name
         && field != "repo"
     {
@@ -245,7 +274,6 @@ pub(super) fn chart(
         return Err(here(&p.referenced)
             .error("chart.plainHttp: only with `chart.oci` (a registry over plain HTTP)".into()));
     }
-    let outside_allowed = c.outside_scenario_dir.as_ref().is_some_and(|o| o.value);
     if let Some(o) = &c.outside_scenario_dir
         && (base.is_none() || (field != "path" && c.values_files.is_none()))
     {
@@ -258,109 +286,139 @@ pub(super) fn chart(
             "chart.{field}: embedded scenarios can only use `path: {EMBEDDED_CHART_PATH}`"
         )));
     }
+    Ok(())
+}
 
-    let version = |what: &str| -> Result<String, ScenarioError> {
-        let v = c.version.as_ref().ok_or_else(|| {
-            place.error(format!(
-                "chart.{field} needs `version`: the exact version of {what}, e.g. 1.2.3 (the gate tests one pinned chart)"
-            ))
-        })?;
-        let text = v.value.trim();
-        if !is_exact_version(text) {
-            return Err(here(&v.referenced).error(format!(
-                "chart.version `{text}`: expected an exact version, MAJOR.MINOR.PATCH (e.g. 1.2.3); a range would not pin what the gate tests"
-            )));
-        }
-        Ok(text.to_string())
-    };
-
-    let source = match field {
-        "path" => match base {
-            None if value == EMBEDDED_CHART_PATH => ChartSource::Embedded,
-            None => {
-                return Err(place.error(format!(
-                    "chart.path `{value}`: embedded scenarios can only use `{EMBEDDED_CHART_PATH}`"
-                )));
-            }
-            Some(base) => {
-                let dir = base.join(&named.value);
-                if !dir.join("Chart.yaml").is_file() {
-                    return Err(place.error(format!(
-                        "chart.path `{}`: no Chart.yaml in {}",
-                        named.value,
-                        dir.display()
-                    )));
-                }
-                if !outside_allowed {
-                    check_inside(base, &dir).map_err(|why| {
-                        place.error(format!("chart.path `{}`: {why}", named.value))
-                    })?;
-                }
-                ChartSource::Dir(dir)
-            }
-        },
-        "repo" => {
-            if !is_repo_url(&value) {
-                return Err(place.error(format!(
-                    "chart.repo `{value}`: expected the http:// or https:// URL of a chart repository (the folder that holds its index.yaml)"
-                )));
-            }
-            let name = c.name.as_ref().ok_or_else(|| {
-                place.error("chart.repo needs `name`: the chart's name in the repository".into())
-            })?;
-            if !is_chart_name(name.value.trim()) {
-                return Err(here(&name.referenced).error(format!(
-                    "chart.name `{}`: expected a chart name (letters, digits, '-', '_', '.'; not starting with '-' or '.')",
-                    name.value
-                )));
-            }
-            ChartSource::Repo {
-                url: value.trim_end_matches('/').to_string(),
-                name: name.value.trim().to_string(),
-                version: version(&format!("`{}` in that repository", name.value.trim()))?,
-            }
-        }
-        _ => {
-            if let Err(why) = check_oci(&value) {
-                return Err(place.error(format!("chart.oci `{value}`: {why}")));
-            }
-            ChartSource::Oci {
-                version: version("the chart in that registry")?,
-                reference: value,
-                plain_http: c.plain_http.is_some_and(|p| p.value),
-            }
-        }
-    };
-
-    let mut values_files = Vec::new();
-    if let Some(files) = c.values_files {
-        for (i, f) in files.value.iter().enumerate() {
-            let at = here(&f.referenced);
-            let Some(base) = base else {
-                return Err(at.error(
-                    "chart.valuesFiles: embedded scenarios have no files beside them; use `values`"
-                        .into(),
-                ));
-            };
-            let path = base.join(&f.value);
-            check_values_file(&path)
-                .map_err(|why| at.error(format!("chart.valuesFiles[{i}] `{}`: {why}", f.value)))?;
-            if !outside_allowed {
-                check_inside(base, &path).map_err(|why| {
-                    at.error(format!("chart.valuesFiles[{i}] `{}`: {why}", f.value))
-                })?;
-            }
-            values_files.push(path);
-        }
+/// `chart.version` of a `repo` or `oci` chart: given, and one exact version.
+fn pinned_version(
+    c: &FileChart,
+    field: &str,
+    file: &str,
+    place: &Place,
+    what: &str,
+) -> Result<String, ScenarioError> {
+    let v = c.version.as_ref().ok_or_else(|| {
+        place.error(format!(
+            "chart.{field} needs `version`: the exact version of {what}, e.g. 1.2.3 (the gate tests one pinned chart)"
+        ))
+    })?;
+    let text = v.value.trim();
+    if !is_exact_version(text) {
+        return Err(Place::at(file, &v.referenced).error(format!(
+            "chart.version `{text}`: expected an exact version, MAJOR.MINOR.PATCH (e.g. 1.2.3); a range would not pin what the gate tests"
+        )));
     }
+    Ok(text.to_string())
+}
 
-    Ok(Chart {
-        source,
-        values: c.values.unwrap_or(serde_json::json!({})),
-        values_files,
-        place,
-        prepared: None,
+/// `chart.path`: the embedded chart, or a chart folder the scenario may read.
+fn dir_source(
+    named: &Spanned<String>,
+    base: Option<&Path>,
+    outside_allowed: bool,
+    place: &Place,
+) -> Result<ChartSource, ScenarioError> {
+    let value = named.value.trim();
+    let Some(base) = base else {
+        if value == EMBEDDED_CHART_PATH {
+            return Ok(ChartSource::Embedded);
+        }
+        return Err(place.error(format!(
+            "chart.path `{value}`: embedded scenarios can only use `{EMBEDDED_CHART_PATH}`"
+        )));
+    };
+    let dir = base.join(&named.value);
+    if !dir.join("Chart.yaml").is_file() {
+        return Err(place.error(format!(
+            "chart.path `{}`: no Chart.yaml in {}",
+            named.value,
+            dir.display()
+        )));
+    }
+    if !outside_allowed {
+        check_inside(base, &dir)
+            .map_err(|why| place.error(format!("chart.path `{}`: {why}", named.value)))?;
+    }
+    Ok(ChartSource::Dir(dir))
+}
+
+/// `chart.repo`: a repository URL, the chart's `name` in it, its pinned version.
+fn repo_source(
+    c: &FileChart,
+    named: &Spanned<String>,
+    file: &str,
+    place: &Place,
+) -> Result<ChartSource, ScenarioError> {
+    let value = named.value.trim();
+    if !is_repo_url(value) {
+        return Err(place.error(format!(
+            "chart.repo `{value}`: expected the http:// or https:// URL of a chart repository (the folder that holds its index.yaml)"
+        )));
+    }
+    let name = c.name.as_ref().ok_or_else(|| {
+        place.error("chart.repo needs `name`: the chart's name in the repository".into())
+    })?;
+    if !is_chart_name(name.value.trim()) {
+        return Err(Place::at(file, &name.referenced).error(format!(
+            "chart.name `{}`: expected a chart name (letters, digits, '-', '_', '.'; not starting with '-' or '.')",
+            name.value
+        )));
+    }
+    let what = format!("`{}` in that repository", name.value.trim());
+    Ok(ChartSource::Repo {
+        url: value.trim_end_matches('/').to_string(),
+        name: name.value.trim().to_string(),
+        version: pinned_version(c, "repo", file, place, &what)?,
     })
+}
+
+/// `chart.oci`: a reference without tag or digest, its pinned version.
+fn oci_source(
+    c: &FileChart,
+    named: &Spanned<String>,
+    file: &str,
+    place: &Place,
+) -> Result<ChartSource, ScenarioError> {
+    let value = named.value.trim().to_string();
+    if let Err(why) = check_oci(&value) {
+        return Err(place.error(format!("chart.oci `{value}`: {why}")));
+    }
+    Ok(ChartSource::Oci {
+        version: pinned_version(c, "oci", file, place, "the chart in that registry")?,
+        reference: value,
+        plain_http: c.plain_http.as_ref().is_some_and(|p| p.value),
+    })
+}
+
+/// `chart.valuesFiles`: each a YAML mapping the scenario may read, in order.
+fn values_files(
+    c: &FileChart,
+    file: &str,
+    base: Option<&Path>,
+    outside_allowed: bool,
+) -> Result<Vec<PathBuf>, ScenarioError> {
+    let Some(files) = &c.values_files else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for (i, f) in files.value.iter().enumerate() {
+        let at = Place::at(file, &f.referenced);
+        let Some(base) = base else {
+            return Err(at.error(
+                "chart.valuesFiles: embedded scenarios have no files beside them; use `values`"
+                    .into(),
+            ));
+        };
+        let path = base.join(&f.value);
+        let refused =
+            |why: String| at.error(format!("chart.valuesFiles[{i}] `{}`: {why}", f.value));
+        check_values_file(&path).map_err(refused)?;
+        if !outside_allowed {
+            check_inside(base, &path).map_err(refused)?;
+        }
+        out.push(path);
+    }
+    Ok(out)
 }
 
 /// Checks `release` (name and namespace); `scenario` is the default name.
