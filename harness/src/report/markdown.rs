@@ -14,8 +14,24 @@ fn mark(v: Verdict) -> &'static str {
     }
 }
 
+/// The whole report: verdict and summary, regressions, the matrix, then each scenario
+/// that has something to say.
 pub fn render(r: &Report) -> String {
     let mut s = String::new();
+    header(&mut s, r);
+    regressions(&mut s, r);
+    matrix(&mut s, r);
+    for sc in &r.scenarios {
+        scenario(&mut s, r, sc);
+    }
+    if let Some(a) = &r.acceptance {
+        s.push_str(&crate::accept::render::markdown(a));
+    }
+    s
+}
+
+/// The verdict, the counts, and the versions substituted for those asked.
+fn header(s: &mut String, r: &Report) {
     let _ = writeln!(
         s,
         "# preflight: {}: {}",
@@ -46,44 +62,51 @@ pub fn render(r: &Report) -> String {
             let _ = writeln!(s, "- {}", md_inline(&line));
         }
     }
+}
+
+/// Every regression, with its hop on a path of more than two versions.
+fn regressions(s: &mut String, r: &Report) {
+    if r.regressions.is_empty() {
+        return;
+    }
     let whole = r.versions.len() <= 2;
-    if !r.regressions.is_empty() {
-        let _ = writeln!(s, "\n## Regressions\n");
-        for g in &r.regressions {
-            let waiver = waiver_tag(g.acceptance.as_ref());
-            if whole {
-                let _ = writeln!(
-                    s,
-                    "- **{}**: {}{waiver}",
-                    md_inline(&g.scenario),
-                    md_inline(&g.difference.text)
-                );
-            } else {
-                let _ = writeln!(
-                    s,
-                    "- **{}** ({} -> {}): {}{waiver}",
-                    md_inline(&g.scenario),
-                    md_inline(&g.from),
-                    md_inline(&g.to),
-                    md_inline(&g.difference.text)
-                );
-            }
+    let _ = writeln!(s, "\n## Regressions\n");
+    for g in &r.regressions {
+        let waiver = waiver_tag(g.acceptance.as_ref());
+        if whole {
+            let _ = writeln!(
+                s,
+                "- **{}**: {}{waiver}",
+                md_inline(&g.scenario),
+                md_inline(&g.difference.text)
+            );
+        } else {
+            let _ = writeln!(
+                s,
+                "- **{}** ({} -> {}): {}{waiver}",
+                md_inline(&g.scenario),
+                md_inline(&g.from),
+                md_inline(&g.to),
+                md_inline(&g.difference.text)
+            );
         }
     }
+}
+
+/// One row per run: scenario, its verdict, the run, its headline.
+fn matrix(s: &mut String, r: &Report) {
     let _ = writeln!(s, "\n## Matrix\n");
     let _ = writeln!(s, "| scenario | verdict | run | result |");
     let _ = writeln!(s, "|---|---|---|---|");
     for sc in &r.scenarios {
         for (i, run) in sc.runs.iter().enumerate() {
-            let name = if i == 0 {
-                format!("`{}`", md_code(&sc.name))
+            let (name, verdict) = if i == 0 {
+                (
+                    format!("`{}`", md_code(&sc.name)),
+                    mark(sc.verdict).to_string(),
+                )
             } else {
-                String::new()
-            };
-            let verdict = if i == 0 {
-                mark(sc.verdict).to_string()
-            } else {
-                String::new()
+                (String::new(), String::new())
             };
             let _ = writeln!(
                 s,
@@ -94,105 +117,109 @@ pub fn render(r: &Report) -> String {
             );
         }
     }
-    for sc in &r.scenarios {
-        let interesting = sc.runs.iter().any(|run| {
-            run.leftovers.iter().any(|l| l.reason.is_failure())
-                || run.error.is_some()
-                || !run.findings.is_empty()
-        }) || sc.comparisons(r).iter().any(|c| {
-            !c.regressions.is_empty() || !c.improvements.is_empty() || !c.differences.is_empty()
-        });
-        if !interesting {
-            continue;
-        }
-        let _ = writeln!(s, "\n## `{}`\n", md_code(&sc.name));
-        if !sc.description.is_empty() {
-            let _ = writeln!(s, "{}\n", md_inline(&sc.description));
-        }
-        for c in sc.comparisons(r) {
-            let label = if c.label.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", md_inline(&c.label))
+}
+
+/// A scenario's section, when it has leftovers, errors, findings or differences:
+/// what changed across versions, then each run that has something to say.
+fn scenario(s: &mut String, r: &Report, sc: &super::ScenarioReport) {
+    let interesting = sc.runs.iter().any(|run| {
+        run.leftovers.iter().any(|l| l.reason.is_failure())
+            || run.error.is_some()
+            || !run.findings.is_empty()
+    }) || sc.comparisons(r).iter().any(|c| {
+        !c.regressions.is_empty() || !c.improvements.is_empty() || !c.differences.is_empty()
+    });
+    if !interesting {
+        return;
+    }
+    let _ = writeln!(s, "\n## `{}`\n", md_code(&sc.name));
+    if !sc.description.is_empty() {
+        let _ = writeln!(s, "{}\n", md_inline(&sc.description));
+    }
+    for c in sc.comparisons(r) {
+        let label = if c.label.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", md_inline(&c.label))
+        };
+        for d in c
+            .regressions
+            .iter()
+            .map(|d| ("regression", d))
+            .chain(c.improvements.iter().map(|d| ("improvement", d)))
+            .chain(c.differences.iter().map(|d| ("difference", d)))
+        {
+            let waiver = match d.0 {
+                "regression" => waiver_tag(r.regression_waiver(&sc.name, d.1)),
+                _ => String::new(),
             };
-            for d in c
-                .regressions
-                .iter()
-                .map(|d| ("regression", d))
-                .chain(c.improvements.iter().map(|d| ("improvement", d)))
-                .chain(c.differences.iter().map(|d| ("difference", d)))
-            {
-                let waiver = match d.0 {
-                    "regression" => waiver_tag(r.regression_waiver(&sc.name, d.1)),
-                    _ => String::new(),
-                };
-                let _ = writeln!(s, "- {}{label}: {}{waiver}", d.0, md_inline(&d.1.text));
-            }
-        }
-        for run in &sc.runs {
-            let failures: Vec<_> = run
-                .leftovers
-                .iter()
-                .filter(|l| l.reason.is_failure())
-                .collect();
-            if failures.is_empty() && run.error.is_none() && run.findings.is_empty() {
-                continue;
-            }
-            let _ = writeln!(
-                s,
-                "\n**{}**: {}\n",
-                md_inline(&run_label(run)),
-                md_inline(&run.headline)
-            );
-            if let Some(e) = &run.error {
-                let _ = writeln!(s, "{}", md_block(e));
-            }
-            for f in &run.findings {
-                let counted = match &f.acceptance {
-                    Some(w) => waiver_tag(Some(w)),
-                    None if f.counted => String::new(),
-                    None => " (not counted)".to_string(),
-                };
-                // Findings quote names in backticks; as quotes, not as code.
-                let _ = writeln!(
-                    s,
-                    "- finding{counted}: {}",
-                    md_inline(&f.text.replace('`', "'"))
-                );
-            }
-            // Group by normalised shape: three Pods of one ReplicaSet are one line.
-            let mut groups: std::collections::BTreeMap<&str, Vec<&super::LeftoverReport>> =
-                std::collections::BTreeMap::new();
-            for l in failures {
-                groups.entry(l.normalized.as_str()).or_default().push(l);
-            }
-            for (shape, items) in groups {
-                let first = items[0];
-                let tag = if first.expected {
-                    " (expected by the scenario)".to_string()
-                } else {
-                    waiver_tag(first.acceptance.as_ref())
-                };
-                let names: Vec<String> = items.iter().map(|l| md_inline(&l.name)).collect();
-                let _ = writeln!(
-                    s,
-                    "- {} × `{}`: {}{tag}",
-                    items.len(),
-                    md_code(shape),
-                    md_inline(&first.reason_text)
-                );
-                let _ = writeln!(s, "  - objects: {}", names.join(", "));
-                if let Some(e) = first.evidence.first() {
-                    let e: String = e.chars().take(300).collect();
-                    let _ = writeln!(s, "  - evidence: `{}`", md_code(&e));
-                }
-            }
+            let _ = writeln!(s, "- {}{label}: {}{waiver}", d.0, md_inline(&d.1.text));
         }
     }
-    if let Some(a) = &r.acceptance {
-        s.push_str(&crate::accept::render::markdown(a));
+    for run in &sc.runs {
+        run_details(s, run);
     }
-    s
+}
+
+/// A run's error, findings and failed leftovers (grouped by normalised shape: three
+/// Pods of one ReplicaSet are one line).
+fn run_details(s: &mut String, run: &super::RunReport) {
+    let failures: Vec<_> = run
+        .leftovers
+        .iter()
+        .filter(|l| l.reason.is_failure())
+        .collect();
+    if failures.is_empty() && run.error.is_none() && run.findings.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "\n**{}**: {}\n",
+        md_inline(&run_label(run)),
+        md_inline(&run.headline)
+    );
+    if let Some(e) = &run.error {
+        let _ = writeln!(s, "{}", md_block(e));
+    }
+    for f in &run.findings {
+        let counted = match &f.acceptance {
+            Some(w) => waiver_tag(Some(w)),
+            None if f.counted => String::new(),
+            None => " (not counted)".to_string(),
+        };
+        // Findings quote names in backticks; as quotes, not as code.
+        let _ = writeln!(
+            s,
+            "- finding{counted}: {}",
+            md_inline(&f.text.replace('`', "'"))
+        );
+    }
+    let mut groups: std::collections::BTreeMap<&str, Vec<&super::LeftoverReport>> =
+        std::collections::BTreeMap::new();
+    for l in failures {
+        groups.entry(l.normalized.as_str()).or_default().push(l);
+    }
+    for (shape, items) in groups {
+        let first = items[0];
+        let tag = if first.expected {
+            " (expected by the scenario)".to_string()
+        } else {
+            waiver_tag(first.acceptance.as_ref())
+        };
+        let names: Vec<String> = items.iter().map(|l| md_inline(&l.name)).collect();
+        let _ = writeln!(
+            s,
+            "- {} × `{}`: {}{tag}",
+            items.len(),
+            md_code(shape),
+            md_inline(&first.reason_text)
+        );
+        let _ = writeln!(s, "  - objects: {}", names.join(", "));
+        if let Some(e) = first.evidence.first() {
+            let e: String = e.chars().take(300).collect();
+            let _ = writeln!(s, "  - evidence: `{}`", md_code(&e));
+        }
+    }
 }
 
 /// ` (accepted by ... until ...: why)`, or nothing.
