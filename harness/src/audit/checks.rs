@@ -477,89 +477,24 @@ async fn live_gc_deletes(
             (ctx.client.clone(), "you".to_string())
         }
     };
+    let prober = Prober { client, as_user };
     let mut objects: BTreeMap<Resource, Result<Vec<ObjectMeta>, String>> = BTreeMap::new();
     for (i, resources) in deleting {
-        let wh = &hooks[*i];
-        let mut checked = Vec::new();
         for r in resources {
             if !objects.contains_key(r) {
                 let listed = list_metadata(&ctx.client, r).await.map_err(|e| short(&e));
                 objects.insert(r.clone(), listed);
             }
         }
-        let mut candidates: Vec<Candidate> = Vec::new();
-        for r in resources {
-            let list = match &objects[r] {
-                Ok(l) => l,
-                Err(e) => {
-                    checked.push(format!("{}: not listed: {e}", r.display()));
-                    continue;
-                }
-            };
-            let (mut selected, mut undecidable) = (0, Vec::new());
-            for o in list {
-                let selection = wh.selects(r, served, o, namespaces);
-                match &selection {
-                    Selection::Selected | Selection::IfConditionsHold => selected += 1,
-                    Selection::Undecidable(why) => {
-                        undecidable.push(why.clone());
-                        continue;
-                    }
-                    Selection::NotSelected => continue,
-                }
-                let others = hooks
-                    .iter()
-                    .enumerate()
-                    .filter(|(j, w)| j != i && w.selects(r, served, o, namespaces).may_call())
-                    .map(|(_, w)| w.name.clone())
-                    .collect();
-                candidates.push(Candidate {
-                    resource: r,
-                    object: o,
-                    selection,
-                    others,
-                });
-            }
-            if !list.is_empty() {
-                checked.push(format!(
-                    "{}: {} objects, {selected} selected{}",
-                    r.display(),
-                    list.len(),
-                    if undecidable.is_empty() {
-                        String::new()
-                    } else {
-                        format!(", {} undecidable ({})", undecidable.len(), undecidable[0])
-                    }
-                ));
-            }
-        }
-        let empty: Vec<&Resource> = resources
-            .iter()
-            .filter(|r| objects[*r].as_ref().is_ok_and(Vec::is_empty))
-            .collect();
-        if !empty.is_empty() {
-            let names: Vec<String> = empty.iter().map(|r| r.display()).collect();
-            checked.push(format!("no objects at all: {}", some_of(&names, 12)));
-        }
-        let selectors = format!(
-            "namespaceSelector {} against the namespaces' labels, objectSelector {} against the objects' labels{}",
-            wh.namespace_selector
-                .as_ref()
-                .map(json_of)
-                .unwrap_or_else(|| "{}".into()),
-            wh.object_selector
-                .as_ref()
-                .map(json_of)
-                .unwrap_or_else(|| "{}".into()),
-            if wh.match_conditions.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    "; matchConditions {} are CEL and not evaluated here: the API server decides",
-                    json_of(&wh.match_conditions)
-                )
-            }
-        );
+        let wh = &hooks[*i];
+        let scope = Scope {
+            hooks,
+            index: *i,
+            served,
+            namespaces,
+        };
+        let (mut candidates, checked) = candidates(&scope, resources, &objects);
+        let selectors = selectors_text(wh);
         if candidates.is_empty() {
             let unlisted = resources.iter().any(|r| objects[r].is_err());
             ctx.add(
@@ -591,31 +526,136 @@ async fn live_gc_deletes(
                 c.object.name.clone(),
             )
         });
-        let mut probes = Vec::new();
-        let mut reasons = Vec::new();
-        let mut settled = false;
-        for c in candidates.iter().take(PROBES_PER_WEBHOOK) {
-            let ar = c.resource.api_resource();
-            let api: Api<DynamicObject> = match &c.object.namespace {
-                Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
-                None => Api::all_with(client.clone(), &ar),
-            };
-            let dp = DeleteParams {
-                dry_run: true,
-                propagation_policy: Some(PropagationPolicy::Background),
-                ..Default::default()
-            };
-            let answer = Answer::from_result(api.delete(&c.object.name, &dp).await.map(|_| ()));
-            let line = format!(
-                "dry-run DELETE of {} as {as_user}: {}{}",
-                describe(c.resource, c.object),
-                answer.outcome(),
-                if answer.message().is_empty() {
+        prober
+            .probe(ctx, wh, &candidates, &selectors, checked)
+            .await;
+    }
+}
+
+/// Where one webhook's candidates are looked for: every webhook (the others are
+/// named beside a candidate they also select), and what the selectors are judged on.
+struct Scope<'a> {
+    hooks: &'a [Webhook],
+    index: usize,
+    served: &'a Served,
+    namespaces: &'a BTreeMap<String, Labels>,
+}
+
+/// The objects the webhook `scope.index` selects among `resources`, with what was
+/// checked for each resource (counts, undecidable selections, what could not be
+/// listed, resources without objects).
+fn candidates<'o>(
+    scope: &Scope,
+    resources: &'o [Resource],
+    objects: &'o BTreeMap<Resource, Result<Vec<ObjectMeta>, String>>,
+) -> (Vec<Candidate<'o>>, Vec<String>) {
+    let wh = &scope.hooks[scope.index];
+    let (served, namespaces) = (scope.served, scope.namespaces);
+    let mut checked = Vec::new();
+    let mut candidates = Vec::new();
+    for r in resources {
+        let list = match &objects[r] {
+            Ok(l) => l,
+            Err(e) => {
+                checked.push(format!("{}: not listed: {e}", r.display()));
+                continue;
+            }
+        };
+        let (mut selected, mut undecidable) = (0, Vec::new());
+        for o in list {
+            let selection = wh.selects(r, served, o, namespaces);
+            match &selection {
+                Selection::Selected | Selection::IfConditionsHold => selected += 1,
+                Selection::Undecidable(why) => {
+                    undecidable.push(why.clone());
+                    continue;
+                }
+                Selection::NotSelected => continue,
+            }
+            let others = scope
+                .hooks
+                .iter()
+                .enumerate()
+                .filter(|(j, w)| {
+                    *j != scope.index && w.selects(r, served, o, namespaces).may_call()
+                })
+                .map(|(_, w)| w.name.clone())
+                .collect();
+            candidates.push(Candidate {
+                resource: r,
+                object: o,
+                selection,
+                others,
+            });
+        }
+        if !list.is_empty() {
+            checked.push(format!(
+                "{}: {} objects, {selected} selected{}",
+                r.display(),
+                list.len(),
+                if undecidable.is_empty() {
                     String::new()
                 } else {
-                    format!(": {}", answer.message())
+                    format!(", {} undecidable ({})", undecidable.len(), undecidable[0])
                 }
-            );
+            ));
+        }
+    }
+    let empty: Vec<String> = resources
+        .iter()
+        .filter(|r| objects[*r].as_ref().is_ok_and(Vec::is_empty))
+        .map(|r| r.display())
+        .collect();
+    if !empty.is_empty() {
+        checked.push(format!("no objects at all: {}", some_of(&empty, 12)));
+    }
+    (candidates, checked)
+}
+
+/// What the webhook's selection was judged on, for the evidence.
+fn selectors_text(wh: &Webhook) -> String {
+    format!(
+        "namespaceSelector {} against the namespaces' labels, objectSelector {} against the objects' labels{}",
+        wh.namespace_selector
+            .as_ref()
+            .map(json_of)
+            .unwrap_or_else(|| "{}".into()),
+        wh.object_selector
+            .as_ref()
+            .map(json_of)
+            .unwrap_or_else(|| "{}".into()),
+        if wh.match_conditions.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; matchConditions {} are CEL and not evaluated here: the API server decides",
+                json_of(&wh.match_conditions)
+            )
+        }
+    )
+}
+
+/// Sends the dry-run DELETEs, as the garbage collector when it may be impersonated.
+struct Prober {
+    client: kube::Client,
+    as_user: String,
+}
+
+impl Prober {
+    /// Probes up to [`PROBES_PER_WEBHOOK`] candidates until an answer is about this
+    /// webhook: refused (a critical finding) or admitted; else the finding is
+    /// `unknown`, with every probe and why it did not settle the question.
+    async fn probe(
+        &self,
+        ctx: &mut Context,
+        wh: &Webhook,
+        candidates: &[Candidate<'_>],
+        selectors: &str,
+        checked: Vec<String>,
+    ) {
+        let mut unsettled = Vec::new();
+        for c in candidates.iter().take(PROBES_PER_WEBHOOK) {
+            let (line, answer) = self.dry_run_delete(c).await;
             match judge(&wh.name, &c.selection, &answer) {
                 Verdict::Refused(kind) => {
                     let mut evidence = vec![line];
@@ -636,40 +676,57 @@ async fn live_gc_deletes(
                         evidence,
                         WEBHOOK_TRIAGE,
                     );
-                    settled = true;
-                    break;
+                    return;
                 }
-                Verdict::Admitted => {
-                    settled = true;
-                    break;
-                }
+                Verdict::Admitted => return,
                 Verdict::Unknown(why) => {
-                    probes.push(line);
-                    reasons.push(why);
+                    unsettled.push(format!("{line} (for this webhook: {why})"))
                 }
             }
         }
-        if !settled {
-            let mut evidence: Vec<String> = probes
-                .into_iter()
-                .zip(reasons)
-                .map(|(p, why)| format!("{p} (for this webhook: {why})"))
-                .collect();
-            evidence.push(format!("checked: {selectors}"));
-            evidence.extend(checked);
-            ctx.add(
-                "gc-delete-probe-unknown",
-                Severity::Info,
-                wh.object(),
-                if wh.match_conditions.is_empty() {
-                    "whether it lets the garbage collector's DELETE through right now is unknown: no probe's answer was about this webhook".into()
-                } else {
-                    "whether it lets the garbage collector's DELETE through right now is unknown: its matchConditions cannot be evaluated here, so the probe cannot be aimed exactly and no answer was about this webhook".into()
-                },
-                evidence,
-                "Probe it where it alone selects an object (e.g. a namespace or object only it selects), or check its own logs for the garbage collector's requests.",
-            );
-        }
+        let mut evidence = unsettled;
+        evidence.push(format!("checked: {selectors}"));
+        evidence.extend(checked);
+        ctx.add(
+            "gc-delete-probe-unknown",
+            Severity::Info,
+            wh.object(),
+            if wh.match_conditions.is_empty() {
+                "whether it lets the garbage collector's DELETE through right now is unknown: no probe's answer was about this webhook".into()
+            } else {
+                "whether it lets the garbage collector's DELETE through right now is unknown: its matchConditions cannot be evaluated here, so the probe cannot be aimed exactly and no answer was about this webhook".into()
+            },
+            evidence,
+            "Probe it where it alone selects an object (e.g. a namespace or object only it selects), or check its own logs for the garbage collector's requests.",
+        );
+    }
+
+    /// One dry-run DELETE (background propagation, as the collector sends) and the
+    /// line that says what was asked and answered.
+    async fn dry_run_delete(&self, c: &Candidate<'_>) -> (String, Answer) {
+        let ar = c.resource.api_resource();
+        let api: Api<DynamicObject> = match &c.object.namespace {
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &ar),
+            None => Api::all_with(self.client.clone(), &ar),
+        };
+        let dp = DeleteParams {
+            dry_run: true,
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..Default::default()
+        };
+        let answer = Answer::from_result(api.delete(&c.object.name, &dp).await.map(|_| ()));
+        let line = format!(
+            "dry-run DELETE of {} as {}: {}{}",
+            describe(c.resource, c.object),
+            self.as_user,
+            answer.outcome(),
+            if answer.message().is_empty() {
+                String::new()
+            } else {
+                format!(": {}", answer.message())
+            }
+        );
+        (line, answer)
     }
 }
 
