@@ -368,40 +368,13 @@ pub fn load(path: &Path) -> Result<Twin, ScenarioError> {
     } else {
         path.to_path_buf()
     };
-    let shown = file.display().to_string();
-    let fail = |line, column, message| ScenarioError {
-        file: shown.clone(),
-        line,
-        column,
-        message,
-    };
     // Capped and under reading budgets, with the field's path in messages.
     let raw: FileTwin = super::load::read_yaml(&file)?;
-    let at = |s: &Spanned<String>, message: String| {
-        fail(s.referenced.line(), s.referenced.column(), message)
+    let twin_file = TwinFile {
+        shown: file.display().to_string(),
+        dir: file.parent().unwrap_or(Path::new(".")).to_path_buf(),
     };
-    let dir = file.parent().unwrap_or(Path::new(".")).to_path_buf();
-    // Paths stay inside the twin: a twin is committed and replayed by others.
-    let inside = |field: &str, s: &Spanned<String>, must: fn(&Path) -> bool, what: &str| {
-        let p = Path::new(&s.value);
-        if p.is_absolute() || p.components().any(|c| matches!(c, Component::ParentDir)) {
-            return Err(at(
-                s,
-                format!(
-                    "{field} `{}`: must be a path inside the twin's directory",
-                    s.value
-                ),
-            ));
-        }
-        let full = dir.join(p);
-        if !must(&full) {
-            return Err(at(
-                s,
-                format!("{field} `{}`: {what} ({})", s.value, full.display()),
-            ));
-        }
-        Ok(full)
-    };
+    let at = |s: &Spanned<String>, message: String| twin_file.error(s, message);
     if !crate::scenario::is_dns_label(&raw.name.value) {
         return Err(at(
             &raw.name,
@@ -412,21 +385,102 @@ pub fn load(path: &Path) -> Result<Twin, ScenarioError> {
     if let Err(e) = version.value.parse::<crate::components::Version>() {
         return Err(at(version, format!("twin.kubernetesVersion: {e}")));
     }
-    let namespaces = inside(
+    let namespaces = twin_file.inside(
         "twin.namespaces",
         &raw.twin.namespaces,
         Path::is_file,
         "no such file",
     )?;
-    let surface = inside(
+    let surface = twin_file.inside(
         "twin.surface",
         &raw.twin.surface,
         Path::is_dir,
         "no such directory",
     )?;
+    let releases = releases(raw.twin.releases, &twin_file)?;
+    let webhooks = webhooks(raw.twin.webhooks, &twin_file)?;
+    let custom_resources = raw
+        .twin
+        .custom_resources
+        .as_ref()
+        .map(|p| twin_file.inside("twin.customResources", p, Path::is_dir, "no such directory"))
+        .transpose()?;
+    let node_pools = raw
+        .twin
+        .node_pools
+        .as_ref()
+        .map(|p| twin_file.inside("twin.nodePools", p, Path::is_file, "no such file"))
+        .transpose()?;
+    Ok(Twin {
+        name: raw.name.value,
+        dir: twin_file.dir,
+        kubernetes_version: version.value.clone(),
+        aks: raw.twin.aks,
+        namespaces,
+        surface,
+        releases,
+        webhooks,
+        custom_resources,
+        node_pools,
+    })
+}
+
+/// The twin.yaml being loaded: where its errors point, and the folder its paths must
+/// stay in (a twin is committed and replayed by others).
+struct TwinFile {
+    shown: String,
+    dir: PathBuf,
+}
+
+impl TwinFile {
+    fn error(&self, s: &Spanned<String>, message: String) -> ScenarioError {
+        ScenarioError {
+            file: self.shown.clone(),
+            line: s.referenced.line(),
+            column: s.referenced.column(),
+            message,
+        }
+    }
+
+    /// The path `s` names, inside the twin's directory and passing `must`.
+    fn inside(
+        &self,
+        field: &str,
+        s: &Spanned<String>,
+        must: fn(&Path) -> bool,
+        what: &str,
+    ) -> Result<PathBuf, ScenarioError> {
+        let p = Path::new(&s.value);
+        if p.is_absolute() || p.components().any(|c| matches!(c, Component::ParentDir)) {
+            return Err(self.error(
+                s,
+                format!(
+                    "{field} `{}`: must be a path inside the twin's directory",
+                    s.value
+                ),
+            ));
+        }
+        let full = self.dir.join(p);
+        if !must(&full) {
+            return Err(self.error(
+                s,
+                format!("{field} `{}`: {what} ({})", s.value, full.display()),
+            ));
+        }
+        Ok(full)
+    }
+}
+
+/// The captured releases: Helm's names, each once, their chart and values inside the
+/// twin.
+fn releases(
+    raw: Vec<FileTwinRelease>,
+    twin_file: &TwinFile,
+) -> Result<Vec<TwinRelease>, ScenarioError> {
+    let at = |s: &Spanned<String>, message: String| twin_file.error(s, message);
     let mut seen = BTreeSet::new();
     let mut releases = Vec::new();
-    for r in raw.twin.releases {
+    for r in raw {
         // Helm's own limit: release names are DNS-1123 labels of at most 53 characters.
         if !crate::scenario::is_dns_label(&r.name.value) || r.name.value.len() > 53 {
             return Err(at(
@@ -455,13 +509,14 @@ pub fn load(path: &Path) -> Result<Twin, ScenarioError> {
                 ),
             ));
         }
-        let chart = inside(
+        let chart = twin_file.inside(
             "releases.chart",
             &r.chart,
             |p| p.join("Chart.yaml").is_file(),
             "no Chart.yaml there",
         )?;
-        let values = inside("releases.values", &r.values, Path::is_file, "no such file")?;
+        let values =
+            twin_file.inside("releases.values", &r.values, Path::is_file, "no such file")?;
         releases.push(TwinRelease {
             name: r.name.value,
             namespace: r.namespace.value,
@@ -469,15 +524,24 @@ pub fn load(path: &Path) -> Result<Twin, ScenarioError> {
             values,
         });
     }
-    let mut webhooks = Vec::new();
-    for w in raw.twin.webhooks {
+    Ok(releases)
+}
+
+/// The webhooks' health at capture (users may edit it to ask "what if fixed"), each
+/// webhook once.
+fn webhooks(
+    raw: Vec<FileTwinWebhook>,
+    twin_file: &TwinFile,
+) -> Result<Vec<TwinWebhook>, ScenarioError> {
+    let mut webhooks: Vec<TwinWebhook> = Vec::new();
+    for w in raw {
         let health = match w.health.value.as_str() {
             "healthy" => super::health::Health::Healthy,
             "unreachable" => super::health::Health::Unreachable,
             "failing" => super::health::Health::Failing,
             "unknown" => super::health::Health::Unknown,
             other => {
-                return Err(at(
+                return Err(twin_file.error(
                     &w.health,
                     format!(
                         "webhooks.health `{other}`: expected healthy, unreachable, failing or unknown"
@@ -485,11 +549,8 @@ pub fn load(path: &Path) -> Result<Twin, ScenarioError> {
                 ));
             }
         };
-        if webhooks
-            .iter()
-            .any(|x: &TwinWebhook| x.hook == w.hook.value)
-        {
-            return Err(at(
+        if webhooks.iter().any(|x| x.hook == w.hook.value) {
+            return Err(twin_file.error(
                 &w.hook,
                 format!("webhook `{}` is listed twice", w.hook.value),
             ));
@@ -500,30 +561,7 @@ pub fn load(path: &Path) -> Result<Twin, ScenarioError> {
             evidence: w.evidence,
         });
     }
-    let custom_resources = raw
-        .twin
-        .custom_resources
-        .as_ref()
-        .map(|p| inside("twin.customResources", p, Path::is_dir, "no such directory"))
-        .transpose()?;
-    let node_pools = raw
-        .twin
-        .node_pools
-        .as_ref()
-        .map(|p| inside("twin.nodePools", p, Path::is_file, "no such file"))
-        .transpose()?;
-    Ok(Twin {
-        name: raw.name.value,
-        dir,
-        kubernetes_version: version.value.clone(),
-        aks: raw.twin.aks,
-        namespaces,
-        surface,
-        releases,
-        webhooks,
-        custom_resources,
-        node_pools,
-    })
+    Ok(webhooks)
 }
 
 #[cfg(test)]
