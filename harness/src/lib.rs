@@ -49,6 +49,7 @@ pub mod snapshot_diff;
 pub mod twin;
 pub mod verdict;
 pub mod webhook;
+pub mod yaml_stream;
 
 pub use errors::{ClusterError, ComponentsError};
 
