@@ -18,6 +18,7 @@
 
 pub mod accept;
 pub mod aks;
+pub mod api_error;
 pub mod audit;
 pub mod behaviour;
 pub mod chart_source;
