@@ -64,7 +64,10 @@ mod tests {
 
     #[test]
     fn refusals_are_decided_by_status_code() {
-        assert!(denied(&api(403, "pods is forbidden: User \"x\" cannot list")));
+        assert!(denied(&api(
+            403,
+            "pods is forbidden: User \"x\" cannot list"
+        )));
         assert!(denied(&api(401, "Unauthorized")));
         // The word alone does not make a refusal.
         assert!(!denied(&api(500, "forbidden")));
@@ -77,8 +80,13 @@ mod tests {
             500,
             "conversion webhook for example.com/v2, Kind=Widget failed: Post \"https://w.x.svc:443/convert\": connection refused"
         )));
-        assert!(!conversion_webhook_failed(&api(500, "etcdserver: request timed out")));
-        assert!(!conversion_webhook_failed(&kube::Error::LinesCodecMaxLineLengthExceeded));
+        assert!(!conversion_webhook_failed(&api(
+            500,
+            "etcdserver: request timed out"
+        )));
+        assert!(!conversion_webhook_failed(
+            &kube::Error::LinesCodecMaxLineLengthExceeded
+        ));
     }
 
     #[test]

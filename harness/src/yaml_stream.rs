@@ -137,21 +137,20 @@ mod tests {
         let text = "metadata:\n  name: a\n---\nmetadata:\n  name: b\n---\nmetadata:\n  name: c\n";
         assert_eq!(
             names(text),
-            [
-                (0, 1, "a".into()),
-                (1, 4, "b".into()),
-                (2, 7, "c".into())
-            ]
+            [(0, 1, "a".into()), (1, 4, "b".into()), (2, 7, "c".into())]
         );
     }
 
     #[test]
     fn leading_marker_and_comment_after_the_marker() {
-        let text =
-            "---\n# Source: a.yaml\nmetadata:\n  name: a\n--- # Source: b.yaml\nmetadata:\n  name: b\n";
+        let text = "---\n# Source: a.yaml\nmetadata:\n  name: a\n--- # Source: b.yaml\nmetadata:\n  name: b\n";
         assert_eq!(names(text), [(0, 2, "a".into()), (1, 5, "b".into())]);
         let docs = documents(text);
-        assert!(docs[1].text.starts_with("# Source: b.yaml\n"), "{:?}", docs[1].text);
+        assert!(
+            docs[1].text.starts_with("# Source: b.yaml\n"),
+            "{:?}",
+            docs[1].text
+        );
     }
 
     #[test]
@@ -186,16 +185,13 @@ mod tests {
         let text = "metadata:\n  name: a\n---\nkey: [unclosed\n---\nmetadata:\n  name: c\n";
         assert_eq!(
             names(text),
-            [
-                (0, 1, "a".into()),
-                (1, 4, "ERR".into()),
-                (2, 6, "c".into())
-            ]
+            [(0, 1, "a".into()), (1, 4, "ERR".into()), (2, 6, "c".into())]
         );
         let err = documents(text).remove(1).into_value().unwrap_err();
         assert_eq!((err.index, err.line), (1, 4));
         assert!(
-            err.to_string().starts_with("YAML document 2 (from line 4) does not parse: "),
+            err.to_string()
+                .starts_with("YAML document 2 (from line 4) does not parse: "),
             "{err}"
         );
     }

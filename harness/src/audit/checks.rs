@@ -771,10 +771,7 @@ pub async fn objects(ctx: &mut Context) {
             return;
         }
     };
-    let (denied, broken): (Vec<_>, Vec<_>) = snap
-        .unlistable
-        .iter()
-        .partition(|u| u.denied());
+    let (denied, broken): (Vec<_>, Vec<_>) = snap.unlistable.iter().partition(|u| u.denied());
     if !denied.is_empty() {
         ctx.skipped.push(format!(
             "{} resource types not listed (forbidden), so not checked for orphans: {}",

@@ -171,7 +171,12 @@ pub(super) fn outcome(scenario: &str, version: &str, ns: &str, rs: bool, pods: u
         start_version: version.into(),
         end_version: version.into(),
         steps: vec![
-            step(0, "helm install", version, Some(helm(HelmAction::Install, 0))),
+            step(
+                0,
+                "helm install",
+                version,
+                Some(helm(HelmAction::Install, 0)),
+            ),
             step(1, "webhook delete-guard -> deny", version, None),
             step(
                 2,

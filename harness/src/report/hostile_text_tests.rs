@@ -7,8 +7,8 @@
 
 use crate::exercise::{Outcome, StepRecord};
 use crate::helm::HelmRun;
-use crate::scenario::HelmAction;
 use crate::runner::{Role, RunResult};
+use crate::scenario::HelmAction;
 use crate::webhook::Answer;
 
 use super::fixture_tests::{helm, outcome, scenario, step, versions};
