@@ -34,7 +34,7 @@ impl Document<'_> {
         self.parsed.map_err(|source| DocumentError {
             index,
             line,
-            source,
+            source: Box::new(source),
         })
     }
 }
@@ -47,8 +47,9 @@ pub struct DocumentError {
     pub index: usize,
     /// The 1-based line of the stream it starts on.
     pub line: usize,
+    /// Boxed: the parser's error is large, and a `Result` carries it on every call.
     #[source]
-    pub source: serde_saphyr::Error,
+    pub source: Box<serde_saphyr::Error>,
 }
 
 /// Every non-empty document of `text`, in order, each parsed on its own.
