@@ -267,6 +267,27 @@ mod tests {
     }
 
     #[test]
+    fn only_a_real_uninstall_step_is_the_uninstall() {
+        let run = |step: Option<(HelmAction, HelmDryRun)>| HelmRun {
+            // The text says uninstall every time: the recorded step decides.
+            command: "helm uninstall r --namespace=ns".into(),
+            exit_code: 0,
+            stdout: String::new(),
+            stderr: String::new(),
+            duration_ms: 1,
+            step: step.map(|(action, dry_run)| HelmCall {
+                action,
+                dry_run,
+                release: "r".into(),
+            }),
+        };
+        assert!(run(Some((HelmAction::Uninstall, HelmDryRun::None))).is_real_uninstall());
+        assert!(!run(Some((HelmAction::Uninstall, HelmDryRun::Client))).is_real_uninstall());
+        assert!(!run(Some((HelmAction::Install, HelmDryRun::None))).is_real_uninstall());
+        assert!(!run(None).is_real_uninstall());
+    }
+
+    #[test]
     fn a_manifest_document_that_does_not_parse_is_an_error() {
         let text = "apiVersion: v1\nkind: ConfigMap\n---\nkind: [unclosed\n";
         let err = split_manifest(text).unwrap_err();

@@ -253,6 +253,33 @@ mod tests {
     }
 
     #[test]
+    fn documents_split_at_markers_with_comments_and_end_markers() {
+        // `--- # comment` and `...` separate documents too: the Secret after them is
+        // scrubbed by its keys, and the documents around it stay readable.
+        let text = "# Source: c/templates/cm.yaml\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n...\n--- # Source: c/templates/secret.yaml\napiVersion: v1\nkind: Secret\nmetadata:\n  name: db\ndata:\n  password: aHVudGVyMg==\n---\n# Source: c/templates/empty.yaml\n---\nkind: [unclosed\n";
+        let (out, reasons) = scrub_text(text, true);
+        assert!(!out.contains("aHVudGVyMg=="), "{out}");
+        assert!(!out.contains("unclosed"), "{out}");
+        assert_eq!(
+            reasons,
+            vec![
+                (
+                    "Secret/db data.password".to_string(),
+                    "a Secret's value".to_string()
+                ),
+                ("document 3".to_string(), UNPARSABLE.to_string()),
+            ]
+        );
+        let docs: Vec<_> = crate::yaml_stream::documents(&out)
+            .into_iter()
+            .map(|d| d.parsed.map(|v| v["kind"].clone()).ok())
+            .collect();
+        // The unparsable document's stub is a comment: Helm and the splitter skip it.
+        assert!(out.contains(REMOVED_DOCUMENT), "{out}");
+        assert_eq!(docs, [Some("ConfigMap".into()), Some("Secret".into())]);
+    }
+
+    #[test]
     fn a_secret_whose_data_is_not_a_mapping_loses_it() {
         let text = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData: hunter2\n";
         let (out, reasons) = scrub_text(text, true);
