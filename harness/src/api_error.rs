@@ -2,8 +2,9 @@
 //! code) wherever that carries the answer, and on its message only where the API
 //! server gives nothing else: failures of a CRD's conversion webhook reach clients as
 //! a plain Go error turned into a `Status` with code 500 and no reason, so only the
-//! message tells them from any other internal error. Each such text match is here, in
-//! one function that names the upstream message it reads.
+//! message tells them from any other internal error; errors the garbage collector
+//! logged reach preflight as text only. Each such text match is here, in one function
+//! that names the upstream message it reads.
 
 /// Whether an HTTP status is a refusal to the credentials: 401 (not authenticated) or
 /// 403 (not authorised), as opposed to a failure of what serves the request.
@@ -26,7 +27,25 @@ pub fn denied(e: &kube::Error) -> bool {
 /// an empty reason, like any other internal error. No typed field says "conversion",
 /// so the message is read, and only an API server's `Status` message is.
 pub fn conversion_webhook_failed(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.message.contains("conversion webhook"))
+    matches!(e, kube::Error::Api(s) if says_conversion_webhook_failed(&s.message))
+}
+
+/// Whether an API server's error text (a `Status` message, or the error the garbage
+/// collector logged for an object) is the conversion webhook failure of
+/// [`conversion_webhook_failed`]: where the text reached preflight through a log, it is
+/// all there is.
+pub fn says_conversion_webhook_failed(text: &str) -> bool {
+    text.contains("conversion webhook")
+}
+
+/// Whether an API server's error text says it could not call an admission webhook.
+///
+/// The text is `failed calling webhook "<name>": <cause>` from
+/// `k8s.io/apiserver/pkg/util/webhook/error.go` (`ErrCallingWebhook`); it reaches
+/// preflight inside the garbage collector's logged error for an object, where no status
+/// code survives.
+pub fn says_webhook_call_failed(text: &str) -> bool {
+    text.contains("failed calling webhook")
 }
 
 /// Whether the API server's message about a failed webhook call says the webhook
@@ -87,6 +106,16 @@ mod tests {
         assert!(!conversion_webhook_failed(
             &kube::Error::LinesCodecMaxLineLengthExceeded
         ));
+    }
+
+    #[test]
+    fn logged_errors_name_the_webhook_that_failed() {
+        let gc = "delete of ReplicaSet pf/web failed: Internal error occurred: failed calling webhook \"deny.preflight.dev\": Post \"https://x\": EOF";
+        assert!(says_webhook_call_failed(gc));
+        assert!(!says_conversion_webhook_failed(gc));
+        let conv = "conversion webhook for example.com/v2, Kind=Widget failed: EOF";
+        assert!(says_conversion_webhook_failed(conv));
+        assert!(!says_webhook_call_failed(conv));
     }
 
     #[test]
