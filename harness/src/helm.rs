@@ -13,6 +13,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::scenario::{Cascade, HelmAction, HelmDryRun, HelmStep};
+use crate::yaml_stream::{self, DocumentError};
 
 /// One helm invocation and what it said.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -24,6 +25,30 @@ pub struct HelmRun {
     pub stdout: String,
     pub stderr: String,
     pub duration_ms: u64,
+    /// The scenario step this call carried out (`None` for `helm template`, `helm get
+    /// manifest`, `helm pull`): what reports and replays decide on, never the command
+    /// line's text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<HelmCall>,
+}
+
+/// The scenario step a helm call carried out.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct HelmCall {
+    pub action: HelmAction,
+    pub dry_run: HelmDryRun,
+    pub release: String,
+}
+
+impl HelmRun {
+    /// Whether this was a real `helm uninstall` (not a dry run): the call whose exit
+    /// code helm's "success" is judged by.
+    pub fn is_real_uninstall(&self) -> bool {
+        self.step
+            .as_ref()
+            .is_some_and(|c| c.action == HelmAction::Uninstall && c.dry_run == HelmDryRun::None)
+    }
 }
 
 /// A helm CLI bound to one cluster and one run directory.
@@ -113,7 +138,14 @@ impl Helm {
             };
             args.push(format!("--cascade={c}"));
         }
-        self.run(args)
+        HelmRun {
+            step: Some(HelmCall {
+                action: step.action,
+                dry_run: step.dry_run,
+                release: release.to_string(),
+            }),
+            ..self.run(args)
+        }
     }
 
     /// The chart's manifests as the release would render them on `kube_version`
@@ -192,6 +224,7 @@ pub fn run_isolated(binary: &Path, home: &Path, args: Vec<String>, shown: &[Stri
             stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
             duration_ms: started.elapsed().as_millis() as u64,
+            step: None,
         },
         Err(e) => HelmRun {
             command,
@@ -199,24 +232,18 @@ pub fn run_isolated(binary: &Path, home: &Path, args: Vec<String>, shown: &[Stri
             stdout: String::new(),
             stderr: format!("cannot run {}: {e}", binary.display()),
             duration_ms: started.elapsed().as_millis() as u64,
+            step: None,
         },
     }
 }
 
-/// Splits a multi-document YAML manifest into JSON objects (empty documents dropped).
-pub fn split_manifest(text: &str) -> Result<Vec<serde_json::Value>, String> {
+/// The objects of a multi-document YAML manifest (empty documents and values that are
+/// not mappings dropped). A manifest is Helm's own output: a document that does not
+/// parse means the release cannot be read, so it is an error rather than skipped.
+pub fn split_manifest(text: &str) -> Result<Vec<serde_json::Value>, DocumentError> {
     let mut out = Vec::new();
-    for doc in text.split("\n---") {
-        let doc = doc.trim_start_matches("---");
-        let body: String = doc
-            .lines()
-            .filter(|l| !l.trim_start().starts_with('#'))
-            .collect::<Vec<_>>()
-            .join("\n");
-        if body.trim().is_empty() {
-            continue;
-        }
-        let v: serde_json::Value = serde_saphyr::from_str(doc).map_err(|e| e.to_string())?;
+    for doc in yaml_stream::documents(text) {
+        let v = doc.into_value()?;
         if v.is_object() {
             out.push(v);
         }
@@ -237,5 +264,33 @@ mod tests {
             .map(|o| o["metadata"]["name"].as_str().unwrap())
             .collect();
         assert_eq!(names, ["a", "b"]);
+    }
+
+    #[test]
+    fn only_a_real_uninstall_step_is_the_uninstall() {
+        let run = |step: Option<(HelmAction, HelmDryRun)>| HelmRun {
+            // The text says uninstall every time: the recorded step decides.
+            command: "helm uninstall r --namespace=ns".into(),
+            exit_code: 0,
+            stdout: String::new(),
+            stderr: String::new(),
+            duration_ms: 1,
+            step: step.map(|(action, dry_run)| HelmCall {
+                action,
+                dry_run,
+                release: "r".into(),
+            }),
+        };
+        assert!(run(Some((HelmAction::Uninstall, HelmDryRun::None))).is_real_uninstall());
+        assert!(!run(Some((HelmAction::Uninstall, HelmDryRun::Client))).is_real_uninstall());
+        assert!(!run(Some((HelmAction::Install, HelmDryRun::None))).is_real_uninstall());
+        assert!(!run(None).is_real_uninstall());
+    }
+
+    #[test]
+    fn a_manifest_document_that_does_not_parse_is_an_error() {
+        let text = "apiVersion: v1\nkind: ConfigMap\n---\nkind: [unclosed\n";
+        let err = split_manifest(text).unwrap_err();
+        assert_eq!((err.index, err.line), (1, 4));
     }
 }

@@ -18,6 +18,7 @@
 
 pub mod accept;
 pub mod aks;
+pub mod api_error;
 pub mod audit;
 pub mod behaviour;
 pub mod chart_source;
@@ -51,6 +52,7 @@ pub mod snapshot_diff;
 pub mod twin;
 pub mod verdict;
 pub mod webhook;
+pub mod yaml_stream;
 
 pub use errors::{ClusterError, ComponentsError};
 

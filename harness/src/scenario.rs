@@ -540,7 +540,8 @@ fn read(text: &str, file: &str) -> Result<FileScenario, ScenarioError> {
             file: file.to_string(),
             line,
             column,
-            message: explain(&e.to_string(), token_at(text, line, column)),
+            message: limits::explain(&e)
+                .unwrap_or_else(|| explain(&e.to_string(), token_at(text, line, column))),
         }
     })
 }
@@ -736,9 +737,6 @@ fn explain(message: &str, found: Option<String>) -> String {
         && let Some((_, after)) = rest.split_once(": ")
     {
         text = after;
-    }
-    if let Some(limit) = limits::explain(text) {
-        return limit;
     }
     let found = found.map(|f| format!(", found `{f}`")).unwrap_or_default();
     match text {

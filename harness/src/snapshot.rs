@@ -145,6 +145,19 @@ pub struct Unlistable {
     pub resource: String,
     pub api_version: String,
     pub error: String,
+    /// The HTTP status the API server refused the list with (`None`: no answer, or
+    /// one that was not a Kubernetes `Status`): 401 and 403 mean the credentials may
+    /// not list the type, not that it is broken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+}
+
+impl Unlistable {
+    /// Whether the list was refused to these credentials (401 or 403) rather than
+    /// failing.
+    pub fn denied(&self) -> bool {
+        self.status.is_some_and(crate::api_error::is_denial)
+    }
 }
 
 /// A resource type that was listed (every page of it).
@@ -612,6 +625,10 @@ pub async fn take_paged(
                 snap.unlistable.push(Unlistable {
                     resource,
                     api_version: ar.api_version.clone(),
+                    status: match &e {
+                        kube::Error::Api(status) => Some(status.code),
+                        _ => None,
+                    },
                     error: e.to_string(),
                 });
                 continue;
@@ -700,6 +717,28 @@ fn normalise(ar: &ApiResource, resource: &str, m: ObjectMeta) -> ObjectRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_401_and_403_are_refusals_to_the_credentials() {
+        let u = |status| Unlistable {
+            resource: "example.com/widgets".into(),
+            api_version: "example.com/v1".into(),
+            // The text would say "forbidden" either way: the status decides.
+            error: "widgets.example.com is forbidden".into(),
+            status,
+        };
+        assert!(u(Some(403)).denied());
+        assert!(u(Some(401)).denied());
+        assert!(!u(Some(500)).denied());
+        assert!(!u(Some(404)).denied());
+        assert!(!u(None).denied());
+        // A snapshot written before the status was kept reads back without one.
+        let old: Unlistable = serde_json::from_str(
+            r#"{"resource":"core/pods","apiVersion":"v1","error":"forbidden"}"#,
+        )
+        .unwrap();
+        assert_eq!(old.status, None);
+    }
 
     fn res(group: &str, version: &str, kind: &str, plural: &str) -> (ApiResource, ApiCapabilities) {
         (

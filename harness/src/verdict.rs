@@ -186,7 +186,9 @@ impl ClusterEvidence {
                     component: Component::KubeControllerManager,
                     line,
                 } => stall_line(line),
-                Evidence::GcCouldNotDelete { error, .. } => error.contains("conversion webhook"),
+                Evidence::GcCouldNotDelete { error, .. } => {
+                    crate::api_error::says_conversion_webhook_failed(error)
+                }
                 _ => false,
             })
             // The same failure on many objects (every Widget's dependents) counts once.
@@ -259,7 +261,9 @@ fn refusals_of(outcome: &Outcome, o: &ObjectRecord) -> Vec<Evidence> {
         .log_evidence
         .about(o)
         .filter(|e| match e {
-            Evidence::GcCouldNotDelete { error, .. } => error.contains("failed calling webhook"),
+            Evidence::GcCouldNotDelete { error, .. } => {
+                crate::api_error::says_webhook_call_failed(error)
+            }
             Evidence::AuditRefusal { .. } | Evidence::ProbeRefusal { .. } => true,
             _ => false,
         })

@@ -80,7 +80,7 @@ pub fn parse(text: &str, file: &str) -> Result<AcceptFile, AcceptError> {
                 .unwrap_or((0, 0));
             let message = e.to_string();
             let message = without_position(message.lines().next().unwrap_or(&message));
-            let message = limits::explain(message).unwrap_or_else(|| message.to_string());
+            let message = limits::explain(&e).unwrap_or_else(|| message.to_string());
             AcceptError::File {
                 file: file.to_string(),
                 line,

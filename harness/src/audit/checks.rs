@@ -75,10 +75,6 @@ async fn list(
         .collect())
 }
 
-fn forbidden(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(r) if r.code == 403)
-}
-
 /// The API's own message, without the client's debug dump.
 fn short(e: &kube::Error) -> String {
     match e {
@@ -340,7 +336,7 @@ async fn check_client_config(
         )
         .await
         {
-            Err(e) if forbidden(&e) => ctx
+            Err(e) if crate::api_error::denied(&e) => ctx
                 .skipped
                 .push(format!("webhook services not checked: {}", short(&e))),
             Err(e) => ctx
@@ -832,10 +828,7 @@ pub async fn objects(ctx: &mut Context) {
             return;
         }
     };
-    let (denied, broken): (Vec<_>, Vec<_>) = snap
-        .unlistable
-        .iter()
-        .partition(|u| u.error.contains("forbidden") || u.error.contains("Forbidden"));
+    let (denied, broken): (Vec<_>, Vec<_>) = snap.unlistable.iter().partition(|u| u.denied());
     if !denied.is_empty() {
         ctx.skipped.push(format!(
             "{} resource types not listed (forbidden), so not checked for orphans: {}",

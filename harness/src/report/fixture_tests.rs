@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 
 use crate::exercise::{Outcome, StepRecord};
-use crate::helm::HelmRun;
+use crate::helm::{HelmCall, HelmRun};
 use crate::runner::{Role, RunResult};
-use crate::scenario::{self, Scenario};
+use crate::scenario::{self, HelmAction, HelmDryRun, Scenario};
 use crate::snapshot::{ListedType, ObjectRecord, Owner, Snapshot};
 use crate::webhook::{Record, WebhookKind};
 
@@ -75,13 +75,18 @@ fn listed() -> Vec<ListedType> {
     .collect()
 }
 
-pub(super) fn helm(cmd: &str, code: i32) -> HelmRun {
+pub(super) fn helm(action: HelmAction, code: i32) -> HelmRun {
     HelmRun {
-        command: cmd.into(),
+        command: format!("helm {}", action.as_str()),
         exit_code: code,
         stdout: String::new(),
         stderr: String::new(),
         duration_ms: 1200,
+        step: Some(HelmCall {
+            action,
+            dry_run: HelmDryRun::None,
+            release: "preflight-test".into(),
+        }),
     }
 }
 
@@ -166,13 +171,18 @@ pub(super) fn outcome(scenario: &str, version: &str, ns: &str, rs: bool, pods: u
         start_version: version.into(),
         end_version: version.into(),
         steps: vec![
-            step(0, "helm install", version, Some(helm("helm install", 0))),
+            step(
+                0,
+                "helm install",
+                version,
+                Some(helm(HelmAction::Install, 0)),
+            ),
             step(1, "webhook delete-guard -> deny", version, None),
             step(
                 2,
                 "helm uninstall",
                 version,
-                Some(helm("helm uninstall", 0)),
+                Some(helm(HelmAction::Uninstall, 0)),
             ),
         ],
         before: Snapshot {
@@ -224,7 +234,7 @@ pub(super) fn job() -> (Vec<Scenario>, Vec<RunResult>) {
     let mut failed_uninstall = outcome("unreproduced", t, "pf-unreproduced-abcde7", false, 0);
     failed_uninstall.steps[2].helm = Some(HelmRun {
         stderr: "Error: uninstall: timed out waiting for the condition, token=s3cr3t".into(),
-        ..helm("helm uninstall", 1)
+        ..helm(HelmAction::Uninstall, 1)
     });
     let results = vec![
         RunResult {

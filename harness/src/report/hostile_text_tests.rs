@@ -8,6 +8,7 @@
 use crate::exercise::{Outcome, StepRecord};
 use crate::helm::HelmRun;
 use crate::runner::{Role, RunResult};
+use crate::scenario::HelmAction;
 use crate::webhook::Answer;
 
 use super::fixture_tests::{helm, outcome, scenario, step, versions};
@@ -64,7 +65,7 @@ fn hostile_outcome(version: &str, ns: &str) -> Outcome {
         command: format!("helm install hostile --set password={}", SECRETS[2]),
         stdout: format!("{HOSTILE}\n{}", leaks()),
         stderr: format!("{HOSTILE}\n{}", leaks()),
-        ..helm("helm install", 0)
+        ..helm(HelmAction::Install, 0)
     });
     o.steps.push(StepRecord {
         error: Some(format!("{HOSTILE} {}", leaks())),

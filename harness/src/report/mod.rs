@@ -444,9 +444,7 @@ fn run_report(
                 .steps
                 .iter()
                 .filter_map(|s| s.helm.as_ref())
-                .filter(|h| {
-                    h.command.starts_with("helm uninstall") && !h.command.contains("--dry-run")
-                })
+                .filter(|h| h.is_real_uninstall())
                 .map(|h| h.exit_code)
                 .next_back();
             let counted: Vec<&Finding> = judgement

@@ -610,11 +610,12 @@ fn check_values_file(path: &Path) -> Result<(), String> {
             let message = e.to_string();
             let first = message.lines().next().unwrap_or_default();
             let rest = first.trim_start_matches("error: ");
-            let (at, bare) = match rest.split_once(": ") {
-                Some((at, m)) if at.starts_with("line ") => (format!(" ({at})"), m),
-                _ => (String::new(), rest),
+            // The parser's position prefix, shown as it words it.
+            let at = match rest.split_once(": ") {
+                Some((at, _)) if at.starts_with("line ") => format!(" ({at})"),
+                _ => String::new(),
             };
-            Err(match super::limits::explain(bare) {
+            Err(match super::limits::explain(&e) {
                 Some(limit) => format!(
                     "{}{at} is not YAML preflight reads: {limit}",
                     path.display()

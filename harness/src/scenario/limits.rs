@@ -77,38 +77,124 @@ pub(crate) fn read_capped(path: &Path) -> Result<String, String> {
     })
 }
 
-/// The parser's message for a limit of [`options`] that was hit, in words a scenario
-/// author acts on (the parser's own names its internal counters); `None` for any other
-/// message.
-pub(crate) fn explain(message: &str) -> Option<String> {
-    let what = if let Some(breach) = message.strip_prefix("budget breached: ") {
-        let name = breach.split([' ', '{']).next().unwrap_or_default();
-        match name {
-            "Depth" => format!("nested more than {MAX_DEPTH} levels deep"),
-            "Aliases"
-            | "Anchors"
-            | "AliasAnchorRatio"
-            | "RecordedAnchorEvents"
-            | "RecordedAnchorBytes"
-            | "MergeKeys" => format!(
+/// A limit of [`options`] (or of a twin file's reading options) that a parse hit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Limit {
+    /// Nesting deeper than the budget allows.
+    Depth,
+    /// Aliases expanding past the budget, or too many anchors, aliases or merge keys.
+    AliasBomb,
+    /// Alias replay past its limits (expansion or nesting).
+    AliasReplay,
+    /// More than one YAML document.
+    Documents,
+    /// More text than the budget allows.
+    Bytes,
+    /// Another budget (events, nodes): the parser's name for it.
+    Other(String),
+}
+
+impl Limit {
+    /// The limit a parse error is, if it is one (`None` for any other error), from the
+    /// error's own variants: the parser's budget breach, its alias replay limits, and
+    /// the scanner's recursion limit.
+    pub(crate) fn of(e: &serde_saphyr::Error) -> Option<Limit> {
+        use serde_saphyr::budget::BudgetBreach;
+        use serde_saphyr::granit_parser::ErrorKind;
+        use serde_saphyr::{Error, ExternalMessageSource};
+        match e {
+            Error::WithSnippet { error, .. } | Error::AliasError { error, .. } => Limit::of(error),
+            Error::Budget { breach, .. } => Some(match breach {
+                BudgetBreach::Depth { .. } => Limit::Depth,
+                BudgetBreach::Aliases { .. }
+                | BudgetBreach::Anchors { .. }
+                | BudgetBreach::AliasAnchorRatio { .. }
+                | BudgetBreach::RecordedAnchorEvents { .. }
+                | BudgetBreach::RecordedAnchorBytes { .. }
+                | BudgetBreach::MergeKeys { .. } => Limit::AliasBomb,
+                BudgetBreach::Documents { .. } => Limit::Documents,
+                BudgetBreach::InputBytes { .. }
+                | BudgetBreach::ScalarBytes { .. }
+                | BudgetBreach::CommentBytes { .. } => Limit::Bytes,
+                other => Limit::Other(format!("{other:?}")),
+            }),
+            Error::AliasReplayCounterOverflow { .. }
+            | Error::AliasReplayLimitExceeded { .. }
+            | Error::AliasExpansionLimitExceeded { .. }
+            | Error::AliasReplayStackDepthExceeded { .. } => Some(Limit::AliasReplay),
+            Error::ExternalMessage { source, .. } => match source.as_ref() {
+                ExternalMessageSource::Parser(scan)
+                    if *scan.kind() == ErrorKind::RecursionLimitExceeded =>
+                {
+                    Some(Limit::Depth)
+                }
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// What was too much, in words a scenario author acts on (the parser's own names
+    /// its internal counters).
+    fn describe(&self) -> String {
+        match self {
+            Limit::Depth => format!("nested more than {MAX_DEPTH} levels deep"),
+            Limit::AliasBomb => format!(
                 "its aliases expand to more than {MAX_EXPANDED_EVENTS} nodes, or it has too many anchors, aliases or merge keys (an alias bomb)"
             ),
-            "Documents" => "more than one YAML document".to_string(),
-            "InputBytes" | "ScalarBytes" | "CommentBytes" => {
-                format!("more than {MAX_FILE_BYTES} bytes of text")
-            }
-            _ => format!("too many YAML nodes ({})", breach.trim()),
+            Limit::AliasReplay => format!(
+                "its aliases expand to more than {MAX_EXPANDED_EVENTS} nodes or nest more than {MAX_DEPTH} deep (an alias bomb)"
+            ),
+            Limit::Documents => "more than one YAML document".to_string(),
+            Limit::Bytes => format!("more than {MAX_FILE_BYTES} bytes of text"),
+            Limit::Other(name) => format!("too many YAML nodes ({name})"),
         }
-    } else if message.starts_with("alias replay") {
+    }
+}
+
+/// The message for a parse error that hit a limit of [`options`]; `None` for any other
+/// error.
+pub(crate) fn explain(e: &serde_saphyr::Error) -> Option<String> {
+    Limit::of(e).map(|limit| {
         format!(
-            "its aliases expand to more than {MAX_EXPANDED_EVENTS} nodes or nest more than {MAX_DEPTH} deep (an alias bomb)"
+            "refused: {}; scenario and values files are kept small so that reading one is cheap",
+            limit.describe()
         )
-    } else if message.starts_with("recursion limit exceeded") {
-        format!("nested more than {MAX_DEPTH} levels deep")
-    } else {
-        return None;
-    };
-    Some(format!(
-        "refused: {what}; scenario and values files are kept small so that reading one is cheap"
-    ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limit(text: &str) -> Option<Limit> {
+        let e = serde_saphyr::from_str_with_options::<serde_json::Value>(text, options())
+            .expect_err("the text breaks a limit or is not YAML");
+        Limit::of(&e)
+    }
+
+    #[test]
+    fn limits_are_read_from_the_errors_variants() {
+        let deep = format!(
+            "{}1{}",
+            "[".repeat(MAX_DEPTH + 8),
+            "]".repeat(MAX_DEPTH + 8)
+        );
+        assert_eq!(limit(&deep), Some(Limit::Depth));
+        let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..8 {
+            let p = i - 1;
+            bomb.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        assert!(
+            matches!(limit(&bomb), Some(Limit::AliasBomb | Limit::AliasReplay)),
+            "{:?}",
+            limit(&bomb)
+        );
+        // An error that is no limit is not explained as one.
+        assert_eq!(limit("key: [unclosed\n"), None);
+        assert_eq!(limit("a: 1\na: 2\n"), None);
+    }
 }

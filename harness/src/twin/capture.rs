@@ -698,11 +698,13 @@ fn write_release(
 }
 
 /// `Kind/name` of every object a release's manifest holds (what replay expects it to
-/// create, and what decides which webhooks matter).
+/// create, and what decides which webhooks matter). A document that does not parse
+/// names no object and is skipped: the capture's chart files keep it, and the replay's
+/// own `helm install` is what reads it again.
 fn manifest_kinds(manifest: &str) -> Vec<String> {
     let mut out = Vec::new();
-    for doc in manifest.split("\n---") {
-        let Ok(v) = serde_saphyr::from_str::<Value>(doc) else {
+    for doc in crate::yaml_stream::documents(manifest) {
+        let Ok(v) = doc.parsed else {
             continue;
         };
         let kind = v.get("kind").and_then(Value::as_str);
@@ -928,5 +930,7 @@ mod tests {
     fn manifest_kinds_reads_every_document() {
         let m = "---\n# Source: c/templates/a.yaml\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n";
         assert_eq!(manifest_kinds(m), vec!["ConfigMap/a", "Deployment/web"]);
+        let broken = "kind: ConfigMap\nmetadata:\n  name: a\n---\nkind: [x\n--- # b\nkind: Secret\nmetadata:\n  name: b\n";
+        assert_eq!(manifest_kinds(broken), vec!["ConfigMap/a", "Secret/b"]);
     }
 }

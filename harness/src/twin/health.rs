@@ -479,7 +479,7 @@ async fn probe_conversion(client: &kube::Client, ar: &ApiResource, h: &mut Webho
                 h.health = Health::Healthy;
             }
         }
-        Err(kube::Error::Api(e)) if e.code == 401 || e.code == 403 => {
+        Err(kube::Error::Api(e)) if crate::api_error::is_denial(e.code) => {
             h.evidence.push(format!(
                 "{what}: not allowed ({}), health from the Service only",
                 crate::redact::redact(&e.message)
@@ -496,26 +496,11 @@ async fn probe_conversion(client: &kube::Client, ar: &ApiResource, h: &mut Webho
             ));
             h.health = match h.health {
                 Health::Unreachable => Health::Unreachable,
-                _ if looks_unreachable(&message) => Health::Unreachable,
+                _ if crate::api_error::webhook_unreachable(&message) => Health::Unreachable,
                 _ => Health::Failing,
             };
         }
     }
-}
-
-/// Whether the API server's message says it could not reach the webhook at all (as
-/// opposed to the webhook answering with an error).
-fn looks_unreachable(message: &str) -> bool {
-    [
-        "connection refused",
-        "no endpoints available",
-        "not found",
-        "i/o timeout",
-        "context deadline exceeded",
-        "no such host",
-    ]
-    .iter()
-    .any(|m| message.contains(m))
 }
 
 /// A served version other than the storage version, as an API resource (the newest by

@@ -138,7 +138,7 @@ pub fn parse<T: DeserializeOwned>(text: &str, file: &str) -> Result<T, ScenarioE
         {
             message = after;
         }
-        let message = explain_budget(message).unwrap_or_else(|| match message {
+        let message = explain_budget(&e, message).unwrap_or_else(|| match message {
             "expected mapping start" => "expected a mapping".to_string(),
             "expected sequence start" => "expected a list".to_string(),
             other => other.to_string(),
@@ -158,12 +158,11 @@ pub fn parse<T: DeserializeOwned>(text: &str, file: &str) -> Result<T, ScenarioE
     })
 }
 
-/// The parser's message for a budget that was hit, in words; `None` for any other.
-fn explain_budget(message: &str) -> Option<String> {
-    let hit = message.starts_with("budget breached")
-        || message.starts_with("alias replay")
-        || message.starts_with("recursion limit exceeded");
-    hit.then(|| {
+/// The message for a parse error that hit a reading budget (see
+/// [`crate::scenario::limits::Limit::of`]), the parser's own `message` kept; `None`
+/// for any other error.
+fn explain_budget(e: &serde_saphyr::Error, message: &str) -> Option<String> {
+    crate::scenario::limits::Limit::of(e).map(|_| {
         format!(
             "refused: over the reading budget of a twin file (nested deeper than {MAX_DEPTH}, aliases expanding past {MAX_EXPANDED_EVENTS} nodes, more than one document, or too many nodes): {message}"
         )

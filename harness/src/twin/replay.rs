@@ -429,8 +429,9 @@ fn release_outcome(o: &Outcome, r: &TwinRelease, alone: bool) -> String {
         .iter()
         .filter_map(|s| s.helm.as_ref())
         .find(|h| {
-            h.command.starts_with("helm uninstall")
-                && h.command.split_whitespace().any(|w| w == r.name)
+            h.step
+                .as_ref()
+                .is_some_and(|c| c.action == HelmAction::Uninstall && c.release == r.name)
         })
         .map(|h| h.exit_code);
     let Some(exit) = exit else {

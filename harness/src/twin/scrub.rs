@@ -16,6 +16,7 @@ use super::capture::CaptureError;
 use super::manifest::RedactionEntry;
 
 use super::values::REDACTED;
+use crate::yaml_stream::Document;
 /// [`REDACTED`], base64-encoded: the replacement in a Secret's `data`.
 const REDACTED_B64: &str = "UkVEQUNURUQ=";
 /// `-----BEGIN` base64-encoded from the start of a text: how an encoded PEM file
@@ -87,11 +88,11 @@ const UNPARSABLE: &str =
 /// fails closed: a document that cannot be parsed (or written back) cannot be checked
 /// for a Secret, so it is replaced by [`REMOVED_DOCUMENT`] rather than kept as it was.
 fn scrub_secrets(text: &str, reasons: &mut Vec<(String, String)>) -> String {
-    let docs = split_documents(text);
+    let docs = crate::yaml_stream::documents(text);
     let mut changed = false;
     let mut out = Vec::with_capacity(docs.len());
-    for (i, doc) in docs.into_iter().enumerate() {
-        let (kept, removed) = scrub_document(doc, i + 1);
+    for doc in docs {
+        let (kept, removed) = scrub_document(doc);
         changed |= !removed.is_empty();
         reasons.extend(removed);
         out.push(kept);
@@ -103,19 +104,21 @@ fn scrub_secrets(text: &str, reasons: &mut Vec<(String, String)>) -> String {
     }
 }
 
-/// One document of a rendered manifest (the `n`th), scrubbed; with what was removed.
-fn scrub_document(doc: String, n: usize) -> (String, Vec<(String, String)>) {
+/// One document of a rendered manifest, scrubbed; with what was removed.
+fn scrub_document(doc: Document<'_>) -> (String, Vec<(String, String)>) {
+    let n = doc.index + 1;
     let removed_whole = || {
         (
             REMOVED_DOCUMENT.to_string(),
             vec![(format!("document {n}"), UNPARSABLE.to_string())],
         )
     };
-    let Ok(mut v) = serde_saphyr::from_str::<Value>(&doc) else {
+    let Ok(mut v) = doc.parsed else {
         return removed_whole();
     };
+    let text = with_line_end(doc.text);
     if v.get("kind").and_then(Value::as_str) != Some("Secret") {
-        return (doc, Vec::new());
+        return (text, Vec::new());
     }
     let name = v
         .pointer("/metadata/name")
@@ -146,7 +149,7 @@ fn scrub_document(doc: String, n: usize) -> (String, Vec<(String, String)>) {
         }
     }
     if reasons.is_empty() {
-        return (doc, reasons);
+        return (text, reasons);
     }
     match serde_saphyr::to_string(&v) {
         Ok(text) => (text, reasons),
@@ -154,19 +157,13 @@ fn scrub_document(doc: String, n: usize) -> (String, Vec<(String, String)>) {
     }
 }
 
-/// Splits a multi-document YAML text at its `---` lines.
-fn split_documents(text: &str) -> Vec<String> {
-    let mut docs = vec![String::new()];
-    for line in text.lines() {
-        if line.trim_end() == "---" {
-            docs.push(String::new());
-        } else if let Some(last) = docs.last_mut() {
-            last.push_str(line);
-            last.push('\n');
-        }
+/// A document's text ending with a line end, as it is joined back with `---` lines.
+fn with_line_end(text: &str) -> String {
+    let mut text = text.to_string();
+    if !text.ends_with('\n') {
+        text.push('\n');
     }
-    docs.retain(|d| !d.trim().is_empty());
-    docs
+    text
 }
 
 /// PEM blocks, plain or base64-encoded, wherever they are.
@@ -253,6 +250,33 @@ mod tests {
         assert_eq!(found[0].reason, UNPARSABLE);
         let written = std::fs::read_to_string(&file).unwrap();
         assert!(!written.contains("aHVudGVyMg=="), "{written}");
+    }
+
+    #[test]
+    fn documents_split_at_markers_with_comments_and_end_markers() {
+        // `--- # comment` and `...` separate documents too: the Secret after them is
+        // scrubbed by its keys, and the documents around it stay readable.
+        let text = "# Source: c/templates/cm.yaml\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n...\n--- # Source: c/templates/secret.yaml\napiVersion: v1\nkind: Secret\nmetadata:\n  name: db\ndata:\n  password: aHVudGVyMg==\n---\n# Source: c/templates/empty.yaml\n---\nkind: [unclosed\n";
+        let (out, reasons) = scrub_text(text, true);
+        assert!(!out.contains("aHVudGVyMg=="), "{out}");
+        assert!(!out.contains("unclosed"), "{out}");
+        assert_eq!(
+            reasons,
+            vec![
+                (
+                    "Secret/db data.password".to_string(),
+                    "a Secret's value".to_string()
+                ),
+                ("document 3".to_string(), UNPARSABLE.to_string()),
+            ]
+        );
+        let docs: Vec<_> = crate::yaml_stream::documents(&out)
+            .into_iter()
+            .map(|d| d.parsed.map(|v| v["kind"].clone()).ok())
+            .collect();
+        // The unparsable document's stub is a comment: Helm and the splitter skip it.
+        assert!(out.contains(REMOVED_DOCUMENT), "{out}");
+        assert_eq!(docs, [Some("ConfigMap".into()), Some("Secret".into())]);
     }
 
     #[test]

@@ -253,7 +253,7 @@ async fn conversion_barrier(
         match api.list(&kube::api::ListParams::default().limit(1)).await {
             Ok(list) if list.items.is_empty() => return Ok(()),
             Ok(_) => {}
-            Err(e) if e.to_string().contains("conversion webhook") => return Ok(()),
+            Err(e) if crate::api_error::conversion_webhook_failed(&e) => return Ok(()),
             Err(_) => {}
         }
         if server
