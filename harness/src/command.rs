@@ -127,7 +127,19 @@ pub fn command_line(cmd: &std::process::Command) -> String {
 /// Runs `cmd` to its end within `timeout` and returns its output, whatever its exit
 /// status (for callers that record failures, like helm's).
 pub async fn output(cmd: Command, timeout: Duration) -> Result<Output, CommandError> {
+    output_reporting_group(cmd, timeout, |_| {}).await
+}
+
+/// [`output`], telling `started` the command's process group id as soon as it runs
+/// (for a caller that must also clean up after the command if the harness is killed,
+/// like `kind create`, whose half-made cluster outlives its process group).
+pub async fn output_reporting_group(
+    cmd: Command,
+    timeout: Duration,
+    started: impl FnOnce(u32),
+) -> Result<Output, CommandError> {
     let mut running = Running::spawn(cmd)?;
+    started(running.group.pgid as u32);
     let (stdout, stderr) = (running.child.stdout.take(), running.child.stderr.take());
     let finished = async {
         let (status, out, err) = tokio::join!(
@@ -363,25 +375,36 @@ pub mod blocking {
         Fut: std::future::Future<Output = Result<T, CommandError>>,
         T: Send,
     {
-        let work = || {
+        unblocked(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|source| CommandError::Spawn {
+                    command: "(a runtime for an external command)".into(),
+                    source,
+                })?;
+            rt.block_on(make())
+        })
+    }
+
+    /// Runs `work` (synchronous, possibly slow: a `Drop` that deletes a kind cluster)
+    /// to its end on a thread of its own. On a multi-thread runtime's worker the wait
+    /// happens inside [`tokio::task::block_in_place`], so the worker's other tasks go on
+    /// elsewhere; on a current-thread runtime the caller's thread waits (a destructor
+    /// has no other choice), but `work` never depends on that runtime being driven.
+    pub fn unblocked<T: Send>(work: impl FnOnce() -> T + Send) -> T {
+        let on_thread = || {
             std::thread::scope(|s| {
-                s.spawn(|| {
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .map_err(|source| CommandError::Spawn {
-                            command: "(a runtime for an external command)".into(),
-                            source,
-                        })?;
-                    rt.block_on(make())
-                })
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                s.spawn(work)
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
             })
         };
         match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
-            _ => work(),
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
+                tokio::task::block_in_place(on_thread)
+            }
+            _ => on_thread(),
         }
     }
 }
