@@ -142,11 +142,8 @@ pub async fn output_reporting_group(
     started(running.group.pgid as u32);
     let (stdout, stderr) = (running.child.stdout.take(), running.child.stderr.take());
     let finished = async {
-        let (status, out, err) = tokio::join!(
-            running.child.wait(),
-            read_all(stdout),
-            read_all(stderr)
-        );
+        let (status, out, err) =
+            tokio::join!(running.child.wait(), read_all(stdout), read_all(stderr));
         Ok::<_, io::Error>(Output {
             status: status?,
             stdout: out?,
@@ -470,7 +467,10 @@ mod tests {
             message.contains("sh -c sleep") && message.contains("within 1 s"),
             "{message}"
         );
-        assert!(took < Duration::from_secs(1) + GRACE + Duration::from_secs(2), "{took:?}");
+        assert!(
+            took < Duration::from_secs(1) + GRACE + Duration::from_secs(2),
+            "{took:?}"
+        );
         assert_eq!(live_with(&secs), Vec::<u32>::new(), "nothing is left");
     }
 

@@ -653,8 +653,7 @@ fn delete_leaving_nothing(kind: &Path, name: &str, interrupted: bool) {
     // few seconds.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let mut quiet_since = std::time::Instant::now();
-    while std::time::Instant::now() < deadline && quiet_since.elapsed() < Duration::from_secs(5)
-    {
+    while std::time::Instant::now() < deadline && quiet_since.elapsed() < Duration::from_secs(5) {
         if !node_containers(name).is_empty() {
             delete_cluster(kind, name);
             quiet_since = std::time::Instant::now();
@@ -749,14 +748,18 @@ impl Drop for KindCluster {
 
 /// kind clusters of preflight (named `preflight-...`) that are still there.
 pub fn leftover_clusters(kind: &Path) -> Vec<String> {
-    run(kind, &["get".into(), "clusters".into()], DOCKER_QUERY_TIMEOUT)
-        .map(|out| {
-            out.lines()
-                .filter(|l| l.starts_with("preflight-"))
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
+    run(
+        kind,
+        &["get".into(), "clusters".into()],
+        DOCKER_QUERY_TIMEOUT,
+    )
+    .map(|out| {
+        out.lines()
+            .filter(|l| l.starts_with("preflight-"))
+            .map(str::to_string)
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
 #[cfg(test)]

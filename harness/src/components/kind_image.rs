@@ -169,7 +169,10 @@ pub fn image_id(image: &str) -> Option<String> {
 /// so none of them is in use).
 fn remove_stale_build_containers() {
     let listed = command::blocking::run(
-        command::std_command("docker", ["ps", "-aq", "--filter", "name=^preflight-node-build-"]),
+        command::std_command(
+            "docker",
+            ["ps", "-aq", "--filter", "name=^preflight-node-build-"],
+        ),
         DOCKER_QUERY_TIMEOUT,
     );
     if let Ok(out) = listed {
@@ -202,9 +205,11 @@ fn run_script(
     });
     match status {
         Ok(status) => Ok(status.success()),
-        Err(e @ CommandError::Spawn { .. }) => {
-            Err(ComponentsError::io("running the image script for", log, std::io::Error::other(e)))
-        }
+        Err(e @ CommandError::Spawn { .. }) => Err(ComponentsError::io(
+            "running the image script for",
+            log,
+            std::io::Error::other(e),
+        )),
         // Timed out: the log says how far it got; the caller reports it as failed.
         Err(e) => {
             use std::io::Write;
