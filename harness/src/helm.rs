@@ -253,6 +253,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_step_process_outlives_helm_s_own_timeout() {
+        assert_eq!(step_process_timeout(300), Duration::from_secs(660));
+        assert!(step_process_timeout(1) > Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_hung_helm_is_recorded_as_failed_with_its_timeout() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("helm");
+        std::fs::write(&fake, "#!/bin/sh\necho waiting >&2\nsleep 30\n").unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let args = vec!["pull".to_string(), "web".into()];
+        let run = run_isolated(
+            &fake,
+            dir.path(),
+            args.clone(),
+            &args,
+            Duration::from_millis(500),
+        );
+        assert_eq!(run.command, "helm pull web");
+        assert_eq!(run.exit_code, -1, "{run:?}");
+        assert!(run.stderr.contains("within 0.5 s"), "{}", run.stderr);
+        assert!(run.duration_ms < 5_000, "{run:?}");
+    }
+
+    #[test]
     fn manifests_split_into_objects() {
         let text = "---\n# Source: a.yaml\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n---\n# Source: empty.yaml\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: b\n";
         let objs = split_manifest(text).unwrap();
