@@ -481,12 +481,15 @@ impl KindCluster {
 
     /// The node container, when it is no longer running (stopped, killed, removed):
     /// its state, exit code and last log line. Everything of the cluster ran in it.
+    /// Synchronous (two `docker` queries under their timeouts, through
+    /// [`command::blocking`], which hands a runtime worker's other tasks on meanwhile).
     pub fn dead_components(&self) -> Vec<String> {
         node_dead(&self.node())
     }
 
     /// Every log line a control-plane component's containers wrote on the node
-    /// (restarts included), without the CRI prefix.
+    /// (restarts included), without the CRI prefix. Synchronous, like
+    /// [`KindCluster::dead_components`].
     pub fn component_log(&self, component: &str) -> Result<String, ClusterError> {
         let text = docker(
             &[
