@@ -22,6 +22,7 @@
 
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -234,7 +235,10 @@ pub fn prepare(
                 // The user's entry: helm sends the credentials stored with it. Its index
                 // goes into the run's cache first (the user's cache is not used).
                 Some(entry) => {
-                    tool.run(vec!["repo".into(), "update".into(), entry.clone()])?;
+                    tool.run(
+                        vec!["repo".into(), "update".into(), entry.clone()],
+                        FETCH_TIMEOUT,
+                    )?;
                     vec![format!("{entry}/{name}")]
                 }
                 None => vec![name.clone(), format!("--repo={url}")],
@@ -242,7 +246,7 @@ pub fn prepare(
             let mut args = vec!["pull".to_string()];
             args.extend(reference);
             args.extend(pull_args(version, &dest));
-            tool.run(args)?;
+            tool.run(args, FETCH_TIMEOUT)?;
             (pulled_folder(&dest).map_err(bad)?, true)
         }
         ChartSource::Oci {
@@ -257,7 +261,7 @@ pub fn prepare(
             if *plain_http {
                 args.push("--plain-http".into());
             }
-            tool.run(args)?;
+            tool.run(args, FETCH_TIMEOUT)?;
             (pulled_folder(&dest).map_err(bad)?, true)
         }
     };
@@ -280,11 +284,14 @@ pub fn prepare(
                 CopyError::Chart(detail) => bad(detail),
             })?
         };
-        tool.run(vec![
-            "dependency".into(),
-            "build".into(),
-            build_in.display().to_string(),
-        ])?;
+        tool.run(
+            vec![
+                "dependency".into(),
+                "build".into(),
+                build_in.display().to_string(),
+            ],
+            DEPENDENCY_BUILD_TIMEOUT,
+        )?;
         let still = missing_dependencies(&build_in, &deps).map_err(&bad)?;
         if !still.is_empty() {
             return Err(bad(format!(
@@ -314,6 +321,13 @@ pub fn prepare(
     })
 }
 
+/// The bound on one `helm pull` or `helm repo update`: a hung repository or
+/// registry fails the chart's preparation instead of hanging the run.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+/// The bound on `helm dependency build`, which fetches every missing subchart.
+const DEPENDENCY_BUILD_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+
 fn pull_args(version: &str, dest: &Path) -> Vec<String> {
     vec![
         format!("--version={version}"),
@@ -334,7 +348,7 @@ struct Tool {
 }
 
 impl Tool {
-    fn run(&self, args: Vec<String>) -> Result<HelmRun, ChartSourceError> {
+    fn run(&self, args: Vec<String>, timeout: Duration) -> Result<HelmRun, ChartSourceError> {
         let mut full = args.clone();
         full.push(format!(
             "--repository-config={}",
@@ -348,7 +362,7 @@ impl Tool {
             "--repository-cache={}",
             self.home.join("cache/repository").display()
         ));
-        let run = run_isolated(&self.helm, &self.home, full, &args);
+        let run = run_isolated(&self.helm, &self.home, full, &args, timeout);
         if run.exit_code == 0 {
             return Ok(run);
         }

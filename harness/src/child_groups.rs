@@ -1,13 +1,14 @@
-//! Short-lived children (`helm`, `go`) that must not outlive the harness.
+//! Short-lived children (`helm`, `go`, `docker`, `kind`) that must not outlive the
+//! harness.
 //!
 //! Control-plane components are [`crate::cluster::process::Supervised`] and their
-//! cluster's sentinel stops them. The commands a run waits on are different: they run
-//! on a blocking thread that nothing can cancel, so when Ctrl-C or SIGTERM drops the
-//! command's future, or SIGKILL ends the harness, a `helm install` waiting on a hook
-//! or a `go build` compiling Kubernetes would go on alone. Here each of them:
+//! cluster's sentinel stops them. The commands a run waits on ([`crate::command`])
+//! stop their own process group at their timeout or when their future is dropped;
+//! what they cannot cover is the harness itself ending: a `helm install` waiting on a
+//! hook or a `go build` compiling Kubernetes would go on alone. Here each of them:
 //!
-//! * starts in its own process group ([`own_group`]), so one signal reaches everything
-//!   it spawned (`go build` runs many compilers);
+//! * runs in its own process group, so one signal reaches everything it spawned
+//!   (`go build` runs many compilers);
 //! * is registered while it runs ([`track`]); the binary calls [`stop_all`] after a
 //!   signal, before it exits;
 //! * is listed in a file that one process-wide [`Sentinel`] reads if the harness dies
@@ -39,15 +40,6 @@ static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
     sentinel: None,
 });
 
-/// Runs the expression's processes in a new process group of their own.
-pub fn own_group(expr: duct::Expression) -> duct::Expression {
-    expr.before_spawn(|cmd| {
-        use std::os::unix::process::CommandExt;
-        cmd.process_group(0);
-        Ok(())
-    })
-}
-
 /// Registered process groups; unregistered when dropped (after the wait).
 #[must_use = "the groups are unregistered when this is dropped"]
 pub struct Tracked(Vec<i32>);
@@ -60,7 +52,7 @@ impl Drop for Tracked {
     }
 }
 
-/// Registers the groups led by `pids` (each started with [`own_group`]).
+/// Registers the groups led by `pids` (each started in a process group of its own).
 pub fn track(pids: &[u32]) -> Tracked {
     let groups: Vec<i32> = pids.iter().map(|p| *p as i32).collect();
     let mut reg = lock();
@@ -70,13 +62,6 @@ pub fn track(pids: &[u32]) -> Tracked {
     reg.groups.extend(&groups);
     write_file(&reg);
     Tracked(groups)
-}
-
-/// Starts `expr` in its own process group, tracked until it ends, and waits for it.
-pub fn run(expr: duct::Expression) -> std::io::Result<std::process::Output> {
-    let handle = own_group(expr).start()?;
-    let _tracked = track(&handle.pids());
-    handle.into_output()
 }
 
 /// Stops every tracked group (SIGTERM, then SIGKILL after `grace`) and removes the
@@ -164,10 +149,13 @@ mod tests {
     #[test]
     fn a_tracked_child_is_stopped_with_its_own_children() {
         // `sh` starts a `sleep` of its own: both are in the tracked group.
-        let handle = own_group(duct::cmd!("sh", "-c", "sleep 300 & wait").unchecked())
-            .start()
+        use std::os::unix::process::CommandExt;
+        let mut handle = std::process::Command::new("sh")
+            .args(["-c", "sleep 300 & wait"])
+            .process_group(0)
+            .spawn()
             .unwrap();
-        let pids = handle.pids();
+        let pids = vec![handle.id()];
         let group = pids[0] as i32;
         let tracked = track(&pids);
         assert!(!live_members(pids[0]).is_empty(), "the group runs");
@@ -180,8 +168,8 @@ mod tests {
         assert!(listed.lines().any(|l| l == group.to_string()), "{listed}");
         // Only this test's group: other tests of this process may be running helm.
         stop_groups(&[group], Duration::from_secs(2));
-        let out = handle.wait().unwrap();
-        assert!(!out.status.success(), "stopped by a signal: {out:?}");
+        let status = handle.wait().unwrap();
+        assert!(!status.success(), "stopped by a signal: {status:?}");
         assert_eq!(
             live_members(pids[0]),
             Vec::<u32>::new(),

@@ -174,6 +174,10 @@ pub enum ClusterError {
     #[error("`{command}` failed: {detail}")]
     Command { command: String, detail: String },
 
+    /// A provider's command ran past its timeout, or could not be waited for.
+    #[error(transparent)]
+    External(crate::command::CommandError),
+
     /// No cluster with this name is running (for `cluster down`).
     #[error("no cluster named `{name}` is running (no state file {path})", path = path.display())]
     NotRunning { name: String, path: PathBuf },

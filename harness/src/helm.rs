@@ -1,4 +1,4 @@
-//! The real `helm` CLI, one call at a time (through `duct`).
+//! The real `helm` CLI, one call at a time, each under a timeout ([`crate::command`]).
 //!
 //! Every call is isolated from the user's own Helm set-up (its cache, config and data
 //! directories live in the run directory; `HELM_*` variables that would point elsewhere
@@ -8,7 +8,7 @@
 //! duration): helm's "success" while objects stay behind is the incident's headline.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -84,13 +84,13 @@ impl Helm {
         self
     }
 
-    fn run(&self, args: Vec<String>) -> HelmRun {
+    fn run(&self, args: Vec<String>, timeout: Duration) -> HelmRun {
         let mut full = args.clone();
         full.push(format!("--kubeconfig={}", self.kubeconfig.display()));
         if let Some(c) = &self.context {
             full.push(format!("--kube-context={c}"));
         }
-        run_isolated(&self.binary, &self.home, full, &args)
+        run_isolated(&self.binary, &self.home, full, &args, timeout)
     }
 
     /// `helm install`, `helm upgrade` or `helm uninstall` as a scenario step says.
@@ -144,7 +144,7 @@ impl Helm {
                 dry_run: step.dry_run,
                 release: release.to_string(),
             }),
-            ..self.run(args)
+            ..self.run(args, step_process_timeout(step.timeout_seconds))
         }
     }
 
@@ -166,18 +166,33 @@ impl Helm {
         ];
         args.extend(values.iter().map(|v| format!("--values={}", v.display())));
         args.push(format!("--kube-version={kube_version}"));
-        self.run(args)
+        self.run(args, QUICK_TIMEOUT)
     }
 
     /// The manifest of an installed release.
     pub fn manifest(&self, release: &str, namespace: &str) -> HelmRun {
-        self.run(vec![
-            "get".into(),
-            "manifest".into(),
-            release.into(),
-            format!("--namespace={namespace}"),
-        ])
+        self.run(
+            vec![
+                "get".into(),
+                "manifest".into(),
+                release.into(),
+                format!("--namespace={namespace}"),
+            ],
+            QUICK_TIMEOUT,
+        )
     }
+}
+
+/// The bound on helm calls that wait on nothing but a render or one API read
+/// (`template`, `get manifest`): a backstop against a hung API server.
+pub const QUICK_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The bound on the helm process of a step whose `--timeout` is `helm_timeout_seconds`.
+/// Helm applies its timeout to each operation it waits on (every hook, then the
+/// release's resources), so the process gets twice that plus a minute: a backstop for
+/// a helm that hangs, never a limit tighter than the step's own.
+pub fn step_process_timeout(helm_timeout_seconds: u32) -> Duration {
+    Duration::from_secs(u64::from(helm_timeout_seconds) * 2 + 60)
 }
 
 /// The `--dry-run` flag of a step, if it is one: install and upgrade render on the
@@ -202,20 +217,29 @@ const USER_HELM_VARS: &[&str] = &[
     "HELM_PLUGINS",
 ];
 
-/// Runs `binary` with `args`, its cache, config and data homes under `home`; the
-/// record's command line shows `shown` (the arguments without kubeconfig paths).
-pub fn run_isolated(binary: &Path, home: &Path, args: Vec<String>, shown: &[String]) -> HelmRun {
+/// Runs `binary` with `args` (within `timeout`), its cache, config and data homes
+/// under `home`; the record's command line shows `shown` (the arguments without
+/// kubeconfig paths). A helm that cannot start or runs past `timeout` is recorded
+/// with exit code -1 and the reason as its stderr.
+pub fn run_isolated(
+    binary: &Path,
+    home: &Path,
+    args: Vec<String>,
+    shown: &[String],
+    timeout: Duration,
+) -> HelmRun {
     let started = Instant::now();
-    let mut cmd = duct::cmd(binary, &args)
+    let mut cmd = std::process::Command::new(binary);
+    cmd.args(&args)
         .env("HELM_CACHE_HOME", home.join("cache"))
         .env("HELM_CONFIG_HOME", home.join("config"))
         .env("HELM_DATA_HOME", home.join("data"));
     for var in USER_HELM_VARS {
-        cmd = cmd.env_remove(var);
+        cmd.env_remove(var);
     }
-    // Its own process group, stopped with the harness: a helm waiting on a hook must
-    // not outlive an interrupted run.
-    let out = crate::child_groups::run(cmd.stdout_capture().stderr_capture().unchecked());
+    // Its own process group, stopped with the harness and at the timeout: a helm
+    // waiting on a hook must not outlive an interrupted run.
+    let out = crate::command::blocking::output(cmd, timeout);
     let command = format!("helm {}", shown.join(" "));
     match out {
         Ok(o) => HelmRun {
@@ -230,7 +254,7 @@ pub fn run_isolated(binary: &Path, home: &Path, args: Vec<String>, shown: &[Stri
             command,
             exit_code: -1,
             stdout: String::new(),
-            stderr: format!("cannot run {}: {e}", binary.display()),
+            stderr: e.to_string(),
             duration_ms: started.elapsed().as_millis() as u64,
             step: None,
         },
@@ -254,6 +278,33 @@ pub fn split_manifest(text: &str) -> Result<Vec<serde_json::Value>, DocumentErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_step_process_outlives_helm_s_own_timeout() {
+        assert_eq!(step_process_timeout(300), Duration::from_secs(660));
+        assert!(step_process_timeout(1) > Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_hung_helm_is_recorded_as_failed_with_its_timeout() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("helm");
+        std::fs::write(&fake, "#!/bin/sh\necho waiting >&2\nsleep 30\n").unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let args = vec!["pull".to_string(), "web".into()];
+        let run = run_isolated(
+            &fake,
+            dir.path(),
+            args.clone(),
+            &args,
+            Duration::from_millis(500),
+        );
+        assert_eq!(run.command, "helm pull web");
+        assert_eq!(run.exit_code, -1, "{run:?}");
+        assert!(run.stderr.contains("within 0.5 s"), "{}", run.stderr);
+        assert!(run.duration_ms < 5_000, "{run:?}");
+    }
 
     #[test]
     fn manifests_split_into_objects() {

@@ -25,6 +25,7 @@ pub mod chart_source;
 pub mod child_groups;
 pub mod cli;
 pub mod cluster;
+pub mod command;
 pub mod compare;
 pub mod components;
 pub mod errors;

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::process::Sentinel;
+use crate::command::{self, CommandError};
 use crate::components::Version;
 use crate::errors::ClusterError;
 
@@ -120,50 +121,96 @@ pub fn restart_controller_manager_args(name: &str) -> Vec<String> {
     ]
 }
 
-/// Runs `program` (an `OsStr`, not a `Path`: duct resolves a relative `Path` against
-/// the working directory, not PATH).
-fn run(program: impl AsRef<OsStr>, args: &[String]) -> Result<String, ClusterError> {
-    let program = program.as_ref();
-    let command = format!("{} {}", program.to_string_lossy(), args.join(" "));
-    let out = duct::cmd(program, args)
-        .stdout_capture()
-        .stderr_capture()
-        .unchecked()
-        .run()
-        .map_err(|e| {
-            ClusterError::Unsupported(format!(
-                "cannot run `{}` ({e}): {INSTALL_HINT}",
-                program.to_string_lossy()
-            ))
-        })?;
-    if !out.status.success() {
-        return Err(ClusterError::Command {
+/// The bound on `kind create cluster`: its own `--wait=180s` for the control plane,
+/// plus creating the node container and booting it.
+const CREATE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// The bound on `kind delete cluster` (Docker stops and removes the node).
+const DELETE_TIMEOUT: Duration = Duration::from_secs(2 * 60);
+/// The bound on `kind load docker-image` (the image is copied into every node).
+const LOAD_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+/// The bound on a `docker` query (`inspect`, `ps`, `logs`, `network inspect`,
+/// `crictl ps` in the node): a Docker engine that does not answer in this time is hung.
+const DOCKER_QUERY_TIMEOUT: Duration = Duration::from_secs(30);
+/// The bound on a `docker exec` that stops a container in the node (`crictl stop`
+/// waits out the container's grace period) or reads its logs.
+const DOCKER_EXEC_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// A command's failure as the kind provider reports it: a program that cannot start
+/// says what to install.
+fn cluster_error(e: CommandError) -> ClusterError {
+    match e {
+        CommandError::Spawn { command, source } => {
+            ClusterError::Unsupported(format!("cannot run `{command}` ({source}): {INSTALL_HINT}"))
+        }
+        CommandError::Failed {
             command,
-            detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
+            stderr_tail,
+            ..
+        } => ClusterError::Command {
+            command,
+            detail: stderr_tail.trim().to_string(),
+        },
+        other => ClusterError::External(other),
     }
+}
+
+/// Runs `program` with `args` within `timeout` from synchronous code (a `Drop`, a
+/// blocking thread); its standard output.
+fn run(
+    program: impl AsRef<OsStr>,
+    args: &[String],
+    timeout: Duration,
+) -> Result<String, ClusterError> {
+    let out = command::blocking::run(command::std_command(program, args), timeout)
+        .map_err(cluster_error)?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn docker(args: &[String]) -> Result<String, ClusterError> {
-    run("docker", args)
+/// [`run`] for async code.
+async fn run_async(
+    program: impl AsRef<OsStr>,
+    args: &[String],
+    timeout: Duration,
+) -> Result<String, ClusterError> {
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args);
+    let out = command::run(cmd, timeout).await.map_err(cluster_error)?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn docker(args: &[String], timeout: Duration) -> Result<String, ClusterError> {
+    run("docker", args, timeout)
+}
+
+async fn docker_async(args: &[String], timeout: Duration) -> Result<String, ClusterError> {
+    run_async("docker", args, timeout).await
 }
 
 /// Checks that a Docker engine answers, with an actionable message if not (the same
 /// check the node-image build makes).
-pub fn check_docker() -> Result<(), ClusterError> {
-    crate::components::kind_image::check_docker()
-        .map_err(|e| ClusterError::Unsupported(e.to_string()))
+pub async fn check_docker() -> Result<(), ClusterError> {
+    let args = crate::components::kind_image::DOCKER_INFO_ARGS.map(String::from);
+    run_async("docker", &args, DOCKER_QUERY_TIMEOUT)
+        .await
+        .map(drop)
+        .map_err(|e| {
+            ClusterError::Unsupported(
+                crate::errors::ComponentsError::Docker(e.to_string()).to_string(),
+            )
+        })
 }
 
 /// [`KindCluster::dead_components`] of the node container `node`.
 pub fn node_dead(node: &str) -> Vec<String> {
-    let state = docker(&[
-        "inspect".into(),
-        "-f".into(),
-        "{{.State.Status}} {{.State.ExitCode}}".into(),
-        node.to_string(),
-    ]);
+    let state = docker(
+        &[
+            "inspect".into(),
+            "-f".into(),
+            "{{.State.Status}} {{.State.ExitCode}}".into(),
+            node.to_string(),
+        ],
+        DOCKER_QUERY_TIMEOUT,
+    );
     let (status, code) = match &state {
         Ok(s) => {
             let mut w = s.split_whitespace();
@@ -180,12 +227,15 @@ pub fn node_dead(node: &str) -> Vec<String> {
     if status == "running" {
         return Vec::new();
     }
-    let logs = docker(&[
-        "logs".into(),
-        "--tail".into(),
-        "20".into(),
-        node.to_string(),
-    ])
+    let logs = docker(
+        &[
+            "logs".into(),
+            "--tail".into(),
+            "20".into(),
+            node.to_string(),
+        ],
+        DOCKER_QUERY_TIMEOUT,
+    )
     .unwrap_or_default();
     let last = crate::errors::first_meaningful_line(&logs).unwrap_or_default();
     vec![format!(
@@ -289,7 +339,7 @@ impl KindCluster {
 impl KindCluster {
     pub async fn start(config: KindConfig) -> Result<KindCluster, ClusterError> {
         crate::init_crypto();
-        check_docker()?;
+        check_docker().await?;
         let name = config.name.clone();
         let dir = tempfile::Builder::new()
             .prefix(&format!("{name}-"))
@@ -325,35 +375,26 @@ impl KindCluster {
             create: None,
         };
         let create = create_args(&name, &config.image, &kubeconfig, &kind_config);
-        let child = {
-            use std::os::unix::process::CommandExt;
-            std::process::Command::new(&config.kind)
-                .args(&create)
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .process_group(0)
-                .spawn()
-                .map_err(|e| {
-                    ClusterError::Unsupported(format!(
-                        "cannot run `{}` ({e}): {INSTALL_HINT}",
-                        config.kind.display()
-                    ))
-                })?
-        };
-        cluster_guard.create = Some(child.id() as i32);
-        // The sentinel stops it too if the harness is killed outright.
         let pgids = dir.path().join(".pgids");
-        std::fs::write(&pgids, format!("{}\n", child.id()))
-            .map_err(|e| ClusterError::io("writing", &pgids, e))?;
-        let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-            .await
-            .map_err(|e| ClusterError::Unsupported(e.to_string()))?
-            .map_err(|e| ClusterError::io("waiting for kind create in", dir.path(), e))?;
-        cluster_guard.create = None;
-        // The create has ended: its process group id may be reused, so the sentinel
-        // must not signal it any more.
+        let mut cmd = tokio::process::Command::new(&config.kind);
+        cmd.args(&create);
+        let out = command::output_reporting_group(cmd, CREATE_TIMEOUT, |pgid| {
+            cluster_guard.create = Some(pgid as i32);
+            // The sentinel stops it too if the harness is killed outright.
+            let _ = std::fs::write(&pgids, format!("{pgid}\n"));
+        })
+        .await;
+        // The create has ended (or was stopped): its process group id may be reused,
+        // so the sentinel must not signal it any more.
         let _ = std::fs::write(&pgids, "");
+        let out = match out {
+            Ok(out) => {
+                cluster_guard.create = None;
+                out
+            }
+            // Stopped at its timeout: the guard deletes what it made, as after Ctrl-C.
+            Err(e) => return Err(cluster_error(e)),
+        };
         if !out.status.success() {
             return Err(ClusterError::Command {
                 command: format!("kind {}", create.join(" ")),
@@ -367,21 +408,22 @@ impl KindCluster {
                 image.clone(),
                 format!("--name={name}"),
             ];
-            let kind = config.kind.clone();
-            tokio::task::spawn_blocking(move || run(&kind, &args))
-                .await
-                .map_err(|e| ClusterError::Unsupported(e.to_string()))??;
+            run_async(&config.kind, &args, LOAD_TIMEOUT).await?;
         }
         let client = super::local::client_from_kubeconfig(&kubeconfig, None).await?;
         // The sample webhook server listens on the kind network's gateway, which the
         // nodes (and so the API server) reach.
-        let gateway = docker(&[
-            "network".into(),
-            "inspect".into(),
-            "kind".into(),
-            "--format".into(),
-            "{{range .IPAM.Config}}{{.Gateway}} {{end}}".into(),
-        ])?
+        let gateway = docker_async(
+            &[
+                "network".into(),
+                "inspect".into(),
+                "kind".into(),
+                "--format".into(),
+                "{{range .IPAM.Config}}{{.Gateway}} {{end}}".into(),
+            ],
+            DOCKER_QUERY_TIMEOUT,
+        )
+        .await?
         .split_whitespace()
         .find_map(|g| g.parse::<IpAddr>().ok().filter(IpAddr::is_ipv4))
         .ok_or_else(|| {
@@ -439,20 +481,26 @@ impl KindCluster {
 
     /// The node container, when it is no longer running (stopped, killed, removed):
     /// its state, exit code and last log line. Everything of the cluster ran in it.
+    /// Synchronous (two `docker` queries under their timeouts, through
+    /// [`command::blocking`], which hands a runtime worker's other tasks on meanwhile).
     pub fn dead_components(&self) -> Vec<String> {
         node_dead(&self.node())
     }
 
     /// Every log line a control-plane component's containers wrote on the node
-    /// (restarts included), without the CRI prefix.
+    /// (restarts included), without the CRI prefix. Synchronous, like
+    /// [`KindCluster::dead_components`].
     pub fn component_log(&self, component: &str) -> Result<String, ClusterError> {
-        let text = docker(&[
-            "exec".into(),
-            self.node(),
-            "sh".into(),
-            "-c".into(),
-            format!("cat /var/log/pods/kube-system_{component}-*/{component}/*.log"),
-        ])?;
+        let text = docker(
+            &[
+                "exec".into(),
+                self.node(),
+                "sh".into(),
+                "-c".into(),
+                format!("cat /var/log/pods/kube-system_{component}-*/{component}/*.log"),
+            ],
+            DOCKER_EXEC_TIMEOUT,
+        )?;
         Ok(text
             .lines()
             .map(cri_log_line)
@@ -476,19 +524,27 @@ impl KindCluster {
             "--name".into(),
             "kube-apiserver".into(),
         ];
-        let before = docker(&running)?.trim().to_string();
-        docker(&[
-            "exec".to_string(),
-            node.clone(),
-            "crictl".into(),
-            "stop".into(),
-            before.clone(),
-        ])?;
+        let before = docker_async(&running, DOCKER_QUERY_TIMEOUT)
+            .await?
+            .trim()
+            .to_string();
+        docker_async(
+            &[
+                "exec".to_string(),
+                node.clone(),
+                "crictl".into(),
+                "stop".into(),
+                before.clone(),
+            ],
+            DOCKER_EXEC_TIMEOUT,
+        )
+        .await?;
         let deadline = std::time::Instant::now() + Duration::from_secs(120);
         let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
             kube::Api::all(self.client.clone());
         while std::time::Instant::now() < deadline {
-            let now = docker(&running)
+            let now = docker_async(&running, DOCKER_QUERY_TIMEOUT)
+                .await
                 .map(|o| o.trim().to_string())
                 .unwrap_or_default();
             if !now.is_empty()
@@ -525,7 +581,11 @@ impl KindCluster {
                 .and_then(|s| s.holder_identity)
         };
         let before = holder().await;
-        docker(&restart_controller_manager_args(&self.name))?;
+        docker_async(
+            &restart_controller_manager_args(&self.name),
+            DOCKER_EXEC_TIMEOUT,
+        )
+        .await?;
         let deadline = std::time::Instant::now() + Duration::from_secs(120);
         let mut leading = false;
         // The new garbage collector has started once it waits for its informers (a few
@@ -545,7 +605,11 @@ impl KindCluster {
                 let now = holder().await;
                 leading = now.is_some() && now != before;
             }
-            if leading && docker(&started).is_ok_and(|n| n.trim().parse::<u32>().unwrap_or(0) > 0) {
+            if leading
+                && docker_async(&started, DOCKER_QUERY_TIMEOUT)
+                    .await
+                    .is_ok_and(|n| n.trim().parse::<u32>().unwrap_or(0) > 0)
+            {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -569,27 +633,35 @@ impl Drop for KindDelete {
         if self.name.is_empty() {
             return;
         }
-        let interrupted = self.create.take().is_some_and(|pgid| {
+        // A create still registered was interrupted (dropped or timed out); its group
+        // is stopped already when its future was dropped, this only makes sure.
+        let interrupted = self.create.take().inspect(|pgid| {
             use nix::sys::signal::{Signal, killpg};
-            killpg(nix::unistd::Pid::from_raw(pgid), Signal::SIGKILL).is_ok()
+            let _ = killpg(nix::unistd::Pid::from_raw(*pgid), Signal::SIGKILL);
         });
-        delete_cluster(&self.kind, &self.name);
-        if interrupted {
-            // The Docker daemon may still be creating a node that the killed `kind
-            // create` asked for: delete again once nothing of the cluster is left,
-            // watching for a few seconds.
-            let deadline = std::time::Instant::now() + Duration::from_secs(20);
-            let mut quiet_since = std::time::Instant::now();
-            while std::time::Instant::now() < deadline
-                && quiet_since.elapsed() < Duration::from_secs(5)
-            {
-                if !node_containers(&self.name).is_empty() {
-                    delete_cluster(&self.kind, &self.name);
-                    quiet_since = std::time::Instant::now();
-                }
-                std::thread::sleep(Duration::from_millis(500));
-            }
+        let (kind, name) = (&self.kind, &self.name);
+        command::blocking::unblocked(|| delete_leaving_nothing(kind, name, interrupted.is_some()));
+    }
+}
+
+/// [`delete_cluster`]; after an interrupted `kind create`, again until nothing of the
+/// cluster has appeared for a few seconds.
+fn delete_leaving_nothing(kind: &Path, name: &str, interrupted: bool) {
+    delete_cluster(kind, name);
+    if !interrupted {
+        return;
+    }
+    // The Docker daemon may still be creating a node that the killed `kind create`
+    // asked for: delete again once nothing of the cluster is left, watching for a
+    // few seconds.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut quiet_since = std::time::Instant::now();
+    while std::time::Instant::now() < deadline && quiet_since.elapsed() < Duration::from_secs(5) {
+        if !node_containers(name).is_empty() {
+            delete_cluster(kind, name);
+            quiet_since = std::time::Instant::now();
         }
+        std::thread::sleep(Duration::from_millis(500));
     }
 }
 
@@ -616,7 +688,7 @@ done"#;
 
 pub fn delete_cluster(kind: &Path, name: &str) {
     for _ in 0..3 {
-        let _ = run(kind, &delete_args(name));
+        let _ = run(kind, &delete_args(name), DELETE_TIMEOUT);
         let left = node_containers(name);
         if left.is_empty() {
             return;
@@ -646,20 +718,25 @@ fn thaw(dir: &Path) {
 /// The containers of a kind cluster (kind labels its nodes with the cluster's name),
 /// by full id.
 fn node_containers(name: &str) -> Vec<String> {
-    docker(&[
-        "ps".into(),
-        "-aq".into(),
-        "--no-trunc".into(),
-        "--filter".into(),
-        format!("label=io.x-k8s.kind.cluster={name}"),
-    ])
+    docker(
+        &[
+            "ps".into(),
+            "-aq".into(),
+            "--no-trunc".into(),
+            "--filter".into(),
+            format!("label=io.x-k8s.kind.cluster={name}"),
+        ],
+        DOCKER_QUERY_TIMEOUT,
+    )
     .map(|out| out.split_whitespace().map(str::to_string).collect())
     .unwrap_or_default()
 }
 
 impl Drop for KindCluster {
     fn drop(&mut self) {
-        delete_cluster(&self.kind, &self.name);
+        // On a thread of its own: the drop may happen on a runtime worker thread.
+        let (kind, name) = (&self.kind, &self.name);
+        command::blocking::unblocked(|| delete_cluster(kind, name));
         if let Some(mut s) = self.sentinel.take() {
             s.disarm();
         }
@@ -674,14 +751,18 @@ impl Drop for KindCluster {
 
 /// kind clusters of preflight (named `preflight-...`) that are still there.
 pub fn leftover_clusters(kind: &Path) -> Vec<String> {
-    run(kind, &["get".into(), "clusters".into()])
-        .map(|out| {
-            out.lines()
-                .filter(|l| l.starts_with("preflight-"))
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
+    run(
+        kind,
+        &["get".into(), "clusters".into()],
+        DOCKER_QUERY_TIMEOUT,
+    )
+    .map(|out| {
+        out.lines()
+            .filter(|l| l.starts_with("preflight-"))
+            .map(str::to_string)
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -13,37 +13,50 @@
 //! to `build.log`, whose last lines are quoted when something fails.
 
 use std::ffi::{OsStr, OsString};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::{Entry, Options, Version};
+use crate::command;
 use crate::errors::{ComponentsError, log_tail};
 
-/// The Go command to use: `$PREFLIGHT_GO`, else `go` on PATH. (An `OsString`, not a
-/// `Path`: duct resolves a relative `Path` against the working directory, not PATH.)
+/// The Go command to use: `$PREFLIGHT_GO`, else `go` on PATH (a program name without
+/// a slash is looked up on PATH).
 pub fn default_go() -> OsString {
     std::env::var_os("PREFLIGHT_GO")
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| "go".into())
 }
 
+/// The bound on `go version`.
+const GO_VERSION_TIMEOUT: Duration = Duration::from_secs(30);
+/// The bound on one `go mod download` (Kubernetes' module is large; the proxy may be
+/// slow, but one that has not answered in this time is hung).
+const GO_DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// The bound on `go mod tidy` of a wrapper module (it downloads every dependency).
+const GO_TIDY_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// The bound on one `go build` or `go install`: compiling Kubernetes' control plane
+/// from a cold cache takes about 15 minutes on 2 cores.
+const GO_BUILD_TIMEOUT: Duration = Duration::from_secs(45 * 60);
+
 /// Whether a Go toolchain can be run.
 pub fn go_available(go_binary: &OsStr) -> bool {
-    duct::cmd(go_binary, ["version"])
-        .stdout_null()
-        .stderr_null()
-        .unchecked()
-        .run()
-        .is_ok_and(|o| o.status.success())
+    command::blocking::run(
+        command::std_command(go_binary, ["version"]),
+        GO_VERSION_TIMEOUT,
+    )
+    .is_ok()
 }
 
-fn go(go_binary: &OsStr, args: &[&str]) -> duct::Expression {
-    duct::cmd(go_binary, args)
-        .env("CGO_ENABLED", "0")
+fn go(go_binary: &OsStr, args: &[&str]) -> std::process::Command {
+    let mut cmd = command::std_command(go_binary, args);
+    cmd.env("CGO_ENABLED", "0")
         .env("GOTOOLCHAIN", "local")
-        .env("GOFLAGS", "-mod=mod")
+        .env("GOFLAGS", "-mod=mod");
+    cmd
 }
 
 #[derive(Deserialize)]
@@ -66,16 +79,20 @@ fn download_module(
     module: &str,
     version: &Version,
 ) -> Result<(PathBuf, PathBuf), String> {
-    let out = go(
-        go_binary,
-        &["mod", "download", "-json", &format!("{module}@{version}")],
+    let out = command::blocking::output(
+        go(
+            go_binary,
+            &["mod", "download", "-json", &format!("{module}@{version}")],
+        ),
+        GO_DOWNLOAD_TIMEOUT,
     )
-    .stderr_to_stdout()
-    .stdout_capture()
-    .unchecked();
-    let out = crate::child_groups::run(out).map_err(|e| format!("cannot run go: {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let parsed: Result<Download, _> = serde_json::from_str(&text);
+    .map_err(|e| e.to_string())?;
+    let parsed: Result<Download, _> = serde_json::from_slice(&out.stdout);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     match parsed {
         Ok(Download {
             error: Some(error), ..
@@ -94,13 +111,8 @@ fn download_module(
 pub fn download_each(go_binary: &OsStr, modules: &[String]) -> Result<Vec<String>, String> {
     let mut args = vec!["mod", "download", "-json"];
     args.extend(modules.iter().map(String::as_str));
-    let out = crate::child_groups::run(
-        go(go_binary, &args)
-            .stderr_null()
-            .stdout_capture()
-            .unchecked(),
-    )
-    .map_err(|e| format!("cannot run go: {e}"))?;
+    let out = command::blocking::output(go(go_binary, &args), GO_DOWNLOAD_TIMEOUT)
+        .map_err(|e| e.to_string())?;
     let text = String::from_utf8_lossy(&out.stdout);
     let mut failed = Vec::new();
     let mut answered = 0;
@@ -312,9 +324,9 @@ pub fn build(
         args.extend(targets.iter().map(String::as_str));
         let _ = writeln!(log, "$ GOBIN={} go {}", out_dir.display(), args.join(" "));
         // `go install PKG@VERSION` builds with the module's own go.mod: -mod=mod is refused.
-        go(&opts.go, &args)
-            .env("GOBIN", out_dir)
-            .env_remove("GOFLAGS")
+        let mut cmd = go(&opts.go, &args);
+        cmd.env("GOBIN", out_dir).env_remove("GOFLAGS");
+        cmd
     } else {
         step.detail("resolving modules");
         let (_, upstream_mod) = match download_module(&opts.go, plan.module, version) {
@@ -350,18 +362,15 @@ pub fn build(
 
         step.detail("go mod tidy");
         let _ = writeln!(log, "$ go mod tidy");
-        let status = crate::child_groups::run(
-            go(&opts.go, &["mod", "tidy"])
-                .env("GOTMPDIR", &gotmp)
-                .dir(&work)
-                .stderr_to_stdout()
-                .stdout_file(
-                    log.try_clone()
-                        .map_err(|e| ComponentsError::io("opening", &log_path, e))?,
-                )
-                .unchecked(),
-        );
-        if !status.is_ok_and(|o| o.status.success()) {
+        let mut tidy = go(&opts.go, &["mod", "tidy"]);
+        tidy.env("GOTMPDIR", &gotmp).current_dir(&work);
+        let status = command::blocking::stream(tidy, GO_TIDY_TIMEOUT, |line| {
+            let _ = writeln!(log, "{line}");
+        });
+        if let Err(e) = &status {
+            let _ = writeln!(log, "preflight: {e}");
+        }
+        if !status.is_ok_and(|s| s.success()) {
             step.fail("go mod tidy failed");
             return Err(failed(&log_path));
         }
@@ -385,37 +394,20 @@ pub fn build(
         let _ = writeln!(log, "$ go {}", args.join(" "));
         go(&opts.go, &args)
     };
-    let reader = crate::child_groups::own_group(
-        go_cmd
-            .env("GOTMPDIR", &gotmp)
-            .dir(&work)
-            .stderr_to_stdout()
-            .unchecked(),
-    )
-    .reader()
-    .map_err(|e| ComponentsError::io("running go build in", &work, e))?;
-    let _tracked = crate::child_groups::track(&reader.pids());
+    let mut go_cmd = go_cmd;
+    go_cmd.env("GOTMPDIR", &gotmp).current_dir(&work);
     let mut compiled = 0usize;
-    let mut lines = BufReader::new(&reader);
-    let mut line = String::new();
-    loop {
-        line.clear();
-        match lines.read_line(&mut line) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {
-                let _ = log.write_all(line.as_bytes());
-                if !line.starts_with('#') && !line.contains(' ') {
-                    compiled += 1;
-                    step.detail(format!("{compiled} packages compiled, {}", line.trim()));
-                }
-            }
+    let status = command::blocking::stream(go_cmd, GO_BUILD_TIMEOUT, |line| {
+        let _ = writeln!(log, "{line}");
+        if !line.starts_with('#') && !line.contains(' ') && !line.is_empty() {
+            compiled += 1;
+            step.detail(format!("{compiled} packages compiled, {}", line.trim()));
         }
+    });
+    if let Err(e) = &status {
+        let _ = writeln!(log, "preflight: {e}");
     }
-    let ok = reader
-        .try_wait()
-        .ok()
-        .flatten()
-        .is_some_and(|o| o.status.success());
+    let ok = status.is_ok_and(|s| s.success());
     if !ok {
         step.fail("go build failed");
         return Err(failed(&log_path));

@@ -68,6 +68,9 @@ fn get(url: &str) -> Result<Vec<u8>, ComponentsError> {
         url: url.to_string(),
         detail,
     };
+    // reqwest's rustls has no built-in provider: a download may be the first TLS use
+    // of the process (the `components` command, the download tests alone).
+    crate::init_crypto();
     let client = reqwest::blocking::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(15))
         .timeout(std::time::Duration::from_secs(600))

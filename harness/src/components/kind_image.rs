@@ -13,12 +13,14 @@
 //! fills the components cache, locks, and records what it built, so a second call costs
 //! one `docker image inspect`.
 
-use std::io::{BufRead, BufReader};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::{Entry, Options, Version, build, ensure_entry};
+use crate::command::{self, CommandError};
 use crate::errors::{ComponentsError, log_tail};
 
 /// The kind CLI preflight builds and drives.
@@ -130,57 +132,89 @@ fn mirror_from_sources(text: &str) -> Option<String> {
         .map(|u| u.to_string())
 }
 
+/// `docker info`, asking for the one field that proves the engine answers.
+pub const DOCKER_INFO_ARGS: [&str; 3] = ["info", "--format", "{{.ServerVersion}}"];
+/// The bound on a `docker` query: an engine that does not answer in this time is hung.
+const DOCKER_QUERY_TIMEOUT: Duration = Duration::from_secs(30);
+/// The bound on building the workload image (a static busybox, no network).
+const WORKLOAD_BUILD_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// The bound on building a node image from scratch (debootstrap of a Debian root
+/// file system, then the base and node images).
+const NODE_BUILD_TIMEOUT: Duration = Duration::from_secs(90 * 60);
+
 /// Fails with what to do when no Docker engine answers.
 pub fn check_docker() -> Result<(), ComponentsError> {
-    let out = duct::cmd!("docker", "info", "--format", "{{.ServerVersion}}")
-        .stdout_capture()
-        .stderr_capture()
-        .unchecked()
-        .run();
-    match out {
-        Ok(o) if o.status.success() => Ok(()),
-        Ok(o) => Err(ComponentsError::Docker(
-            String::from_utf8_lossy(&o.stderr).trim().to_string(),
-        )),
-        Err(e) => Err(ComponentsError::Docker(e.to_string())),
-    }
+    command::blocking::run(
+        command::std_command("docker", DOCKER_INFO_ARGS),
+        DOCKER_QUERY_TIMEOUT,
+    )
+    .map(drop)
+    .map_err(|e| match e {
+        CommandError::Failed { stderr_tail, .. } => ComponentsError::Docker(stderr_tail),
+        other => ComponentsError::Docker(other.to_string()),
+    })
 }
 
 /// Docker's id of an image, if it exists.
 pub fn image_id(image: &str) -> Option<String> {
-    let out = duct::cmd!("docker", "image", "inspect", "--format", "{{.Id}}", image)
-        .stdout_capture()
-        .stderr_null()
-        .unchecked()
-        .run()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-        .filter(|id| !id.is_empty())
+    let out = command::blocking::run(
+        command::std_command("docker", ["image", "inspect", "--format", "{{.Id}}", image]),
+        DOCKER_QUERY_TIMEOUT,
+    )
+    .ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).trim().to_string()).filter(|id| !id.is_empty())
 }
 
 /// Removes build containers that a killed earlier build left (we hold the build lock,
 /// so none of them is in use).
 fn remove_stale_build_containers() {
-    let listed = duct::cmd!(
-        "docker",
-        "ps",
-        "-aq",
-        "--filter",
-        "name=^preflight-node-build-"
-    )
-    .stdout_capture()
-    .stderr_null()
-    .unchecked()
-    .run();
+    let listed = command::blocking::run(
+        command::std_command(
+            "docker",
+            ["ps", "-aq", "--filter", "name=^preflight-node-build-"],
+        ),
+        DOCKER_QUERY_TIMEOUT,
+    );
     if let Ok(out) = listed {
         for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-            let _ = duct::cmd!("docker", "rm", "-f", id)
-                .stdout_null()
-                .stderr_null()
-                .unchecked()
-                .run();
+            let _ = command::blocking::run(
+                command::std_command("docker", ["rm", "-f", id]),
+                DOCKER_QUERY_TIMEOUT * 2,
+            );
+        }
+    }
+}
+
+/// Runs `kind_node.sh <what>` with `env` within `timeout`, every line of its output
+/// appended to `log` and handed to `on_line`; whether it succeeded.
+fn run_script(
+    what: &str,
+    env: &[(&str, &OsStr)],
+    log: &Path,
+    timeout: Duration,
+    mut on_line: impl FnMut(&str) + Send,
+) -> Result<bool, ComponentsError> {
+    let file = std::fs::File::create(log).map_err(|e| ComponentsError::io("creating", log, e))?;
+    let mut out = std::io::LineWriter::new(file);
+    let mut cmd = command::std_command("bash", ["-c", SCRIPT, "kind_node.sh", what]);
+    cmd.envs(env.iter().copied());
+    let status = command::blocking::stream(cmd, timeout, |line| {
+        use std::io::Write;
+        let _ = writeln!(out, "{line}");
+        on_line(line);
+    });
+    match status {
+        Ok(status) => Ok(status.success()),
+        Err(e @ CommandError::Spawn { .. }) => Err(ComponentsError::io(
+            "running the image script for",
+            log,
+            std::io::Error::other(e),
+        )),
+        // Timed out: the log says how far it got; the caller reports it as failed.
+        Err(e) => {
+            use std::io::Write;
+            let _ = writeln!(out, "preflight: {e}");
+            Ok(false)
         }
     }
 }
@@ -201,15 +235,17 @@ pub fn ensure_workload(opts: &Options) -> Result<(), ComponentsError> {
     let work = opts.cache_dir.join("kind-work");
     std::fs::create_dir_all(&work).map_err(|e| ComponentsError::io("creating", &work, e))?;
     let log_path = work.join("workload.log");
-    let out = duct::cmd!("bash", "-c", SCRIPT, "kind_node.sh", "workload")
-        .env("WORK", &work)
-        .env("WORKLOAD_IMAGE", WORKLOAD_IMAGE)
-        .stderr_to_stdout()
-        .stdout_path(&log_path)
-        .unchecked()
-        .run()
-        .map_err(|e| ComponentsError::io("running the image script in", &work, e))?;
-    if out.status.success() && image_id(WORKLOAD_IMAGE).is_some() {
+    let ok = run_script(
+        "workload",
+        &[
+            ("WORK", work.as_os_str()),
+            ("WORKLOAD_IMAGE", OsStr::new(WORKLOAD_IMAGE)),
+        ],
+        &log_path,
+        WORKLOAD_BUILD_TIMEOUT,
+        |_| {},
+    )?;
+    if ok && image_id(WORKLOAD_IMAGE).is_some() {
         Ok(())
     } else {
         Err(ComponentsError::BuildFailed {
@@ -272,19 +308,24 @@ fn build_image(version: &Version, opts: &Options) -> Result<Record, ComponentsEr
     let node = ensure_entry(Entry::Node, version, opts)?;
     let kubectl = ensure_entry(Entry::Kubectl, version, opts)?;
     let kubeadm = node.join("kubeadm");
-    let listed = duct::cmd!(
-        &kubeadm,
-        "config",
-        "images",
-        "list",
-        format!("--kubernetes-version={version}")
+    let listed = command::blocking::output(
+        command::std_command(
+            &kubeadm,
+            [
+                "config".to_string(),
+                "images".into(),
+                "list".into(),
+                format!("--kubernetes-version={version}"),
+            ],
+        ),
+        DOCKER_QUERY_TIMEOUT * 2,
     )
-    .stdout_capture()
-    .stderr_to_stdout()
-    .unchecked()
-    .run()
-    .map_err(|e| ComponentsError::io("running", &kubeadm, e))?;
-    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    .map_err(|e| ComponentsError::io("running", &kubeadm, std::io::Error::other(e)))?;
+    let listed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&listed.stdout),
+        String::from_utf8_lossy(&listed.stderr)
+    );
     let tags = parse_image_list(&listed).ok_or_else(|| ComponentsError::BuildFailed {
         what: format!("the image list of kubeadm {version}"),
         log: kubeadm.clone(),
@@ -323,43 +364,33 @@ fn build_image(version: &Version, opts: &Options) -> Result<Record, ComponentsEr
 
     let image = node_image(version);
     let log_path = work.join(format!("node-{version}.log"));
-    let log = std::fs::File::create(&log_path)
-        .map_err(|e| ComponentsError::io("creating", &log_path, e))?;
     let mut step = opts
         .progress
         .step(format!("building kind node image {image} (offline)"));
-    let reader = duct::cmd!("bash", "-c", SCRIPT, "kind_node.sh", "all")
-        .env("WORK", &work)
-        .env("KIND_SRC", &kind_src)
-        .env("MIRROR", debian_mirror())
-        .env("BASE_IMAGE", NODE_BASE)
-        .env("PROXY_BASE", PROXY_BASE)
-        .env("NODE_IMAGE", &image)
-        .env("K8S", version.to_string())
-        .env("BIN", bin.path())
-        .env("PAUSE_SRC", k8s_src.join("build/pause/linux/pause.c"))
-        .env("ETCD_TAG", &tags.etcd)
-        .env("COREDNS_TAG", &tags.coredns)
-        .env("PAUSE_TAG", &tags.pause)
-        .env("CNI_IMAGE", CNI_IMAGE)
-        .env("WORKLOAD_IMAGE", WORKLOAD_IMAGE)
-        .stderr_to_stdout()
-        .unchecked()
-        .reader()
-        .map_err(|e| ComponentsError::io("running the node image script in", &work, e))?;
-    let mut out = std::io::LineWriter::new(log);
-    for line in BufReader::new(&reader).lines().map_while(Result::ok) {
-        use std::io::Write;
-        let _ = writeln!(out, "{line}");
+    let mirror = debian_mirror();
+    let version_text = version.to_string();
+    let pause_src = k8s_src.join("build/pause/linux/pause.c");
+    let env: [(&str, &OsStr); 14] = [
+        ("WORK", work.as_os_str()),
+        ("KIND_SRC", kind_src.as_os_str()),
+        ("MIRROR", OsStr::new(&mirror)),
+        ("BASE_IMAGE", OsStr::new(NODE_BASE)),
+        ("PROXY_BASE", OsStr::new(PROXY_BASE)),
+        ("NODE_IMAGE", OsStr::new(&image)),
+        ("K8S", OsStr::new(&version_text)),
+        ("BIN", bin.path().as_os_str()),
+        ("PAUSE_SRC", pause_src.as_os_str()),
+        ("ETCD_TAG", OsStr::new(&tags.etcd)),
+        ("COREDNS_TAG", OsStr::new(&tags.coredns)),
+        ("PAUSE_TAG", OsStr::new(&tags.pause)),
+        ("CNI_IMAGE", OsStr::new(CNI_IMAGE)),
+        ("WORKLOAD_IMAGE", OsStr::new(WORKLOAD_IMAGE)),
+    ];
+    let ok = run_script("all", &env, &log_path, NODE_BUILD_TIMEOUT, |line| {
         if let Some(what) = line.strip_prefix("step: ") {
             step.detail(what);
         }
-    }
-    let ok = reader
-        .try_wait()
-        .ok()
-        .flatten()
-        .is_some_and(|o| o.status.success());
+    })?;
     let image_id = image_id(&image).filter(|_| ok);
     let Some(image_id) = image_id else {
         step.fail("");

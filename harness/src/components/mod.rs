@@ -256,11 +256,11 @@ fn check_version(binary: &Path, version: &Version) -> Result<(), ComponentsError
         expected: version.to_string(),
         actual,
     };
-    let out = std::process::Command::new(binary)
-        .arg("--version")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| wrong(format!("nothing readable (running it failed: {e})")))?;
+    let out = crate::command::blocking::output(
+        crate::command::std_command(binary, ["--version"]),
+        std::time::Duration::from_secs(30),
+    )
+    .map_err(|e| wrong(format!("nothing readable ({e})")))?;
     let text = String::from_utf8_lossy(&out.stdout);
     let said = text
         .split_whitespace()

@@ -779,7 +779,8 @@ mod tests {
             std::fs::write(&file, values.to_string()).unwrap();
             cmd.arg(format!("--values={}", file.display()));
         }
-        let out = cmd.output().unwrap();
+        let out =
+            crate::command::blocking::output(cmd, std::time::Duration::from_secs(120)).unwrap();
         assert!(
             out.status.success(),
             "helm template failed: {}",
