@@ -1,9 +1,9 @@
 //! `cargo bench --bench run`: the whole default `preflight run` (embedded scenarios,
-//! local control planes, warm components cache) as `preflight run` does it (two
-//! control planes at a time), its wall time and where the time goes by phase, each
-//! against [`BASELINE`]: the same run measured before settling ended on the garbage
-//! collector's evidence, restarts took seconds and runs had a task each. Also one
-//! control plane at a time against two.
+//! local control planes, warm components cache) as `preflight run` does it (as many
+//! control planes at a time as `runner::default_parallel` says): its wall time and
+//! where the time goes by phase, each against `BASELINE`, the same run measured
+//! before settling ended on the garbage collector's evidence, restarts took seconds
+//! and runs had a task each (two at a time). Also one control plane at a time.
 //!
 //! `PREFLIGHT_BENCH_BASELINE=0` skips the one-at-a-time run. Where a Docker engine
 //! answers, the scenarios that run on kind (all but the in-place upgrade) run on local
@@ -126,7 +126,8 @@ fn main() {
         Progress::quiet(),
     );
 
-    let (fast, results) = job(2, &settings, &rt);
+    let parallel = settings.parallel;
+    let (fast, results) = job(parallel, &settings, &rt);
     assert!(
         results.iter().all(|r| r.outcome.is_ok()),
         "every run completes"
@@ -146,12 +147,12 @@ fn main() {
     row("wall time", Some(BASELINE_WALL), fast);
     if let Some(b) = baseline {
         row(
-            "one control plane at a time vs two at a time",
+            &format!("one control plane at a time vs {parallel} at a time"),
             Some(b),
             fast,
         );
     }
-    println!("\nwhere the time goes (summed over runs; two run at once):");
+    println!("\nwhere the time goes (summed over runs; {parallel} run at once):");
     for (k, d) in breakdown(&results) {
         row(&format!("  {}", &k[2..]), baseline_of(k), d);
     }

@@ -153,7 +153,7 @@ impl Settings {
             via: Vec::new(),
             work_dir: std::env::temp_dir(),
             keep: false,
-            parallel: 2,
+            parallel: default_parallel(),
             progress,
             run_id: new_run_id(),
             noise: Default::default(),
@@ -174,6 +174,34 @@ impl Settings {
             .chain(std::iter::once(&self.target))
             .collect()
     }
+}
+
+/// How many local control planes run at once unless told: what the machine holds.
+/// One (etcd, API server, controller manager) peaks at about [`PLANE_MEMORY_GIB`] and
+/// takes a core while it starts; after that it mostly waits (Helm, webhooks, the
+/// garbage collector's own clock), so two per core keep the cores busy, bounded by
+/// the memory: 4 on a 2-core, 24 GiB machine.
+pub fn default_parallel() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let by_memory = total_memory_gib().map_or(usize::MAX, |gib| (gib / PLANE_MEMORY_GIB) as usize);
+    (2 * cores).min(by_memory).max(1)
+}
+
+/// What one local control plane's processes hold at their peak, with room to spare.
+pub const PLANE_MEMORY_GIB: f64 = 2.0;
+
+/// `MemTotal` of `/proc/meminfo` in GiB; `None` where there is no such file.
+fn total_memory_gib() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / (1024.0 * 1024.0))
 }
 
 /// Runs every planned run and returns the results in plan order.
