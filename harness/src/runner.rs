@@ -1,5 +1,5 @@
-//! The whole job: scenarios x versions, each run on a fresh local control plane, two
-//! at a time (source and target side by side).
+//! The whole job: scenarios x versions, each run on a fresh local control plane, as
+//! many at a time as the machine holds ([`default_parallel`], or `--parallel`).
 //!
 //! A scenario without an `upgrade` step runs twice, once at the source and once at
 //! the target version, so their outcomes can be compared. A scenario with one runs
