@@ -73,6 +73,7 @@ fn main() {
                     Duration::from_secs(60),
                     gc,
                     &|| None,
+                    None,
                 )
                 .await;
                 assert_eq!(r.orphans, 0, "{mode}: {r:?}");

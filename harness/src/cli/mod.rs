@@ -156,8 +156,8 @@ pub struct RunArgs {
     /// Keep the clusters' directories (logs, certificates, etcd data, webhook records) after the run.
     #[arg(long)]
     pub keep: bool,
-    /// How many control planes run at once.
-    #[arg(long, default_value_t = 2)]
+    /// How many control planes run at once [default: one per core, as memory allows].
+    #[arg(long, default_value_t = crate::runner::default_parallel(), hide_default_value = true)]
     pub parallel: usize,
     /// Where to write report.json, report.md, junit.xml and report.html [default: reports/<time>-<id>].
     #[arg(long)]

@@ -319,6 +319,19 @@ impl LocalCluster {
         }
     }
 
+    /// [`Self::stop_components`] on the async runtime, without blocking it.
+    async fn stop_components_async(&mut self, grace: Duration) {
+        for p in [
+            &mut self.controller_manager,
+            &mut self.apiserver,
+            &mut self.etcd,
+        ] {
+            if let Some(mut proc) = p.take() {
+                proc.stop_async(grace).await;
+            }
+        }
+    }
+
     async fn boot(&mut self) -> Result<(), ClusterError> {
         std::fs::create_dir_all(self.dir.join("logs"))
             .map_err(|e| ClusterError::io("creating", self.dir.join("logs"), e))?;
@@ -657,7 +670,7 @@ impl LocalCluster {
             self.name
         ));
         if let Some(mut kcm) = self.controller_manager.take() {
-            kcm.stop(Duration::from_secs(10));
+            kcm.stop_async(Duration::from_secs(10)).await;
         }
         let r = self.restart_controller_manager_retrying().await;
         match &r {
@@ -679,7 +692,7 @@ impl LocalCluster {
                 Err(e) => e,
             };
             if let Some(mut kcm) = self.controller_manager.take() {
-                kcm.stop(Duration::from_secs(5));
+                kcm.stop_async(Duration::from_secs(5)).await;
             }
             if !self.may_move_ports(&err, attempt) {
                 return Err(err);
@@ -704,7 +717,7 @@ impl LocalCluster {
             .progress
             .step(format!("restarting kube-apiserver of `{}`", self.name));
         if let Some(mut api) = self.apiserver.take() {
-            api.stop(Duration::from_secs(10));
+            api.stop_async(APISERVER_RESTART_GRACE).await;
         }
         self.client = None;
         self.notify_ports();
@@ -726,10 +739,10 @@ impl LocalCluster {
             self.name, self.components.version, target.version
         ));
         if let Some(mut kcm) = self.controller_manager.take() {
-            kcm.stop(Duration::from_secs(10));
+            kcm.stop_async(Duration::from_secs(10)).await;
         }
         if let Some(mut api) = self.apiserver.take() {
-            api.stop(Duration::from_secs(10));
+            api.stop_async(Duration::from_secs(10)).await;
         }
         self.client = None;
         self.components.kube_apiserver = target.kube_apiserver;
@@ -796,7 +809,7 @@ impl LocalCluster {
             "restoring `{}` to its saved state ({label})",
             self.name
         ));
-        self.stop_components(Duration::from_secs(10));
+        self.stop_components_async(Duration::from_secs(10)).await;
         self.client = None;
         let r = async {
             let history = self.dir.join("history").join(format!("before-{label}"));
@@ -889,6 +902,14 @@ impl Drop for LocalCluster {
         }
     }
 }
+
+/// How long a restart gives the API server to exit on SIGTERM while the controller
+/// manager keeps running. Its own shutdown takes milliseconds (requests drained, the
+/// audit backend flushed: its log says so); then it waits for the controller manager's
+/// open watches, which it does not drain (`--shutdown-watch-termination-grace-period`
+/// is 0), up to its request timeout of 60 s. It keeps no state of its own (etcd does),
+/// so SIGKILL after this grace loses nothing and the restart takes seconds.
+const APISERVER_RESTART_GRACE: Duration = Duration::from_secs(2);
 
 /// Polls `check` until it succeeds, the process exits, or `timeout` passes.
 async fn wait_until<F, Fut>(

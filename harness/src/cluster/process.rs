@@ -93,11 +93,42 @@ impl Supervised {
             .and_then(|c| c.try_wait().ok().flatten())
     }
 
-    /// Stops the process group: SIGTERM, then SIGKILL after `grace`.
+    /// Stops the process group: SIGTERM, then SIGKILL after `grace`. Blocks the
+    /// calling thread while it waits: for destructors and synchronous code. On the
+    /// async runtime use [`Supervised::stop_async`].
     pub fn stop(&mut self, grace: Duration) {
         if let Some(mut child) = self.child.take() {
             stop_group(&mut child, grace);
         }
+    }
+
+    /// Stops the process group without blocking the runtime: SIGTERM, then polls for
+    /// the exit (every 25 ms, a timer, not a sleeping thread) and sends SIGKILL to the
+    /// group once `grace` passed or the leader exited (the leader may be gone while
+    /// others in its group remain). Returns how the stop ended.
+    pub async fn stop_async(&mut self, grace: Duration) -> Stopped {
+        let Some(mut child) = self.child.take() else {
+            return Stopped::NotRunning;
+        };
+        let pgid = Pid::from_raw(child.id() as i32);
+        let mut how = Stopped::NotRunning;
+        if child.try_wait().ok().flatten().is_none() {
+            let _ = killpg(pgid, Signal::SIGTERM);
+            how = match wait_for_exit(&mut child, grace).await {
+                true => Stopped::Terminated,
+                false => Stopped::Killed,
+            };
+        }
+        let _ = killpg(pgid, Signal::SIGKILL);
+        // SIGKILL cannot be ignored: the leader is reaped within moments. Should the
+        // kernel take longer (a process in uninterruptible sleep), the reaping moves
+        // off the runtime rather than blocking it.
+        if !wait_for_exit(&mut child, Duration::from_secs(2)).await {
+            tokio::task::spawn_blocking(move || {
+                let _ = child.wait();
+            });
+        }
+        how
     }
 
     /// Lets the process run on after the harness exits (for `preflight cluster up`).
@@ -127,6 +158,31 @@ fn stop_group(child: &mut Child, grace: Duration) {
     // The leader may be gone while others in its group remain: always sweep the group.
     let _ = killpg(pgid, Signal::SIGKILL);
     let _ = child.wait();
+}
+
+/// How [`Supervised::stop_async`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// The process had exited already, or was never running.
+    NotRunning,
+    /// It exited on SIGTERM within its grace period.
+    Terminated,
+    /// The grace period passed: SIGKILL ended it.
+    Killed,
+}
+
+/// Polls `child` for its exit every 25 ms for up to `within`; `true` once it exited.
+async fn wait_for_exit(child: &mut Child, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if child.try_wait().ok().flatten().is_some() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }
 
 /// Stops a process group that this process did not start (`preflight cluster down`).
@@ -215,5 +271,68 @@ impl Sentinel {
 impl Drop for Sentinel {
     fn drop(&mut self) {
         self.disarm();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spawn(dir: &Path, script: &str) -> Supervised {
+        Supervised::spawn(
+            "test",
+            Path::new("/bin/sh"),
+            &["-c".into(), script.into()],
+            &dir.join("test.log"),
+            &dir.join(".pgids"),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_stop_ends_as_soon_as_the_process_exits_on_sigterm() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = spawn(dir.path(), "sleep 30");
+        let started = Instant::now();
+        assert_eq!(
+            p.stop_async(Duration::from_secs(10)).await,
+            Stopped::Terminated
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "polled, not the grace"
+        );
+        assert_eq!(
+            p.stop_async(Duration::from_secs(10)).await,
+            Stopped::NotRunning
+        );
+    }
+
+    #[tokio::test]
+    async fn a_process_ignoring_sigterm_is_killed_after_its_grace() {
+        let dir = tempfile::tempdir().unwrap();
+        // `exec` so the group's leader is what ignores SIGTERM; ready once it wrote.
+        let mut p = spawn(dir.path(), "trap '' TERM; echo ready; exec sleep 30");
+        let log = dir.path().join("test.log");
+        let ready = Instant::now() + Duration::from_secs(5);
+        while !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("ready")
+        {
+            assert!(Instant::now() < ready, "the script never started");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let pid = p.pid().unwrap() as i32;
+        let started = Instant::now();
+        assert_eq!(
+            p.stop_async(Duration::from_millis(300)).await,
+            Stopped::Killed
+        );
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(
+            killpg(Pid::from_raw(pid), None).is_err(),
+            "the group is gone"
+        );
     }
 }

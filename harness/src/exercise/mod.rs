@@ -317,6 +317,7 @@ async fn run_steps(
                             Duration::from_secs(s.timeout_seconds.into()),
                             cluster.gc_metrics().as_ref(),
                             &|| cluster.component_log("kube-controller-manager"),
+                            Some(settle::GcInitialSync::of(cluster.version())),
                         )
                         .await,
                     );

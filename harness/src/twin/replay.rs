@@ -1112,6 +1112,7 @@ async fn uninstall(
             Duration::from_secs(60),
             metrics.as_ref(),
             &gc_log,
+            None,
         )
     }))
     .await;
