@@ -75,6 +75,8 @@ trap 'rm -f "$log"' EXIT
 status=0
 RUSTC_BOOTSTRAP=1 cargo test --workspace -- -Z unstable-options --report-time 2>&1 | tee "$log" || status=$?
 say "the 10 slowest tests"
-sed -n 's/^test \(.*\) \.\.\. [a-zA-Z]* <\([0-9.]*\)s>$/\2\t\1/p' "$log" | sort -rn | head -n 10 |
-  awk -F '\t' '{ printf "%8.1fs  %s\n", $1, $2 }' >&2
+# awk reads to the end and prints the first ten: `head` would stop the pipe early, and
+# pipefail would count sort's SIGPIPE as a failure.
+sed -n 's/^test \(.*\) \.\.\. [a-zA-Z]* <\([0-9.]*\)s>$/\2\t\1/p' "$log" | sort -rn |
+  awk -F '\t' 'NR <= 10 { printf "%8.1fs  %s\n", $1, $2 }' >&2
 exit "$status"
