@@ -122,11 +122,12 @@ fn matrix(s: &mut String, r: &Report) {
 /// A scenario's section, when it has leftovers, errors, findings or differences:
 /// what changed across versions, then each run that has something to say.
 fn scenario(s: &mut String, r: &Report, sc: &super::ScenarioReport) {
+    let comparisons = sc.comparisons(r);
     let interesting = sc.runs.iter().any(|run| {
         run.leftovers.iter().any(|l| l.reason.is_failure())
             || run.error.is_some()
             || !run.findings.is_empty()
-    }) || sc.comparisons(r).iter().any(|c| {
+    }) || comparisons.iter().any(|c| {
         !c.regressions.is_empty() || !c.improvements.is_empty() || !c.differences.is_empty()
     });
     if !interesting {
@@ -136,7 +137,7 @@ fn scenario(s: &mut String, r: &Report, sc: &super::ScenarioReport) {
     if !sc.description.is_empty() {
         let _ = writeln!(s, "{}\n", md_inline(&sc.description));
     }
-    for c in sc.comparisons(r) {
+    for c in &comparisons {
         let label = if c.label.is_empty() {
             String::new()
         } else {
