@@ -632,6 +632,12 @@ async fn install(
             }
         }
     }
+    // As after a scenario's install: the releases' admission policies in force before
+    // any pass meets them (see `exercise::policies`).
+    let policies = crate::helm::split_manifest(&manifest)
+        .map(|objects| crate::exercise::policies::validating_policies(&objects))
+        .unwrap_or_default();
+    crate::exercise::policies::wait_in_force(&client, &policies).await;
     let unowned = recreate_stored(&mut steps, &client, surface, Some(deferred), &opts.progress)
         .await
         .unowned;
