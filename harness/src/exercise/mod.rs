@@ -8,12 +8,13 @@
 //! request records, and the control plane's log lines about webhooks.
 
 pub mod dry_run;
+pub mod engine;
 pub mod pods;
 pub mod policies;
 pub mod settle;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use serde::Serialize;
@@ -21,9 +22,9 @@ use serde::Serialize;
 use crate::cluster::Cluster;
 use crate::components::Components;
 use crate::evidence::{Component, Evidence, EvidenceLog, ObjectRef};
-use crate::helm::{self, Helm, HelmRun};
+use crate::helm::{self, HelmRun};
 use crate::progress::Progress;
-use crate::scenario::{ChartSource, DryRunAction, HelmAction, HelmDryRun, Scenario, Step};
+use crate::scenario::{ChartSource, DryRunAction, Scenario, Step};
 use crate::snapshot::{self, Noise, Snapshot, SnapshotScope};
 use crate::webhook::{BehaviourSpec, Record, Registration, WebhookServer};
 use dry_run::DryRunReport;
@@ -147,299 +148,193 @@ async fn run_steps(
         .namespace
         .clone()
         .unwrap_or_else(|| namespace_for(&scenario.name, &opts.run_id));
-    // A release name is a DNS label of at most 53 characters (the scenario's name, at
-    // most 40, by default): names the chart derives from it stay within Kubernetes
-    // limits as long as the chart's own templates keep them there.
-    let release = scenario.release.name.clone();
     std::fs::create_dir_all(&opts.dir)
         .with_context(|| format!("creating {}", opts.dir.display()))?;
+    let release = engine::Release {
+        // A DNS label of at most 53 characters (the scenario's name, at most 40, by
+        // default): names the chart derives from it stay within Kubernetes limits as
+        // long as the chart's own templates keep them there.
+        name: scenario.release.name.clone(),
+        namespace: namespace.clone(),
+        ..chart_and_values(cluster, scenario, opts).await?
+    };
     let client = cluster.client();
     let start_version = cluster.version().to_string();
-
-    let (chart, values_files) = local_chart(cluster, scenario, opts).await?;
-    let values = opts.dir.join("values.json");
-    std::fs::write(
-        &values,
-        serde_json::to_string_pretty(&scenario.chart.values)?,
-    )?;
-    // Every helm call's values, in order: the chart's files, then its `values`.
-    let mut chart_values = values_files;
-    chart_values.push(values.clone());
-
-    // Created and labelled as this run's, or the run stops: a namespace that exists
-    // already (someone else's on a shared cluster) is never used, so never deleted.
-    crate::namespace::claim(
+    let mut owned = Owned::claim(cluster, scenario, &namespace, opts).await?;
+    let before = snapshot::take(
         &client,
-        &namespace,
-        &opts.run_id,
-        crate::namespace::TERMINATING_WAIT,
+        &SnapshotScope {
+            namespace: None,
+            noise: opts.noise.clone(),
+        },
     )
-    .await?;
-    // On a shared cluster the run holds a Lease while it lives, so that another
-    // preflight's sweep of abandoned runs leaves it alone.
-    let heartbeat = if cluster.shared() {
-        Some(crate::cluster::heartbeat::Heartbeat::start(&client, &namespace, &opts.run_id).await?)
-    } else {
-        None
-    };
-    let everything = SnapshotScope {
-        namespace: None,
-        noise: opts.noise.clone(),
-    };
-    let before = snapshot::take(&client, &everything)
-        .await
-        .context("snapshot before the scenario")?;
+    .await
+    .context("snapshot before the scenario")?;
 
-    let server =
-        WebhookServer::new(&opts.dir.join("webhooks"), cluster.webhook_bind(), &[]).await?;
-    let mut registration = Registration::register(
-        &client,
-        &server,
-        &scenario.webhooks,
-        &namespace,
-        &opts.run_id,
-    )
-    .await?;
-    // Only where no kubelet runs: on kind a hook Job's Pod really runs (or really fails).
-    // Stopped when dropped: an error below (`?`) stops it as the end of the run does.
-    let driver = if cluster.has_kubelet() {
-        pods::JobPodDriver::none()
-    } else {
-        pods::JobPodDriver::start(&client, [namespace.clone()])
-    };
-
-    let mut steps = Vec::new();
-    let mut manifest = String::new();
-    let mut objects_after_step = Vec::new();
-    let mut seen = std::collections::BTreeMap::new();
-    let mut steps_iter: Vec<Step> = scenario.steps.clone();
-    if !matches!(steps_iter.last(), Some(Step::Settle(_))) {
-        steps_iter.push(Step::Settle(crate::scenario::Settle {
+    let mut steps = scenario.steps.clone();
+    if !matches!(steps.last(), Some(Step::Settle(_))) {
+        steps.push(Step::Settle(crate::scenario::Settle {
             timeout_seconds: 60,
         }));
     }
-    for (index, step) in steps_iter.iter().enumerate() {
-        let started = Instant::now();
-        let mut record = StepRecord {
-            index,
-            title: title(step),
-            version: cluster.version().to_string(),
-            helm: None,
-            dry_run: None,
-            settle: None,
-            error: None,
-            duration_ms: 0,
-        };
-        let progress = opts.progress.step(format!(
-            "[{} @ {}] {}",
-            scenario.name,
-            cluster.version(),
-            record.title
-        ));
-        let helm = helm_for(cluster, opts);
-        // Steps that restart components stop them on purpose.
-        let liveness = match step {
-            Step::RestartControllerManager | Step::RestartApiServer | Step::Upgrade => {
-                crate::cluster::Liveness::Unwatched
-            }
-            _ => cluster.liveness(),
-        };
-        let work = async {
-            match step {
-                Step::Helm(h) => {
-                    if h.dry_run == HelmDryRun::None {
-                        match h.action {
-                            HelmAction::Install => crate::failpoint::pause_at("install").await,
-                            HelmAction::Uninstall => crate::failpoint::pause_at("uninstall").await,
-                            _ => {}
-                        }
-                    }
-                    let mut values = chart_values.clone();
-                    if let Some(v) = &h.values {
-                        let path = opts.dir.join(format!("values-step-{index}.json"));
-                        std::fs::write(&path, serde_json::to_string_pretty(v)?)?;
-                        values.push(path);
-                    }
-                    let (h, release, namespace, chart) =
-                        (h.clone(), release.clone(), namespace.clone(), chart.clone());
-                    let run = tokio::task::spawn_blocking(move || {
-                        helm.step(&h, &release, &namespace, &chart, &values)
-                    })
-                    .await?;
-                    record.helm = Some(run);
-                }
-                Step::ServerDryRun(action) => {
-                    record.dry_run = Some(
-                        server_dry_run(
-                            *action,
-                            cluster,
-                            &helm,
-                            &release,
-                            &namespace,
-                            &chart,
-                            &chart_values,
-                        )
-                        .await?,
-                    );
-                }
-                Step::SetWebhook(set) => {
-                    crate::failpoint::pause_at("webhook-switch").await;
-                    server
-                        .set(
-                            &set.name,
-                            BehaviourSpec {
-                                behaviour: set.behaviour,
-                                message: set.message.clone(),
-                                delay: set.delay_seconds.map(Duration::from_secs),
-                            },
-                        )
-                        .await?;
-                }
-                Step::RestartControllerManager => cluster.restart_controller_manager().await?,
-                Step::RestartApiServer => cluster.restart_apiserver().await?,
-                Step::Upgrade => {
-                    anyhow::ensure!(
-                        !opts.upgrade_to.is_empty(),
-                        "an `upgrade` step needs a target version"
-                    );
-                    // One minor at a time, as AKS upgrades: each an in-place upgrade.
-                    for target in &opts.upgrade_to {
-                        cluster.upgrade(target.clone()).await?;
-                    }
-                }
-                Step::Settle(s) => {
-                    crate::failpoint::pause_at("settle").await;
-                    record.settle = Some(
-                        settle::settle(
-                            &cluster.client(),
-                            &namespace,
-                            &opts.noise,
-                            Duration::from_secs(s.timeout_seconds.into()),
-                            cluster.gc_metrics().as_ref(),
-                            &|| cluster.component_log("kube-controller-manager"),
-                            Some(settle::GcInitialSync::of(cluster.version())),
-                        )
-                        .await,
-                    );
-                }
-            }
-            Ok(())
-        };
-        let mut died = false;
-        let result: anyhow::Result<()> = tokio::select! {
-            biased;
-            dead = liveness.until_dead() => {
-                died = true;
-                Err(anyhow::anyhow!(dead))
-            }
-            r = work => r,
-        };
-        if let Err(e) = result {
-            record.error = Some(format!("{e:#}"));
-        }
-        if died {
-            // Nothing after this would get an answer: the component check below
-            // names what died, with its log.
-            record.duration_ms = started.elapsed().as_millis() as u64;
-            progress.fail(format!(
-                "error: {}",
-                crate::errors::summary_line(record.error.as_deref().unwrap_or_default())
-            ));
-            steps.push(record);
-            break;
-        }
-        // The release's manifest as it now is, after every install or upgrade that
-        // really happened (compared across versions).
-        if let (Some(h), Step::Helm(step)) = (&record.helm, step)
-            && h.exit_code == 0
-            && step.action.applies_chart()
-            && step.dry_run == HelmDryRun::None
-        {
-            let (helm, r, n) = (helm_for(cluster, opts), release.clone(), namespace.clone());
-            let got = tokio::task::spawn_blocking(move || helm.manifest(&r, &n)).await?;
-            if got.exit_code == 0 {
-                manifest = got.stdout;
-            }
-            // A policy the release just created is enforced only once the API server
-            // has loaded it (see `policies`): the next step must meet it in force.
-            let names = helm::split_manifest(&manifest)
-                .map(|objects| policies::validating_policies(&objects))
-                .unwrap_or_default();
-            policies::wait_in_force(&cluster.client(), &names).await;
-        }
-        let scope = SnapshotScope {
-            namespace: Some(namespace.clone()),
-            noise: opts.noise.clone(),
-        };
-        let step_snapshot = snapshot::take(&cluster.client(), &scope).await;
-        objects_after_step.push(step_snapshot.as_ref().map_or(0, |s| s.objects.len()));
-        if let Ok(snap) = step_snapshot {
-            for o in snap.objects {
-                seen.insert(o.uid.clone(), o);
-            }
-        }
-        // A conversion webhook can be registered once the chart has created its CRD.
-        if let Err(e) = registration
-            .register_pending(&cluster.client(), &server)
-            .await
-        {
-            record.error.get_or_insert_with(|| e.to_string());
-        }
-        record.duration_ms = started.elapsed().as_millis() as u64;
-        let note = match (&record.helm, &record.error) {
-            (_, Some(e)) => format!("error: {}", crate::errors::summary_line(e)),
-            (Some(h), None) => format!("helm exit {}", h.exit_code),
-            _ => String::new(),
-        };
-        if record.error.is_some() || record.helm.as_ref().is_some_and(|h| h.exit_code != 0) {
-            progress.fail(note);
-        } else {
-            progress.done(note);
-        }
-        steps.push(record);
-    }
-
-    let dead = cluster.dead_components();
-    anyhow::ensure!(dead.is_empty(), "{}", dead.join("; "));
-    let client = cluster.client();
-    let after = snapshot::take(&client, &everything)
-        .await
-        .context("snapshot after the scenario")?;
-    driver.stop();
-    let mut log_evidence = log_evidence(cluster, &opts.dir);
-    // While the webhooks are still registered as the scenario left them.
-    if let Ok(gc) = cluster.impersonating(dry_run::GC_USER).await {
-        log_evidence.extend(dry_run::probe_orphans(&client, &gc, &namespace, &after).await);
-    }
-    let mut teardown_errors = registration.teardown(&client).await;
-    server.shutdown();
-    if let Some(heartbeat) = heartbeat {
-        teardown_errors.extend(heartbeat.stop().await);
-    }
-    if let Err(e) = crate::smoke::delete_namespace(&client, &namespace).await {
-        teardown_errors.push(format!("deleting namespace {namespace}: {e}"));
-    }
+    let label = format!("{} @ {}", scenario.name, cluster.version());
+    let setting = engine::Setting {
+        cluster: &mut *cluster,
+        server: &owned.server,
+        registration: Some(&mut owned.registration),
+        dir: opts.dir.clone(),
+        helm_home: opts.dir.join("helm"),
+        noise: opts.noise.clone(),
+        progress: &opts.progress,
+        upgrade_to: &opts.upgrade_to,
+    };
+    let mut run = engine::Run::new(setting, label, vec![release.clone()], Vec::new());
+    run.plan(&plan(&steps)).await;
+    let concluded = run.conclude().await?;
+    let teardown_errors = owned.release(&client, &namespace).await;
     let outcome = Outcome {
         scenario: scenario.name.clone(),
         namespace,
         other_namespaces: Vec::new(),
-        release,
+        release: release.name,
         start_version,
         end_version: cluster.version().to_string(),
-        steps,
+        steps: concluded.steps,
         before,
-        after,
-        webhook_requests: server.records(),
-        manifest,
-        objects_after_step,
-        seen,
-        log_evidence,
+        after: concluded.after,
+        webhook_requests: owned.server.records(),
+        manifest: concluded.manifest,
+        objects_after_step: concluded.objects_after_step,
+        seen: concluded.seen,
+        log_evidence: concluded.log_evidence,
         teardown_errors,
     };
-    let path = opts.dir.join("outcome.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&outcome)?)
-        .with_context(|| format!("writing {}", path.display()))?;
+    engine::write_outcome(&opts.dir, &outcome)?;
     Ok(outcome)
+}
+
+/// What a scenario's run owns on the cluster besides its steps: its namespace, the
+/// webhook server and the sample webhooks' registrations, and on a shared cluster the
+/// heartbeat Lease. [`Owned::release`] undoes them at the end; on an error path,
+/// dropping stops the server and the heartbeat, and [`run`]'s clean-up removes the
+/// registrations and the namespace by the run's label.
+struct Owned {
+    server: WebhookServer,
+    registration: Registration,
+    heartbeat: Option<crate::cluster::heartbeat::Heartbeat>,
+}
+
+impl Owned {
+    async fn claim(
+        cluster: &Cluster,
+        scenario: &Scenario,
+        namespace: &str,
+        opts: &Options,
+    ) -> anyhow::Result<Owned> {
+        let client = cluster.client();
+        // Created and labelled as this run's, or the run stops: a namespace that exists
+        // already (someone else's on a shared cluster) is never used, so never deleted.
+        crate::namespace::claim(
+            &client,
+            namespace,
+            &opts.run_id,
+            crate::namespace::TERMINATING_WAIT,
+        )
+        .await?;
+        // On a shared cluster the run holds a Lease while it lives, so that another
+        // preflight's sweep of abandoned runs leaves it alone.
+        let heartbeat = if cluster.shared() {
+            Some(
+                crate::cluster::heartbeat::Heartbeat::start(&client, namespace, &opts.run_id)
+                    .await?,
+            )
+        } else {
+            None
+        };
+        let server =
+            WebhookServer::new(&opts.dir.join("webhooks"), cluster.webhook_bind(), &[]).await?;
+        let registration = Registration::register(
+            &client,
+            &server,
+            &scenario.webhooks,
+            namespace,
+            &opts.run_id,
+        )
+        .await?;
+        Ok(Owned {
+            server,
+            registration,
+            heartbeat,
+        })
+    }
+
+    /// Removes the registrations, stops the server and the heartbeat, deletes the
+    /// namespace; returns what went wrong (never silent).
+    async fn release(&mut self, client: &kube::Client, namespace: &str) -> Vec<String> {
+        let mut errors = self.registration.teardown(client).await;
+        self.server.shutdown();
+        if let Some(heartbeat) = self.heartbeat.take() {
+            errors.extend(heartbeat.stop().await);
+        }
+        if let Err(e) = crate::smoke::delete_namespace(client, namespace).await {
+            errors.push(format!("deleting namespace {namespace}: {e}"));
+        }
+        errors
+    }
+}
+
+/// A scenario's steps as the engine's plan (the scenario's one release is release 0).
+fn plan(steps: &[Step]) -> Vec<engine::Planned> {
+    steps
+        .iter()
+        .map(|step| engine::Planned {
+            title: title(step),
+            action: match step {
+                Step::Helm(h) => engine::Action::Helm {
+                    release: 0,
+                    step: h.clone(),
+                },
+                Step::ServerDryRun(action) => engine::Action::ServerDryRun {
+                    release: 0,
+                    action: *action,
+                },
+                Step::SetWebhook(set) => engine::Action::SetWebhook {
+                    hook: set.name.clone(),
+                    spec: BehaviourSpec {
+                        behaviour: set.behaviour,
+                        message: set.message.clone(),
+                        delay: set.delay_seconds.map(Duration::from_secs),
+                    },
+                },
+                Step::RestartControllerManager => engine::Action::RestartControllerManager,
+                Step::RestartApiServer => engine::Action::RestartApiServer,
+                Step::Upgrade => engine::Action::Upgrade,
+                Step::Settle(s) => engine::Action::Settle {
+                    timeout: Duration::from_secs(s.timeout_seconds.into()),
+                },
+            },
+        })
+        .collect()
+}
+
+/// The run's chart and values files: the chart as [`local_chart`] finds it, then the
+/// scenario's `values` written beside the run's other files.
+async fn chart_and_values(
+    cluster: &Cluster,
+    scenario: &Scenario,
+    opts: &Options,
+) -> anyhow::Result<engine::Release> {
+    let (chart, mut values) = local_chart(cluster, scenario, opts).await?;
+    let path = opts.dir.join("values.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&scenario.chart.values)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    values.push(path);
+    Ok(engine::Release {
+        name: String::new(),
+        namespace: String::new(),
+        chart,
+        values,
+    })
 }
 
 /// The chart folder and values files of a run: those [`crate::chart_source`] prepared
@@ -475,18 +370,6 @@ async fn local_chart(
     }
 }
 
-/// The helm CLI for this cluster: its kubeconfig and context, and on a shared cluster
-/// `--skip-crds` (CRDs are cluster-wide; preflight writes only into its namespaces).
-fn helm_for(cluster: &Cluster, opts: &Options) -> Helm {
-    Helm::new(
-        &cluster.helm(),
-        &cluster.kubeconfig(),
-        &opts.dir.join("helm"),
-    )
-    .context(cluster.context())
-    .skip_crds(cluster.shared())
-}
-
 fn title(step: &Step) -> String {
     match step {
         Step::Helm(h) => match helm::dry_run_flag(h.action, h.dry_run) {
@@ -500,59 +383,6 @@ fn title(step: &Step) -> String {
         Step::RestartApiServer => "restart kube-apiserver".into(),
         Step::Upgrade => "upgrade the control plane in place".into(),
         Step::Settle(_) => "settle".into(),
-    }
-}
-
-async fn server_dry_run(
-    action: DryRunAction,
-    cluster: &Cluster,
-    helm: &Helm,
-    release: &str,
-    namespace: &str,
-    chart: &Path,
-    values: &[PathBuf],
-) -> anyhow::Result<DryRunReport> {
-    let client = cluster.client();
-    match action {
-        DryRunAction::Install => {
-            let (h, r, n, c, v, kv) = (
-                helm.clone(),
-                release.to_string(),
-                namespace.to_string(),
-                chart.to_path_buf(),
-                values.to_vec(),
-                cluster.version().to_string(),
-            );
-            let rendered =
-                tokio::task::spawn_blocking(move || h.template(&r, &n, &c, &v, &kv)).await?;
-            anyhow::ensure!(
-                rendered.exit_code == 0,
-                "helm template failed: {}",
-                rendered.stderr.trim()
-            );
-            let manifests = helm::split_manifest(&rendered.stdout).map_err(anyhow::Error::msg)?;
-            Ok(dry_run::install(&client, namespace, &manifests).await?)
-        }
-        DryRunAction::Uninstall => {
-            let (h, r, n) = (helm.clone(), release.to_string(), namespace.to_string());
-            let manifest = tokio::task::spawn_blocking(move || h.manifest(&r, &n)).await?;
-            anyhow::ensure!(
-                manifest.exit_code == 0,
-                "helm get manifest failed: {}",
-                manifest.stderr.trim()
-            );
-            let manifests = helm::split_manifest(&manifest.stdout).map_err(anyhow::Error::msg)?;
-            let current = snapshot::take(
-                &client,
-                &SnapshotScope {
-                    namespace: Some(namespace.to_string()),
-                    ..Default::default()
-                },
-            )
-            .await?;
-            let gc_client = cluster.impersonating(dry_run::GC_USER).await?;
-            Ok(dry_run::uninstall(&client, &gc_client, namespace, &manifests, &current).await?)
-        }
     }
 }
 

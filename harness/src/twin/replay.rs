@@ -41,8 +41,8 @@ use crate::behaviour::{Behaviour, BehaviourSpec, WebhookKind};
 use crate::cluster::local::SavedState;
 use crate::cluster::{Cluster, KindCluster, KindConfig, LocalCluster, LocalConfig};
 use crate::components::Components;
-use crate::exercise::{self, Outcome, StepRecord, pods, settle};
-use crate::helm::Helm;
+use crate::exercise::engine::{Action, Flow, Planned, Release, Run, Setting};
+use crate::exercise::{self, Outcome, StepRecord};
 use crate::progress::Progress;
 use crate::runner::{Role, RunResult, Timings};
 use crate::scenario::{Chart, ChartSource, HelmAction, HelmDryRun, HelmStep, Scenario};
@@ -546,9 +546,11 @@ async fn start_installed(
     Ok(inst)
 }
 
-/// Sets up the twin's surface on `cluster` and installs every release.
+/// Sets up the twin's surface on `cluster` and installs every release: a plan for the
+/// exercise engine, with the twin's own steps (the surface, the stored objects, the
+/// webhooks pointed at preflight's server once their release created them).
 async fn install(
-    cluster: Cluster,
+    mut cluster: Cluster,
     twin: &Twin,
     surface: &Surface,
     opts: &ReplayOptions,
@@ -559,94 +561,77 @@ async fn install(
     let client = cluster.client();
     let version = cluster.version().to_string();
     let server = WebhookServer::new(&dir.join("webhooks"), cluster.webhook_bind(), &[]).await?;
-    let mut steps = Steps {
-        records: Vec::new(),
-        version: version.clone(),
-        label: format!("install @ {version}"),
-        progress: &opts.progress,
-    };
-    let v = version.clone();
-    let set_up = steps
-        .run(
-            "set up the twin's namespaces and admission surface".into(),
+    let releases = releases(twin);
+    let setting = setting(&mut cluster, &server, dir.clone(), &dir, opts);
+    let mut run = Run::new(
+        setting,
+        format!("install @ {version}"),
+        releases.clone(),
+        Vec::new(),
+    );
+    let set_up = run
+        .custom(
+            "set up the twin's namespaces and admission surface",
             async {
                 let notes = set_up(&client, &server, surface, twin).await?;
-                let mut r = record("", &v, None);
-                if !notes.is_empty() {
-                    r.error = Some(notes.join("; "));
-                }
-                Ok(((), r))
+                Ok(((), (!notes.is_empty()).then(|| notes.join("; "))))
             },
         )
         .await;
     if set_up.is_none() {
-        let why = steps.records.last().and_then(|r| r.error.clone());
+        let why = run.records().last().and_then(|r| r.error.clone());
         anyhow::bail!("setting up the twin: {}", why.unwrap_or_default());
     }
 
     // Stored objects the cluster had before the releases (unowned, or owned by each
     // other) are part of the start; those a release's object owns come after it.
-    let deferred = recreate_stored(&mut steps, &client, surface, None, &opts.progress)
+    let deferred = recreate_stored(&mut run, &client, surface, None, &opts.progress)
         .await
         .deferred;
     let everything = scope(opts);
     let before = snapshot::take(&client, &everything)
         .await
         .context("snapshot before the installs")?;
-    let drivers = drive_job_pods(&cluster, twin);
-    let helm = Helm::new(&cluster.helm(), &cluster.kubeconfig(), &dir.join("helm"));
-    let mut manifest = String::new();
-    for r in install_order(&twin.releases) {
-        let run = helm_step(&helm, HelmAction::Install, r);
-        if let Some(got) = steps
-            .run(format!("helm install {} -n {}", r.name, r.namespace), run)
-            .await
-            && got
-        {
-            let (h, name, ns) = (helm.clone(), r.name.clone(), r.namespace.clone());
-            let m = tokio::task::spawn_blocking(move || h.manifest(&name, &ns)).await?;
-            if m.exit_code == 0 {
-                manifest.push_str(&m.stdout);
-                manifest.push_str("\n---\n");
-            }
-            if surface
+    let order = install_order(&twin.releases);
+    for (i, r) in releases.iter().enumerate() {
+        let install = helm_step(i, r, HelmAction::Install);
+        if run.step(&install).await == Flow::Stop {
+            break;
+        }
+        let installed = run
+            .records()
+            .last()
+            .and_then(|rec| rec.helm.as_ref())
+            .is_some_and(|h| h.exit_code == 0);
+        let release = order[i];
+        if installed
+            && surface
                 .crds
                 .iter()
                 .chain(&surface.validating)
                 .chain(&surface.mutating)
-                .any(|o| is_release(owner(&o.object, twin), r))
-            {
-                let v = version.clone();
-                steps
-                    .run(
-                        format!("point the webhooks of {} at preflight's server", r.name),
-                        async {
-                            register_crds_and_webhooks(&client, &server, surface, twin, |o| {
-                                is_release(o, r)
-                            })
-                            .await?;
-                            Ok(((), record("", &v, None)))
-                        },
-                    )
-                    .await;
-            }
+                .any(|o| is_release(owner(&o.object, twin), release))
+        {
+            let title = format!("point the webhooks of {} at preflight's server", r.name);
+            run.custom(&title, async {
+                register_crds_and_webhooks(&client, &server, surface, twin, |o| {
+                    is_release(o, release)
+                })
+                .await?;
+                Ok(((), None))
+            })
+            .await;
         }
     }
-    // As after a scenario's install: the releases' admission policies in force before
-    // any pass meets them (see `exercise::policies`).
-    let policies = crate::helm::split_manifest(&manifest)
-        .map(|objects| crate::exercise::policies::validating_policies(&objects))
-        .unwrap_or_default();
-    crate::exercise::policies::wait_in_force(&client, &policies).await;
-    let unowned = recreate_stored(&mut steps, &client, surface, Some(deferred), &opts.progress)
+    let unowned = recreate_stored(&mut run, &client, surface, Some(deferred), &opts.progress)
         .await
         .unowned;
     // The controllers' work (ReplicaSets, Pods) is part of what was installed.
-    if let Some(m) = cluster.gc_metrics() {
+    if let Some(m) = run.cluster().gc_metrics() {
         m.wait_idle(Duration::from_secs(60)).await;
     }
     let installed = quiet(&client, &everything).await;
-    drivers.stop();
+    let (steps, manifest) = run.finish();
     let installed = installed?;
     // Stored objects whose owners are outside the twin were there before the releases.
     let mut before = before;
@@ -667,7 +652,7 @@ async fn install(
         before,
         installed,
         manifest,
-        steps: steps.records,
+        steps,
         found,
         start: Duration::ZERO,
         install: started.elapsed(),
@@ -678,7 +663,7 @@ async fn install(
 /// all of them before the installs (`after` `None`), or those deferred then once the
 /// releases are installed. An object that could not be recreated fails the step.
 async fn recreate_stored(
-    steps: &mut Steps<'_>,
+    run: &mut Run<'_>,
     client: &kube::Client,
     surface: &Surface,
     after: Option<Vec<super::stored::ObjectId>>,
@@ -691,38 +676,35 @@ async fn recreate_stored(
     if n == 0 {
         return Default::default();
     }
-    let v = steps.version.clone();
     let title = match after {
         Some(_) => format!("recreate {n} stored custom resources owned by the releases' objects"),
         None => format!("recreate {n} stored custom resources"),
     };
     let last = after.is_some();
-    steps
-        .run(title, async {
-            let done = super::stored::recreate(
-                client,
-                &surface.stored,
-                after.as_deref(),
-                &surface.crds,
-                last,
+    run.custom(&title, async {
+        let done = super::stored::recreate(
+            client,
+            &surface.stored,
+            after.as_deref(),
+            &surface.crds,
+            last,
+        )
+        .await;
+        for note in &done.notes {
+            progress.println(format!("  {note}"));
+        }
+        let wanted = n - done.deferred.len();
+        let problem = (done.created < wanted).then(|| {
+            format!(
+                "{} of {wanted} not recreated: {}",
+                wanted - done.created,
+                done.notes.join("; ")
             )
-            .await;
-            for note in &done.notes {
-                progress.println(format!("  {note}"));
-            }
-            let mut r = record("", &v, None);
-            let wanted = n - done.deferred.len();
-            if done.created < wanted {
-                r.error = Some(format!(
-                    "{} of {wanted} not recreated: {}",
-                    wanted - done.created,
-                    done.notes.join("; ")
-                ));
-            }
-            Ok((done, r))
-        })
-        .await
-        .unwrap_or_default()
+        });
+        Ok((done, problem))
+    })
+    .await
+    .unwrap_or_default()
 }
 
 fn scope(opts: &ReplayOptions) -> SnapshotScope {
@@ -732,14 +714,39 @@ fn scope(opts: &ReplayOptions) -> SnapshotScope {
     }
 }
 
-/// Where no kubelet runs: the stand-in that completes hook Jobs' Pods, in every
-/// release namespace, until the returned driver is dropped (on every path).
-fn drive_job_pods(cluster: &Cluster, twin: &Twin) -> pods::JobPodDriver {
-    if cluster.has_kubelet() {
-        return pods::JobPodDriver::none();
+/// The twin's releases for the engine, in install order (see [`install_order`]).
+fn releases(twin: &Twin) -> Vec<Release> {
+    install_order(&twin.releases)
+        .into_iter()
+        .map(|r| Release {
+            name: r.name.clone(),
+            namespace: r.namespace.clone(),
+            chart: r.chart.clone(),
+            values: vec![r.values.clone()],
+        })
+        .collect()
+}
+
+/// Where the engine runs a twin's plan: its control plane and preflight's server, no
+/// registrations of the engine's (the twin's are pointed at the server by the plan),
+/// the records in `dir`, helm's own files in `home`.
+fn setting<'a>(
+    cluster: &'a mut Cluster,
+    server: &'a WebhookServer,
+    dir: PathBuf,
+    home: &std::path::Path,
+    opts: &'a ReplayOptions,
+) -> Setting<'a> {
+    Setting {
+        cluster,
+        server,
+        registration: None,
+        dir,
+        helm_home: home.join("helm"),
+        noise: opts.noise.clone(),
+        progress: &opts.progress,
+        upgrade_to: &[],
     }
-    let namespaces: BTreeSet<&String> = twin.releases.iter().map(|r| &r.namespace).collect();
-    pods::JobPodDriver::start(&cluster.client(), namespaces.into_iter().cloned())
 }
 
 fn role_name(role: Role) -> &'static str {
@@ -906,13 +913,16 @@ async fn run_restored(
             timings.start += restore;
             let outcome = match restored {
                 Ok(()) => {
-                    let mut r = record(
-                        "restore the state after install (etcd's data; fresh API server and controller manager)",
-                        &inst.version,
-                        None,
-                    );
-                    r.index = inst.steps.len();
-                    r.duration_ms = restore.as_millis() as u64;
+                    let r = StepRecord {
+                        index: inst.steps.len(),
+                        title: "restore the state after install (etcd's data; fresh API server and controller manager)".into(),
+                        version: inst.version.clone(),
+                        helm: None,
+                        dry_run: None,
+                        settle: None,
+                        error: None,
+                        duration_ms: restore.as_millis() as u64,
+                    };
                     let started = Instant::now();
                     let o = uninstall(&mut inst, twin, pass, opts, vec![r]).await;
                     timings.exercise += started.elapsed();
@@ -968,60 +978,9 @@ async fn allow_again(
     Ok(())
 }
 
-/// A step's record, timed, with progress.
-struct Steps<'a> {
-    records: Vec<StepRecord>,
-    version: String,
-    label: String,
-    progress: &'a Progress,
-}
-
-impl Steps<'_> {
-    async fn run<F, T>(&mut self, title: String, f: F) -> Option<T>
-    where
-        F: std::future::Future<Output = anyhow::Result<(T, StepRecord)>>,
-    {
-        let started = Instant::now();
-        let step = self.progress.step(format!("[{}] {title}", self.label));
-        let (value, mut record) = match f.await {
-            Ok((v, r)) => (Some(v), r),
-            Err(e) => (None, record(&title, &self.version, Some(format!("{e:#}")))),
-        };
-        record.index = self.records.len();
-        record.title = title;
-        record.duration_ms = started.elapsed().as_millis() as u64;
-        let failed =
-            record.error.is_some() || record.helm.as_ref().is_some_and(|h| h.exit_code != 0);
-        let note = match (&record.helm, &record.error) {
-            (_, Some(e)) => format!("error: {}", crate::errors::summary_line(e)),
-            (Some(h), None) => format!("helm exit {}", h.exit_code),
-            _ => String::new(),
-        };
-        if failed {
-            step.fail(note);
-        } else {
-            step.done(note);
-        }
-        self.records.push(record);
-        value
-    }
-}
-
-fn record(title: &str, version: &str, error: Option<String>) -> StepRecord {
-    StepRecord {
-        index: 0,
-        title: title.to_string(),
-        version: version.to_string(),
-        helm: None,
-        dry_run: None,
-        settle: None,
-        error,
-        duration_ms: 0,
-    }
-}
-
 /// One pass from the installed state: the failing webhook (if any) fails, every
-/// release is uninstalled, the cascade settles, and what stays is recorded.
+/// release is uninstalled, the cascade settles, and what stays is recorded. A plan for
+/// the exercise engine ([`pass_plan`]).
 async fn uninstall(
     inst: &mut Installed,
     twin: &Twin,
@@ -1032,130 +991,28 @@ async fn uninstall(
     let version = inst.version.clone();
     let mut records = inst.steps.clone();
     records.extend(prelude);
-    let mut steps = Steps {
-        records,
-        version: version.clone(),
-        label: format!("{} @ {version}", pass.name),
-        progress: &opts.progress,
-    };
-    let drivers = drive_job_pods(&inst.cluster, twin);
-    let server = &inst.server;
-    for f in &pass.failures {
-        let v = version.clone();
-        steps
-            .run(
-                format!("webhook {} -> {}", f.hook, mode(f.behaviour)),
-                async {
-                    if server.kind(&f.hook).is_none() {
-                        // Captured failing, but nothing of the replay calls it (its
-                        // configuration or CRD is not part of what was recreated).
-                        anyhow::bail!(
-                            "webhook {} is not registered in the replay: its configuration or CRD was not recreated",
-                            f.hook
-                        );
-                    }
-                    let mut spec = BehaviourSpec::new(f.behaviour);
-                    // Past any webhook's longest allowed timeout (30 s).
-                    spec.delay = Some(Duration::from_secs(35));
-                    server.set(&f.hook, spec).await?;
-                    Ok(((), record("", &v, None)))
-                },
-            )
-            .await;
-    }
-    if pass.restarts() {
-        // In an upgrade's order: the API server first, then the controller manager
-        // (which exits when its API server goes away while it starts).
-        let cluster = &mut inst.cluster;
-        let v = version.clone();
-        steps
-            .run("restart kube-apiserver".into(), async {
-                cluster.restart_apiserver().await?;
-                Ok(((), record("", &v, None)))
-            })
-            .await;
-        let v = version.clone();
-        steps
-            .run("restart kube-controller-manager".into(), async {
-                cluster.restart_controller_manager().await?;
-                Ok(((), record("", &v, None)))
-            })
-            .await;
-    }
-    let cluster = &mut inst.cluster;
-    let client = cluster.client();
-    let helm = Helm::new(
-        &cluster.helm(),
-        &cluster.kubeconfig(),
-        &inst.dir.join("helm"),
-    );
-    let mut order = install_order(&twin.releases);
-    order.reverse();
-    for r in order {
-        steps
-            .run(
-                format!("helm uninstall {} -n {}", r.name, r.namespace),
-                helm_step(&helm, HelmAction::Uninstall, r),
-            )
-            .await;
-    }
-    let release_namespaces: BTreeSet<String> =
-        twin.releases.iter().map(|r| r.namespace.clone()).collect();
-    // The namespaces settle side by side: the cascade runs in all of them at once, and
-    // the garbage collector's queues are the whole cluster's.
-    let metrics = cluster.gc_metrics();
-    let progress = opts.progress.step(format!(
-        "[{}] settle {} namespace(s)",
-        steps.label,
-        release_namespaces.len()
-    ));
-    let gc_log = || cluster.component_log("kube-controller-manager");
-    let settled = futures::future::join_all(release_namespaces.iter().map(|ns| {
-        settle::settle(
-            &client,
-            ns,
-            &opts.noise,
-            Duration::from_secs(60),
-            metrics.as_ref(),
-            &gc_log,
-            None,
-        )
-    }))
-    .await;
-    progress.done("");
-    for (ns, s) in release_namespaces.iter().zip(settled) {
-        let mut r = record(&format!("settle {ns}"), &version, None);
-        r.index = steps.records.len();
-        r.duration_ms = s.duration_ms;
-        r.settle = Some(s);
-        steps.records.push(r);
-    }
-    let dead = cluster.dead_components();
-    anyhow::ensure!(dead.is_empty(), "{}", dead.join("; "));
-    let after = snapshot::take(&client, &scope(opts))
-        .await
-        .context("snapshot after the uninstalls")?;
-    drivers.stop();
-    let mut seen: BTreeMap<String, snapshot::ObjectRecord> = inst
-        .installed
-        .objects
-        .iter()
-        .map(|o| (o.uid.clone(), o.clone()))
-        .collect();
-    for o in &after.objects {
-        seen.entry(o.uid.clone()).or_insert_with(|| o.clone());
-    }
     let dir = inst.dir.join(&pass.name);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut log_evidence = exercise::log_evidence(cluster, &dir);
-    if let Ok(gc) = cluster.impersonating(exercise::dry_run::GC_USER).await {
-        for ns in &release_namespaces {
-            log_evidence.extend(exercise::dry_run::probe_orphans(&client, &gc, ns, &after).await);
-        }
+    let releases = releases(twin);
+    let plan = pass_plan(pass, &releases);
+    let setting = setting(
+        &mut inst.cluster,
+        &inst.server,
+        dir.clone(),
+        &inst.dir,
+        opts,
+    );
+    let label = format!("{} @ {version}", pass.name);
+    let mut run = Run::new(setting, label, releases.clone(), records);
+    run.seen_before(inst.installed.objects.iter().cloned());
+    let namespaces = run.namespaces();
+    run.plan(&plan).await;
+    let mut done = run.conclude().await?;
+    for o in &done.after.objects {
+        done.seen.entry(o.uid.clone()).or_insert_with(|| o.clone());
     }
     let mut webhook_requests = inst.requests.clone();
     webhook_requests.extend(inst.server.take_records());
-    let mut namespaces = release_namespaces.into_iter();
+    let mut namespaces = namespaces.into_iter();
     let outcome = Outcome {
         scenario: pass.name.clone(),
         namespace: namespaces.next().unwrap_or_default(),
@@ -1168,20 +1025,65 @@ async fn uninstall(
             .join(","),
         start_version: version.clone(),
         end_version: version,
-        steps: steps.records,
+        steps: done.steps,
         before: inst.before.clone(),
-        after,
+        after: done.after,
         webhook_requests,
         manifest: inst.manifest.clone(),
         objects_after_step: Vec::new(),
-        seen,
-        log_evidence,
+        seen: done.seen,
+        log_evidence: done.log_evidence,
         teardown_errors: Vec::new(),
     };
-    let path = dir.join("outcome.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&outcome)?)
-        .with_context(|| format!("writing {}", path.display()))?;
+    exercise::engine::write_outcome(&dir, &outcome)?;
     Ok(outcome)
+}
+
+/// A pass as steps: each failing webhook fails (answering after any webhook's longest
+/// allowed timeout, 30 s), a conversion webhook's pass restarts the API server and then
+/// the controller manager (in an upgrade's order: it exits when its API server goes
+/// away while it starts), every release is uninstalled in the reverse of install
+/// order, and every namespace settles.
+fn pass_plan(pass: &Pass, releases: &[Release]) -> Vec<Planned> {
+    let mut steps = Vec::new();
+    for f in &pass.failures {
+        let mut spec = BehaviourSpec::new(f.behaviour);
+        spec.delay = Some(Duration::from_secs(35));
+        steps.push(Planned {
+            title: format!("webhook {} -> {}", f.hook, mode(f.behaviour)),
+            action: Action::SetWebhook {
+                hook: f.hook.clone(),
+                spec,
+            },
+        });
+    }
+    if pass.restarts() {
+        steps.push(Planned {
+            title: "restart kube-apiserver".into(),
+            action: Action::RestartApiServer,
+        });
+        steps.push(Planned {
+            title: "restart kube-controller-manager".into(),
+            action: Action::RestartControllerManager,
+        });
+    }
+    for (i, r) in releases.iter().enumerate().rev() {
+        steps.push(helm_step(i, r, HelmAction::Uninstall));
+    }
+    let namespaces: BTreeSet<&String> = releases.iter().map(|r| &r.namespace).collect();
+    steps.push(Planned {
+        title: match namespaces.len() {
+            1 => format!(
+                "settle {}",
+                namespaces.iter().next().map_or("", |n| n.as_str())
+            ),
+            n => format!("settle {n} namespaces"),
+        },
+        action: Action::Settle {
+            timeout: Duration::from_secs(60),
+        },
+    });
+    steps
 }
 
 /// Releases whose charts bring CRDs first (custom resources of other charts need them).
@@ -1191,38 +1093,23 @@ fn install_order(releases: &[TwinRelease]) -> Vec<&TwinRelease> {
     order
 }
 
-/// `helm install` / `helm uninstall` of one captured release; `true` when helm exits 0.
-fn helm_step(
-    helm: &Helm,
-    action: HelmAction,
-    r: &TwinRelease,
-) -> impl std::future::Future<Output = anyhow::Result<(bool, StepRecord)>> + use<> {
-    let (helm, r) = (helm.clone(), r.clone());
-    async move {
-        let step = HelmStep {
-            action,
-            dry_run: HelmDryRun::None,
-            no_hooks: false,
-            wait: false,
-            timeout_seconds: 120,
-            expect_exit_code: 0,
-            cascade: None,
-            values: None,
-        };
-        let run = tokio::task::spawn_blocking(move || {
-            helm.step(
-                &step,
-                &r.name,
-                &r.namespace,
-                &r.chart,
-                std::slice::from_ref(&r.values),
-            )
-        })
-        .await?;
-        let ok = run.exit_code == 0;
-        let mut rec = record("", "", None);
-        rec.helm = Some(run);
-        Ok((ok, rec))
+/// `helm install` / `helm uninstall` of the `index`th release of the plan.
+fn helm_step(index: usize, r: &Release, action: HelmAction) -> Planned {
+    Planned {
+        title: format!("helm {} {} -n {}", action.as_str(), r.name, r.namespace),
+        action: Action::Helm {
+            release: index,
+            step: HelmStep {
+                action,
+                dry_run: HelmDryRun::None,
+                no_hooks: false,
+                wait: false,
+                timeout_seconds: 120,
+                expect_exit_code: 0,
+                cascade: None,
+                values: None,
+            },
+        },
     }
 }
 
