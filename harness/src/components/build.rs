@@ -281,7 +281,9 @@ pub fn wrapper_go_mod(module: &str, version: &Version, upstream_go_mod: &str) ->
     out
 }
 
-/// Builds `entry` at `version` into `out_dir`.
+/// Builds `entry` at `version` into `out_dir`: `go install` where the upstream module
+/// builds as it is, else a wrapper module pinned to it ([`wrapper_module`]) and
+/// `go build`; every line Go prints goes to the entry's `build.log`.
 pub fn build(
     entry: Entry,
     version: &Version,
@@ -294,10 +296,10 @@ pub fn build(
     let log_path = work.join("build.log");
     let mut log = std::fs::File::create(&log_path)
         .map_err(|e| ComponentsError::io("creating", &log_path, e))?;
-    let failed = |log: &Path| ComponentsError::BuildFailed {
+    let failed = || ComponentsError::BuildFailed {
         what: plan.what.clone(),
-        log: log.to_path_buf(),
-        tail: log_tail(log, 25),
+        log: log_path.clone(),
+        tail: log_tail(&log_path, 25),
     };
 
     // Go's work directories go inside the staging directory, not $TMPDIR: a build
@@ -309,95 +311,185 @@ pub fn build(
         .step(format!("building {} from Go modules", plan.what));
     let go_cmd = if plan.install {
         step.detail("go install");
-        let mut args = vec![
-            "install",
-            "-v",
-            "-trimpath",
-            "-ldflags",
-            plan.ldflags.as_str(),
-        ];
-        let targets: Vec<String> = plan
-            .packages
-            .iter()
-            .map(|p| format!("{p}@{version}"))
-            .collect();
-        args.extend(targets.iter().map(String::as_str));
-        let _ = writeln!(log, "$ GOBIN={} go {}", out_dir.display(), args.join(" "));
-        // `go install PKG@VERSION` builds with the module's own go.mod: -mod=mod is refused.
-        let mut cmd = go(&opts.go, &args);
-        cmd.env("GOBIN", out_dir).env_remove("GOFLAGS");
-        cmd
+        go_install(&plan, version, out_dir, &opts.go, &mut log)
     } else {
-        step.detail("resolving modules");
-        let (_, upstream_mod) = match download_module(&opts.go, plan.module, version) {
-            Ok(found) => found,
-            Err(detail) => {
-                let _ = writeln!(log, "go mod download {}@{version}: {detail}", plan.module);
-                step.fail("");
-                if matches!(entry, Entry::Kubernetes | Entry::Kubectl | Entry::Node) {
-                    return Err(ComponentsError::UnknownVersion {
-                        version: version.to_string(),
-                        detail,
-                    });
-                }
-                return Err(failed(&log_path));
-            }
+        let at = Workspace {
+            work: &work,
+            gotmp: &gotmp,
         };
-        let upstream = std::fs::read_to_string(&upstream_mod)
-            .map_err(|e| ComponentsError::io("reading", &upstream_mod, e))?;
-        let go_mod = wrapper_go_mod(plan.module, version, &upstream);
-        let tools: String = plan
-            .packages
-            .iter()
-            .map(|p| format!("\t_ \"{p}\"\n"))
-            .collect();
-        let tools = format!(
-            "//go:build tools\n\n// Package build pins the binaries preflight builds.\npackage build\n\nimport (\n{tools})\n"
-        );
-        for (name, text) in [("go.mod", go_mod.as_str()), ("tools.go", tools.as_str())] {
-            let p = work.join(name);
-            std::fs::write(&p, text).map_err(|e| ComponentsError::io("writing", &p, e))?;
+        if let Err(e) = wrapper_module(entry, &plan, version, &at, opts, &mut log, &mut step) {
+            step.fail(e.note);
+            return Err(e.error.unwrap_or_else(failed));
         }
-        let _ = std::fs::remove_file(work.join("go.sum"));
-
-        step.detail("go mod tidy");
-        let _ = writeln!(log, "$ go mod tidy");
-        let mut tidy = go(&opts.go, &["mod", "tidy"]);
-        tidy.env("GOTMPDIR", &gotmp).current_dir(&work);
-        let status = command::blocking::stream(tidy, GO_TIDY_TIMEOUT, |line| {
-            let _ = writeln!(log, "{line}");
-        });
-        if let Err(e) = &status {
-            let _ = writeln!(log, "preflight: {e}");
-        }
-        if !status.is_ok_and(|s| s.success()) {
-            step.fail("go mod tidy failed");
-            return Err(failed(&log_path));
-        }
-
-        // One package: name the binary (etcd's main package is `.../server/v3`, which Go
-        // would call `server`); several: let Go name them after their directories.
-        let out = match entry.binaries() {
-            [single] => out_dir.join(single).display().to_string(),
-            _ => format!("{}/", out_dir.display()),
-        };
-        let mut args = vec![
-            "build",
-            "-v",
-            "-trimpath",
-            "-ldflags",
-            plan.ldflags.as_str(),
-            "-o",
-            out.as_str(),
-        ];
-        args.extend(plan.packages.iter().copied());
-        let _ = writeln!(log, "$ go {}", args.join(" "));
-        go(&opts.go, &args)
+        go_build(&plan, entry, out_dir, &opts.go, &mut log)
     };
-    let mut go_cmd = go_cmd;
-    go_cmd.env("GOTMPDIR", &gotmp).current_dir(&work);
+    let compiled = run_go(go_cmd, &work, &gotmp, &mut log, &mut step);
+    match compiled {
+        Some(compiled) => {
+            let _ = std::fs::remove_dir_all(&gotmp);
+            step.done(format!("{compiled} packages"));
+            Ok(())
+        }
+        None => {
+            step.fail("go build failed");
+            Err(failed())
+        }
+    }
+}
+
+/// Where a wrapper module is written and Go keeps its temporary files.
+struct Workspace<'a> {
+    work: &'a Path,
+    gotmp: &'a Path,
+}
+
+/// `go install PKG@VERSION` into `out_dir`: builds with the module's own `go.mod`.
+fn go_install(
+    plan: &Plan,
+    version: &Version,
+    out_dir: &Path,
+    go_bin: &OsStr,
+    log: &mut std::fs::File,
+) -> std::process::Command {
+    let mut args = vec![
+        "install",
+        "-v",
+        "-trimpath",
+        "-ldflags",
+        plan.ldflags.as_str(),
+    ];
+    let targets: Vec<String> = plan
+        .packages
+        .iter()
+        .map(|p| format!("{p}@{version}"))
+        .collect();
+    args.extend(targets.iter().map(String::as_str));
+    let _ = writeln!(log, "$ GOBIN={} go {}", out_dir.display(), args.join(" "));
+    // `go install PKG@VERSION` refuses -mod=mod.
+    let mut cmd = go(go_bin, &args);
+    cmd.env("GOBIN", out_dir).env_remove("GOFLAGS");
+    cmd
+}
+
+/// Writes the wrapper module (its `go.mod` pinned to the upstream module's own, and a
+/// `tools.go` naming the packages) and tidies it.
+fn wrapper_module(
+    entry: Entry,
+    plan: &Plan,
+    version: &Version,
+    at: &Workspace<'_>,
+    opts: &Options,
+    log: &mut std::fs::File,
+    step: &mut crate::progress::Step,
+) -> Result<(), WrapperFailed> {
+    step.detail("resolving modules");
+    let (_, upstream_mod) = match download_module(&opts.go, plan.module, version) {
+        Ok(found) => found,
+        Err(detail) => {
+            let _ = writeln!(log, "go mod download {}@{version}: {detail}", plan.module);
+            if matches!(entry, Entry::Kubernetes | Entry::Kubectl | Entry::Node) {
+                return Err(WrapperFailed::error(ComponentsError::UnknownVersion {
+                    version: version.to_string(),
+                    detail,
+                }));
+            }
+            return Err(WrapperFailed::logged(""));
+        }
+    };
+    let upstream = std::fs::read_to_string(&upstream_mod)
+        .map_err(|e| WrapperFailed::error(ComponentsError::io("reading", &upstream_mod, e)))?;
+    let go_mod = wrapper_go_mod(plan.module, version, &upstream);
+    let tools: String = plan
+        .packages
+        .iter()
+        .map(|p| format!("\t_ \"{p}\"\n"))
+        .collect();
+    let tools = format!(
+        "//go:build tools\n\n// Package build pins the binaries preflight builds.\npackage build\n\nimport (\n{tools})\n"
+    );
+    for (name, text) in [("go.mod", go_mod.as_str()), ("tools.go", tools.as_str())] {
+        let p = at.work.join(name);
+        std::fs::write(&p, text)
+            .map_err(|e| WrapperFailed::error(ComponentsError::io("writing", &p, e)))?;
+    }
+    let _ = std::fs::remove_file(at.work.join("go.sum"));
+
+    step.detail("go mod tidy");
+    let _ = writeln!(log, "$ go mod tidy");
+    let mut tidy = go(&opts.go, &["mod", "tidy"]);
+    tidy.env("GOTMPDIR", at.gotmp).current_dir(at.work);
+    let status = command::blocking::stream(tidy, GO_TIDY_TIMEOUT, |line| {
+        let _ = writeln!(log, "{line}");
+    });
+    if let Err(e) = &status {
+        let _ = writeln!(log, "preflight: {e}");
+    }
+    if !status.is_ok_and(|s| s.success()) {
+        return Err(WrapperFailed::logged("go mod tidy failed"));
+    }
+    Ok(())
+}
+
+/// Why a wrapper module could not be made: an error of its own, or (`error` `None`)
+/// what the build log says; `note` ends the progress line.
+struct WrapperFailed {
+    error: Option<ComponentsError>,
+    note: &'static str,
+}
+
+impl WrapperFailed {
+    fn error(error: ComponentsError) -> Self {
+        WrapperFailed {
+            error: Some(error),
+            note: "",
+        }
+    }
+
+    fn logged(note: &'static str) -> Self {
+        WrapperFailed { error: None, note }
+    }
+}
+
+/// `go build` of the wrapper module's packages into `out_dir`.
+fn go_build(
+    plan: &Plan,
+    entry: Entry,
+    out_dir: &Path,
+    go_bin: &OsStr,
+    log: &mut std::fs::File,
+) -> std::process::Command {
+    // One package: name the binary (etcd's main package is `.../server/v3`, which Go
+    // would call `server`); several: let Go name them after their directories.
+    let out = match entry.binaries() {
+        [single] => out_dir.join(single).display().to_string(),
+        _ => format!("{}/", out_dir.display()),
+    };
+    let mut args = vec![
+        "build",
+        "-v",
+        "-trimpath",
+        "-ldflags",
+        plan.ldflags.as_str(),
+        "-o",
+        out.as_str(),
+    ];
+    args.extend(plan.packages.iter().copied());
+    let _ = writeln!(log, "$ go {}", args.join(" "));
+    go(go_bin, &args)
+}
+
+/// Runs the Go build, its lines into the log and the count of compiled packages onto
+/// the progress line; the count, or `None` when it failed.
+fn run_go(
+    mut cmd: std::process::Command,
+    work: &Path,
+    gotmp: &Path,
+    log: &mut std::fs::File,
+    step: &mut crate::progress::Step,
+) -> Option<usize> {
+    cmd.env("GOTMPDIR", gotmp).current_dir(work);
     let mut compiled = 0usize;
-    let status = command::blocking::stream(go_cmd, GO_BUILD_TIMEOUT, |line| {
+    let status = command::blocking::stream(cmd, GO_BUILD_TIMEOUT, |line| {
         let _ = writeln!(log, "{line}");
         if !line.starts_with('#') && !line.contains(' ') && !line.is_empty() {
             compiled += 1;
@@ -407,14 +499,7 @@ pub fn build(
     if let Err(e) = &status {
         let _ = writeln!(log, "preflight: {e}");
     }
-    let ok = status.is_ok_and(|s| s.success());
-    if !ok {
-        step.fail("go build failed");
-        return Err(failed(&log_path));
-    }
-    let _ = std::fs::remove_dir_all(&gotmp);
-    step.done(format!("{compiled} packages"));
-    Ok(())
+    status.is_ok_and(|s| s.success()).then_some(compiled)
 }
 
 #[cfg(test)]

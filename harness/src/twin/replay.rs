@@ -592,37 +592,7 @@ async fn install(
     let before = snapshot::take(&client, &everything)
         .await
         .context("snapshot before the installs")?;
-    let order = install_order(&twin.releases);
-    for (i, r) in releases.iter().enumerate() {
-        let install = helm_step(i, r, HelmAction::Install);
-        if run.step(&install).await == Flow::Stop {
-            break;
-        }
-        let installed = run
-            .records()
-            .last()
-            .and_then(|rec| rec.helm.as_ref())
-            .is_some_and(|h| h.exit_code == 0);
-        let release = order[i];
-        if installed
-            && surface
-                .crds
-                .iter()
-                .chain(&surface.validating)
-                .chain(&surface.mutating)
-                .any(|o| is_release(owner(&o.object, twin), release))
-        {
-            let title = format!("point the webhooks of {} at preflight's server", r.name);
-            run.custom(&title, async {
-                register_crds_and_webhooks(&client, &server, surface, twin, |o| {
-                    is_release(o, release)
-                })
-                .await?;
-                Ok(((), None))
-            })
-            .await;
-        }
-    }
+    install_releases(&mut run, &releases, twin, surface, &server).await;
     let unowned = recreate_stored(&mut run, &client, surface, Some(deferred), &opts.progress)
         .await
         .unowned;
@@ -657,6 +627,49 @@ async fn install(
         start: Duration::ZERO,
         install: started.elapsed(),
     })
+}
+
+/// Every release installed in order, each one's webhooks and CRDs pointed at
+/// preflight's server as soon as the release has created them.
+async fn install_releases(
+    run: &mut Run<'_>,
+    releases: &[Release],
+    twin: &Twin,
+    surface: &Surface,
+    server: &WebhookServer,
+) {
+    let client = run.cluster().client();
+    let order = install_order(&twin.releases);
+    for (i, r) in releases.iter().enumerate() {
+        let install = helm_step(i, r, HelmAction::Install);
+        if run.step(&install).await == Flow::Stop {
+            break;
+        }
+        let installed = run
+            .records()
+            .last()
+            .and_then(|rec| rec.helm.as_ref())
+            .is_some_and(|h| h.exit_code == 0);
+        let release = order[i];
+        if installed
+            && surface
+                .crds
+                .iter()
+                .chain(&surface.validating)
+                .chain(&surface.mutating)
+                .any(|o| is_release(owner(&o.object, twin), release))
+        {
+            let title = format!("point the webhooks of {} at preflight's server", r.name);
+            run.custom(&title, async {
+                register_crds_and_webhooks(&client, server, surface, twin, |o| {
+                    is_release(o, release)
+                })
+                .await?;
+                Ok(((), None))
+            })
+            .await;
+        }
+    }
 }
 
 /// Recreates the twin's stored custom resources (see [`super::stored::recreate`]):
