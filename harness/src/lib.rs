@@ -25,7 +25,6 @@ pub mod child_groups;
 pub mod cli;
 pub mod cluster;
 pub mod command;
-pub mod compare;
 pub mod components;
 pub mod errors;
 pub mod exercise;
@@ -36,7 +35,6 @@ pub mod helm;
 pub mod namespace;
 pub mod pager;
 pub mod pki;
-pub mod policy;
 pub mod progress;
 pub mod report;
 pub mod runner;
@@ -44,14 +42,19 @@ pub mod scenario;
 pub mod smoke;
 pub mod snapshot;
 pub mod twin;
-pub mod verdict;
 pub mod webhook;
 
 // The records and the pure logic on them live in `preflight-core` (no I/O); their
 // paths here are the ones the engine and its tests have always used.
 pub use preflight_core::{
-    behaviour, evidence, ownership, reason, redact, refusal, snapshot_diff, yaml_stream,
+    behaviour, compare, evidence, ownership, policy, reason, redact, refusal, snapshot_diff,
+    verdict, yaml_stream,
 };
+
+// The verdict's tests at scale read the engine's log parsing and the report's evidence.
+#[cfg(test)]
+#[path = "verdict_scale_tests.rs"]
+mod verdict_scale_tests;
 
 pub use errors::{ClusterError, ComponentsError};
 

@@ -7,11 +7,22 @@
 
 pub mod api_error;
 pub mod behaviour;
+pub mod compare;
+pub mod dry_run;
 pub mod evidence;
+pub mod gc;
+pub mod helm;
+pub mod log_text;
 pub mod ownership;
+pub mod policy;
 pub mod reason;
+pub mod record;
 pub mod redact;
 pub mod refusal;
+pub mod scenario;
+pub mod settle;
 pub mod snapshot;
 pub mod snapshot_diff;
+pub mod verdict;
+pub mod webhook;
 pub mod yaml_stream;
