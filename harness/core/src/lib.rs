@@ -5,6 +5,7 @@
 //! them (leftovers, orphans, evidence, comparisons, verdicts) takes them as values,
 //! so it is tested without a cluster and cannot reach one.
 
+pub mod accept;
 pub mod api_error;
 pub mod behaviour;
 pub mod compare;
@@ -19,6 +20,8 @@ pub mod reason;
 pub mod record;
 pub mod redact;
 pub mod refusal;
+pub mod report;
+pub mod run;
 pub mod scenario;
 pub mod settle;
 pub mod snapshot;
