@@ -213,7 +213,7 @@ pub struct Hop {
 
 /// One run as it is kept for the report: what the report shows of it and what the
 /// comparison across versions reads. A shard writes these (`runs.json`), and
-/// [`assemble`] builds the same report from them wherever they were made.
+/// [`assemble_at`] builds the same report from them wherever they were made.
 #[derive(Clone, Debug, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RunRecord {
