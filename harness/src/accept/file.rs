@@ -192,6 +192,7 @@ pub fn parse_baseline(
     wanted: BaselineFor,
 ) -> Result<Baseline, AcceptError> {
     use super::AuditSubject;
+    use crate::report::shard::ShardFiles;
     use crate::report::{self, shard};
     let fail = |message: String| AcceptError::Baseline {
         file: file.to_string(),

@@ -13,6 +13,7 @@
 pub mod html;
 pub mod junit;
 pub mod markdown;
+pub mod shard;
 pub mod text;
 
 use serde::Serialize;
