@@ -27,6 +27,9 @@ fi
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 
+say "layers: preflight-core depends on no cluster client, runtime, HTTP or process crate"
+./ci/layers.sh
+
 say "cargo fmt --check"
 cargo fmt --all --check
 

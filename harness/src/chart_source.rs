@@ -30,16 +30,7 @@ use crate::helm::{HelmRun, run_isolated};
 use crate::progress::Progress;
 use crate::scenario::{Chart, ChartSource, Place, Scenario};
 
-/// A chart made ready for helm.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Prepared {
-    /// The chart folder every helm call uses.
-    pub dir: PathBuf,
-    /// Copies of the scenario's `valuesFiles`, in order.
-    pub values_files: Vec<PathBuf>,
-    /// Dependencies `helm dependency build` added (empty: none were missing).
-    pub dependencies_built: Vec<String>,
-}
+pub use preflight_core::scenario::Prepared;
 
 /// Why a chart could not be made ready, at the scenario file's field that names it.
 #[derive(Debug, thiserror::Error)]

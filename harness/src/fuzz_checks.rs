@@ -9,7 +9,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use crate::report::{self, shard::ShardFile};
+use crate::report;
+use crate::report::shard::{ShardFile, ShardFiles};
 use crate::scenario::{self, ScenarioError};
 use crate::webhook::{WebhookKind, caller_timeout_ms, review_response};
 

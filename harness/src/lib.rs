@@ -20,40 +20,36 @@ pub mod accept;
 pub mod aks;
 pub mod api_error;
 pub mod audit;
-pub mod behaviour;
 pub mod chart_source;
 pub mod child_groups;
 pub mod cli;
 pub mod cluster;
 pub mod command;
-pub mod compare;
 pub mod components;
 pub mod errors;
-pub mod evidence;
 pub mod exercise;
 pub mod failpoint;
 #[doc(hidden)]
 pub mod fuzz_checks;
 pub mod helm;
 pub mod namespace;
-pub mod ownership;
 pub mod pager;
 pub mod pki;
-pub mod policy;
 pub mod progress;
-pub mod reason;
-pub mod redact;
-pub mod refusal;
 pub mod report;
 pub mod runner;
 pub mod scenario;
 pub mod smoke;
 pub mod snapshot;
-pub mod snapshot_diff;
 pub mod twin;
-pub mod verdict;
 pub mod webhook;
-pub mod yaml_stream;
+
+// The records and the pure logic on them live in `preflight-core` (no I/O); their
+// paths here are the ones the engine and its tests have always used.
+pub use preflight_core::{
+    behaviour, compare, evidence, ownership, policy, reason, redact, refusal, snapshot_diff,
+    verdict, yaml_stream,
+};
 
 pub use errors::{ClusterError, ComponentsError};
 

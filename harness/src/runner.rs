@@ -20,6 +20,8 @@ use crate::exercise::{self, Outcome};
 use crate::progress::Progress;
 use crate::scenario::Scenario;
 
+pub use preflight_core::run::{Role, RunResult, Timings};
+
 /// One planned run.
 #[derive(Clone, Debug)]
 pub struct Planned {
@@ -28,28 +30,6 @@ pub struct Planned {
     pub role: Role,
     /// The version it starts on: an index into the run's path (0 is the source).
     pub at: usize,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Role {
-    Source,
-    Target,
-    /// A version between source and target on a path of more than two.
-    Via,
-    /// Source upgraded in place to target (through every version between).
-    Upgrade,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Source => "source",
-            Role::Target => "target",
-            Role::Via => "via",
-            Role::Upgrade => "upgrade",
-        }
-    }
 }
 
 /// Every run of every scenario on a source and a target version.
@@ -95,28 +75,6 @@ pub fn shard(plan: Vec<Planned>, index: usize, count: usize) -> Vec<(usize, Plan
         .enumerate()
         .filter(|(i, _)| i % count == index - 1)
         .collect()
-}
-
-/// A finished run (or why it could not run).
-#[derive(Clone, Debug)]
-pub struct RunResult {
-    pub scenario: String,
-    pub role: Role,
-    /// The version it started on (an index into the path).
-    pub at: usize,
-    pub outcome: Result<Outcome, String>,
-    pub timings: Timings,
-}
-
-/// Where a run's time went.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Timings {
-    /// Starting the control plane until ready.
-    pub start: std::time::Duration,
-    /// The scenario's steps, snapshots and webhook set-up.
-    pub exercise: std::time::Duration,
-    /// Stopping the control plane and removing its files.
-    pub stop: std::time::Duration,
 }
 
 /// Settings of the whole job.

@@ -191,6 +191,8 @@ pub fn parse_baseline(
     file: &str,
     wanted: BaselineFor,
 ) -> Result<Baseline, AcceptError> {
+    use super::AuditSubject;
+    use crate::report::shard::ShardFiles;
     use crate::report::{self, shard};
     let fail = |message: String| AcceptError::Baseline {
         file: file.to_string(),

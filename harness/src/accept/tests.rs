@@ -6,6 +6,7 @@ use time::macros::date;
 
 use super::file::{AcceptError, BaselineFor, parse, parse_baseline};
 use super::*;
+use crate::reason::Reason;
 
 fn leftover_subject(scenario: &str, kind: &str, name: &str, normalized: &str) -> Subject {
     Subject {

@@ -172,6 +172,7 @@ pub fn parse_severity(s: &str) -> Option<Severity> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::accept::AuditSubject;
     use crate::audit::{AuditReport, Finding};
     use crate::report::Verdict;
 

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
+use crate::report::shard::ShardFiles;
+
 use super::*;
 
 /// Loads scenarios given as files or embedded names; none means every embedded one.

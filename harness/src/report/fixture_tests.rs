@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::exercise::{Outcome, StepRecord};
 use crate::helm::{HelmCall, HelmRun};
+use crate::report::shard::ShardFiles;
 use crate::runner::{Role, RunResult};
 use crate::scenario::{self, HelmAction, HelmDryRun, Scenario};
 use crate::snapshot::{ListedType, ObjectRecord, Owner, Snapshot};

@@ -23,24 +23,15 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use super::{EMBEDDED_CHART_PATH, ScenarioError, is_dns_label};
+use super::{Chart, ChartSource, EMBEDDED_CHART_PATH, Place, Release, ScenarioError, is_dns_label};
 
-/// Where something is written in a scenario file. Errors found after loading (a pull
-/// that fails) point there too.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Place {
-    pub file: String,
-    pub line: u64,
-    pub column: u64,
+/// Where a scenario file's parser found something, and its errors there.
+pub(super) trait PlaceExt {
+    fn at(file: &str, loc: &serde_saphyr::Location) -> Place;
+    fn error(&self, message: String) -> ScenarioError;
 }
 
-impl std::fmt::Display for Place {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}:{}", self.file, self.line, self.column)
-    }
-}
-
-impl Place {
+impl PlaceExt for Place {
     fn at(file: &str, loc: &serde_saphyr::Location) -> Place {
         Place {
             file: file.to_string(),
@@ -55,109 +46,6 @@ impl Place {
             line: self.line,
             column: self.column,
             message,
-        }
-    }
-}
-
-/// Where the chart is.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ChartSource {
-    /// The test chart compiled into the binary.
-    Embedded,
-    /// A chart folder (`chart.path`).
-    Dir(PathBuf),
-    /// A chart repository, the HTTP(S) folder holding `index.yaml` (`chart.repo` with
-    /// `name` and `version`).
-    Repo {
-        url: String,
-        name: String,
-        version: String,
-    },
-    /// A chart in an OCI registry (`chart.oci`, `oci://host/path/name`, with `version`).
-    Oci {
-        reference: String,
-        version: String,
-        /// Plain HTTP instead of TLS (a local registry).
-        plain_http: bool,
-    },
-}
-
-impl ChartSource {
-    /// The scenario file's field that names this source.
-    pub fn field(&self) -> &'static str {
-        match self {
-            ChartSource::Embedded | ChartSource::Dir(_) => "path",
-            ChartSource::Repo { .. } => "repo",
-            ChartSource::Oci { .. } => "oci",
-        }
-    }
-
-    /// Whether the chart must be fetched before a run can use it.
-    pub fn is_remote(&self) -> bool {
-        matches!(self, ChartSource::Repo { .. } | ChartSource::Oci { .. })
-    }
-}
-
-impl std::fmt::Display for ChartSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ChartSource::Embedded => write!(f, "the embedded test chart"),
-            ChartSource::Dir(d) => write!(f, "{}", d.display()),
-            ChartSource::Repo { url, name, version } => write!(f, "{name} {version} from {url}"),
-            ChartSource::Oci {
-                reference, version, ..
-            } => write!(f, "{reference} {version}"),
-        }
-    }
-}
-
-/// A scenario's chart: where it comes from and the values every helm call gets.
-#[derive(Clone, Debug)]
-pub struct Chart {
-    pub source: ChartSource,
-    /// Values given to every helm call (`--values`, after `values_files`), as JSON (a
-    /// subset of YAML).
-    pub values: serde_json::Value,
-    /// `chart.valuesFiles`, resolved against the scenario file's folder: each a
-    /// `--values` of every helm call, in order, before `values`.
-    pub values_files: Vec<PathBuf>,
-    /// Where the source is named in the scenario file (`chart.path`, `.repo`, `.oci`).
-    pub place: Place,
-    /// The local chart folder and values files a run uses, once
-    /// [`crate::chart_source::prepare`] has fetched, copied or built them. `None`: the
-    /// source is used as it is (a folder without missing dependencies, the embedded
-    /// chart).
-    pub prepared: Option<crate::chart_source::Prepared>,
-}
-
-impl Chart {
-    /// The values files every helm call gets (the prepared copies once there are).
-    pub fn values_files(&self) -> &[PathBuf] {
-        match &self.prepared {
-            Some(p) => &p.values_files,
-            None => &self.values_files,
-        }
-    }
-}
-
-/// The release a scenario installs.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Release {
-    /// `release.name`; by default the scenario's name.
-    pub name: String,
-    /// `release.namespace`; `None`: a namespace per run, `pf-<scenario>-<run>`.
-    pub namespace: Option<String>,
-    /// Where `release.namespace` is written (two scenarios of one run may not share it).
-    pub namespace_place: Option<Place>,
-}
-
-impl Release {
-    /// A release named `name` in a namespace of the run's own.
-    pub fn named(name: &str) -> Release {
-        Release {
-            name: name.to_string(),
-            namespace: None,
-            namespace_place: None,
         }
     }
 }

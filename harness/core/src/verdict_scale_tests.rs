@@ -3,8 +3,9 @@
 
 use std::collections::BTreeMap;
 
+use crate::control_plane_log::evidence_from;
 use crate::evidence::Evidence;
-use crate::exercise::{Outcome, evidence_from};
+use crate::record::Outcome;
 use crate::snapshot::{ListedType, ObjectRecord, Owner, Snapshot};
 use crate::verdict::{Reason, leftovers};
 
@@ -135,7 +136,7 @@ fn a_stall_logged_before_hundreds_of_refusals_still_explains_an_orphan() {
     let (gc, audit) = many_refusals();
     let kcm = std::iter::once(format!(
         "I1203 07:00:00.000000   42 shared_informer.go:311] {}",
-        crate::exercise::GC_WAITING
+        crate::gc::GC_WAITING
     ))
     .chain(gc)
     .collect::<Vec<_>>()
@@ -247,7 +248,7 @@ fn stall_lines_repeated_for_an_hour_count_once_and_a_later_sync_ends_the_stall()
             "I1203 07:{:02}:{:02}.000000   42 shared_informer.go:311] {}",
             t / 60 % 60,
             t % 60,
-            crate::exercise::GC_WAITING
+            crate::gc::GC_WAITING
         )
     };
     let failing = |t: usize| {
@@ -276,7 +277,7 @@ fn stall_lines_repeated_for_an_hour_count_once_and_a_later_sync_ends_the_stall()
     let recovered = format!(
         "{}\nI1203 08:00:00.000000   42 shared_informer.go:318] {}",
         waiting(0),
-        crate::exercise::GC_SYNCED
+        crate::gc::GC_SYNCED
     );
     let o = run(&["pf-a"], vec![rs_record()], recovered, None);
     assert_eq!(leftovers(&o)[0].reason, Reason::OwnerGone);

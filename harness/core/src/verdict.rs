@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::evidence::{Component, Evidence, ObjectRef};
-use crate::exercise::Outcome;
 use crate::ownership::{self, Collection, OwnerLink};
+use crate::record::Outcome;
 use crate::snapshot::ObjectRecord;
 
 pub use crate::reason::Reason;
@@ -153,7 +153,7 @@ impl ClusterEvidence {
     /// alone is a correlation, recorded as what was checked. Every such line of the
     /// run is looked at (none cut); repeats (the same text at another time) count once.
     fn of(outcome: &Outcome) -> ClusterEvidence {
-        use crate::exercise::{GC_PROCEEDING, GC_SYNCED, GC_WAITING};
+        use crate::gc::{GC_PROCEEDING, GC_SYNCED, GC_WAITING};
         let kcm: Vec<&str> = outcome
             .log_evidence
             .cluster_wide()
@@ -628,6 +628,3 @@ mod webhook_evidence_tests {
         }
     }
 }
-
-#[cfg(test)]
-mod scale_tests;

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::exercise::Outcome;
+use crate::record::Outcome;
 use crate::verdict::Leftover;
 
 /// What a difference is about.
@@ -145,7 +145,7 @@ pub struct StepFacts {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub helm: Option<HelmFacts>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dry_run: Option<crate::exercise::dry_run::DryRunReport>,
+    pub dry_run: Option<crate::dry_run::DryRunReport>,
 }
 
 #[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
@@ -256,7 +256,7 @@ pub fn compare(source: &Facts, target: &Facts) -> Comparison {
             }
         }
         if let (Some(sd), Some(td)) = (&ss.dry_run, &ts.dry_run) {
-            let refused = |d: &crate::exercise::dry_run::DryRunReport| {
+            let refused = |d: &crate::dry_run::DryRunReport| {
                 let mut m: BTreeMap<String, usize> = BTreeMap::new();
                 for o in d.refused() {
                     *m.entry(format!(

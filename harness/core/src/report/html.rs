@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use super::{LeftoverReport, Report, RunReport, Verdict, run_label};
-use crate::runner::Role;
+use crate::run::Role;
 
 /// Escapes text for HTML (elements and quoted attributes; see [`super::text::html`]).
 pub fn esc(s: &str) -> String {

@@ -13,12 +13,12 @@
 //!   given), every expected unlistable type must be unlistable.
 //!
 //! A finding accepted with `--accept` or found in the `--baseline` report no longer
-//! counts ([`crate::accept`] marks it and judges runs, scenarios and the job again with
+//! counts (the engine's `accept` marks it and judges runs, scenarios and the job again with
 //! [`run_verdict`], [`scenario_verdict`] and [`job_verdict`]).
 
 use serde::Serialize;
 
-use crate::exercise::Outcome;
+use crate::record::Outcome;
 use crate::scenario::{Expect, Expectation, Scenario, Step};
 use crate::verdict::Leftover;
 
@@ -30,7 +30,8 @@ pub const EXIT_FINDINGS: i32 = 1;
 pub const EXIT_ERROR: i32 = 2;
 
 /// What makes a run fail (`--fail-on`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum FailOn {
     /// Unexpected leftovers on any version.
@@ -276,7 +277,7 @@ pub fn judge(scenario: &Scenario, outcome: &Outcome, leftovers: &[Leftover]) -> 
 /// a multi-error (`Error: 1 error occurred:` then `* timed out waiting for the
 /// condition`) joined to it.
 fn helm_reason(stderr: &str) -> Option<String> {
-    let first = crate::errors::first_meaningful_line(stderr)?;
+    let first = crate::log_text::first_meaningful_line(stderr)?;
     if !first.ends_with("occurred:") {
         return Some(first.to_string());
     }
@@ -298,7 +299,7 @@ fn step_findings(scenario: &Scenario, outcome: &Outcome) -> Vec<Finding> {
             out.push(Finding::StepFailed {
                 step: record.index,
                 title: record.title.clone(),
-                detail: crate::redact::redact(&crate::errors::summary_line(e)),
+                detail: crate::redact::redact(&crate::log_text::summary_line(e)),
             });
             continue;
         }
