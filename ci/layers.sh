@@ -28,3 +28,18 @@ if [ -n "$found" ]; then
   exit 1
 fi
 echo "preflight-core: none of $forbidden in its dependency tree ($(wc -l <<<"$names") crates)" >&2
+
+# The three crates, each on the ones below it (cargo refuses a cycle, so no module of a
+# lower crate can reach a higher one): shown, and checked.
+layers="$(cargo tree --workspace -e normal --depth 1 --prefix none --quiet | awk '$1 ~ /^preflight/ {print $1}')"
+engine_deps="$(cargo tree -p preflight-engine -e normal --depth 1 --prefix none --quiet | awk '{print $1}')"
+top_deps="$(cargo tree -p preflight -e normal --depth 1 --prefix none --quiet | awk '{print $1}')"
+if ! grep -qx preflight-core <<<"$engine_deps" || grep -qx preflight <<<"$engine_deps"; then
+  echo "error: preflight-engine must build on preflight-core and on nothing above it" >&2
+  exit 1
+fi
+if ! grep -qx preflight-engine <<<"$top_deps"; then
+  echo "error: preflight (the command line, twin, audit) must build on preflight-engine" >&2
+  exit 1
+fi
+echo "layers: preflight -> preflight-engine -> preflight-core ($(sort -u <<<"$layers" | tr '\n' ' '))" >&2

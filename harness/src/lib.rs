@@ -1,68 +1,27 @@
 //! preflight: tells a platform team, before a Kubernetes upgrade, whether their Helm
 //! releases still install and delete cleanly on the new version.
 //!
-//! The data flow is one straight line, and the modules are named after its stages:
+//! Three crates, each on the ones below it:
 //!
 //! ```text
-//! scenario -> components -> cluster -> exercise -> snapshot -> verdict -> report
+//! preflight         the command line, the twin (capture, replay), the audit
+//!   preflight-engine  components, clusters, helm, webhooks, snapshots, the exercise engine, the runner, --accept files
+//!     preflight-core    records and judgements: verdict, compare, policy, reports (no I/O)
 //! ```
 //!
-//! * [`components`]: the Kubernetes binaries of a version (built from the upstream Go
-//!   modules or downloaded with checksums) in a per-user cache.
-//! * [`cluster`]: real control planes (etcd, kube-apiserver, kube-controller-manager)
-//!   as guarded child processes on loopback.
-//! * [`progress`]: what a long step shows while it runs (spinner on a terminal, plain
-//!   lines in CI).
 //! * [`twin`]: a live cluster's Helm releases and admission surface captured (reads
 //!   only) into a directory that is replayed on source and target (`preflight capture`).
+//! * [`audit`]: a live cluster read for what would break its upgrade (`preflight audit`).
+//! * [`cli`]: one module per command.
+//!
+//! The engine's and the core's modules are re-exported here at the paths the whole
+//! program uses (`preflight::cluster`, `preflight::verdict`, ...).
 
-pub mod accept;
 pub mod aks;
-pub mod api_error;
 pub mod audit;
-pub mod chart_source;
-pub mod child_groups;
 pub mod cli;
-pub mod cluster;
-pub mod command;
-pub mod components;
-pub mod errors;
-pub mod exercise;
-pub mod failpoint;
 #[doc(hidden)]
 pub mod fuzz_checks;
-pub mod helm;
-pub mod namespace;
-pub mod pager;
-pub mod pki;
-pub mod progress;
-pub mod report;
-pub mod runner;
-pub mod scenario;
-pub mod smoke;
-pub mod snapshot;
 pub mod twin;
-pub mod webhook;
 
-// The records and the pure logic on them live in `preflight-core` (no I/O); their
-// paths here are the ones the engine and its tests have always used.
-pub use preflight_core::{
-    behaviour, compare, evidence, ownership, policy, reason, redact, refusal, snapshot_diff,
-    verdict, yaml_stream,
-};
-
-pub use errors::{ClusterError, ComponentsError};
-
-/// Selects the process-wide TLS crypto provider (ring, the same as kube's default).
-/// Every entry point calls it before the first TLS connection; calling it again is a
-/// no-op.
-pub fn init_crypto() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-/// The current time, RFC 3339 (UTC), for records and reports.
-pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
+pub use preflight_engine::*;

@@ -7,6 +7,7 @@
 
 pub mod accept;
 pub mod api_error;
+pub mod audit_report;
 pub mod behaviour;
 pub mod compare;
 pub mod control_plane_log;

@@ -10,60 +10,9 @@ pub mod removed_apis;
 pub mod render;
 pub mod selection;
 
-use serde::Serialize;
-
 use crate::components::Version;
 
-/// How bad a finding is.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Serialize,
-    serde::Deserialize,
-    clap::ValueEnum,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum Severity {
-    Info,
-    Low,
-    Medium,
-    High,
-    Critical,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Low => "low",
-            Severity::Medium => "medium",
-            Severity::High => "high",
-            Severity::Critical => "critical",
-        }
-    }
-}
-
-/// One thing found, with what to do about it.
-#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct Finding {
-    /// A stable identifier of the check, e.g. `webhook-fail-closed-on-gc-delete`.
-    pub check: String,
-    pub severity: Severity,
-    /// `Kind/name` or `Kind/namespace/name`.
-    pub object: String,
-    pub title: String,
-    pub evidence: Vec<String>,
-    pub fix: String,
-    /// What `--accept` or `--baseline` said of it (absent without them).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub acceptance: Option<crate::accept::Waiver>,
-}
+pub use preflight_core::audit_report::{AuditReport, Finding, Severity};
 
 /// What to audit against.
 #[derive(Clone, Debug)]
@@ -74,25 +23,6 @@ pub struct AuditOptions {
     pub upgrade_window_days: i64,
     /// Send dry-run requests (no object is changed either way).
     pub live: bool,
-}
-
-/// The audit's result.
-#[derive(Clone, Debug, Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AuditReport {
-    pub schema: String,
-    pub verdict: crate::report::Verdict,
-    pub exit_code: i32,
-    pub fail_on: Severity,
-    pub server_version: String,
-    pub target_version: Option<String>,
-    pub generated_at: String,
-    /// Checks that could not run (missing rights), said plainly.
-    pub skipped: Vec<String>,
-    pub findings: Vec<Finding>,
-    /// What `--accept` and `--baseline` waived, and their entries (absent without them).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub acceptance: Option<crate::accept::render::Acceptance>,
 }
 
 /// Runs every check.

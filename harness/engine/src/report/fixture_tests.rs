@@ -469,7 +469,8 @@ fn every_format_snapshot() {
 /// Validates a report document against the JSON Schema in the repository.
 pub(super) fn schema_errors(doc: &serde_json::Value) -> Vec<String> {
     let schema: serde_json::Value =
-        serde_json::from_str(include_str!("../../schema/report.v1.json")).expect("schema is JSON");
+        serde_json::from_str(include_str!("../../../schema/report.v1.json"))
+            .expect("schema is JSON");
     let validator = jsonschema::validator_for(&schema).expect("schema compiles");
     validator
         .iter_errors(doc)

@@ -216,7 +216,7 @@ pub fn parse_baseline(
             super::identities(&mut runs.report())
         }
         (super::AUDIT_SCHEMA, BaselineFor::Audit) => {
-            let r: crate::audit::AuditReport = serde_json::from_value(value).map_err(bad)?;
+            let r: crate::audit_report::AuditReport = serde_json::from_value(value).map_err(bad)?;
             r.findings
                 .iter()
                 .map(|f| super::Subject::audit(f).identity)

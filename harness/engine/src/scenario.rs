@@ -70,25 +70,25 @@ pub struct ScenarioError {
 pub const EMBEDDED: &[(&str, &str)] = &[
     (
         "baseline.yaml",
-        include_str!("../../scenarios/baseline.yaml"),
+        include_str!("../../../scenarios/baseline.yaml"),
     ),
     (
         "incident-admission.yaml",
-        include_str!("../../scenarios/incident-admission.yaml"),
+        include_str!("../../../scenarios/incident-admission.yaml"),
     ),
     (
         "incident-conversion.yaml",
-        include_str!("../../scenarios/incident-conversion.yaml"),
+        include_str!("../../../scenarios/incident-conversion.yaml"),
     ),
     (
         "incident-conversion-upgrade.yaml",
-        include_str!("../../scenarios/incident-conversion-upgrade.yaml"),
+        include_str!("../../../scenarios/incident-conversion-upgrade.yaml"),
     ),
 ];
 
 /// The test chart, compiled in for the embedded scenarios.
 pub static EMBEDDED_CHART: include_dir::Dir<'_> =
-    include_dir::include_dir!("$CARGO_MANIFEST_DIR/../scenarios/charts/preflight-test");
+    include_dir::include_dir!("$CARGO_MANIFEST_DIR/../../scenarios/charts/preflight-test");
 
 /// The chart path the embedded scenarios use.
 pub const EMBEDDED_CHART_PATH: &str = "charts/preflight-test";
@@ -513,7 +513,7 @@ fn token_at(text: &str, line: u64, column: u64) -> Option<String> {
     (!token.is_empty()).then(|| token.to_string())
 }
 
-pub(crate) fn is_dns_label(s: &str) -> bool {
+pub fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')

@@ -347,7 +347,7 @@ fn finding_kind_names_are_the_accept_file_names() {
 
 #[test]
 fn the_example_accept_file_loads() {
-    let text = include_str!("../../../ci/accept.example.yaml");
+    let text = include_str!("../../../../ci/accept.example.yaml");
     let f = parse(text, "ci/accept.example.yaml").unwrap();
     assert_eq!(f.entries.len(), 3);
     assert!(

@@ -22,7 +22,7 @@ use std::collections::BTreeSet;
 
 use time::Date;
 
-use crate::audit::AuditReport;
+use crate::audit_report::AuditReport;
 use crate::policy;
 use crate::report::{Report, RunReport, Verdict};
 use crate::runner::Role;
@@ -72,11 +72,11 @@ impl Entry {
 
 /// A finding of `preflight audit` as the matcher sees it.
 pub trait AuditSubject {
-    fn audit(f: &crate::audit::Finding) -> Subject;
+    fn audit(f: &crate::audit_report::Finding) -> Subject;
 }
 
 impl AuditSubject for Subject {
-    fn audit(f: &crate::audit::Finding) -> Subject {
+    fn audit(f: &crate::audit_report::Finding) -> Subject {
         Subject::audit_finding(&f.check, &f.object, &f.title)
     }
 }

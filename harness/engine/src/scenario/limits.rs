@@ -79,7 +79,7 @@ pub(crate) fn read_capped(path: &Path) -> Result<String, String> {
 
 /// A limit of [`options`] (or of a twin file's reading options) that a parse hit.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Limit {
+pub enum Limit {
     /// Nesting deeper than the budget allows.
     Depth,
     /// Aliases expanding past the budget, or too many anchors, aliases or merge keys.
@@ -98,7 +98,7 @@ impl Limit {
     /// The limit a parse error is, if it is one (`None` for any other error), from the
     /// error's own variants: the parser's budget breach, its alias replay limits, and
     /// the scanner's recursion limit.
-    pub(crate) fn of(e: &serde_saphyr::Error) -> Option<Limit> {
+    pub fn of(e: &serde_saphyr::Error) -> Option<Limit> {
         use serde_saphyr::budget::BudgetBreach;
         use serde_saphyr::granit_parser::ErrorKind;
         use serde_saphyr::{Error, ExternalMessageSource};
