@@ -28,6 +28,7 @@ pub mod cluster;
 pub mod command;
 pub mod compare;
 pub mod components;
+pub mod drain;
 pub mod errors;
 pub mod evidence;
 pub mod exercise;
