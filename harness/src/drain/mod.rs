@@ -53,6 +53,21 @@ pub enum DrainError {
         #[source]
         source: kube::Error,
     },
+    #[error("building a client that does not retry 429s: {0}")]
+    Client(#[source] kube::Error),
+}
+
+/// A client for [`drain`]: one that hands every 429 back to the caller.
+///
+/// kube's `Client` retries 429 (and 503, 504) answers itself by default
+/// (`Config::default_retry`, on since kube 4: up to 15 retries, exponential backoff,
+/// honouring `Retry-After`). On a drain that hides exactly the evidence: the budget's
+/// refusals never reach the caller and each eviction ends as a request timeout instead
+/// (observed on a local control plane: every eviction "no answer within 10s"). kubectl's
+/// client-go does not retry them either: its drain loop does, every 5 s.
+pub fn client_without_retries(mut config: kube::Config) -> Result<kube::Client, DrainError> {
+    config.default_retry = false;
+    kube::Client::try_from(config).map_err(DrainError::Client)
 }
 
 /// Runs one API call under `timeout`.
@@ -291,6 +306,8 @@ struct Trace {
 /// Cordons `node` (unless told not to), evicts every Pod kubectl's drain would, and
 /// reports the outcome with every answer it rests on. `Err` only when the API did not
 /// answer a read the drain needs before its first eviction.
+///
+/// `client` must not retry 429s itself: build it with [`client_without_retries`].
 pub async fn drain(
     client: &kube::Client,
     node: &str,
@@ -456,7 +473,9 @@ async fn evict_loop(ctx: &Ctx<'_>, mut pod: Pod, trace: &mut Trace) -> PodEnd {
                         message,
                     },
                     Answer::NoAnswer { error } => BlockedBy::Unknown {
-                        checked: vec![format!("the eviction got no answer: {error}")],
+                        checked: vec![format!(
+                            "the eviction got no answer: {error} (a client that retries 429s itself, as kube's does by default, answers only after its retries: see client_without_retries)"
+                        )],
                     },
                     Answer::Evicted { .. } => unreachable!("an admitted eviction is waited on"),
                 };
