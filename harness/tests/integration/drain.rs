@@ -441,3 +441,100 @@ async fn drains_when_the_budget_allows_one_at_a_time() {
     assert_eq!(status["disruptionsAllowed"], 1, "{status}");
     cluster.stop();
 }
+
+/// (c) A fail-closed webhook on `pods/eviction` that cannot be reached (its Service
+/// gone, as when its own Pods were evicted): the API server answers 500 `failed
+/// calling webhook`, which kubectl does not retry, so the drain fails at once; the
+/// budget (which would allow one disruption) never decides anything.
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_by_an_unreachable_webhook_on_evictions() {
+    let version = &common::versions()[1];
+    let cluster = common::cluster("drain", version).await;
+    let client = cluster.client();
+    create_nodes(&client).await;
+    workload(
+        &client,
+        "refused",
+        3,
+        serde_json::json!({"maxUnavailable": 1}),
+    )
+    .await;
+    three_ready_on_a(&client, "refused").await;
+    budget_settled(&client, "refused", 3, 3).await;
+    let vwcs: Api<kube::api::DynamicObject> = Api::all_with(
+        client.clone(),
+        &common::ar(
+            "admissionregistration.k8s.io",
+            "ValidatingWebhookConfiguration",
+            "validatingwebhookconfigurations",
+        ),
+    );
+    let config = serde_json::json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": "eviction-guard"},
+        "webhooks": [{"name": "eviction-guard.drain.preflight.dev", "clientConfig": {"url": "https://127.0.0.1:9/evict"},
+            "failurePolicy": "Fail", "sideEffects": "None", "admissionReviewVersions": ["v1"], "timeoutSeconds": 2,
+            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods/eviction"], "scope": "Namespaced"}],
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "refused"}}}]});
+    vwcs.create(
+        &PostParams::default(),
+        &serde_json::from_value(config).unwrap(),
+    )
+    .await
+    .unwrap();
+    // The API server takes the registration up within a moment: wait until a
+    // server-side dry run of an eviction (nothing evicted) is refused.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "refused");
+    let some_pod = pods.list(&ListParams::default()).await.unwrap().items[0]
+        .metadata
+        .name
+        .clone()
+        .unwrap();
+    let dry = kube::api::EvictParams {
+        post_options: PostParams {
+            dry_run: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let drain_client = drain_client(&cluster).await;
+    let probe: Api<Pod> = Api::namespaced(drain_client.clone(), "refused");
+    let end = Instant::now() + Duration::from_secs(15);
+    while probe.evict(&some_pod, &dry).await.is_ok() {
+        assert!(Instant::now() < end, "the webhook never took effect");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let started = Instant::now();
+    let report = drain::drain(&drain_client, NODE_A, &DrainOptions::default())
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    println!("{}", serde_json::to_string_pretty(&report).unwrap());
+
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    let DrainOutcome::Blocked {
+        by: BlockedBy::Refused { code, message, .. },
+        would_wait,
+        ..
+    } = &report.outcome
+    else {
+        panic!("expected Blocked by a refusal: {:?}", report.outcome);
+    };
+    assert_eq!(*code, 500);
+    assert!(
+        message.contains("failed calling webhook")
+            && message.contains("eviction-guard.drain.preflight.dev"),
+        "{message}"
+    );
+    assert_eq!(*would_wait, Duration::ZERO);
+    // No retries (kubectl fails at once on anything but 429) and no budget consulted.
+    assert!(
+        report
+            .evictions
+            .iter()
+            .all(|e| e.attempt == 1 && e.answer.code() == Some(500))
+    );
+    assert!(report.budget_readings.is_empty());
+    assert_eq!(on_node(&client, "refused", NODE_A).await, (3, 3));
+    cluster.stop();
+}
