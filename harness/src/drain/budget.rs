@@ -169,9 +169,10 @@ pub async fn read(
     Ok(reading(&pdb, &pods, at, elapsed))
 }
 
-/// The budgets in the Pod's namespace whose selector matches it, where a 429 named
-/// none (as the Eviction API chooses them in `getPodDisruptionBudgets`: a Pod without
-/// labels has none; a budget without a selector matches nothing).
+/// The budgets in the Pod's namespace whose selector matches it (as the Eviction API
+/// chooses them in `getPodDisruptionBudgets`: a Pod without labels has none; a budget
+/// without a selector matches nothing). Recorded as what was checked when a 429 names
+/// no budget; never the ground of a verdict.
 pub async fn selecting(
     client: &kube::Client,
     pod: &Pod,

@@ -55,6 +55,9 @@ pub enum DrainError {
     },
     #[error("building a client that does not retry 429s: {0}")]
     Client(#[source] kube::Error),
+    /// kubectl's filters refuse to drain the node (`cannot delete ...`).
+    #[error("kubectl's drain would refuse the node: {}", .pods.iter().map(|(p, why)| format!("{p}: {why}")).collect::<Vec<_>>().join("; "))]
+    Unevictable { pods: Vec<(PodRef, String)> },
 }
 
 /// A client for [`drain`]: one that hands every 429 back to the caller.
@@ -256,6 +259,10 @@ pub struct DrainReport {
 /// to drain.
 pub async fn pods_to_evict(client: &kube::Client, node: &str) -> Result<Vec<Pod>, DrainError> {
     let selection = select::select(client, node, Flags::default(), REQUEST_TIMEOUT).await?;
+    let refused = selection.refused();
+    if !refused.is_empty() {
+        return Err(DrainError::Unevictable { pods: refused });
+    }
     Ok(selection.evict)
 }
 
@@ -307,7 +314,10 @@ struct Trace {
 /// reports the outcome with every answer it rests on. `Err` only when the API did not
 /// answer a read the drain needs before its first eviction.
 ///
-/// `client` must not retry 429s itself: build it with [`client_without_retries`].
+/// `client` must not retry 429s itself: build it with [`client_without_retries`]. The
+/// node stays cordoned whatever the outcome, as after `kubectl drain` (AKS's
+/// `Schedule` behaviour fails the upgrade; its `Cordon` behaviour quarantines the
+/// node): [`uncordon`] is the caller's decision.
 pub async fn drain(
     client: &kube::Client,
     node: &str,
@@ -545,16 +555,19 @@ async fn budget_evidence(
         Answer::Refused { causes, .. } => causes.clone(),
         _ => Vec::new(),
     };
-    let mut names =
+    let names =
         budget::names_in_causes(causes.iter().map(|c| (c.kind.as_str(), c.message.as_str())));
-    if names.is_empty() {
-        names = budget::selecting(ctx.client, pod, ctx.opts.request_timeout)
-            .await
-            .map_err(|e| unknown(format!("listing the budgets selecting the Pod: {e}")))?;
-    }
     let [name] = names.as_slice() else {
+        // Not the Eviction API's budget refusal (it always names its budget): API
+        // Priority and Fairness, say. What budgets select the Pod is recorded, but a
+        // budget's status does not explain a 429 that does not name it.
+        let selecting = match budget::selecting(ctx.client, pod, ctx.opts.request_timeout).await {
+            Ok(names) => format!("budgets selecting the Pod: [{}]", names.join(", ")),
+            Err(e) => format!("listing the budgets selecting the Pod: {e}"),
+        };
         return Err(unknown(format!(
-            "the 429 names no single budget and budgets selecting the Pod are: [{}]",
+            "the 429 names {} budget(s) ({}); {selecting}",
+            names.len(),
             names.join(", ")
         )));
     };
@@ -713,6 +726,26 @@ mod tests {
                 pods: vec![pod("c")],
                 by: refused(),
                 would_wait: Duration::ZERO
+            }
+        );
+    }
+
+    #[test]
+    fn pods_left_at_the_deadline_time_the_drain_out() {
+        let by = BlockedBy::Unknown {
+            checked: vec!["evicted; still present".into()],
+        };
+        assert_eq!(
+            outcome(
+                &[
+                    result("a", PodEnd::Gone),
+                    result("b", PodEnd::TimedOut { by: by.clone() })
+                ],
+                AKS_DRAIN_TIMEOUT
+            ),
+            DrainOutcome::TimedOut {
+                pods: vec![pod("b")],
+                by
             }
         );
     }
