@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use preflight::drain::{self, Answer, BlockedBy, DrainOptions, DrainOutcome, PodEnd};
+use preflight::drain::{
+    self, Answer, BlockedBy, DrainError, DrainOptions, DrainOutcome, PodDecision, PodEnd,
+};
 
 use crate::common;
 
@@ -81,6 +83,24 @@ async fn workload(client: &kube::Client, ns: &str, replicas: i32, budget: serde_
             "metadata": {"name": "web"}, "spec": spec}),
     )
     .await;
+}
+
+/// A Pod created on node A directly, with no controller; a static Pod's mirror (the
+/// kubelet's `kubernetes.io/config.mirror` annotation) when `mirror`.
+async fn bare_pod(client: &kube::Client, ns: &str, name: &str, mirror: bool) {
+    let mut pod = serde_json::json!({"metadata": {"name": name, "labels": {"app": "other"}},
+        "spec": {"nodeName": NODE_A, "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.9"}]}});
+    if mirror {
+        pod["metadata"]["annotations"] =
+            serde_json::json!({drain::select::MIRROR_POD_ANNOTATION: "mirror"});
+    }
+    Api::<Pod>::namespaced(client.clone(), ns)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(pod).unwrap(),
+        )
+        .await
+        .unwrap();
 }
 
 fn ready(p: &Pod) -> bool {
@@ -270,6 +290,8 @@ async fn blocked_by_a_budget_that_allows_no_disruption() {
     )
     .await;
     three_ready_on_a(&client, "blocked").await;
+    // A static Pod's mirror on node A: the drain leaves it (the kubelet owns it).
+    bare_pod(&client, "blocked", "static-web-node-a", true).await;
     let status = budget_settled(&client, "blocked", 3, 3).await;
     assert_eq!(status["disruptionsAllowed"], 0, "{status}");
 
@@ -348,8 +370,23 @@ async fn blocked_by_a_budget_that_allows_no_disruption() {
             "{p:?}"
         );
     }
-    // Nothing was evicted: the three Pods still run on the cordoned node.
-    assert_eq!(on_node(&client, "blocked", NODE_A).await, (3, 3));
+    // Nothing was evicted: the three Pods still run on the cordoned node, beside the
+    // mirror Pod the filters skipped.
+    let mirror = report
+        .selection
+        .decisions
+        .iter()
+        .find(|(p, _)| p.name == "static-web-node-a")
+        .expect("the mirror Pod was listed");
+    assert!(matches!(mirror.1, PodDecision::Skip { .. }), "{mirror:?}");
+    assert!(
+        report
+            .evictions
+            .iter()
+            .all(|e| e.pod.name != "static-web-node-a")
+    );
+    assert_eq!(report.pods.len(), 3);
+    assert_eq!(on_node(&client, "blocked", NODE_A).await.0, 4);
     let node = Api::<Node>::all(client.clone()).get(NODE_A).await.unwrap();
     assert_eq!(node.spec.unwrap().unschedulable, Some(true));
     assert!(drain::uncordon(&client, NODE_A).await.unwrap());
@@ -536,5 +573,39 @@ async fn refused_by_an_unreachable_webhook_on_evictions() {
     );
     assert!(report.budget_readings.is_empty());
     assert_eq!(on_node(&client, "refused", NODE_A).await, (3, 3));
+    cluster.stop();
+}
+
+/// (d) A Pod that declares no controller on the node: `kubectl drain` without
+/// `--force` refuses the node before any eviction (`cannot delete Pods that declare no
+/// controller`), and so does the drain.
+#[tokio::test(flavor = "multi_thread")]
+async fn unevictable_when_a_pod_declares_no_controller() {
+    let version = &common::versions()[1];
+    let cluster = common::cluster("drain", version).await;
+    let client = cluster.client();
+    create_nodes(&client).await;
+    preflight::smoke::ensure_namespace_labelled(&client, "bare", "drain")
+        .await
+        .unwrap();
+    bare_pod(&client, "bare", "lonely", false).await;
+
+    let drain_client = drain_client(&cluster).await;
+    let err = drain::pods_to_evict(&drain_client, NODE_A)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, DrainError::Unevictable { .. }), "{err}");
+    let report = drain::drain(&drain_client, NODE_A, &DrainOptions::default())
+        .await
+        .unwrap();
+    println!("{}", serde_json::to_string_pretty(&report).unwrap());
+    let DrainOutcome::Unevictable { pods } = &report.outcome else {
+        panic!("expected Unevictable: {:?}", report.outcome);
+    };
+    assert_eq!(pods.len(), 1);
+    assert_eq!(pods[0].0.name, "lonely");
+    assert_eq!(pods[0].1, drain::select::UNMANAGED_FATAL);
+    assert!(report.evictions.is_empty());
+    assert_eq!(on_node(&client, "bare", NODE_A).await.0, 1);
     cluster.stop();
 }
