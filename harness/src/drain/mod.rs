@@ -466,6 +466,10 @@ async fn evict_loop(ctx: &Ctx<'_>, mut pod: Pod, trace: &mut Trace) -> PodEnd {
             elapsed_ms: ctx.elapsed().as_millis() as u64,
             answer: answer.clone(),
         });
+        if matches!(answer, Answer::NoAnswer { .. }) && ctx.remaining().is_zero() {
+            // Cut short by the drain's deadline, not refused.
+            return PodEnd::TimedOut { by: last_cause };
+        }
         let deleting = pod.metadata.deletion_timestamp.is_some();
         match evict::next_step(&answer, deleting) {
             evict::Next::Gone => return PodEnd::Gone,
