@@ -609,6 +609,7 @@ async fn budget_evidence(
 /// as kubectl's `waitForDelete` does, within the drain's deadline.
 async fn wait_deleted(ctx: &Ctx<'_>, pod: &PodRef) -> PodEnd {
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &pod.namespace);
+    let mut seen = "evicted; not read since".to_string();
     loop {
         let read = tokio::time::timeout(
             ctx.opts.request_timeout.min(ctx.remaining()),
@@ -634,8 +635,11 @@ async fn wait_deleted(ctx: &Ctx<'_>, pod: &PodRef) -> PodEnd {
                     },
                 };
             }
-            Err(_) => "evicted; reading it again got no answer".into(),
+            // Cut short by the deadline: what was seen last stands.
+            Err(_) if ctx.remaining().is_zero() => seen.clone(),
+            Err(_) => format!("{seen}; then a read got no answer"),
         };
+        seen = state.clone();
         if ctx.remaining().is_zero() {
             return PodEnd::TimedOut {
                 by: BlockedBy::Unknown {

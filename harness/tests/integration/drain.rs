@@ -609,3 +609,88 @@ async fn unevictable_when_a_pod_declares_no_controller() {
     assert_eq!(on_node(&client, "bare", NODE_A).await.0, 1);
     cluster.stop();
 }
+
+/// (e) The same budget as (b), but nothing plays the scheduler or the kubelet during the
+/// drain: the evicted Pod is never confirmed deleted and its replacement stays Pending
+/// on no node. A kubelet and a scheduler would make the replacement Ready and the drain
+/// would go on; here nothing will, but the API cannot tell that a Pending Pod will stay
+/// Pending, so the verdict must not call the budget blocked early: the drain waits out
+/// its (short) timeout with the budget as the last refusal and the replacement as what
+/// could still change it.
+#[tokio::test(flavor = "multi_thread")]
+async fn waits_out_the_timeout_while_a_replacement_could_still_become_ready() {
+    let version = &common::versions()[1];
+    let cluster = common::cluster("drain", version).await;
+    let client = cluster.client();
+    create_nodes(&client).await;
+    workload(
+        &client,
+        "waits",
+        3,
+        serde_json::json!({"maxUnavailable": 1}),
+    )
+    .await;
+    three_ready_on_a(&client, "waits").await;
+    budget_settled(&client, "waits", 3, 3).await;
+
+    let opts = DrainOptions {
+        timeout: Duration::from_secs(12),
+        ..DrainOptions::default()
+    };
+    let report = drain::drain(&drain_client(&cluster).await, NODE_A, &opts)
+        .await
+        .unwrap();
+    println!("{}", serde_json::to_string_pretty(&report).unwrap());
+
+    let DrainOutcome::TimedOut { pods, .. } = &report.outcome else {
+        panic!("expected TimedOut: {:?}", report.outcome);
+    };
+    assert_eq!(pods.len(), 3, "{pods:?}");
+    assert!(report.duration >= Duration::from_secs(12));
+    // One eviction admitted; its Pod is still there, being deleted.
+    let admitted: Vec<_> = report
+        .evictions
+        .iter()
+        .filter(|e| matches!(e.answer, Answer::Evicted { .. }))
+        .collect();
+    assert_eq!(admitted.len(), 1, "{:?}", report.evictions);
+    // The others were refused by the budget until the deadline, and its last reading
+    // names the Pending replacement as what could still change it.
+    let budget_ends: Vec<_> = report
+        .pods
+        .iter()
+        .filter_map(|p| match &p.end {
+            PodEnd::TimedOut {
+                by: BlockedBy::Budget { status, .. },
+            } => Some(status.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(budget_ends.len(), 2, "{:?}", report.pods);
+    for status in &budget_ends {
+        assert_eq!(status.disruptions_allowed, 0);
+        assert!(drain::verdict::could_change(status).is_some(), "{status:?}");
+    }
+    assert!(
+        report
+            .budget_readings
+            .iter()
+            .any(|r| !r.could_become_healthy.is_empty()),
+        "{:?}",
+        report.budget_readings
+    );
+    // The evicted Pod waited on the kubelet that never came.
+    let evicted = &admitted[0].pod;
+    let end = &report.pods.iter().find(|p| &p.pod == evicted).unwrap().end;
+    assert!(
+        matches!(end, PodEnd::TimedOut { by: BlockedBy::Unknown { checked } }
+            if checked[0].contains("kubelet confirms the deletion")),
+        "{end:?}"
+    );
+    assert!(
+        report.evictions.iter().all(|e| {
+            matches!(e.answer, Answer::Evicted { .. }) || e.answer.code() == Some(429)
+        })
+    );
+    cluster.stop();
+}
