@@ -24,6 +24,7 @@ pub mod child_groups;
 pub mod cluster;
 pub mod command;
 pub mod components;
+pub mod drain;
 pub mod errors;
 pub mod exercise;
 pub mod failpoint;

@@ -15,6 +15,7 @@ mod chart_sources;
 mod cli;
 mod concurrency;
 mod download;
+mod drain;
 mod faults;
 mod gc;
 mod kind_provider;
