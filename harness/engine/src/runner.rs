@@ -111,7 +111,7 @@ impl Settings {
             via: Vec::new(),
             work_dir: std::env::temp_dir(),
             keep: false,
-            parallel: default_parallel(),
+            parallel: default_parallel(Provider::Local),
             progress,
             run_id: new_run_id(),
             noise: Default::default(),
@@ -134,22 +134,40 @@ impl Settings {
     }
 }
 
-/// How many control planes run at once unless told: one per core, bounded by the
-/// memory (one peaks at about [`PLANE_MEMORY_GIB`]); 2 on a 2-core, 24 GiB machine.
+/// How many runs go at once unless told (`--parallel`), within what the machine holds:
 ///
-/// A local control plane mostly waits once it has started (Helm, webhooks, the garbage
-/// collector's own clock), and two per core made the default run alone faster on 2
-/// cores (75 to 90 s against about 130 s, measured under load). But a kind node takes
-/// far more than a local control plane, and several jobs on one CI machine multiply
-/// whatever is chosen here; `--parallel 4` asks for more where the machine is yours.
-pub fn default_parallel() -> usize {
+/// * local control planes: [`LOCAL_RUNS_PER_CORE`] per core, bounded by the memory
+///   (one peaks at about [`PLANE_MEMORY_GIB`]). A local control plane mostly waits once
+///   it has started (helm, webhooks, the garbage collector's own 30 s clock): on a
+///   2-core, 24 GiB machine the default run's seven runs took 111 s two at a time and
+///   57 s all seven at once, with the same verdicts, 1.5 GiB of memory at the peak and
+///   a load average of about 5 (measured with a debug build while another build ran);
+/// * kind clusters: one per core, as memory allows (a node container with its kubelet
+///   and every control-plane Pod takes far more than a local control plane);
+/// * a shared cluster (`--provider kubeconfig`): one, decided by the caller.
+///
+/// Several jobs on one CI machine multiply whatever is chosen here: give each a
+/// smaller `--parallel` there.
+pub fn default_parallel(provider: Provider) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let by_memory = total_memory_gib().map_or(usize::MAX, |gib| (gib / PLANE_MEMORY_GIB) as usize);
-    cores.min(by_memory).max(1)
+    let memory = total_memory_gib();
+    let (per_core, plane_gib) = match provider {
+        Provider::Kind => (1, KIND_NODE_MEMORY_GIB),
+        Provider::Local | Provider::Kubeconfig => (LOCAL_RUNS_PER_CORE, PLANE_MEMORY_GIB),
+    };
+    let by_memory = memory.map_or(usize::MAX, |gib| (gib / plane_gib) as usize);
+    (cores * per_core).min(by_memory).max(1)
 }
 
-/// What one local control plane's processes hold at their peak, with room to spare.
-pub const PLANE_MEMORY_GIB: f64 = 2.0;
+/// Local control planes per core: they wait far more than they compute.
+pub const LOCAL_RUNS_PER_CORE: usize = 4;
+
+/// What one local control plane's processes hold at their peak, with room to spare
+/// (seven peaked at 1.5 GiB together).
+pub const PLANE_MEMORY_GIB: f64 = 1.0;
+
+/// What one single-node kind cluster holds, with room to spare.
+pub const KIND_NODE_MEMORY_GIB: f64 = 2.0;
 
 /// `MemTotal` of `/proc/meminfo` in GiB; `None` where there is no such file.
 fn total_memory_gib() -> Option<f64> {

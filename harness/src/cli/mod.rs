@@ -156,9 +156,10 @@ pub struct RunArgs {
     /// Keep the clusters' directories (logs, certificates, etcd data, webhook records) after the run.
     #[arg(long)]
     pub keep: bool,
-    /// How many control planes run at once [default: one per core, as memory allows].
-    #[arg(long, default_value_t = crate::runner::default_parallel(), hide_default_value = true)]
-    pub parallel: usize,
+    /// How many clusters run at once [default: four local control planes per core, or
+    /// one kind cluster per core, as memory allows].
+    #[arg(long)]
+    pub parallel: Option<usize>,
     /// Where to write report.json, report.md, junit.xml and report.html [default: reports/<time>-<id>].
     #[arg(long)]
     pub report_dir: Option<PathBuf>,

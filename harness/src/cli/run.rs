@@ -304,7 +304,11 @@ fn settings(
         via: setup.via,
         work_dir: std::env::temp_dir(),
         keep: args.keep,
-        parallel: if shared { 1 } else { args.parallel },
+        parallel: match args.parallel {
+            _ if shared => 1,
+            Some(n) => n,
+            None => runner::default_parallel(args.provider),
+        },
         progress: progress.clone(),
         run_id: run_id.to_string(),
         noise: noise(&args.noise)?,
@@ -606,7 +610,9 @@ async fn run_twin(
             None => crate::twin::replay::ReplayOn::Local,
         },
         run_id: runner::new_run_id(),
-        parallel: args.parallel,
+        parallel: args
+            .parallel
+            .unwrap_or_else(|| runner::default_parallel(args.provider)),
         keep: args.keep,
         progress: progress.clone(),
         noise: noise(&args.noise)?,
