@@ -93,7 +93,9 @@ async fn run_steps(
     };
     let client = cluster.client();
     let start_version = cluster.version().to_string();
-    let mut owned = Owned::claim(cluster, scenario, &namespace, opts).await?;
+    let heartbeat = claim(cluster, &namespace, opts).await?;
+    // Before the run's own webhook configurations exist: they are the run's, not the
+    // cluster's.
     let before = snapshot::take(
         &client,
         &SnapshotScope {
@@ -103,6 +105,7 @@ async fn run_steps(
     )
     .await
     .context("snapshot before the scenario")?;
+    let mut owned = Owned::serve(cluster, scenario, &namespace, opts, heartbeat).await?;
 
     let mut steps = scenario.steps.clone();
     if !matches!(steps.last(), Some(Step::Settle(_))) {
@@ -146,9 +149,9 @@ async fn run_steps(
     Ok(outcome)
 }
 
-/// What a scenario's run owns on the cluster besides its steps: its namespace, the
-/// webhook server and the sample webhooks' registrations, and on a shared cluster the
-/// heartbeat Lease. [`Owned::release`] undoes them at the end; on an error path,
+/// What a scenario's run owns on the cluster besides its steps: the webhook server and
+/// the sample webhooks' registrations, and on a shared cluster the heartbeat Lease
+/// ([`claim`]). [`Owned::release`] undoes them at the end; on an error path,
 /// dropping stops the server and the heartbeat, and [`run`]'s clean-up removes the
 /// registrations and the namespace by the run's label.
 struct Owned {
@@ -157,33 +160,40 @@ struct Owned {
     heartbeat: Option<crate::cluster::heartbeat::Heartbeat>,
 }
 
+/// The run's namespace, created and labelled as this run's, or the run stops: a
+/// namespace that exists already (someone else's on a shared cluster) is never used, so
+/// never deleted. On a shared cluster the run holds a Lease while it lives, so that
+/// another preflight's sweep of abandoned runs leaves it alone.
+async fn claim(
+    cluster: &Cluster,
+    namespace: &str,
+    opts: &Options,
+) -> anyhow::Result<Option<crate::cluster::heartbeat::Heartbeat>> {
+    let client = cluster.client();
+    crate::namespace::claim(
+        &client,
+        namespace,
+        &opts.run_id,
+        crate::namespace::TERMINATING_WAIT,
+    )
+    .await?;
+    Ok(if cluster.shared() {
+        Some(crate::cluster::heartbeat::Heartbeat::start(&client, namespace, &opts.run_id).await?)
+    } else {
+        None
+    })
+}
+
 impl Owned {
-    async fn claim(
+    /// Starts the webhook server and registers the scenario's sample webhooks.
+    async fn serve(
         cluster: &Cluster,
         scenario: &Scenario,
         namespace: &str,
         opts: &Options,
+        heartbeat: Option<crate::cluster::heartbeat::Heartbeat>,
     ) -> anyhow::Result<Owned> {
         let client = cluster.client();
-        // Created and labelled as this run's, or the run stops: a namespace that exists
-        // already (someone else's on a shared cluster) is never used, so never deleted.
-        crate::namespace::claim(
-            &client,
-            namespace,
-            &opts.run_id,
-            crate::namespace::TERMINATING_WAIT,
-        )
-        .await?;
-        // On a shared cluster the run holds a Lease while it lives, so that another
-        // preflight's sweep of abandoned runs leaves it alone.
-        let heartbeat = if cluster.shared() {
-            Some(
-                crate::cluster::heartbeat::Heartbeat::start(&client, namespace, &opts.run_id)
-                    .await?,
-            )
-        } else {
-            None
-        };
         let server =
             WebhookServer::new(&opts.dir.join("webhooks"), cluster.webhook_bind(), &[]).await?;
         let registration = Registration::register(
