@@ -278,7 +278,7 @@ const DELETE_TIMEOUT: Duration = Duration::from_secs(2 * 60);
 /// The bound on every node of a multi-node cluster being Ready after `kind create`
 /// (whose `--wait` covers the control plane only): the workers' kubelets join and the
 /// CNI writes their Pod network.
-const NODES_READY_TIMEOUT: Duration = Duration::from_secs(180);
+const NODES_READY_TIMEOUT: Duration = Duration::from_secs(300);
 /// The bound on `kind load docker-image` (the image is copied into every node).
 const LOAD_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 /// The bound on a `docker` query (`inspect`, `ps`, `logs`, `network inspect`,
