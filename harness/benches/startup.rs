@@ -94,6 +94,7 @@ fn main() {
                 helm: c.helm.clone(),
                 load_images: Vec::new(),
                 keep: false,
+                workers: Vec::new(),
             };
             async move {
                 let t = Instant::now();

@@ -18,6 +18,7 @@ mod download;
 mod drain;
 mod faults;
 mod gc;
+mod kind_drain;
 mod kind_provider;
 mod lifecycle;
 mod paths;

@@ -8,6 +8,7 @@
 //! (configured through kind's cluster config and written into the run's directory) and
 //! the control-plane containers' logs, read from the node.
 
+use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -40,11 +41,125 @@ pub fn node_image(version: &Version, template: Option<&str>) -> String {
         .replace("{version}", &version.to_string())
 }
 
+/// The label AKS puts on every node of a pool (beside the older, bare `agentpool`),
+/// naming its pool; Deployments select a pool with it.
+pub const AGENTPOOL_LABEL: &str = "kubernetes.azure.com/agentpool";
+/// The bare pool label AKS nodes carry too.
+pub const AGENTPOOL_LABEL_SHORT: &str = "agentpool";
+
+/// A taint's effect (`NoSchedule`, `PreferNoSchedule`, `NoExecute`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaintEffect {
+    NoSchedule,
+    PreferNoSchedule,
+    NoExecute,
+}
+
+impl TaintEffect {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaintEffect::NoSchedule => "NoSchedule",
+            TaintEffect::PreferNoSchedule => "PreferNoSchedule",
+            TaintEffect::NoExecute => "NoExecute",
+        }
+    }
+}
+
+/// A taint a worker registers with (an AKS pool's `--node-taints`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Taint {
+    pub key: String,
+    /// Empty: a taint without a value.
+    pub value: String,
+    pub effect: TaintEffect,
+}
+
+/// A worker node of a kind cluster: the pool it belongs to (as an AKS node pool's
+/// node), its extra labels and its taints, all applied when it joins.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeSpec {
+    /// The pool's name (AKS: lowercase letters and digits, starting with a letter,
+    /// at most 12 characters). Labelled [`AGENTPOOL_LABEL`] and [`AGENTPOOL_LABEL_SHORT`].
+    pub pool: String,
+    pub labels: BTreeMap<String, String>,
+    pub taints: Vec<Taint>,
+}
+
+impl NodeSpec {
+    /// A worker of `pool` with no other labels and no taints.
+    pub fn pool(pool: &str) -> NodeSpec {
+        NodeSpec {
+            pool: pool.into(),
+            ..NodeSpec::default()
+        }
+    }
+
+    /// Every label the node gets: the pool's two, then the spec's own (which win).
+    pub fn node_labels(&self) -> BTreeMap<String, String> {
+        let mut all = BTreeMap::from([
+            (AGENTPOOL_LABEL.to_string(), self.pool.clone()),
+            (AGENTPOOL_LABEL_SHORT.to_string(), self.pool.clone()),
+        ]);
+        all.extend(self.labels.clone());
+        all
+    }
+
+    /// Why kind or the kubelet would refuse this spec, checked before anything is
+    /// created: AKS's pool-name rule; label keys and values, taint keys and values
+    /// with only the characters Kubernetes allows (so they need no YAML escaping);
+    /// no label in the `kubernetes.io`/`k8s.io` namespaces, which the kubelet refuses
+    /// to register itself with (`--node-labels`) except for a few it owns.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let p = &self.pool;
+        if p.is_empty()
+            || p.len() > 12
+            || !p.starts_with(|c: char| c.is_ascii_lowercase())
+            || !p
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        {
+            out.push(format!(
+                "pool name {p:?}: AKS pool names are 1-12 lowercase letters and digits, starting with a letter"
+            ));
+        }
+        let plain = |s: &str| {
+            s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+        };
+        for (k, v) in &self.labels {
+            if k.is_empty() || !plain(k) || !plain(v) || v.contains('/') {
+                out.push(format!("label {k}={v}: not a valid label"));
+            }
+            let domain = k.split_once('/').map(|(d, _)| d).unwrap_or("");
+            if ["kubernetes.io", "k8s.io"]
+                .iter()
+                .any(|d| domain == *d || domain.ends_with(&format!(".{d}")))
+            {
+                out.push(format!(
+                    "label {k}: the kubelet refuses to register with labels in the kubernetes.io and k8s.io namespaces; label the node through the API instead"
+                ));
+            }
+        }
+        for t in &self.taints {
+            if t.key.is_empty() || !plain(&t.key) || !plain(&t.value) || t.value.contains('/') {
+                out.push(format!("taint {}={}: not a valid taint", t.key, t.value));
+            }
+        }
+        out
+    }
+}
+
 /// kind's cluster configuration: one control-plane node whose API server writes an
 /// audit log into `audit_dir` (on the host), and a controller manager that logs the
-/// garbage collector's work (`--v=2`, as on local control planes). kubeadm's
-/// configuration changed shape in v1beta4 (Kubernetes 1.31): `extraArgs` became a list.
-pub fn cluster_config(version: &Version, audit_dir: &Path) -> String {
+/// garbage collector's work (`--v=2`, as on local control planes), then one worker per
+/// entry of `workers`, in order (kind names them `<cluster>-worker`, `-worker2`, ...).
+/// A worker's labels go through kind's `labels:` (kubeadm's `node-labels` at join); its
+/// taints through a `JoinConfiguration` patch of that node alone
+/// (`nodeRegistration.taints`: the kubelet registers with them, so nothing is
+/// scheduled before they hold). kubeadm's configuration changed shape in v1beta4
+/// (Kubernetes 1.31): `extraArgs` became a list.
+pub fn cluster_config(version: &Version, audit_dir: &Path, workers: &[NodeSpec]) -> String {
     let args = |pairs: &[(&str, &str)]| -> String {
         if version.minor >= 31 {
             pairs
@@ -67,6 +182,26 @@ pub fn cluster_config(version: &Version, audit_dir: &Path) -> String {
         ("audit-log-maxsize", "200"),
     ]);
     let kcm = args(&[("v", "2")]);
+    let mut nodes = String::new();
+    for w in workers {
+        nodes.push_str("  - role: worker\n    labels:\n");
+        for (k, v) in w.node_labels() {
+            nodes.push_str(&format!("      {k}: \"{v}\"\n"));
+        }
+        if !w.taints.is_empty() {
+            nodes.push_str(
+                "    kubeadmConfigPatches:\n      - |\n        kind: JoinConfiguration\n        nodeRegistration:\n          taints:\n",
+            );
+            for t in &w.taints {
+                nodes.push_str(&format!(
+                    "            - key: \"{}\"\n              value: \"{}\"\n              effect: \"{}\"\n",
+                    t.key,
+                    t.value,
+                    t.effect.as_str()
+                ));
+            }
+        }
+    }
     format!(
         "kind: Cluster
 apiVersion: kind.x-k8s.io/v1alpha4
@@ -75,7 +210,7 @@ nodes:
     extraMounts:
       - hostPath: {audit}
         containerPath: {AUDIT_DIR_IN_NODE}
-kubeadmConfigPatches:
+{nodes}kubeadmConfigPatches:
   - |
     kind: ClusterConfiguration
     apiServer:
@@ -91,6 +226,20 @@ kubeadmConfigPatches:
 ",
         audit = audit_dir.display()
     )
+}
+
+/// The node names kind gives `count` workers of cluster `name`, in the order of the
+/// configuration's workers.
+pub fn worker_names(name: &str, count: usize) -> Vec<String> {
+    (1..=count)
+        .map(|i| {
+            if i == 1 {
+                format!("{name}-worker")
+            } else {
+                format!("{name}-worker{i}")
+            }
+        })
+        .collect()
 }
 
 pub fn create_args(name: &str, image: &str, kubeconfig: &Path, config: &Path) -> Vec<String> {
@@ -126,6 +275,10 @@ pub fn restart_controller_manager_args(name: &str) -> Vec<String> {
 const CREATE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// The bound on `kind delete cluster` (Docker stops and removes the node).
 const DELETE_TIMEOUT: Duration = Duration::from_secs(2 * 60);
+/// The bound on every node of a multi-node cluster being Ready after `kind create`
+/// (whose `--wait` covers the control plane only): the workers' kubelets join and the
+/// CNI writes their Pod network.
+const NODES_READY_TIMEOUT: Duration = Duration::from_secs(300);
 /// The bound on `kind load docker-image` (the image is copied into every node).
 const LOAD_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 /// The bound on a `docker` query (`inspect`, `ps`, `logs`, `network inspect`,
@@ -263,6 +416,7 @@ pub struct KindCluster {
     gateway: IpAddr,
     sentinel: Option<Sentinel>,
     keep: bool,
+    workers: Vec<String>,
 }
 
 impl std::fmt::Debug for KindCluster {
@@ -288,6 +442,9 @@ pub struct KindConfig {
     pub load_images: Vec<String>,
     /// Keep the run's directory (audit log, control-plane logs, webhook records).
     pub keep: bool,
+    /// Worker nodes beside the control plane, from the same node image (none: one
+    /// node, which runs every Pod, as before).
+    pub workers: Vec<NodeSpec>,
 }
 
 impl KindConfig {
@@ -313,6 +470,7 @@ impl KindConfig {
             kind,
             helm: start.helm.clone(),
             keep,
+            workers: Vec::new(),
         }
     }
 }
@@ -339,6 +497,14 @@ impl KindCluster {
 impl KindCluster {
     pub async fn start(config: KindConfig) -> Result<KindCluster, ClusterError> {
         crate::init_crypto();
+        let problems: Vec<String> = config.workers.iter().flat_map(NodeSpec::problems).collect();
+        if !problems.is_empty() {
+            return Err(ClusterError::Unsupported(format!(
+                "kind cluster {}: {}",
+                config.name,
+                problems.join("; ")
+            )));
+        }
         check_docker().await?;
         let name = config.name.clone();
         let dir = tempfile::Builder::new()
@@ -353,8 +519,11 @@ impl KindCluster {
         std::fs::write(&policy, super::AUDIT_POLICY)
             .map_err(|e| ClusterError::io("writing", &policy, e))?;
         let kind_config = dir.path().join("kind.yaml");
-        std::fs::write(&kind_config, cluster_config(&config.version, &audit))
-            .map_err(|e| ClusterError::io("writing", &kind_config, e))?;
+        std::fs::write(
+            &kind_config,
+            cluster_config(&config.version, &audit, &config.workers),
+        )
+        .map_err(|e| ClusterError::io("writing", &kind_config, e))?;
         // If the harness dies (SIGKILL) the sentinel deletes the cluster, twice: the
         // Docker daemon may still be creating a node that a killed `kind create` asked for.
         let on_death = vec![
@@ -411,6 +580,11 @@ impl KindCluster {
             run_async(&config.kind, &args, LOAD_TIMEOUT).await?;
         }
         let client = super::local::client_from_kubeconfig(&kubeconfig, None).await?;
+        let workers = worker_names(&name, config.workers.len());
+        if !workers.is_empty() {
+            // kind's `--wait` covers the control-plane node only.
+            wait_nodes_ready(&client, 1 + workers.len(), NODES_READY_TIMEOUT).await?;
+        }
         // The sample webhook server listens on the kind network's gateway, which the
         // nodes (and so the API server) reach.
         let gateway = docker_async(
@@ -442,6 +616,7 @@ impl KindCluster {
             gateway,
             sentinel: Some(sentinel),
             keep: config.keep,
+            workers,
         })
     }
 
@@ -473,6 +648,11 @@ impl KindCluster {
 
     pub fn node(&self) -> String {
         format!("{}-control-plane", self.name)
+    }
+
+    /// The worker nodes' names, in the order of [`KindConfig::workers`].
+    pub fn workers(&self) -> &[String] {
+        &self.workers
     }
 
     pub async fn impersonating(&self, user: &str) -> Result<kube::Client, ClusterError> {
@@ -618,6 +798,56 @@ impl KindCluster {
             "kube-controller-manager on {node} did not restart its garbage collector within 120 s (leading again: {leading}; Lease kube-system/kube-controller-manager was held by {before:?})"
         )))
     }
+}
+
+/// Waits (polling, with a deadline) until `count` Nodes exist and every one is Ready.
+async fn wait_nodes_ready(
+    client: &kube::Client,
+    count: usize,
+    timeout: Duration,
+) -> Result<(), ClusterError> {
+    let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
+    let deadline = std::time::Instant::now() + timeout;
+    let mut seen = String::from("no answer yet");
+    while std::time::Instant::now() < deadline {
+        match tokio::time::timeout(
+            DOCKER_QUERY_TIMEOUT,
+            nodes.list(&kube::api::ListParams::default()),
+        )
+        .await
+        {
+            Ok(Ok(list)) => {
+                let ready: Vec<String> = list
+                    .items
+                    .iter()
+                    .map(|n| {
+                        let ok = n
+                            .status
+                            .as_ref()
+                            .and_then(|s| s.conditions.as_ref())
+                            .is_some_and(|c| {
+                                c.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                            });
+                        format!(
+                            "{} {}",
+                            n.metadata.name.as_deref().unwrap_or("?"),
+                            if ok { "Ready" } else { "NotReady" }
+                        )
+                    })
+                    .collect();
+                if list.items.len() >= count && ready.iter().all(|r| r.ends_with(" Ready")) {
+                    return Ok(());
+                }
+                seen = ready.join(", ");
+            }
+            Ok(Err(e)) => seen = format!("listing nodes: {e}"),
+            Err(_) => seen = "listing nodes: no answer".into(),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    Err(ClusterError::Unsupported(format!(
+        "not all {count} nodes of the kind cluster were Ready within {timeout:?}: {seen}"
+    )))
 }
 
 /// Deletes a half-created cluster unless its name was cleared (handed to a
@@ -808,16 +1038,88 @@ mod tests {
 
     #[test]
     fn cluster_config_follows_kubeadm_api_versions() {
-        let old = cluster_config(&Version::new(1, 30, 14), Path::new("/run/audit"));
+        let old = cluster_config(&Version::new(1, 30, 14), Path::new("/run/audit"), &[]);
         assert!(old.contains("hostPath: /run/audit"), "{old}");
         assert!(
             old.contains("audit-log-path: \"/var/log/preflight-audit/audit.log\""),
             "{old}"
         );
         assert!(old.contains("v: \"2\""), "{old}");
-        let new = cluster_config(&Version::new(1, 31, 0), Path::new("/run/audit"));
+        let new = cluster_config(&Version::new(1, 31, 0), Path::new("/run/audit"), &[]);
         assert!(new.contains("- name: audit-log-path"), "{new}");
         assert!(new.contains("- name: v\n            value: \"2\""), "{new}");
+    }
+
+    #[test]
+    fn no_workers_keeps_the_single_node_cluster() {
+        let one = cluster_config(&Version::new(1, 30, 14), Path::new("/run/audit"), &[]);
+        assert_eq!(one.matches("- role:").count(), 1, "{one}");
+        assert!(!one.contains("worker"), "{one}");
+        assert!(!one.contains("JoinConfiguration"), "{one}");
+        assert!(worker_names("c", 0).is_empty());
+    }
+
+    #[test]
+    fn workers_join_with_their_pool_labels_and_taints() {
+        let mut b = NodeSpec::pool("nodepool2");
+        b.labels.insert("team".into(), "web".into());
+        b.taints.push(Taint {
+            key: "dedicated".into(),
+            value: "web".into(),
+            effect: TaintEffect::NoSchedule,
+        });
+        let workers = [NodeSpec::pool("nodepool1"), b];
+        assert!(workers.iter().all(|w| w.problems().is_empty()));
+        let text = cluster_config(&Version::new(1, 30, 14), Path::new("/run/audit"), &workers);
+        insta::assert_snapshot!(text);
+        assert_eq!(text.matches("- role: worker").count(), 2, "{text}");
+        // The taint patch belongs to the second worker alone, and the cluster-wide
+        // patch list still follows the nodes.
+        let second = text.rfind("- role: worker").unwrap();
+        assert!(text.find("JoinConfiguration").unwrap() > second, "{text}");
+        assert!(
+            text.contains("\nkubeadmConfigPatches:")
+                || text.contains(
+                    "
+kubeadmConfigPatches:
+  - |
+    kind: ClusterConfiguration"
+                ),
+            "{text}"
+        );
+        assert_eq!(
+            worker_names("preflight-x", 2),
+            ["preflight-x-worker", "preflight-x-worker2"]
+        );
+        // The same shape at v1beta4 (1.31+): only extraArgs differ.
+        let new = cluster_config(&Version::new(1, 31, 0), Path::new("/run/audit"), &workers);
+        assert_eq!(new.matches("- role: worker").count(), 2, "{new}");
+        assert!(new.contains("effect: \"NoSchedule\""), "{new}");
+    }
+
+    #[test]
+    fn node_specs_that_kind_or_the_kubelet_would_refuse_are_caught() {
+        assert!(NodeSpec::pool("nodepool1").problems().is_empty());
+        for bad in ["", "Pool", "1pool", "pool-a", "averyveryverylongpool"] {
+            assert_eq!(NodeSpec::pool(bad).problems().len(), 1, "{bad:?}");
+        }
+        let mut s = NodeSpec::pool("web");
+        s.labels
+            .insert("node-role.kubernetes.io/worker".into(), "".into());
+        s.labels.insert("ok".into(), "a b".into());
+        s.taints.push(Taint {
+            key: "k\"".into(),
+            value: String::new(),
+            effect: TaintEffect::NoExecute,
+        });
+        let p = s.problems();
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert!(p[0].contains("kubelet refuses"), "{p:?}");
+        // The spec's own labels win over the pool's.
+        let mut o = NodeSpec::pool("web");
+        o.labels.insert("agentpool".into(), "other".into());
+        assert_eq!(o.node_labels()["agentpool"], "other");
+        assert_eq!(o.node_labels()[AGENTPOOL_LABEL], "web");
     }
 
     #[test]
