@@ -265,7 +265,41 @@ async fn three_ready_on_a(client: &kube::Client, ns: &str) {
     }
 }
 
-fn causes_of(a: &Answer) -> Vec<String> {
+/// A drained node whose budget allowed one disruption at a time: every Pod that was
+/// there (`before`, by uid) gone after exactly one admitted eviction, and the concurrent
+/// evictions refused 429 by `budget` and retried (shared with the drain on kind).
+pub(crate) fn assert_drained_one_at_a_time(
+    report: &preflight::drain::DrainReport,
+    before: &[String],
+    budget: &str,
+) {
+    assert_eq!(report.pods.len(), 3);
+    for p in &report.pods {
+        assert!(before.contains(&p.pod.uid), "{p:?}");
+        assert_eq!(p.end, PodEnd::Gone, "{p:?}");
+        let admitted = report
+            .evictions
+            .iter()
+            .filter(|e| e.pod == p.pod && matches!(e.answer, Answer::Evicted { .. }))
+            .count();
+        assert_eq!(admitted, 1, "one admitted eviction for {}", p.pod);
+    }
+    let refused: Vec<_> = report
+        .evictions
+        .iter()
+        .filter(|e| e.answer.code() == Some(429))
+        .collect();
+    assert!(refused.len() >= 2, "{:?}", report.evictions);
+    let named = format!("The disruption budget {budget}");
+    assert!(
+        refused
+            .iter()
+            .all(|e| causes_of(&e.answer).iter().any(|c| c.starts_with(&named)))
+    );
+}
+
+/// The messages of a refusal's causes (the budget's name is in them).
+pub(crate) fn causes_of(a: &Answer) -> Vec<String> {
     match a {
         Answer::Refused { causes, .. } => causes.iter().map(|c| c.message.clone()).collect(),
         _ => vec![],
@@ -446,30 +480,7 @@ async fn drains_when_the_budget_allows_one_at_a_time() {
     agents.await.unwrap();
 
     assert_eq!(report.outcome, DrainOutcome::Drained, "after {took:?}");
-    assert_eq!(report.pods.len(), 3);
-    for p in &report.pods {
-        assert!(before.contains(&p.pod.uid), "{p:?}");
-        assert_eq!(p.end, PodEnd::Gone, "{p:?}");
-        let admitted = report
-            .evictions
-            .iter()
-            .filter(|e| e.pod == p.pod && matches!(e.answer, Answer::Evicted { .. }))
-            .count();
-        assert_eq!(admitted, 1, "one admitted eviction for {}", p.pod);
-    }
-    // The budget allowed one disruption at a time: the concurrent evictions were
-    // refused 429 by it, and retried until admitted.
-    let refused: Vec<_> = report
-        .evictions
-        .iter()
-        .filter(|e| e.answer.code() == Some(429))
-        .collect();
-    assert!(refused.len() >= 2, "{:?}", report.evictions);
-    assert!(refused.iter().all(|e| {
-        causes_of(&e.answer)
-            .iter()
-            .any(|c| c.starts_with("The disruption budget web"))
-    }));
+    assert_drained_one_at_a_time(&report, &before, "web");
     assert!(!report.budget_readings.is_empty());
     // Node A is empty; the replacements run on node B and the budget is whole again.
     assert_eq!(on_node(&client, "flows", NODE_A).await, (0, 0));

@@ -16,7 +16,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use preflight::cluster::{KindCluster, KindConfig, NodeSpec, kind};
 use preflight::components::{self, kind_image};
-use preflight::drain::{self, Answer, BlockedBy, DrainOptions, DrainOutcome, PodEnd};
+use preflight::drain::{self, BlockedBy, DrainOptions, DrainOutcome, PodEnd};
 use preflight::progress::Progress;
 
 use crate::common;
@@ -189,13 +189,6 @@ async fn budget_settled(
     }
 }
 
-fn causes_of(a: &Answer) -> Vec<String> {
-    match a {
-        Answer::Refused { causes, .. } => causes.iter().map(|c| c.message.clone()).collect(),
-        _ => vec![],
-    }
-}
-
 fn unschedulable(node: &Node) -> bool {
     node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true)
 }
@@ -337,7 +330,7 @@ async fn drain_on_a_multi_node_kind_cluster() {
     for e in &report.evictions {
         assert_eq!(e.answer.code(), Some(429), "{e:?}");
         assert!(
-            causes_of(&e.answer)
+            crate::drain::causes_of(&e.answer)
                 .iter()
                 .any(|c| c.starts_with("The disruption budget web")),
             "{e:?}"
@@ -405,29 +398,7 @@ async fn drain_on_a_multi_node_kind_cluster() {
     eprintln!("(b) workload placed in {placed:?}; drained after {took:?}");
     assert_eq!(report.outcome, DrainOutcome::Drained, "after {took:?}");
     assert!(took < timeout, "{took:?}");
-    assert_eq!(report.pods.len(), 3);
-    for p in &report.pods {
-        assert!(before.contains(&p.pod.uid), "{p:?}");
-        assert_eq!(p.end, PodEnd::Gone, "{p:?}");
-        let admitted = report
-            .evictions
-            .iter()
-            .filter(|e| e.pod == p.pod && matches!(e.answer, Answer::Evicted { .. }))
-            .count();
-        assert_eq!(admitted, 1, "one admitted eviction for {}", p.pod);
-    }
-    // One disruption at a time: the concurrent evictions were refused by the budget.
-    let refused: Vec<_> = report
-        .evictions
-        .iter()
-        .filter(|e| e.answer.code() == Some(429))
-        .collect();
-    assert!(refused.len() >= 2, "{:?}", report.evictions);
-    assert!(refused.iter().all(|e| {
-        causes_of(&e.answer)
-            .iter()
-            .any(|c| c.starts_with("The disruption budget web"))
-    }));
+    crate::drain::assert_drained_one_at_a_time(&report, &before, "web");
     // Worker A is empty of the workload; three new Pods run and are Ready on worker B,
     // placed by kube-scheduler and started by B's kubelet.
     assert_eq!(on_node(&client, "flows", &a).await.0, 0);
