@@ -41,15 +41,18 @@ async fn create_nodes(client: &kube::Client) {
     }
 }
 
-async fn create(client: &kube::Client, ns: &str, doc: serde_json::Value) {
+/// Creates a namespaced object from JSON (any group, the core one included).
+pub(crate) async fn create(client: &kube::Client, ns: &str, doc: serde_json::Value) {
+    let (group, version) = match doc["apiVersion"].as_str().unwrap().split_once('/') {
+        Some((g, v)) => (g.to_string(), v.to_string()),
+        None => (
+            String::new(),
+            doc["apiVersion"].as_str().unwrap().to_string(),
+        ),
+    };
     let ar = kube::discovery::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
-        doc["apiVersion"]
-            .as_str()
-            .unwrap()
-            .split('/')
-            .next()
-            .unwrap(),
-        "v1",
+        &group,
+        &version,
         doc["kind"].as_str().unwrap(),
     ));
     let api: Api<kube::api::DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
@@ -199,24 +202,28 @@ fn agents(
     (run, handle)
 }
 
-/// Pods of `ns` on `node` and how many of them are Ready and not being deleted.
-async fn on_node(client: &kube::Client, ns: &str, node: &str) -> (usize, usize) {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let list = pods
+fn running(p: &Pod) -> bool {
+    p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+}
+
+/// Pods of `ns` on `node`: how many, and how many Running, Ready and not being
+/// deleted.
+pub(crate) async fn on_node(client: &kube::Client, ns: &str, node: &str) -> (usize, usize) {
+    let list = Api::<Pod>::namespaced(client.clone(), ns)
         .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
         .await
         .unwrap();
     let healthy = list
         .items
         .iter()
-        .filter(|p| ready(p) && p.metadata.deletion_timestamp.is_none())
+        .filter(|p| running(p) && ready(p) && p.metadata.deletion_timestamp.is_none())
         .count();
     (list.items.len(), healthy)
 }
 
 /// Waits (30 s at most) until the disruption controller has processed budget `web`
 /// and counts `healthy` of `expected` Pods healthy; returns its status.
-async fn budget_settled(
+pub(crate) async fn budget_settled(
     client: &kube::Client,
     ns: &str,
     expected: i32,
@@ -235,7 +242,7 @@ async fn budget_settled(
         }
         assert!(
             Instant::now() < end,
-            "the disruption controller did not settle budget web: {s:?}"
+            "the disruption controller did not settle budget web in {ns}: {s:?}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -12,44 +12,18 @@
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Node, Pod};
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams};
 use preflight::cluster::{KindCluster, KindConfig, NodeSpec, kind};
 use preflight::components::{self, kind_image};
 use preflight::drain::{self, BlockedBy, DrainOptions, DrainOutcome, PodEnd};
 use preflight::progress::Progress;
 
 use crate::common;
+use crate::drain::{budget_settled, create, on_node};
 use crate::kind_provider::{ONE_AT_A_TIME, docker_available, preflight_containers};
 
 /// The pool both workers belong to; the workload selects it.
 const POOL: &str = "nodepool1";
-
-fn ready(p: &Pod) -> bool {
-    p.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
-fn running(p: &Pod) -> bool {
-    p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
-}
-
-/// Pods of `ns` on `node`: how many, and how many Running, Ready and not being
-/// deleted.
-async fn on_node(client: &kube::Client, ns: &str, node: &str) -> (usize, usize) {
-    let list = Api::<Pod>::namespaced(client.clone(), ns)
-        .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
-        .await
-        .unwrap();
-    let healthy = list
-        .items
-        .iter()
-        .filter(|p| running(p) && ready(p) && p.metadata.deletion_timestamp.is_none())
-        .count();
-    (list.items.len(), healthy)
-}
 
 /// Polls `on_node` until it reads `want`, within `limit`.
 async fn wait_on_node(
@@ -95,28 +69,6 @@ fn pool_selector() -> serde_json::Value {
     serde_json::Value::Object(m)
 }
 
-async fn create(client: &kube::Client, ns: &str, doc: serde_json::Value) {
-    let (group, version) = match doc["apiVersion"].as_str().unwrap().split_once('/') {
-        Some((g, v)) => (g.to_string(), v.to_string()),
-        None => (
-            String::new(),
-            doc["apiVersion"].as_str().unwrap().to_string(),
-        ),
-    };
-    let ar = kube::discovery::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
-        &group,
-        &version,
-        doc["kind"].as_str().unwrap(),
-    ));
-    let api: Api<kube::api::DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
-    api.create(
-        &PostParams::default(),
-        &serde_json::from_value(doc).unwrap(),
-    )
-    .await
-    .unwrap();
-}
-
 /// Namespace `ns` with a Deployment `web` of 3 replicas on the pool's nodes (the
 /// workload image preloaded in the node image, never pulled; a 1 s grace period so
 /// deletions are quick) and a budget `web` with `budget` as its spec, placed while
@@ -160,33 +112,6 @@ async fn workload_on(
     wait_on_node(client, ns, node, (3, 3), Duration::from_secs(90)).await;
     drain::uncordon(client, other).await.unwrap();
     budget_settled(client, ns, 3, 3).await
-}
-
-/// Waits (30 s at most) until the disruption controller has processed budget `web`
-/// and counts `healthy` of `expected` Pods healthy; returns its status.
-async fn budget_settled(
-    client: &kube::Client,
-    ns: &str,
-    expected: i32,
-    healthy: i32,
-) -> serde_json::Value {
-    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
-    let end = Instant::now() + Duration::from_secs(30);
-    loop {
-        let pdb = pdbs.get("web").await.unwrap();
-        let s = pdb.status.clone().unwrap_or_default();
-        if s.observed_generation >= pdb.metadata.generation
-            && s.expected_pods == expected
-            && s.current_healthy == healthy
-        {
-            return serde_json::to_value(s).unwrap();
-        }
-        assert!(
-            Instant::now() < end,
-            "the disruption controller did not settle budget web in {ns}: {s:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 fn unschedulable(node: &Node) -> bool {
