@@ -25,6 +25,9 @@ pub struct StepRecord {
     pub dry_run: Option<DryRunReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub settle: Option<SettleReport>,
+    /// The node pools' roll (a `rollNodes` step).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<crate::rollout::RolloutRecord>,
     /// An error that ended the step (the run goes on with the next step).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

@@ -933,6 +933,7 @@ async fn run_restored(
                         helm: None,
                         dry_run: None,
                         settle: None,
+                        rollout: None,
                         error: None,
                         duration_ms: restore.as_millis() as u64,
                     };

@@ -18,60 +18,10 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, ListParams};
 use kube::core::{Selector, SelectorExt};
-use serde::Serialize;
+
+pub use preflight_core::drain::{BudgetReading, DISRUPTION_BUDGET_CAUSE, names_in_causes};
 
 use super::{DrainError, call};
-
-/// `policyv1.DisruptionBudgetCause`: the `type` (`reason` in JSON) of the cause the
-/// Eviction API attaches to a 429 that a budget caused.
-pub const DISRUPTION_BUDGET_CAUSE: &str = "DisruptionBudget";
-
-/// One reading of a budget's status (and of the Pods its selector matches).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct BudgetReading {
-    pub name: String,
-    pub namespace: String,
-    /// When it was read (RFC 3339) and how long after the drain started.
-    pub at: String,
-    pub elapsed_ms: u64,
-    pub generation: Option<i64>,
-    pub observed_generation: Option<i64>,
-    pub expected_pods: i32,
-    pub current_healthy: i32,
-    pub desired_healthy: i32,
-    pub disruptions_allowed: i32,
-    /// `status.disruptedPods`: evictions the API server admitted that the controller
-    /// has not yet seen completed.
-    pub disrupted_pods: Vec<String>,
-    /// `status.conditions`, as `Type=Status (Reason): message`.
-    pub conditions: Vec<String>,
-    /// How many Pods the budget's selector matches in its namespace, listed from the
-    /// API with the selector at this reading.
-    pub selector_pods: usize,
-    /// Of those, the ones that could still become healthy: not Ready, not finished,
-    /// not being deleted (Pending, or Running without Ready yet).
-    pub could_become_healthy: Vec<String>,
-}
-
-/// The budget names a 429 from the Eviction API names in its causes: `The disruption
-/// budget <name> needs ...`, `... <name> is still being processed by the server.`,
-/// `... <name> does not allow evicting pods currently ...` (all in eviction.go).
-pub fn names_in_causes<'a>(causes: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<String> {
-    let mut names = Vec::new();
-    for (kind, message) in causes {
-        if kind != DISRUPTION_BUDGET_CAUSE {
-            continue;
-        }
-        if let Some(name) = message
-            .strip_prefix("The disruption budget ")
-            .and_then(|rest| rest.split_whitespace().next())
-            && !names.iter().any(|n| n == name)
-        {
-            names.push(name.to_string());
-        }
-    }
-    names
-}
 
 fn ready(pod: &Pod) -> bool {
     pod.status
@@ -201,23 +151,6 @@ pub async fn selecting(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn budget_names_come_from_the_eviction_apis_causes() {
-        let causes = [
-            (
-                "DisruptionBudget",
-                "The disruption budget web needs 3 healthy pods and has 3 currently",
-            ),
-            (
-                "DisruptionBudget",
-                "The disruption budget web is still being processed by the server.",
-            ),
-            ("FieldValueInvalid", "The disruption budget other needs"),
-        ];
-        assert_eq!(names_in_causes(causes), vec!["web".to_string()]);
-        assert!(names_in_causes([("DisruptionBudget", "something else")]).is_empty());
-    }
 
     #[test]
     fn a_reading_keeps_the_status_and_what_could_become_healthy() {

@@ -22,14 +22,18 @@ pub mod budget;
 pub mod cordon;
 pub mod evict;
 pub mod select;
-pub mod verdict;
+
+/// The drain's records and pure decisions live in the core (the report reads them).
+pub use preflight_core::drain::{
+    AKS_DRAIN_TIMEOUT, BlockedBy, DrainOutcome, PodEnd, PodRef, PodResult, outcome, secs, verdict,
+};
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 
 pub use budget::BudgetReading;
 pub use cordon::{cordon, uncordon};
@@ -38,9 +42,6 @@ pub use select::{Flags, PodDecision, Selection};
 
 /// How long one API request may take before preflight stops waiting for it.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// AKS's default drain timeout per node (`drainTimeoutInMinutes`, 30).
-pub const AKS_DRAIN_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 /// Failures at the boundary: the API did not answer a read the drain needs.
 #[derive(Debug, thiserror::Error)]
@@ -92,32 +93,12 @@ pub(crate) async fn call<T>(
     }
 }
 
-fn secs<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(d.as_secs_f64())
-}
-
-/// A Pod by namespace, name and uid (the uid tells a re-created Pod of the same name
-/// from the one evicted, as kubectl's `waitForDelete` does).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-pub struct PodRef {
-    pub namespace: String,
-    pub name: String,
-    pub uid: String,
-}
-
-impl PodRef {
-    pub fn of(pod: &Pod) -> PodRef {
-        PodRef {
-            namespace: pod.metadata.namespace.clone().unwrap_or_default(),
-            name: pod.metadata.name.clone().unwrap_or_default(),
-            uid: pod.metadata.uid.clone().unwrap_or_default(),
-        }
-    }
-}
-
-impl std::fmt::Display for PodRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
+/// The [`PodRef`] of a Pod read from the API.
+pub fn pod_ref(pod: &Pod) -> PodRef {
+    PodRef {
+        namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+        name: pod.metadata.name.clone().unwrap_or_default(),
+        uid: pod.metadata.uid.clone().unwrap_or_default(),
     }
 }
 
@@ -125,21 +106,21 @@ impl std::fmt::Display for PodRef {
 #[derive(Clone, Debug, Serialize)]
 pub struct DrainOptions {
     /// The whole drain's deadline (AKS: 30 min per node).
-    #[serde(serialize_with = "secs")]
+    #[serde(with = "secs")]
     pub timeout: Duration,
     /// Between retries of a 429 (`kubectl drain`'s `EvictErrorRetryDelay`, 5 s).
-    #[serde(serialize_with = "secs")]
+    #[serde(with = "secs")]
     pub retry_delay: Duration,
     /// Between reads of an evicted Pod while waiting for it to be gone (kubectl's
     /// `waitForDelete` interval, 1 s).
-    #[serde(serialize_with = "secs")]
+    #[serde(with = "secs")]
     pub poll_interval: Duration,
     /// How long a refusing budget's status must stay unchanged, with nothing that
     /// could change it, before the drain is called blocked.
-    #[serde(serialize_with = "secs")]
+    #[serde(with = "secs")]
     pub confirm_window: Duration,
     /// Per API request.
-    #[serde(serialize_with = "secs")]
+    #[serde(with = "secs")]
     pub request_timeout: Duration,
     /// Cordon the node first, as `kubectl drain` and AKS do.
     pub cordon: bool,
@@ -160,86 +141,13 @@ impl Default for DrainOptions {
     }
 }
 
-/// What keeps a Pod on the node, as far as the evidence settles it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum BlockedBy {
-    /// The budget answered 429 and its status, read again across the confirmation
-    /// window, leaves no way for it to allow the eviction.
-    Budget {
-        name: String,
-        namespace: String,
-        /// The last reading (boxed: the variants stay small).
-        status: Box<BudgetReading>,
-        /// The readings that confirm it, oldest first.
-        readings: Vec<BudgetReading>,
-        /// The Eviction API's last 429 message and causes.
-        answer: String,
-    },
-    /// An answer kubectl does not retry (a webhook on `pods/eviction` denying, a failed
-    /// webhook call, a Pod under several budgets).
-    Refused {
-        code: u16,
-        reason: String,
-        message: String,
-    },
-    /// The evidence does not settle it: what was checked.
-    Unknown { checked: Vec<String> },
-}
-
-/// How one Pod's eviction ended.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "end", rename_all = "kebab-case")]
-pub enum PodEnd {
-    /// Evicted and gone (or gone before the eviction).
-    Gone,
-    /// The early verdict: refused for good.
-    Blocked { by: BlockedBy },
-    /// kubectl's drain fails on this Pod at once.
-    Failed { by: BlockedBy },
-    /// Still there at the drain's deadline.
-    TimedOut { by: BlockedBy },
-    /// Stopped because another Pod settled the drain's outcome; where it was.
-    Stopped { state: String },
-}
-
-/// One Pod's part of a drain.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct PodResult {
-    pub pod: PodRef,
-    #[serde(flatten)]
-    pub end: PodEnd,
-}
-
-/// What the drain comes to.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "outcome", rename_all = "kebab-case")]
-pub enum DrainOutcome {
-    /// Every Pod the drain selected was evicted and is gone.
-    Drained,
-    /// The drain cannot finish; AKS would report it after `would_wait` (its timeout
-    /// for a budget, since 429s are retried until then; at once for an answer kubectl
-    /// does not retry).
-    Blocked {
-        pods: Vec<PodRef>,
-        by: BlockedBy,
-        #[serde(serialize_with = "secs")]
-        would_wait: Duration,
-    },
-    /// The deadline passed with Pods left.
-    TimedOut { pods: Vec<PodRef>, by: BlockedBy },
-    /// kubectl's filters refuse to start (Pods without a controller, unreadable
-    /// DaemonSets): nothing was evicted.
-    Unevictable { pods: Vec<(PodRef, String)> },
-}
-
 /// The drain of one node, with its evidence.
 #[derive(Clone, Debug, Serialize)]
 pub struct DrainReport {
     pub node: String,
     /// RFC 3339.
     pub started: String,
-    #[serde(serialize_with = "secs")]
+    #[serde(with = "secs")]
     pub duration: Duration,
     pub options: DrainOptions,
     /// Whether this drain cordoned the node (false: it already was, or was not asked).
@@ -380,59 +288,11 @@ pub async fn drain(
     Ok(report)
 }
 
-/// The drain's outcome from its Pods' ends: a budget that blocks for good decides it
-/// (AKS then waits its whole timeout); else an answer kubectl does not retry (the
-/// drain fails at once); else the deadline.
-pub fn outcome(pods: &[PodResult], timeout: Duration) -> DrainOutcome {
-    let blocked: Vec<_> = pods
-        .iter()
-        .filter_map(|p| match &p.end {
-            PodEnd::Blocked { by } => Some((p.pod.clone(), by.clone())),
-            _ => None,
-        })
-        .collect();
-    if let Some((_, by)) = blocked.first() {
-        return DrainOutcome::Blocked {
-            pods: blocked.iter().map(|(p, _)| p.clone()).collect(),
-            by: by.clone(),
-            would_wait: timeout,
-        };
-    }
-    let failed: Vec<_> = pods
-        .iter()
-        .filter_map(|p| match &p.end {
-            PodEnd::Failed { by } => Some((p.pod.clone(), by.clone())),
-            _ => None,
-        })
-        .collect();
-    if let Some((_, by)) = failed.first() {
-        return DrainOutcome::Blocked {
-            pods: failed.iter().map(|(p, _)| p.clone()).collect(),
-            by: by.clone(),
-            would_wait: Duration::ZERO,
-        };
-    }
-    let late: Vec<_> = pods
-        .iter()
-        .filter_map(|p| match &p.end {
-            PodEnd::TimedOut { by } => Some((p.pod.clone(), by.clone())),
-            _ => None,
-        })
-        .collect();
-    if let Some((_, by)) = late.first() {
-        return DrainOutcome::TimedOut {
-            pods: late.iter().map(|(p, _)| p.clone()).collect(),
-            by: by.clone(),
-        };
-    }
-    DrainOutcome::Drained
-}
-
 /// kubectl's per-Pod eviction loop (`evictPods`), with the early verdict after each
 /// 429.
 async fn evict_until_gone(ctx: &Ctx<'_>, pod: Pod) -> (Trace, PodEnd) {
     let mut trace = Trace {
-        pod: PodRef::of(&pod),
+        pod: pod_ref(&pod),
         evictions: Vec::new(),
         readings: Vec::new(),
     };
@@ -650,124 +510,5 @@ async fn wait_deleted(ctx: &Ctx<'_>, pod: &PodRef) -> PodEnd {
         if ctx.pause(ctx.opts.poll_interval).await {
             return PodEnd::Stopped { state };
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn pod(name: &str) -> PodRef {
-        PodRef {
-            namespace: "ns".into(),
-            name: name.into(),
-            uid: name.into(),
-        }
-    }
-
-    fn result(name: &str, end: PodEnd) -> PodResult {
-        PodResult {
-            pod: pod(name),
-            end,
-        }
-    }
-
-    fn refused() -> BlockedBy {
-        BlockedBy::Refused {
-            code: 400,
-            reason: "BadRequest".into(),
-            message: "admission webhook \"deny.example\" denied the request".into(),
-        }
-    }
-
-    #[test]
-    fn all_gone_is_drained() {
-        assert_eq!(
-            outcome(
-                &[result("a", PodEnd::Gone), result("b", PodEnd::Gone)],
-                AKS_DRAIN_TIMEOUT
-            ),
-            DrainOutcome::Drained
-        );
-        assert_eq!(outcome(&[], AKS_DRAIN_TIMEOUT), DrainOutcome::Drained);
-    }
-
-    #[test]
-    fn a_budget_block_waits_the_timeout_and_a_refusal_fails_at_once() {
-        let unknown = BlockedBy::Unknown { checked: vec![] };
-        let blocked = outcome(
-            &[
-                result("a", PodEnd::Gone),
-                result(
-                    "b",
-                    PodEnd::Blocked {
-                        by: unknown.clone(),
-                    },
-                ),
-                result("c", PodEnd::Failed { by: refused() }),
-            ],
-            AKS_DRAIN_TIMEOUT,
-        );
-        assert_eq!(
-            blocked,
-            DrainOutcome::Blocked {
-                pods: vec![pod("b")],
-                by: unknown,
-                would_wait: AKS_DRAIN_TIMEOUT
-            }
-        );
-        let failed = outcome(
-            &[
-                result(
-                    "a",
-                    PodEnd::Stopped {
-                        state: "retrying".into(),
-                    },
-                ),
-                result("c", PodEnd::Failed { by: refused() }),
-            ],
-            AKS_DRAIN_TIMEOUT,
-        );
-        assert_eq!(
-            failed,
-            DrainOutcome::Blocked {
-                pods: vec![pod("c")],
-                by: refused(),
-                would_wait: Duration::ZERO
-            }
-        );
-    }
-
-    #[test]
-    fn pods_left_at_the_deadline_time_the_drain_out() {
-        let by = BlockedBy::Unknown {
-            checked: vec!["evicted; still present".into()],
-        };
-        assert_eq!(
-            outcome(
-                &[
-                    result("a", PodEnd::Gone),
-                    result("b", PodEnd::TimedOut { by: by.clone() })
-                ],
-                AKS_DRAIN_TIMEOUT
-            ),
-            DrainOutcome::TimedOut {
-                pods: vec![pod("b")],
-                by
-            }
-        );
-    }
-
-    #[test]
-    fn the_report_serializes_durations_in_seconds() {
-        let v = serde_json::to_value(DrainOutcome::Blocked {
-            pods: vec![],
-            by: refused(),
-            would_wait: AKS_DRAIN_TIMEOUT,
-        })
-        .unwrap();
-        assert_eq!(v["outcome"], "blocked");
-        assert_eq!(v["would_wait"], 1800.0);
-        assert_eq!(v["by"]["kind"], "refused");
     }
 }

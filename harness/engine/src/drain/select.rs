@@ -23,30 +23,16 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use serde::Serialize;
 
+pub use preflight_core::drain::{
+    DAEMONSET_WARNING, Flags, LOCAL_STORAGE_WARNING, PodDecision, UNMANAGED_FATAL,
+    UNMANAGED_WARNING,
+};
+
 use super::{DrainError, PodRef, call};
 
 /// kubectl's `corev1.MirrorPodAnnotationKey`: static Pods the kubelet mirrors into the
 /// API; deleting the mirror does nothing to the static Pod, so drain skips them.
 pub const MIRROR_POD_ANNOTATION: &str = "kubernetes.io/config.mirror";
-
-/// kubectl's messages (filters.go `daemonSetWarning`, `localStorageWarning`,
-/// `unmanagedFatal`, `unmanagedWarning`), kept verbatim so a report reads like kubectl.
-pub const DAEMONSET_WARNING: &str = "ignoring DaemonSet-managed Pods";
-pub const LOCAL_STORAGE_WARNING: &str = "deleting Pods with local storage";
-pub const UNMANAGED_FATAL: &str = "Pods that declare no controller (use --force to override)";
-pub const UNMANAGED_WARNING: &str = "deleting Pods that declare no controller";
-
-/// What a drain does with one Pod.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "decision", rename_all = "kebab-case")]
-pub enum PodDecision {
-    /// Evicted; `warning` is kubectl's warning for it, if any.
-    Evict { warning: Option<String> },
-    /// Left on the node (a mirror Pod, a running DaemonSet Pod).
-    Skip { why: String },
-    /// Fails the drain before any eviction (kubectl's `cannot delete ...`).
-    Refuse { why: String },
-}
 
 /// What a DaemonSet-owned Pod's filter learned from reading its DaemonSet.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,14 +40,6 @@ pub enum DaemonSetLookup {
     Exists,
     NotFound(String),
     Failed(String),
-}
-
-/// The kubectl drain flags that change the filters. AKS drains with
-/// `--ignore-daemonsets --delete-emptydir-data`; both are fixed on here.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Flags {
-    /// `--force`: evict Pods that declare no controller (and orphaned DaemonSet Pods).
-    pub force: bool,
 }
 
 /// The Pods on a node, sorted by what a drain does with them.
@@ -203,7 +181,7 @@ pub async fn select(
         let decision = decide(&pod, lookup.as_ref(), flags);
         selection
             .decisions
-            .push((PodRef::of(&pod), decision.clone()));
+            .push((super::pod_ref(&pod), decision.clone()));
         if matches!(decision, PodDecision::Evict { .. }) {
             selection.evict.push(pod);
         }

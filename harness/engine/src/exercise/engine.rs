@@ -347,6 +347,7 @@ impl<'a> Run<'a> {
             helm: None,
             dry_run: None,
             settle: None,
+            rollout: None,
             error: None,
             duration_ms: 0,
         }

@@ -104,6 +104,7 @@ pub(super) fn step(
         helm: helm_run,
         dry_run: None,
         settle: None,
+        rollout: None,
         error: None,
         duration_ms: 1500,
     }

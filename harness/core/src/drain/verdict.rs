@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use super::budget::BudgetReading;
+use super::BudgetReading;
 
 /// Why a reading leaves room for the budget to allow an eviction later; `None` when it
 /// does not.
