@@ -34,6 +34,7 @@ pub mod pager;
 pub mod pki;
 pub mod progress;
 pub mod report;
+pub mod rollout;
 pub mod runner;
 pub mod scenario;
 pub mod smoke;
