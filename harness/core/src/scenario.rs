@@ -24,6 +24,9 @@ pub struct Scenario {
     pub release: Release,
     pub webhooks: Vec<WebhookSpec>,
     pub steps: Vec<Step>,
+    /// The node pools of its kind cluster's workers (none: one node that runs
+    /// everything). A `rollNodes` step rolls them.
+    pub nodes: Vec<NodePool>,
     /// What the scenario exists to demonstrate: matched against what the cluster did
     /// (a demonstration that no longer reproduces is a finding, see `policy`).
     pub expect: Expect,
@@ -166,6 +169,74 @@ pub enum Step {
     Upgrade,
     /// Wait until the cascade has finished (or the deadline).
     Settle(Settle),
+    /// Roll every node pool as AKS does after the control plane's upgrade: surge
+    /// nodes at the target, each old node cordoned, drained through the Eviction API
+    /// and replaced (kind only; see `preflight_core::rollout`).
+    RollNodes(RollNodes),
+}
+
+/// A node pool of a scenario's kind cluster, as an AKS pool: its name (the
+/// `kubernetes.azure.com/agentpool` label), how many nodes, their extra labels and
+/// taints (`key=value:Effect`, as `az aks nodepool add --node-taints` takes them).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NodePool {
+    pub name: String,
+    #[serde(default = "one")]
+    pub count: u32,
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub taints: Vec<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// How a `rollNodes` step rolls the pools; the defaults are AKS's.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RollNodes {
+    /// A node count (`1`) or a percentage of each pool (`33%`); AKS's default 10 %.
+    #[serde(default)]
+    pub max_surge: Option<String>,
+    /// Each node's drain timeout (AKS: 30 min).
+    #[serde(default = "default_drain_timeout")]
+    pub drain_timeout_seconds: u32,
+    /// `schedule` (AKS's default: the upgrade fails) or `cordon` (quarantined).
+    #[serde(default)]
+    pub undrainable_node_behavior: Option<String>,
+    /// How long to wait after each drain for the evicted Pods to be back and Ready.
+    #[serde(default = "default_comeback")]
+    pub comeback_seconds: u32,
+}
+
+fn default_drain_timeout() -> u32 {
+    1800
+}
+
+fn default_comeback() -> u32 {
+    120
+}
+
+impl RollNodes {
+    /// The step's settings as the rollout takes them, or what is wrong with them.
+    pub fn parsed(
+        &self,
+    ) -> Result<(crate::rollout::MaxSurge, crate::rollout::Undrainable), String> {
+        let surge = match &self.max_surge {
+            Some(s) => s.parse().map_err(|e| format!("rollNodes.maxSurge: {e}"))?,
+            None => crate::rollout::MaxSurge::default(),
+        };
+        let behaviour = match &self.undrainable_node_behavior {
+            Some(s) => s
+                .parse()
+                .map_err(|e| format!("rollNodes.undrainableNodeBehavior: {e}"))?,
+            None => crate::rollout::Undrainable::default(),
+        };
+        Ok((surge, behaviour))
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]

@@ -267,6 +267,16 @@ async fn run_one(
     };
     let role = role.as_str();
     let started = std::time::Instant::now();
+    let rolls = p
+        .scenario
+        .steps
+        .iter()
+        .any(|s| matches!(s, crate::scenario::Step::RollNodes(_)));
+    anyhow::ensure!(
+        !rolls || settings.provider == Provider::Kind,
+        "scenario `{}` rolls node pools (cordons and drains nodes, joins and removes them), which needs nodes preflight owns with real kubelets: --provider kind",
+        p.scenario.name
+    );
     let mut cluster = match settings.provider {
         Provider::Local => {
             let mut config = LocalConfig::new(format!("{}-{role}", p.scenario.name), start);
@@ -285,7 +295,7 @@ async fn run_one(
                 p.scenario.name
             );
             let name = kind::cluster_name(&format!("{}{index}", settings.run_id), role);
-            let config = KindConfig::for_components(
+            let mut config = KindConfig::for_components(
                 name.clone(),
                 &start,
                 settings.kind_image.as_deref(),
@@ -295,6 +305,9 @@ async fn run_one(
                     .context("the kind provider needs the kind CLI")?,
                 settings.keep,
             );
+            // The scenario's node pools (validated when it was loaded).
+            config.workers =
+                crate::rollout::workers_of(&p.scenario.nodes).map_err(anyhow::Error::msg)?;
             Cluster::Kind(KindCluster::create(config, &settings.progress).await?)
         }
         Provider::Kubeconfig => {

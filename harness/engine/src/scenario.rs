@@ -111,6 +111,8 @@ struct FileScenario {
     steps: Spanned<Vec<Spanned<Step>>>,
     #[serde(default)]
     expect: Option<Spanned<Expect>>,
+    #[serde(default)]
+    nodes: Option<Spanned<Vec<NodePool>>>,
 }
 
 #[derive(Default, Deserialize)]
@@ -232,7 +234,14 @@ pub fn parse(text: &str, file: &str, base: Option<&Path>) -> Result<Scenario, Sc
         }
         webhooks.push(webhook(w, &at)?);
     }
-    let steps = steps(raw.steps, &names, &at)?;
+    let nodes = match raw.nodes {
+        Some(n) => {
+            crate::rollout::workers_of(&n.value).map_err(|m| at.error(&n.referenced, m))?;
+            n.value
+        }
+        None => Vec::new(),
+    };
+    let steps = steps(raw.steps, &names, !nodes.is_empty(), &at)?;
     let expect = match raw.expect {
         Some(e) => {
             validate_expect(&e.value).map_err(|m| at.error(&e.referenced, m))?;
@@ -250,6 +259,7 @@ pub fn parse(text: &str, file: &str, base: Option<&Path>) -> Result<Scenario, Sc
         release,
         webhooks,
         steps,
+        nodes,
         expect,
     })
 }
@@ -366,6 +376,7 @@ fn webhook(w: FileWebhook, at: &Placer) -> Result<WebhookSpec, ScenarioError> {
 fn steps(
     raw: Spanned<Vec<Spanned<Step>>>,
     webhooks: &BTreeSet<String>,
+    has_nodes: bool,
     at: &Placer,
 ) -> Result<Vec<Step>, ScenarioError> {
     if raw.value.is_empty() {
@@ -375,6 +386,7 @@ fn steps(
     let mut steps = Vec::new();
     for step in raw.value {
         check_step(&step.value, webhooks, &mut upgrades)
+            .and_then(|()| check_roll(&step.value, upgrades, has_nodes))
             .map_err(|m| at.error(&step.referenced, m))?;
         steps.push(step.value);
     }
@@ -418,6 +430,39 @@ fn check_step(step: &Step, webhooks: &BTreeSet<String>, upgrades: &mut u32) -> R
         }
         _ => Ok(()),
     }
+}
+
+/// A `rollNodes` step's own rules: pools to roll, the control plane upgraded before
+/// (surge nodes join at the target, and a kubelet may not be newer than its API
+/// server), settings in range.
+fn check_roll(step: &Step, upgrades: u32, has_nodes: bool) -> Result<(), String> {
+    let Step::RollNodes(r) = step else {
+        return Ok(());
+    };
+    if !has_nodes {
+        return Err(
+            "rollNodes: the scenario declares no node pools to roll: add `nodes: [{name: nodepool1, count: 3}]`".into(),
+        );
+    }
+    if upgrades == 0 {
+        return Err(
+            "rollNodes: the new nodes join at the target version, and a kubelet may not be newer than its API server: put an `upgrade` step before it, as AKS upgrades the control plane first".into(),
+        );
+    }
+    r.parsed()?;
+    if !(1..=86_400).contains(&r.drain_timeout_seconds) {
+        return Err(format!(
+            "rollNodes.drainTimeoutSeconds {} is out of range: expected 1 to 86400 (AKS: 30 min by default)",
+            r.drain_timeout_seconds
+        ));
+    }
+    if r.comeback_seconds > 3600 {
+        return Err(format!(
+            "rollNodes.comebackSeconds {} is out of range: expected 0 to 3600",
+            r.comeback_seconds
+        ));
+    }
+    Ok(())
 }
 
 /// Two scenarios of one run may not name the same `release.namespace`: on a shared

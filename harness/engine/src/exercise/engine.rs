@@ -74,6 +74,8 @@ pub enum Action {
     Settle {
         timeout: Duration,
     },
+    /// Rolls the cluster's node pools as AKS does (kind: nodes the run owns).
+    RollNodes(crate::scenario::RollNodes),
 }
 
 impl Action {
@@ -403,6 +405,9 @@ impl<'a> Run<'a> {
                     self.at.cluster.upgrade(target.clone()).await?;
                 }
             }
+            Action::RollNodes(spec) => {
+                record.rollout = Some(self.roll_nodes(spec).await?);
+            }
             Action::Settle { timeout } => {
                 crate::failpoint::pause_at("settle").await;
                 let mut settled = self.settle(*timeout).await;
@@ -413,6 +418,56 @@ impl<'a> Run<'a> {
             }
         }
         Ok(Vec::new())
+    }
+
+    /// Rolls the node pools: new nodes join from preflight's node image of the version
+    /// the control plane runs now (after an `upgrade` step, the target).
+    async fn roll_nodes(
+        &mut self,
+        spec: &crate::scenario::RollNodes,
+    ) -> anyhow::Result<preflight_core::rollout::RolloutRecord> {
+        use crate::rollout::{self, Clients, RollOptions};
+        let (max_surge, undrainable) = spec.parsed().map_err(anyhow::Error::msg)?;
+        let Cluster::Kind(kind) = &mut *self.at.cluster else {
+            anyhow::bail!(
+                "rollNodes needs nodes preflight owns and real kubelets: run it with --provider kind"
+            );
+        };
+        let kubeconfig = kind.kubeconfig();
+        let config =
+            crate::cluster::local::config_from_kubeconfig(&kubeconfig, None, None).await?;
+        let clients = Clients {
+            api: kind.client(),
+            evictions: crate::drain::client_without_retries(config)?,
+        };
+        let to = kind.version().to_string();
+        let from = match rollout::pools(&clients.api).await?.values().flatten().next() {
+            Some(n) => n
+                .status
+                .as_ref()
+                .and_then(|s| s.node_info.as_ref())
+                .map(|i| i.kubelet_version.clone())
+                .unwrap_or_default(),
+            None => anyhow::bail!(
+                "rollNodes: the cluster has no node labelled with an AKS pool: declare `nodes` in the scenario"
+            ),
+        };
+        let opts = RollOptions {
+            max_surge,
+            undrainable,
+            drain: crate::drain::DrainOptions {
+                timeout: Duration::from_secs(spec.drain_timeout_seconds.into()),
+                ..Default::default()
+            },
+            comeback: Duration::from_secs(spec.comeback_seconds.into()),
+            ..RollOptions::new(from, to)
+        };
+        let image = crate::cluster::kind::node_image(kind.version(), None);
+        let mut nodes = rollout::kind::KindNodes {
+            cluster: kind,
+            image,
+        };
+        Ok(rollout::roll(&mut nodes, &clients, &opts, self.at.progress).await?)
     }
 
     async fn helm_call(

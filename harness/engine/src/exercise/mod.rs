@@ -252,6 +252,7 @@ fn plan(steps: &[Step]) -> Vec<engine::Planned> {
                 Step::RestartControllerManager => engine::Action::RestartControllerManager,
                 Step::RestartApiServer => engine::Action::RestartApiServer,
                 Step::Upgrade => engine::Action::Upgrade,
+                Step::RollNodes(r) => engine::Action::RollNodes(r.clone()),
                 Step::Settle(s) => engine::Action::Settle {
                     timeout: Duration::from_secs(s.timeout_seconds.into()),
                 },
@@ -325,6 +326,7 @@ fn title(step: &Step) -> String {
         Step::RestartControllerManager => "restart kube-controller-manager".into(),
         Step::RestartApiServer => "restart kube-apiserver".into(),
         Step::Upgrade => "upgrade the control plane in place".into(),
+        Step::RollNodes(_) => "roll the node pools (surge, cordon, drain)".into(),
         Step::Settle(_) => "settle".into(),
     }
 }

@@ -20,6 +20,7 @@
 //! verdict are the API's answers.
 
 pub mod comeback;
+pub mod kind;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -147,6 +148,66 @@ pub fn spec_of(node: &Node) -> NodeSpec {
             })
             .collect(),
     }
+}
+
+/// The most workers a scenario's kind cluster may have (each is a node container).
+pub const MAX_WORKERS: u32 = 10;
+
+/// A taint as `az aks nodepool add --node-taints` takes it: `key=value:Effect` (or
+/// `key:Effect`).
+pub fn parse_taint(text: &str) -> Result<Taint, String> {
+    let bad = || format!("taint `{text}`: expected key=value:Effect (Effect: NoSchedule, PreferNoSchedule or NoExecute)");
+    let (kv, effect) = text.rsplit_once(':').ok_or_else(bad)?;
+    let effect = match effect {
+        "NoSchedule" => TaintEffect::NoSchedule,
+        "PreferNoSchedule" => TaintEffect::PreferNoSchedule,
+        "NoExecute" => TaintEffect::NoExecute,
+        _ => return Err(bad()),
+    };
+    let (key, value) = kv.split_once('=').unwrap_or((kv, ""));
+    if key.is_empty() {
+        return Err(bad());
+    }
+    Ok(Taint {
+        key: key.into(),
+        value: value.into(),
+        effect,
+    })
+}
+
+/// The kind workers of a scenario's node pools, in order, or what is wrong with them.
+pub fn workers_of(pools: &[preflight_core::scenario::NodePool]) -> Result<Vec<NodeSpec>, String> {
+    let mut out = Vec::new();
+    let mut names = std::collections::BTreeSet::new();
+    for (i, p) in pools.iter().enumerate() {
+        if !names.insert(p.name.as_str()) {
+            return Err(format!("nodes[{i}].name `{}` is used twice", p.name));
+        }
+        if p.count == 0 {
+            return Err(format!("nodes[{i}].count: a pool has at least one node"));
+        }
+        let spec = NodeSpec {
+            pool: p.name.clone(),
+            labels: p.labels.clone(),
+            taints: p
+                .taints
+                .iter()
+                .map(|t| parse_taint(t))
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("nodes[{i}].taints: {e}"))?,
+        };
+        if let Some(problem) = spec.problems().into_iter().next() {
+            return Err(format!("nodes[{i}]: {problem}"));
+        }
+        out.extend(std::iter::repeat_n(spec, p.count as usize));
+    }
+    if out.len() > MAX_WORKERS as usize {
+        return Err(format!(
+            "nodes: {} workers in all, more than {MAX_WORKERS}: each is a node container on this machine (scale the pools down: the roll's verdicts do not need production's size)",
+            out.len()
+        ));
+    }
+    Ok(out)
 }
 
 /// The kubelet version a Node reports.
@@ -454,6 +515,30 @@ async fn drain_node(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pools_become_workers_and_bad_ones_are_named() {
+        let pool = |name: &str, count: u32, taints: &[&str]| preflight_core::scenario::NodePool {
+            name: name.into(),
+            count,
+            labels: BTreeMap::new(),
+            taints: taints.iter().map(|t| t.to_string()).collect(),
+        };
+        let w = workers_of(&[pool("system", 1, &[]), pool("user", 2, &["sku=gpu:NoSchedule"])]).unwrap();
+        assert_eq!(w.len(), 3);
+        assert_eq!(w[2].taints[0].key, "sku");
+        assert_eq!(parse_taint("dedicated:NoExecute").unwrap().value, "");
+        for (pools, says) in [
+            (vec![pool("a", 1, &["x=y:Sometimes"])], "nodes[0].taints"),
+            (vec![pool("a", 1, &[]), pool("a", 1, &[])], "used twice"),
+            (vec![pool("Bad_Name", 1, &[])], "pool name"),
+            (vec![pool("a", 0, &[])], "at least one"),
+            (vec![pool("a", 11, &[])], "more than 10"),
+        ] {
+            let e = workers_of(&pools).unwrap_err();
+            assert!(e.contains(says), "{e}");
+        }
+    }
 
     #[test]
     fn a_new_node_joins_with_the_pools_own_labels_and_taints() {
