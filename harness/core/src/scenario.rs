@@ -200,7 +200,7 @@ fn one() -> u32 {
 pub struct RollNodes {
     /// A node count (`1`) or a percentage of each pool (`33%`); AKS's default 10 %.
     #[serde(default)]
-    pub max_surge: Option<String>,
+    pub max_surge: Option<SurgeValue>,
     /// Each node's drain timeout (AKS: 30 min).
     #[serde(default = "default_drain_timeout")]
     pub drain_timeout_seconds: u32,
@@ -210,6 +210,14 @@ pub struct RollNodes {
     /// How long to wait after each drain for the evicted Pods to be back and Ready.
     #[serde(default = "default_comeback")]
     pub comeback_seconds: u32,
+}
+
+/// `maxSurge` as written: a number or a text (`33%`).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum SurgeValue {
+    Count(u32),
+    Text(String),
 }
 
 fn default_drain_timeout() -> u32 {
@@ -226,7 +234,13 @@ impl RollNodes {
         &self,
     ) -> Result<(crate::rollout::MaxSurge, crate::rollout::Undrainable), String> {
         let surge = match &self.max_surge {
-            Some(s) => s.parse().map_err(|e| format!("rollNodes.maxSurge: {e}"))?,
+            Some(SurgeValue::Count(n)) => n
+                .to_string()
+                .parse()
+                .map_err(|e| format!("rollNodes.maxSurge: {e}"))?,
+            Some(SurgeValue::Text(s)) => {
+                s.parse().map_err(|e| format!("rollNodes.maxSurge: {e}"))?
+            }
             None => crate::rollout::MaxSurge::default(),
         };
         let behaviour = match &self.undrainable_node_behavior {

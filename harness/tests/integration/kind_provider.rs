@@ -46,7 +46,7 @@ pub(crate) fn preflight_containers() -> Vec<String> {
         .collect()
 }
 
-fn run_preflight(args: &[&str], dir: &std::path::Path) -> (Option<i32>, Value, String) {
+pub(crate) fn run_preflight(args: &[&str], dir: &std::path::Path) -> (Option<i32>, Value, String) {
     let out = Command::new(common::preflight_bin())
         .args(args)
         .arg("--report-dir")

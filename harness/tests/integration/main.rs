@@ -20,6 +20,7 @@ mod faults;
 mod gc;
 mod kind_drain;
 mod kind_provider;
+mod kind_rollout;
 mod lifecycle;
 mod paths;
 mod ports;

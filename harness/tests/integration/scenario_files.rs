@@ -24,6 +24,10 @@ fn shipped_files_validate_and_match_the_embedded_copies() {
         let s = scenario::load_file(&path).unwrap_or_else(|e| panic!("{e}"));
         assert!(matches!(s.chart.source, scenario::ChartSource::Dir(_)));
     }
+    // Shipped beside them, not embedded: it needs the kind provider.
+    let pools = scenario::load_file(&scenarios_dir().join("node-pools.yaml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(pools.nodes.len(), 3);
     let names: Vec<_> = scenario::embedded().into_iter().map(|s| s.name).collect();
     assert_eq!(
         names,
@@ -130,6 +134,44 @@ fn bad_files_name_the_file_line_and_what_was_expected() {
             "s.yaml:6:",
             "expect.unlistable `widgets`: expected group/resource",
         ),
+        (
+            format!("{GOOD_HEAD}steps: [upgrade, rollNodes: {{}}]\n"),
+            "s.yaml:4:",
+            "declares no node pools",
+        ),
+        (
+            format!(
+                "{GOOD_HEAD}nodes: [{{name: user, count: 2}}]\nsteps: [rollNodes: {{}}, upgrade]\n"
+            ),
+            "s.yaml:5:",
+            "put an `upgrade` step before it",
+        ),
+        (
+            format!(
+                "{GOOD_HEAD}nodes: [{{name: user}}]\nsteps: [upgrade, rollNodes: {{maxSurge: 0%}}]\n"
+            ),
+            "s.yaml:5:",
+            "rollNodes.maxSurge: `0%` is not a max surge",
+        ),
+        (
+            format!(
+                "{GOOD_HEAD}nodes: [{{name: user}}]\nsteps: [upgrade, rollNodes: {{undrainableNodeBehavior: wait}}]\n"
+            ),
+            "s.yaml:5:",
+            "rollNodes.undrainableNodeBehavior: `wait`",
+        ),
+        (
+            format!(
+                "{GOOD_HEAD}nodes: [{{name: user, taints: [\"sku=gpu\"]}}]\nsteps: [upgrade]\n"
+            ),
+            "s.yaml:4:",
+            "nodes[0].taints: taint `sku=gpu`",
+        ),
+        (
+            format!("{GOOD_HEAD}nodes: [{{name: User_Pool}}]\nsteps: [upgrade]\n"),
+            "s.yaml:4:",
+            "AKS pool names",
+        ),
         ("name: s\nchart: [\n".to_string(), "s.yaml:", ""),
     ];
     for (text, location, words) in cases {
@@ -175,21 +217,23 @@ fn validate_command_exit_codes() {
 }
 
 #[test]
-fn the_test_chart_passes_helm_lint() {
+fn the_test_charts_pass_helm_lint() {
     let helm = common::components(&common::versions()[1]).helm;
-    let out = Command::new(helm)
-        .args(["lint", "--strict"])
-        .arg(scenarios_dir().join("charts/preflight-test"))
-        .env(
-            "HELM_CACHE_HOME",
-            std::env::temp_dir().join("preflight-helm-lint"),
-        )
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    for chart in ["preflight-test", "node-pools"] {
+        let out = Command::new(&helm)
+            .args(["lint", "--strict"])
+            .arg(scenarios_dir().join("charts").join(chart))
+            .env(
+                "HELM_CACHE_HOME",
+                std::env::temp_dir().join("preflight-helm-lint"),
+            )
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{chart}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

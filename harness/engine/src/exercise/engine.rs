@@ -434,14 +434,18 @@ impl<'a> Run<'a> {
             );
         };
         let kubeconfig = kind.kubeconfig();
-        let config =
-            crate::cluster::local::config_from_kubeconfig(&kubeconfig, None, None).await?;
+        let config = crate::cluster::local::config_from_kubeconfig(&kubeconfig, None, None).await?;
         let clients = Clients {
             api: kind.client(),
             evictions: crate::drain::client_without_retries(config)?,
         };
         let to = kind.version().to_string();
-        let from = match rollout::pools(&clients.api).await?.values().flatten().next() {
+        let from = match rollout::pools(&clients.api)
+            .await?
+            .values()
+            .flatten()
+            .next()
+        {
             Some(n) => n
                 .status
                 .as_ref()

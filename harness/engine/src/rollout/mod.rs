@@ -156,7 +156,11 @@ pub const MAX_WORKERS: u32 = 10;
 /// A taint as `az aks nodepool add --node-taints` takes it: `key=value:Effect` (or
 /// `key:Effect`).
 pub fn parse_taint(text: &str) -> Result<Taint, String> {
-    let bad = || format!("taint `{text}`: expected key=value:Effect (Effect: NoSchedule, PreferNoSchedule or NoExecute)");
+    let bad = || {
+        format!(
+            "taint `{text}`: expected key=value:Effect (Effect: NoSchedule, PreferNoSchedule or NoExecute)"
+        )
+    };
     let (kv, effect) = text.rsplit_once(':').ok_or_else(bad)?;
     let effect = match effect {
         "NoSchedule" => TaintEffect::NoSchedule,
@@ -524,7 +528,11 @@ mod tests {
             labels: BTreeMap::new(),
             taints: taints.iter().map(|t| t.to_string()).collect(),
         };
-        let w = workers_of(&[pool("system", 1, &[]), pool("user", 2, &["sku=gpu:NoSchedule"])]).unwrap();
+        let w = workers_of(&[
+            pool("system", 1, &[]),
+            pool("user", 2, &["sku=gpu:NoSchedule"]),
+        ])
+        .unwrap();
         assert_eq!(w.len(), 3);
         assert_eq!(w[2].taints[0].key, "sku");
         assert_eq!(parse_taint("dedicated:NoExecute").unwrap().value, "");
