@@ -312,6 +312,37 @@ pub enum Prediction {
     SurgeFailed { error: String },
 }
 
+/// What AKS would make of a pool, in one line: `pool user: fails at node aks-user-1
+/// after 1800 s: ...`.
+pub fn headline(pool: &PoolRoll) -> String {
+    let what = match &pool.prediction {
+        Prediction::Succeeds => "rolls: every node drained and its Pods are back".to_string(),
+        Prediction::Fails { node, cause, after } => {
+            if after.is_zero() {
+                format!("the upgrade fails at node {node} at once: {cause}")
+            } else {
+                format!(
+                    "the upgrade fails at node {node} after the {} s drain timeout: {cause}",
+                    after.as_secs()
+                )
+            }
+        }
+        Prediction::Quarantined { nodes, causes } => format!(
+            "node(s) {} quarantined (left cordoned for you to clean up): {}",
+            nodes.join(", "),
+            causes.join("; ")
+        ),
+        Prediction::Degraded { causes } => format!(
+            "rolls, but workloads are not back: {}",
+            causes.join("; ")
+        ),
+        Prediction::SurgeFailed { error } => {
+            format!("the upgrade fails before any drain: a surge node could not join: {error}")
+        }
+    };
+    format!("pool {}: {what}", pool.pool)
+}
+
 /// One sentence on why a drain could not finish.
 pub fn drain_cause(outcome: &DrainOutcome) -> String {
     use crate::drain::BlockedBy;

@@ -6,6 +6,7 @@ mod audit;
 mod capture;
 mod cluster;
 mod merge;
+mod rehearse;
 mod run;
 mod snapshot;
 mod validate;
@@ -96,6 +97,10 @@ pub enum Command {
     },
     /// Capture a live cluster's Helm releases and admission surface as a twin (reads only).
     Capture(CaptureArgs),
+    /// Rehearse the whole AKS upgrade of a twin on a kind cluster shaped as its node
+    /// pools: install at the source, upgrade the control plane in place, then roll
+    /// every pool as AKS does (surge, cordon, drain through the Eviction API).
+    Rehearse(Box<RehearseArgs>),
     /// Start or stop a local control plane for debugging.
     #[command(subcommand)]
     Cluster(ClusterCommand),
@@ -199,6 +204,52 @@ pub struct RunArgs {
     pub reset: Option<ResetArg>,
     /// With --provider kind: the node image, `{version}` standing for the version, e.g.
     /// `kindest/node:{version}` [default: preflight/node:{version}, built here offline].
+    #[arg(long)]
+    pub kind_image: Option<String>,
+    #[command(flatten)]
+    pub bins: BinArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RehearseArgs {
+    /// The twin's directory (`preflight capture --out`).
+    pub twin: PathBuf,
+    /// Source Kubernetes version (what the cluster runs now) [default: v1.29.15].
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Target Kubernetes version [default: v1.30.14].
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Worker nodes in all, shared out over the twin's pools (each at least one, the
+    /// rest in proportion to the captured counts).
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+    /// AKS's --max-surge: a node count (1) or a percentage of each pool (33%).
+    #[arg(long, default_value = "10%")]
+    pub max_surge: String,
+    /// AKS's drain timeout per node (30m, 90s, 1h).
+    #[arg(long, default_value = "30m")]
+    pub drain_timeout: String,
+    /// AKS's --undrainable-node-behavior: schedule (the upgrade fails) or cordon (the
+    /// node is quarantined and the pool goes on).
+    #[arg(long, default_value = "schedule")]
+    pub undrainable_node_behavior: String,
+    /// How long to wait after each drain for the evicted Pods to be Ready again.
+    #[arg(long, default_value_t = 120)]
+    pub comeback_seconds: u32,
+    /// Where the cluster comes from: only kind (rehearse cordons and drains nodes).
+    #[arg(long, value_enum, default_value_t = Provider::Kind)]
+    pub provider: Provider,
+    /// Where to write report.json, report.md, junit.xml and report.html [default: reports/<time>-<id>].
+    #[arg(long)]
+    pub report_dir: Option<PathBuf>,
+    /// What counts as a failure (exit code 1).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = crate::policy::DEFAULT_FAIL_ON)]
+    pub fail_on: Vec<FailOn>,
+    /// Keep the cluster's directory (logs, webhook records) after the run.
+    #[arg(long)]
+    pub keep: bool,
+    /// The node image, `{version}` standing for the version [default: preflight/node:{version}, built here offline].
     #[arg(long)]
     pub kind_image: Option<String>,
     #[command(flatten)]
@@ -400,6 +451,7 @@ pub async fn execute(cli: Cli, progress: Progress) -> anyhow::Result<i32> {
         Command::Run(args) => run::run(*args, progress).await,
         Command::Audit(args) => audit::audit(args).await,
         Command::Capture(args) => capture::capture(args, progress).await,
+        Command::Rehearse(args) => rehearse::rehearse(*args, progress).await,
         Command::Snapshot { out, target } => snapshot::snapshot(&out, &target).await,
         Command::Diff { before, after } => snapshot::diff(&before, &after),
         Command::MergeReports {

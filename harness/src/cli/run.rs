@@ -504,7 +504,7 @@ async fn resolve_path(
 }
 
 /// The snapshot noise: the defaults and every `--noise GROUP/RESOURCE`.
-fn noise(extra: &[String]) -> anyhow::Result<crate::snapshot::Noise> {
+pub(super) fn noise(extra: &[String]) -> anyhow::Result<crate::snapshot::Noise> {
     let mut n = crate::snapshot::Noise::default();
     for e in extra {
         anyhow::ensure!(
@@ -519,7 +519,7 @@ fn noise(extra: &[String]) -> anyhow::Result<crate::snapshot::Noise> {
 /// What the kind provider needs: preflight's own node images for `source` and
 /// `target` unless the user named an image (then only the workload image), and the
 /// kind CLI, whose path is returned.
-fn kind_tools(
+pub(super) fn kind_tools(
     versions: &[components::Version],
     build_images: bool,
     opts: &components::Options,
@@ -606,6 +606,7 @@ async fn run_twin(
             Some(kind) => crate::twin::replay::ReplayOn::Kind {
                 kind,
                 image: args.kind_image.clone(),
+                workers: Vec::new(),
             },
             None => crate::twin::replay::ReplayOn::Local,
         },
@@ -618,13 +619,32 @@ async fn run_twin(
         noise: noise(&args.noise)?,
     };
     let replayed = crate::twin::replay::replay(&twin, &src, &tgt, &replay_opts).await?;
+    write_replayed(
+        &replayed,
+        [source, target],
+        &replay_opts,
+        &args.fail_on,
+        args.report_dir.clone(),
+        gate.as_ref(),
+    )
+}
+
+/// Writes a twin's replay (or rehearsal) as one report, with runs.json so the CI
+/// templates' merge step reads it as one shard.
+pub(super) fn write_replayed(
+    replayed: &crate::twin::replay::Replayed,
+    [source, target]: [components::Version; 2],
+    replay_opts: &crate::twin::replay::ReplayOptions,
+    fail_on: &[FailOn],
+    report_dir: Option<std::path::PathBuf>,
+    gate: Option<&crate::accept::Gate>,
+) -> anyhow::Result<i32> {
     let versions = [
         report::VersionInfo::new(source.to_string()),
         report::VersionInfo::new(target.to_string()),
     ];
     let indexed: Vec<(usize, runner::RunResult)> =
         replayed.results.iter().cloned().enumerate().collect();
-    // runs.json too, so the CI templates' merge step reads a replay as one shard.
     let runs = report::shard::ShardFile {
         schema: report::shard::SCHEMA.to_string(),
         shard: 1,
@@ -636,20 +656,18 @@ async fn run_twin(
         }
         .into(),
         versions: versions.to_vec(),
-        fail_on: args.fail_on.clone(),
+        fail_on: fail_on.to_vec(),
         noise: replay_opts.noise.0.clone(),
         scenarios: replayed
             .scenarios
             .iter()
             .map(report::ScenarioMeta::of)
             .collect(),
-        records: report::records(&replayed.scenarios, &indexed, &versions, &args.fail_on),
+        records: report::records(&replayed.scenarios, &indexed, &versions, fail_on),
     };
-    let dir = args
-        .report_dir
-        .clone()
+    let dir = report_dir
         .unwrap_or_else(|| default_report_dir("twin-", &format!("-{}", runner::new_run_id())));
-    write_reports(&runs, &dir, &replayed.headlines, gate.as_ref())
+    write_reports(&runs, &dir, &replayed.headlines, gate)
 }
 
 /// `--accept` and `--baseline` read before anything starts (a bad file stops the job

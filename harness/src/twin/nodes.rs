@@ -201,6 +201,91 @@ pub fn to_value(pools: &[NodePool]) -> Value {
     serde_json::to_value(pools).unwrap_or(Value::Array(Vec::new()))
 }
 
+/// The captured pools as `nodes` kind workers for a rehearsal: each pool keeps at
+/// least one node and the rest are shared out in proportion to the captured counts
+/// (largest remainder first), with the pool's name, its shared labels (those a kubelet
+/// may register with: not in the `kubernetes.io` and `k8s.io` namespaces) and its
+/// taints. A pool name AKS would not accept (another provider's) becomes a valid one.
+pub fn kind_workers(
+    pools: &[NodePool],
+    nodes: usize,
+) -> Result<Vec<crate::cluster::NodeSpec>, String> {
+    if pools.is_empty() {
+        return Err("the twin has no node pools (captured before nodes were recorded?): capture it again".into());
+    }
+    if nodes < pools.len() {
+        return Err(format!(
+            "--nodes {nodes}: the twin has {} pools, and each needs at least one node",
+            pools.len()
+        ));
+    }
+    let total: usize = pools.iter().map(|p| p.count.max(1)).sum();
+    let spare = nodes - pools.len();
+    let mut counts: Vec<(usize, usize, usize)> = pools
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let share = spare * p.count.max(1);
+            (i, 1 + share / total, share % total)
+        })
+        .collect();
+    let mut left = nodes - counts.iter().map(|c| c.1).sum::<usize>();
+    let mut by_remainder: Vec<usize> = (0..counts.len()).collect();
+    by_remainder.sort_by_key(|&i| std::cmp::Reverse(counts[i].2));
+    for i in by_remainder {
+        if left == 0 {
+            break;
+        }
+        counts[i].1 += 1;
+        left -= 1;
+    }
+    let mut out = Vec::new();
+    for (i, count, _) in counts {
+        let p = &pools[i];
+        let spec = crate::cluster::NodeSpec {
+            pool: aks_pool_name(&p.name),
+            labels: p
+                .labels
+                .iter()
+                .filter(|(k, _)| {
+                    let domain = k.split_once('/').map(|(d, _)| d).unwrap_or("");
+                    !["kubernetes.io", "k8s.io"]
+                        .iter()
+                        .any(|d| domain == *d || domain.ends_with(&format!(".{d}")))
+                        && !POOL_LABELS.contains(&k.as_str())
+                })
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            taints: p
+                .taints
+                .iter()
+                .map(|t| crate::rollout::parse_taint(t))
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("pool {}: {e}", p.name))?,
+        };
+        if let Some(problem) = spec.problems().into_iter().next() {
+            return Err(format!("pool {}: {problem}", p.name));
+        }
+        out.extend(std::iter::repeat_n(spec, count));
+    }
+    Ok(out)
+}
+
+/// A pool name as AKS accepts it: lowercase letters and digits, starting with a
+/// letter, at most 12 characters.
+fn aks_pool_name(name: &str) -> String {
+    let mut n: String = name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    if !n.starts_with(|c: char| c.is_ascii_lowercase()) {
+        n.insert(0, 'p');
+    }
+    n.truncate(12);
+    n
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,5 +342,40 @@ mod tests {
         assert!(quantity("3800m") < quantity("4"));
         assert!(quantity("1Gi") > quantity("1G"));
         assert_eq!(quantity("110"), 110.0);
+    }
+
+    #[test]
+    fn pools_are_scaled_to_the_rehearsals_nodes() {
+        let pool = |name: &str, count: usize, taints: &[&str]| NodePool {
+            name: name.into(),
+            count,
+            labels: BTreeMap::from([
+                ("team".to_string(), "shop".to_string()),
+                ("kubernetes.io/os".to_string(), "linux".to_string()),
+                ("kubernetes.azure.com/agentpool".to_string(), name.to_string()),
+            ]),
+            taints: taints.iter().map(|t| t.to_string()).collect(),
+            ..NodePool::default()
+        };
+        let pools = [
+            pool("system", 3, &["CriticalAddonsOnly=true:NoSchedule"]),
+            pool("user", 30, &[]),
+            pool("default-pool", 1, &[]),
+        ];
+        let w = kind_workers(&pools, 5).unwrap();
+        let names: Vec<&str> = w.iter().map(|s| s.pool.as_str()).collect();
+        assert_eq!(names, ["system", "user", "user", "user", "defaultpool"]);
+        assert_eq!(w[0].taints.len(), 1);
+        assert_eq!(
+            w[1].labels,
+            BTreeMap::from([("team".to_string(), "shop".to_string())])
+        );
+        assert!(kind_workers(&pools, 2).unwrap_err().contains("3 pools"));
+        assert!(kind_workers(&[], 3).is_err());
+        assert!(
+            kind_workers(&[pool("x", 1, &["bad"])], 1)
+                .unwrap_err()
+                .contains("pool x")
+        );
     }
 }

@@ -183,6 +183,7 @@ impl Pass {
             release: crate::scenario::Release::named(&self.name),
             webhooks: Vec::new(),
             steps: Vec::new(),
+            nodes: Vec::new(),
             expect: Default::default(),
         }
     }
@@ -233,9 +234,11 @@ pub enum ReplayOn {
     Local,
     /// kind clusters (real kubelets): the kind CLI and a node image template
     /// (`None`: preflight's own node images). A pass per cluster: no saved state.
+    /// `workers`: the cluster's worker nodes (none: one node runs everything).
     Kind {
         kind: PathBuf,
         image: Option<String>,
+        workers: Vec<crate::cluster::NodeSpec>,
     },
 }
 
@@ -524,15 +527,20 @@ async fn start_installed(
                     .context("starting the control plane")?,
             ))
         }
-        ReplayOn::Kind { kind, image } => {
+        ReplayOn::Kind {
+            kind,
+            image,
+            workers,
+        } => {
             let name = crate::cluster::kind::cluster_name(&format!("{}{index}", opts.run_id), role);
-            let config = KindConfig::for_components(
+            let mut config = KindConfig::for_components(
                 name.clone(),
                 comps,
                 image.as_deref(),
                 kind.clone(),
                 opts.keep,
             );
+            config.workers = workers.clone();
             Cluster::Kind(
                 KindCluster::create(config, &opts.progress)
                     .await
@@ -562,7 +570,7 @@ async fn install(
     let version = cluster.version().to_string();
     let server = WebhookServer::new(&dir.join("webhooks"), cluster.webhook_bind(), &[]).await?;
     let releases = releases(twin);
-    let setting = setting(&mut cluster, &server, dir.clone(), &dir, opts);
+    let setting = setting(&mut cluster, &server, dir.clone(), &dir, opts, &[]);
     let mut run = Run::new(
         setting,
         format!("install @ {version}"),
@@ -749,6 +757,7 @@ fn setting<'a>(
     dir: PathBuf,
     home: &std::path::Path,
     opts: &'a ReplayOptions,
+    upgrade_to: &'a [Components],
 ) -> Setting<'a> {
     Setting {
         cluster,
@@ -758,15 +767,15 @@ fn setting<'a>(
         helm_home: home.join("helm"),
         noise: opts.noise.clone(),
         progress: &opts.progress,
-        upgrade_to: &[],
+        upgrade_to,
     }
 }
 
 fn role_name(role: Role) -> &'static str {
-    if role == Role::Source {
-        "source"
-    } else {
-        "target"
+    match role {
+        Role::Source => "source",
+        Role::Upgrade => "upgrade",
+        _ => "target",
     }
 }
 
@@ -1002,24 +1011,40 @@ async fn uninstall(
     opts: &ReplayOptions,
     prelude: Vec<StepRecord>,
 ) -> anyhow::Result<Outcome> {
+    let plan = pass_plan(pass, &releases(twin));
+    run_pass(inst, twin, &pass.name, &plan, &[], opts, prelude).await
+}
+
+/// One plan from the installed state, as the run named `name`: what stays is recorded
+/// (the uninstall passes, the rehearsal).
+async fn run_pass(
+    inst: &mut Installed,
+    twin: &Twin,
+    name: &str,
+    plan: &[Planned],
+    upgrade_to: &[Components],
+    opts: &ReplayOptions,
+    prelude: Vec<StepRecord>,
+) -> anyhow::Result<Outcome> {
     let version = inst.version.clone();
     let mut records = inst.steps.clone();
     records.extend(prelude);
-    let dir = inst.dir.join(&pass.name);
+    let dir = inst.dir.join(name);
     let releases = releases(twin);
-    let plan = pass_plan(pass, &releases);
     let setting = setting(
         &mut inst.cluster,
         &inst.server,
         dir.clone(),
         &inst.dir,
         opts,
+        upgrade_to,
     );
-    let label = format!("{} @ {version}", pass.name);
+    let label = format!("{name} @ {version}");
     let mut run = Run::new(setting, label, releases.clone(), records);
     run.seen_before(inst.installed.objects.iter().cloned());
     let namespaces = run.namespaces();
-    run.plan(&plan).await;
+    run.plan(plan).await;
+    let end_version = run.version();
     let mut done = run.conclude().await?;
     for o in &done.after.objects {
         done.seen.entry(o.uid.clone()).or_insert_with(|| o.clone());
@@ -1028,7 +1053,7 @@ async fn uninstall(
     webhook_requests.extend(inst.server.take_records());
     let mut namespaces = namespaces.into_iter();
     let outcome = Outcome {
-        scenario: pass.name.clone(),
+        scenario: name.to_string(),
         namespace: namespaces.next().unwrap_or_default(),
         other_namespaces: namespaces.collect(),
         release: twin
@@ -1037,8 +1062,8 @@ async fn uninstall(
             .map(|r| r.name.clone())
             .collect::<Vec<_>>()
             .join(","),
-        start_version: version.clone(),
-        end_version: version,
+        start_version: version,
+        end_version,
         steps: done.steps,
         before: inst.before.clone(),
         after: done.after,
@@ -1051,6 +1076,87 @@ async fn uninstall(
     };
     exercise::engine::write_outcome(&dir, &outcome)?;
     Ok(outcome)
+}
+
+/// The rehearsal's run, as reports name it.
+pub const REHEARSAL: &str = "rehearsal";
+
+/// `preflight rehearse`: the whole AKS upgrade on one kind cluster whose workers are
+/// the twin's node pools (`opts.on`). The twin is set up and installed at the source as
+/// for a replay; then one plan for the engine: the webhooks failing when captured fail
+/// the same way, the control plane is upgraded in place to `target`, and every pool is
+/// rolled as AKS does (`roll`). One run, role `upgrade`.
+pub async fn rehearse(
+    twin: &Twin,
+    source: &Components,
+    target: &Components,
+    opts: &ReplayOptions,
+    roll: crate::scenario::RollNodes,
+) -> anyhow::Result<Replayed> {
+    anyhow::ensure!(
+        matches!(&opts.on, ReplayOn::Kind { workers, .. } if !workers.is_empty()),
+        "a rehearsal rolls node pools: it needs the kind provider and worker nodes"
+    );
+    let surface = Surface::load(twin)?;
+    let as_is = Pass::as_is(twin);
+    let mut plan = pass_plan(&as_is, &[]);
+    // Not the uninstall pass's settle: the releases stay installed.
+    plan.retain(|p| matches!(p.action, Action::SetWebhook { .. }));
+    plan.push(Planned {
+        title: "upgrade the control plane in place".into(),
+        action: Action::Upgrade,
+    });
+    plan.push(Planned {
+        title: "roll the node pools (surge, cordon, drain)".into(),
+        action: Action::RollNodes(roll.clone()),
+    });
+    let mut timings = Timings::default();
+    let upgrade_to = [target.clone()];
+    let outcome = match start_installed(twin, &surface, Some(REHEARSAL), Role::Upgrade, 0, source, opts)
+        .await
+    {
+        Ok(mut inst) => {
+            let started = Instant::now();
+            let outcome = run_pass(&mut inst, twin, REHEARSAL, &plan, &upgrade_to, opts, Vec::new())
+                .await
+                .map_err(|e| format!("{e:#}"));
+            timings.start = inst.start;
+            timings.exercise = inst.install + started.elapsed();
+            let started = Instant::now();
+            finish(inst, opts);
+            timings.stop = started.elapsed();
+            outcome
+        }
+        Err(e) => Err(format!("{e:#}")),
+    };
+    let headlines = match &outcome {
+        Ok(o) => o
+            .steps
+            .iter()
+            .filter_map(|s| s.rollout.as_ref())
+            .flat_map(|r| r.pools.iter().map(preflight_core::rollout::headline))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    let mut scenario = as_is.scenario(twin);
+    scenario.name = REHEARSAL.into();
+    scenario.description = format!(
+        "twin {}: installed at the source on kind nodes as its pools, webhooks as captured ({}); the control plane upgraded in place, then every pool rolled as AKS does",
+        twin.dir.display(),
+        failing_now(&as_is.failures)
+    );
+    scenario.steps = vec![crate::scenario::Step::Upgrade, crate::scenario::Step::RollNodes(roll)];
+    Ok(Replayed {
+        scenarios: vec![scenario],
+        results: vec![RunResult {
+            scenario: REHEARSAL.into(),
+            role: Role::Upgrade,
+            at: 0,
+            outcome,
+            timings,
+        }],
+        headlines,
+    })
 }
 
 /// A pass as steps: each failing webhook fails (answering after any webhook's longest

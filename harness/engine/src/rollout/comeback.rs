@@ -115,12 +115,34 @@ async fn readiness(client: &kube::Client, o: &Owner) -> Option<(i32, i32, String
     }
 }
 
-/// Waits up to `timeout` for every controller of `evicted` to have all its replicas
-/// Ready; returns the workloads still short at the deadline, each with its cause, and
-/// how long it waited.
+/// The Ready replicas of the controllers of every Pod on `node`, by controller uid,
+/// read before its drain: a workload is expected back as Ready as it was then (one
+/// whose Pods never became Ready, an image that cannot be pulled, say, is not the
+/// drain's doing).
+pub async fn ready_before(client: &kube::Client, node: &str) -> BTreeMap<String, i32> {
+    let lp = ListParams::default().fields(&format!("spec.nodeName={node}"));
+    let pods = match tokio::time::timeout(REQUEST, Api::<Pod>::all(client.clone()).list(&lp)).await
+    {
+        Ok(Ok(l)) => l.items,
+        _ => return BTreeMap::new(),
+    };
+    let mut out = BTreeMap::new();
+    for o in owners(&pods).keys() {
+        if let Some((ready, ..)) = readiness(client, o).await {
+            out.insert(o.uid.clone(), ready);
+        }
+    }
+    out
+}
+
+/// Waits up to `timeout` for every controller of `evicted` to have its replicas Ready
+/// again (all it wants, or as many as were Ready before the drain, per
+/// [`ready_before`]); returns the workloads still short at the deadline, each with its
+/// cause, and how long it waited.
 pub async fn wait(
     client: &kube::Client,
     evicted: &[Pod],
+    before: &BTreeMap<String, i32>,
     timeout: Duration,
 ) -> (Vec<NotBack>, Duration) {
     let start = Instant::now();
@@ -130,7 +152,7 @@ pub async fn wait(
         short = Vec::new();
         for o in groups.keys() {
             if let Some((ready, desired, shown)) = readiness(client, o).await
-                && ready < desired
+                && ready < before.get(&o.uid).map_or(desired, |b| desired.min(*b))
             {
                 short.push((o.clone(), ready, desired, shown));
             }

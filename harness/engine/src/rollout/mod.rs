@@ -441,6 +441,7 @@ async fn drain_node(
     node: &str,
 ) -> NodeRoll {
     let version = kubelet_version(&clients.api, node).await;
+    let before = comeback::ready_before(&clients.api, node).await;
     let step = progress.step(format!("draining {node}"));
     let report = drain::drain(&clients.evictions, node, &opts.drain).await;
     let report = match report {
@@ -492,7 +493,7 @@ async fn drain_node(
         let step = progress.step(format!(
             "waiting for the Pods evicted from {node} to be Ready"
         ));
-        let r = comeback::wait(&clients.api, &evicted, opts.comeback).await;
+        let r = comeback::wait(&clients.api, &evicted, &before, opts.comeback).await;
         step.done("");
         r
     };

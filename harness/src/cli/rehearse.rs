@@ -1,0 +1,141 @@
+//! `preflight rehearse TWIN`: the whole AKS upgrade, node pools included, on a kind
+//! cluster shaped as the twin's pools (see `twin::replay::rehearse`).
+
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::{RehearseArgs, parse_version};
+use crate::cluster::Provider;
+use crate::components;
+use crate::progress::Progress;
+use crate::runner;
+use crate::scenario::{RollNodes, SurgeValue};
+
+/// `30m`, `90s`, `1h`, or plain seconds.
+fn duration(flag: &str, text: &str) -> anyhow::Result<Duration> {
+    let t = text.trim();
+    let (n, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => (&t[..i], &t[i..]),
+        None => (t, "s"),
+    };
+    let n: u64 = n
+        .parse()
+        .with_context(|| format!("invalid value for {flag}: `{text}`: expected e.g. 30m, 90s, 1h"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => anyhow::bail!("invalid value for {flag}: `{text}`: expected e.g. 30m, 90s, 1h"),
+    };
+    anyhow::ensure!(
+        (1..=86_400).contains(&secs),
+        "invalid value for {flag}: `{text}`: expected 1s to 24h"
+    );
+    Ok(Duration::from_secs(secs))
+}
+
+/// The roll as the flags ask it, checked before anything starts.
+fn roll(args: &RehearseArgs) -> anyhow::Result<RollNodes> {
+    let roll = RollNodes {
+        max_surge: Some(SurgeValue::Text(args.max_surge.clone())),
+        drain_timeout_seconds: duration("--drain-timeout", &args.drain_timeout)?.as_secs() as u32,
+        undrainable_node_behavior: Some(args.undrainable_node_behavior.clone()),
+        comeback_seconds: args.comeback_seconds,
+    };
+    roll.parsed()
+        .map_err(|e| anyhow::anyhow!("invalid flags: {}", e.replace("rollNodes.maxSurge", "--max-surge").replace("rollNodes.undrainableNodeBehavior", "--undrainable-node-behavior")))?;
+    Ok(roll)
+}
+
+pub(super) async fn rehearse(args: RehearseArgs, progress: Progress) -> anyhow::Result<i32> {
+    match args.provider {
+        Provider::Kubeconfig => anyhow::bail!(
+            "preflight rehearse refuses --provider kubeconfig: it cordons and drains nodes, joins new ones and removes old ones, which on an existing cluster would be a real upgrade of its nodes; it runs on kind clusters it creates (--provider kind)"
+        ),
+        Provider::Local => anyhow::bail!(
+            "preflight rehearse needs nodes with real kubelets to drain: --provider kind (local control planes have no nodes)"
+        ),
+        Provider::Kind => {}
+    }
+    let roll = roll(&args)?;
+    let twin = crate::twin::manifest::load(&args.twin)?;
+    let pools_file = twin.node_pools.clone().with_context(|| {
+        format!(
+            "twin {}: it records no node pools (twin.nodePools): capture it again with a preflight that records them",
+            twin.dir.display()
+        )
+    })?;
+    let pools: Vec<crate::twin::nodes::NodePool> =
+        crate::twin::load::read_yaml(&pools_file).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let workers = crate::twin::nodes::kind_workers(&pools, args.nodes)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", pools_file.display()))?;
+    let source = parse_version(
+        "--source",
+        args.source.as_deref().unwrap_or(components::DEFAULT_SOURCE),
+    )?;
+    let target = parse_version(
+        "--target",
+        args.target.as_deref().unwrap_or(components::DEFAULT_TARGET),
+    )?;
+    progress.println(format!(
+        "rehearsing the AKS upgrade of the twin in {} on {} kind workers: {source} -> {target}, max surge {}, drain timeout {} s, undrainable nodes: {}",
+        twin.dir.display(),
+        workers.len(),
+        args.max_surge,
+        roll.drain_timeout_seconds,
+        args.undrainable_node_behavior
+    ));
+    let opts = args.bins.options(&progress);
+    let (s, t) = (source.clone(), target.clone());
+    let build_images = args.kind_image.is_none();
+    let (src, tgt, kind) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let kind = super::run::kind_tools(&[s.clone(), t.clone()], build_images, &opts)?;
+        Ok((
+            components::ensure(&s, &opts)?,
+            components::ensure(&t, &opts)?,
+            kind,
+        ))
+    })
+    .await??;
+    let replay_opts = crate::twin::replay::ReplayOptions {
+        modes: Vec::new(),
+        reset: crate::twin::replay::Reset::Reinstall,
+        on: crate::twin::replay::ReplayOn::Kind {
+            kind,
+            image: args.kind_image.clone(),
+            workers,
+        },
+        run_id: runner::new_run_id(),
+        parallel: 1,
+        keep: args.keep,
+        progress: progress.clone(),
+        noise: super::run::noise(&[])?,
+    };
+    let replayed = crate::twin::replay::rehearse(&twin, &src, &tgt, &replay_opts, roll).await?;
+    super::run::write_replayed(
+        &replayed,
+        [source, target],
+        &replay_opts,
+        &args.fail_on,
+        args.report_dir.clone(),
+        None,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_aks_and_kubectl_write_them() {
+        assert_eq!(duration("--drain-timeout", "30m").unwrap().as_secs(), 1800);
+        assert_eq!(duration("--drain-timeout", "90s").unwrap().as_secs(), 90);
+        assert_eq!(duration("--drain-timeout", "120").unwrap().as_secs(), 120);
+        assert_eq!(duration("--drain-timeout", "1h").unwrap().as_secs(), 3600);
+        for bad in ["", "soon", "0s", "25h", "5d", "-1m"] {
+            let e = duration("--drain-timeout", bad).unwrap_err().to_string();
+            assert!(e.contains("--drain-timeout"), "{bad}: {e}");
+        }
+    }
+}
