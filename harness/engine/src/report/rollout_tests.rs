@@ -391,3 +391,121 @@ fn every_format_snapshot_of_a_rollout() {
         insta::assert_snapshot!("rollout.report.html", html::render(&r));
     });
 }
+
+/// With `cordon` the blocked node is quarantined and the pool rolls on; a pool whose
+/// surge node cannot join fails before draining. Both count under `nodes`, and JUnit
+/// fails their pools with the sentence.
+#[test]
+fn a_quarantine_and_a_failed_surge_are_findings_too() {
+    let blocked = blocked_node(BUDGET_429, vec![]);
+    let mut quarantined = blocked.clone();
+    quarantined.quarantined = true;
+    let prediction = predict(
+        std::slice::from_ref(&quarantined),
+        &[],
+        AKS_DRAIN_TIMEOUT,
+        Undrainable::Cordon,
+    );
+    let mut failed = surge("aks-spot-s0");
+    failed.error = Some("the node did not become Ready within 10 min".into());
+    let roll = RolloutRecord {
+        undrainable: Undrainable::Cordon,
+        pools: vec![
+            PoolRoll {
+                pool: "nodepool1".into(),
+                nodes_before: vec!["aks-nodepool1-0".into()],
+                surge: vec![surge("aks-nodepool1-s0")],
+                nodes: vec![quarantined],
+                prediction,
+            },
+            pool("spot", &["aks-spot-0"], failed, vec![]),
+        ],
+        ..rollout()
+    };
+    let (scenarios, mut results) = roll_job();
+    if let Ok(o) = &mut results[0].outcome {
+        o.steps[3].rollout = Some(roll);
+    }
+    let r = build(
+        &scenarios,
+        &results,
+        &versions(),
+        &crate::policy::DEFAULT_FAIL_ON,
+    );
+    assert_eq!(r.exit_code, 1);
+    let run = &r.scenarios[0].runs[0];
+    let texts: Vec<&str> = run.findings.iter().map(|f| f.text.as_str()).collect();
+    assert_eq!(
+        texts,
+        [
+            "step 3: AKS would quarantine node aks-nodepool1-0 in pool nodepool1 (left cordoned, not upgraded): aks-nodepool1-0: PodDisruptionBudget shop/web-pdb allows 0 disruptions (2 healthy, 2 needed) (Pods shop/web-0)",
+            "step 3: AKS would fail the upgrade of pool spot: a surge node could not join: the node did not become Ready within 10 min",
+        ]
+    );
+    let xml = junit::render(&r);
+    assert!(
+        xml.contains(
+            "<failure message=\"node aks-nodepool1-0 quarantined: PodDisruptionBudget shop/web-pdb"
+        ),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("<failure message=\"surge failed: the node did not become Ready within 10 min\" type=\"nodes\">"),
+        "{xml}"
+    );
+    let md = markdown::render(&r);
+    assert!(md.contains("quarantined (left cordoned)"), "{md}");
+    assert!(
+        md.contains("surge node aks-spot-s0: could not join after 45.2 s"),
+        "{md}"
+    );
+}
+
+/// Accept files name the roll's findings by type and by pool, node or workload; what
+/// is accepted no longer fails the run, and its pool's JUnit case passes.
+#[test]
+fn accepted_node_findings_do_not_count() {
+    use crate::accept::{self, AcceptFile, Entry, FindingKind, Gate, Matcher};
+    let entry = |finding: FindingKind, name: &str| Entry {
+        at: "ci/accept.yaml:2:5".into(),
+        matcher: Matcher {
+            finding: Some(finding),
+            name: Some(name.into()),
+            ..Matcher::default()
+        },
+        reason: "the budget is tightened on purpose until OPS-9".into(),
+        owner: "platform-team".into(),
+        expires: time::macros::date!(2026 - 12 - 31),
+    };
+    let gate = |entries: Vec<Entry>| Gate {
+        accept: Some(AcceptFile {
+            file: "ci/accept.yaml".into(),
+            entries,
+        }),
+        baseline: None,
+        today: time::macros::date!(2026 - 12 - 03),
+    };
+    let mut r = roll_report(&crate::policy::DEFAULT_FAIL_ON);
+    accept::apply(
+        &mut r,
+        &gate(vec![entry(FindingKind::NodeUndrainable, "nodepool1")]),
+    );
+    // The workloads not back in `userpool` still count.
+    assert_eq!(r.exit_code, 1);
+    let xml = junit::render(&r);
+    assert!(
+        xml.contains("pool nodepool1\" classname=\"preflight.node-roll\">\n            <system-out>not counted: fails at node aks-nodepool1-0"),
+        "{xml}"
+    );
+
+    let mut r = roll_report(&crate::policy::DEFAULT_FAIL_ON);
+    accept::apply(
+        &mut r,
+        &gate(vec![
+            entry(FindingKind::NodeUndrainable, "aks-nodepool1-*"),
+            entry(FindingKind::PodsNotBack, "userpool"),
+        ]),
+    );
+    assert_eq!((r.verdict, r.exit_code), (Verdict::Pass, 0));
+    assert!(!junit::render(&r).contains("<failure"));
+}
