@@ -94,7 +94,7 @@ pub struct Summary {
     /// Runs the harness could not run.
     pub errors: usize,
     /// Findings of every run (failed steps, time-outs, unlistable types, unreproduced
-    /// demonstrations), counted or not.
+    /// demonstrations, node pools AKS would not roll cleanly), counted or not.
     pub findings: usize,
 }
 
