@@ -8,6 +8,9 @@
 //!   a helm call with an exit code the step did not expect, a settle that ran out of
 //!   time, a resource type that could not be listed (unless the scenario breaks it on
 //!   purpose), a teardown that left something;
+//! * a node pool AKS would not roll cleanly (`--fail-on nodes`): a node that cannot be
+//!   drained (the upgrade fails), nodes quarantined, Pods that did not come back Ready
+//!   after their node was drained, surge nodes that could not join;
 //! * a demonstration that no longer reproduces (`--fail-on unreproduced`): every
 //!   expected leftover must be found by kind and reason (and count and owner where
 //!   given), every expected unlistable type must be unlistable.
@@ -43,14 +46,18 @@ pub enum FailOn {
     Errors,
     /// An expected leftover or unlistable type that did not happen.
     Unreproduced,
+    /// A node pool's roll that AKS would fail, or that quarantines nodes, leaves Pods
+    /// not back, or cannot surge.
+    Nodes,
 }
 
 /// Everything counts by default: a gate fails on what failed.
-pub const DEFAULT_FAIL_ON: [FailOn; 4] = [
+pub const DEFAULT_FAIL_ON: [FailOn; 5] = [
     FailOn::Leftovers,
     FailOn::Regressions,
     FailOn::Errors,
     FailOn::Unreproduced,
+    FailOn::Nodes,
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -110,6 +117,42 @@ pub enum Finding {
     /// A type the scenario breaks on purpose could be listed.
     #[serde(rename_all = "camelCase")]
     UnlistableNotReproduced { resource: String },
+    /// A node could not be drained: AKS fails the pool's upgrade at it, `after_secs`
+    /// into its drain (its drain timeout for a budget, at once for a refusal).
+    #[serde(rename_all = "camelCase")]
+    NodeUndrainable {
+        step: usize,
+        pool: String,
+        node: String,
+        cause: String,
+        after_secs: u64,
+    },
+    /// Nodes that could not be drained were quarantined (left cordoned) while the
+    /// pool rolled on.
+    #[serde(rename_all = "camelCase")]
+    NodesQuarantined {
+        step: usize,
+        pool: String,
+        nodes: Vec<String>,
+        causes: Vec<String>,
+    },
+    /// A workload whose Pods, evicted from a node, were not back and Ready.
+    #[serde(rename_all = "camelCase")]
+    PodsNotBack {
+        step: usize,
+        pool: String,
+        node: String,
+        /// `namespace/Kind/name`.
+        workload: String,
+        cause: String,
+    },
+    /// A surge node could not join: AKS fails the pool before draining anything.
+    #[serde(rename_all = "camelCase")]
+    SurgeFailed {
+        step: usize,
+        pool: String,
+        error: String,
+    },
 }
 
 impl Finding {
@@ -127,6 +170,13 @@ impl Finding {
                 *error = redact(error);
             }
             Finding::TeardownFailed { detail } => *detail = redact(detail),
+            Finding::NodeUndrainable { cause, .. } | Finding::PodsNotBack { cause, .. } => {
+                *cause = redact(cause);
+            }
+            Finding::NodesQuarantined { causes, .. } => {
+                causes.iter_mut().for_each(|c| *c = redact(c));
+            }
+            Finding::SurgeFailed { error, .. } => *error = redact(error),
             Finding::SettleTimedOut { .. }
             | Finding::LeftoverNotReproduced { .. }
             | Finding::UnlistableNotReproduced { .. } => {}
@@ -140,6 +190,10 @@ impl Finding {
             Finding::LeftoverNotReproduced { .. } | Finding::UnlistableNotReproduced { .. } => {
                 FailOn::Unreproduced
             }
+            Finding::NodeUndrainable { .. }
+            | Finding::NodesQuarantined { .. }
+            | Finding::PodsNotBack { .. }
+            | Finding::SurgeFailed { .. } => FailOn::Nodes,
             _ => FailOn::Errors,
         }
     }
@@ -177,6 +231,38 @@ impl Finding {
             Finding::UnlistableNotReproduced { resource } => {
                 format!("not reproduced: expected {resource} to be unlistable, it was listed")
             }
+            Finding::NodeUndrainable {
+                step,
+                pool,
+                node,
+                cause,
+                after_secs,
+            } => format!(
+                "step {step}: AKS would fail the upgrade of pool {pool} at node {node} {}: {cause}",
+                crate::report::rollout::after(std::time::Duration::from_secs(*after_secs))
+            ),
+            Finding::NodesQuarantined {
+                step,
+                pool,
+                nodes,
+                causes,
+            } => format!(
+                "step {step}: AKS would quarantine {} in pool {pool} (left cordoned, not upgraded): {}",
+                crate::report::rollout::nodes_phrase(nodes),
+                causes.join("; ")
+            ),
+            Finding::PodsNotBack {
+                step,
+                pool,
+                node,
+                workload,
+                cause,
+            } => format!(
+                "step {step}: {workload}, evicted from node {node} of pool {pool}, is not back: {cause}"
+            ),
+            Finding::SurgeFailed { step, pool, error } => format!(
+                "step {step}: AKS would fail the upgrade of pool {pool}: a surge node could not join: {error}"
+            ),
         }
     }
 }
@@ -247,6 +333,7 @@ pub fn judge(scenario: &Scenario, outcome: &Outcome, leftovers: &[Leftover]) -> 
             .collect(),
         findings: step_findings(scenario, outcome),
     };
+    j.findings.extend(rollout_findings(outcome));
     j.findings
         .extend(unlistable_findings(&scenario.expect, outcome));
     j.findings.extend(
@@ -330,6 +417,55 @@ fn step_findings(scenario: &Scenario, outcome: &Outcome) -> Vec<Finding> {
                 waited_ms: s.duration_ms,
                 orphans: s.orphans,
             });
+        }
+    }
+    out
+}
+
+/// What AKS would make of each pool a step rolled: the failed drain or surge that
+/// fails it, the nodes it quarantines, and every workload not back (a deadlock says so
+/// in its cause). Texts are the cluster's, redacted.
+fn rollout_findings(outcome: &Outcome) -> Vec<Finding> {
+    use crate::redact::redact;
+    use crate::rollout::Prediction;
+    let mut out = Vec::new();
+    for record in &outcome.steps {
+        let Some(rollout) = &record.rollout else {
+            continue;
+        };
+        let step = record.index;
+        for p in &rollout.pools {
+            let pool = p.pool.clone();
+            match &p.prediction {
+                Prediction::Fails { node, cause, after } => out.push(Finding::NodeUndrainable {
+                    step,
+                    pool: pool.clone(),
+                    node: node.clone(),
+                    cause: redact(cause),
+                    after_secs: after.as_secs(),
+                }),
+                Prediction::Quarantined { nodes, causes } => out.push(Finding::NodesQuarantined {
+                    step,
+                    pool: pool.clone(),
+                    nodes: nodes.clone(),
+                    causes: causes.iter().map(|c| redact(c)).collect(),
+                }),
+                Prediction::SurgeFailed { error } => out.push(Finding::SurgeFailed {
+                    step,
+                    pool: pool.clone(),
+                    error: redact(error),
+                }),
+                Prediction::Succeeds | Prediction::Degraded { .. } => {}
+            }
+            for n in &p.nodes {
+                out.extend(n.not_back.iter().map(|b| Finding::PodsNotBack {
+                    step,
+                    pool: pool.clone(),
+                    node: n.node.clone(),
+                    workload: format!("{}/{}", b.namespace, b.owner),
+                    cause: redact(&b.cause.to_string()),
+                }));
+            }
         }
     }
     out

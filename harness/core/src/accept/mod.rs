@@ -26,6 +26,10 @@ pub enum FindingKind {
     TeardownFailed,
     LeftoverNotReproduced,
     UnlistableNotReproduced,
+    NodeUndrainable,
+    NodesQuarantined,
+    PodsNotBack,
+    SurgeFailed,
     /// A finding of `preflight audit` (its check is `check`).
     Audit,
 }
@@ -43,6 +47,10 @@ impl FindingKind {
             FindingKind::TeardownFailed => "teardown-failed",
             FindingKind::LeftoverNotReproduced => "leftover-not-reproduced",
             FindingKind::UnlistableNotReproduced => "unlistable-not-reproduced",
+            FindingKind::NodeUndrainable => "node-undrainable",
+            FindingKind::NodesQuarantined => "nodes-quarantined",
+            FindingKind::PodsNotBack => "pods-not-back",
+            FindingKind::SurgeFailed => "surge-failed",
             FindingKind::Audit => "audit",
         }
     }
@@ -56,6 +64,10 @@ impl FindingKind {
             Finding::TeardownFailed { .. } => FindingKind::TeardownFailed,
             Finding::LeftoverNotReproduced { .. } => FindingKind::LeftoverNotReproduced,
             Finding::UnlistableNotReproduced { .. } => FindingKind::UnlistableNotReproduced,
+            Finding::NodeUndrainable { .. } => FindingKind::NodeUndrainable,
+            Finding::NodesQuarantined { .. } => FindingKind::NodesQuarantined,
+            Finding::PodsNotBack { .. } => FindingKind::PodsNotBack,
+            Finding::SurgeFailed { .. } => FindingKind::SurgeFailed,
         }
     }
 }
@@ -255,9 +267,38 @@ impl Subject {
             Finding::DiscoveryFailed { group_version, .. } => group_version.clone(),
             Finding::TeardownFailed { .. } => String::new(),
             Finding::LeftoverNotReproduced { expected, .. } => expected.clone(),
+            // A pool by its name: which node fails or which surge node is named can
+            // differ between runs of the same roll.
+            Finding::NodeUndrainable { step, pool, .. }
+            | Finding::NodesQuarantined { step, pool, .. }
+            | Finding::SurgeFailed { step, pool, .. } => format!("step {step} pool {pool}"),
+            Finding::PodsNotBack {
+                step,
+                pool,
+                workload,
+                ..
+            } => format!("step {step} pool {pool} {workload}"),
+        };
+        // What an entry's `name` matches: the pool, its nodes, the workload.
+        let names = match &f.finding {
+            Finding::NodeUndrainable { pool, node, .. } => vec![pool.clone(), node.clone()],
+            Finding::NodesQuarantined { pool, nodes, .. } => {
+                std::iter::once(pool.clone()).chain(nodes.clone()).collect()
+            }
+            Finding::PodsNotBack {
+                pool,
+                node,
+                workload,
+                ..
+            } => vec![pool.clone(), node.clone(), workload.clone()],
+            Finding::SurgeFailed { pool, .. } => vec![pool.clone()],
+            _ => Vec::new(),
         };
         let identity = format!("{} {scenario} {run}: {key}", kind.as_str());
-        Subject::base(kind, scenario, f.text.clone(), identity)
+        Subject {
+            names,
+            ..Subject::base(kind, scenario, f.text.clone(), identity)
+        }
     }
 
     /// A finding of `preflight audit` (its check, object and title).

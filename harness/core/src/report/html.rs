@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use super::{LeftoverReport, Report, RunReport, Verdict, run_label};
+use super::{LeftoverReport, Report, RunReport, Verdict, rollout, run_label};
+use crate::rollout::{NodeRoll, PoolRoll, RolloutRecord};
 use crate::run::Role;
 
 /// Escapes text for HTML (elements and quoted attributes; see [`super::text::html`]).
@@ -37,6 +38,9 @@ table.matrix td.cell{font-size:.9rem}
 .dif{border-left:4px solid #8894a8;padding:.3rem .8rem;background:#f6f7f9;margin:.4rem 0}
 .leftover{margin:.8rem 0;padding:.6rem .8rem;border:1px solid #e4e8ef;border-radius:.4rem}
 .cause{font-weight:600} details{margin-top:.3rem} pre{white-space:pre-wrap;font-size:.8rem;background:#f6f7f9;padding:.5rem;border-radius:.3rem}
+table.nodes{border-collapse:collapse;width:100%;margin:.4rem 0;font-size:.85rem}
+table.nodes th,table.nodes td{border:1px solid #dde2ea;padding:.3rem .5rem;text-align:left;vertical-align:top}
+table.nodes ul{margin:0;padding-left:1rem}
 svg text{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:12px}
 "#;
 
@@ -209,20 +213,7 @@ fn run_section(h: &mut String, run: &RunReport) {
         return;
     }
     timeline(h, run);
-    for f in &run.findings {
-        let _ = writeln!(
-            h,
-            "<div class=\"{}\">finding{}: {}{}</div>",
-            if f.counted { "reg" } else { "dif" },
-            if f.counted || f.acceptance.is_some() {
-                ""
-            } else {
-                " (not counted)"
-            },
-            esc(&f.text),
-            waiver_tag(f.acceptance.as_ref())
-        );
-    }
+    findings(h, run);
     // Group leftovers by their normalised shape, so three Pods of one ReplicaSet are one picture.
     let mut groups: BTreeMap<String, Vec<&LeftoverReport>> = BTreeMap::new();
     for l in run.leftovers.iter().filter(|l| l.reason.is_failure()) {
@@ -275,6 +266,91 @@ fn run_section(h: &mut String, run: &RunReport) {
             list.join("<br>")
         );
     }
+}
+
+/// The run's findings, then each node roll its steps made.
+fn findings(h: &mut String, run: &RunReport) {
+    for f in &run.findings {
+        let _ = writeln!(
+            h,
+            "<div class=\"{}\">finding{}: {}{}</div>",
+            if f.counted { "reg" } else { "dif" },
+            if f.counted || f.acceptance.is_some() {
+                ""
+            } else {
+                " (not counted)"
+            },
+            esc(&f.text),
+            waiver_tag(f.acceptance.as_ref())
+        );
+    }
+    for (step, roll) in rollout::rolls(run) {
+        rollout_section(h, step, roll);
+    }
+}
+
+/// A step's node roll: its settings, then each pool.
+fn rollout_section(h: &mut String, step: usize, r: &RolloutRecord) {
+    let _ = writeln!(
+        h,
+        "<div class=\"rollout\"><h4>node roll (step {step})</h4><p class=\"summary\">{}</p>",
+        esc(&rollout::settings(r))
+    );
+    for p in &r.pools {
+        pool_section(h, p);
+    }
+    h.push_str("</div>\n");
+}
+
+/// A pool: what AKS would make of it, its surge nodes, and a row per node.
+fn pool_section(h: &mut String, p: &PoolRoll) {
+    let _ = writeln!(
+        h,
+        "<div class=\"{}\"><b>pool {}</b>: {}</div>",
+        if rollout::troubled(&p.prediction) {
+            "reg"
+        } else {
+            "imp"
+        },
+        esc(&p.pool),
+        esc(&rollout::prediction(&p.prediction))
+    );
+    if !p.surge.is_empty() {
+        let surge: Vec<String> = p
+            .surge
+            .iter()
+            .map(|s| esc(&rollout::surge_line(s)))
+            .collect();
+        let _ = writeln!(
+            h,
+            "<p class=\"summary\">surge nodes: {}</p>",
+            surge.join("<br>")
+        );
+    }
+    if p.nodes.is_empty() {
+        return;
+    }
+    h.push_str("<table class=\"nodes\"><tr><th>node</th><th>kubelet</th><th>drain</th><th>evictions, budgets, Pods not back</th></tr>\n");
+    for n in &p.nodes {
+        node_row(h, n);
+    }
+    h.push_str("</table>\n");
+}
+
+/// One node: its drain and its evidence.
+fn node_row(h: &mut String, n: &NodeRoll) {
+    let details: Vec<String> = rollout::node_details(n)
+        .iter()
+        .map(|(what, line)| format!("<li>{}: {}</li>", esc(what), esc(line)))
+        .collect();
+    let _ = writeln!(
+        h,
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td><ul>{}</ul></td></tr>",
+        esc(&n.node),
+        esc(&n.version),
+        esc(&rollout::node_line(n)),
+        details.join("")
+    );
 }
 
 /// The ownership chain as boxes and arrows; owners that are gone are dashed.

@@ -4,7 +4,7 @@
 use quick_junit::{NonSuccessKind, Report as JunitReport, TestCase, TestCaseStatus, TestSuite};
 
 use super::text::printable;
-use super::{Report, Verdict, run_label};
+use super::{Report, Verdict, rollout, run_label};
 
 pub fn render(r: &Report) -> String {
     let mut report = JunitReport::new("preflight");
@@ -64,6 +64,7 @@ pub fn render(r: &Report) -> String {
             let ms: u64 = run.steps.iter().map(|s| s.duration_ms).sum();
             case.set_time(std::time::Duration::from_millis(ms));
             suite.add_test_case(case);
+            suite.add_test_cases(pool_cases(&sc.name, run));
         }
         for c in sc.comparisons(r) {
             if c.regressions.is_empty() {
@@ -115,6 +116,63 @@ pub fn render(r: &Report) -> String {
         report.add_test_suite(crate::accept::render::junit(a));
     }
     report.to_string().unwrap_or_default()
+}
+
+/// One test case per pool a run's steps rolled: a failure when AKS would not roll it
+/// cleanly and its findings count (the sentence as the message, each node's drain and
+/// evidence as the description); passed, saying so, when `--fail-on` or a waiver
+/// leaves them uncounted.
+fn pool_cases(scenario: &str, run: &super::RunReport) -> Vec<TestCase> {
+    let mut cases = Vec::new();
+    for (step, roll) in rollout::rolls(run) {
+        for p in &roll.pools {
+            let sentence = rollout::prediction(&p.prediction);
+            let troubled = rollout::troubled(&p.prediction);
+            let counted = troubled && rollout::pool_counted(run, step, &p.pool);
+            let mut st = if counted {
+                let mut st = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                st.set_message(printable(&sentence).as_ref());
+                st.set_type("nodes");
+                st.set_description(printable(&pool_lines(p).join("\n")).as_ref());
+                st
+            } else {
+                TestCaseStatus::success()
+            };
+            if !counted {
+                st.set_message(printable(&sentence).as_ref());
+            }
+            let name = format!(
+                "{} node roll (step {step}): pool {}",
+                run_label(run),
+                p.pool
+            );
+            let mut case = TestCase::new(printable(&name).into_owned(), st);
+            case.set_classname(format!("preflight.{}", printable(scenario)));
+            if troubled && !counted {
+                case.set_system_out(printable(&format!("not counted: {sentence}")).as_ref());
+            }
+            cases.push(case);
+        }
+    }
+    cases
+}
+
+/// A pool's surge nodes and nodes, a line each, with each node's evidence indented.
+fn pool_lines(p: &crate::rollout::PoolRoll) -> Vec<String> {
+    let mut lines: Vec<String> = p
+        .surge
+        .iter()
+        .map(|s| format!("surge node {}", rollout::surge_line(s)))
+        .collect();
+    for n in &p.nodes {
+        lines.push(format!("node {}: {}", n.node, rollout::node_line(n)));
+        lines.extend(
+            rollout::node_details(n)
+                .into_iter()
+                .map(|(what, line)| format!("  {what}: {line}")),
+        );
+    }
+    lines
 }
 
 /// What `--accept` or `--baseline` said of a run's leftovers and findings, a line each.

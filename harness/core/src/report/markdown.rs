@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use super::text::{md_block, md_code, md_inline};
-use super::{Report, Verdict, run_label};
+use super::{Report, Verdict, rollout, run_label};
 
 fn mark(v: Verdict) -> &'static str {
     match v {
@@ -127,6 +127,7 @@ fn scenario(s: &mut String, r: &Report, sc: &super::ScenarioReport) {
         run.leftovers.iter().any(|l| l.reason.is_failure())
             || run.error.is_some()
             || !run.findings.is_empty()
+            || run.steps.iter().any(|st| st.rollout.is_some())
     }) || comparisons.iter().any(|c| {
         !c.regressions.is_empty() || !c.improvements.is_empty() || !c.differences.is_empty()
     });
@@ -170,7 +171,8 @@ fn run_details(s: &mut String, run: &super::RunReport) {
         .iter()
         .filter(|l| l.reason.is_failure())
         .collect();
-    if failures.is_empty() && run.error.is_none() && run.findings.is_empty() {
+    let rolled = run.steps.iter().any(|st| st.rollout.is_some());
+    if failures.is_empty() && run.error.is_none() && run.findings.is_empty() && !rolled {
         return;
     }
     let _ = writeln!(
@@ -219,6 +221,51 @@ fn run_details(s: &mut String, run: &super::RunReport) {
         if let Some(e) = first.evidence.first() {
             let e: String = e.chars().take(300).collect();
             let _ = writeln!(s, "  - evidence: `{}`", md_code(&e));
+        }
+    }
+    for (step, roll) in rollout::rolls(run) {
+        rollout_section(s, step, roll);
+    }
+}
+
+/// A step's node roll: its settings, then each pool's outcome, surge nodes and nodes
+/// (each eviction, the budget readings that confirmed a block, the Pods not back).
+fn rollout_section(s: &mut String, step: usize, r: &crate::rollout::RolloutRecord) {
+    let _ = writeln!(
+        s,
+        "\n- node roll (step {step}): {}",
+        md_inline(&rollout::settings(r))
+    );
+    for p in &r.pools {
+        let mark = if rollout::troubled(&p.prediction) {
+            "❌"
+        } else {
+            "✅"
+        };
+        let _ = writeln!(
+            s,
+            "  - pool `{}`: {mark} {}",
+            md_code(&p.pool),
+            md_inline(&rollout::prediction(&p.prediction))
+        );
+        for sn in &p.surge {
+            let _ = writeln!(
+                s,
+                "    - surge node {}",
+                md_inline(&rollout::surge_line(sn))
+            );
+        }
+        for n in &p.nodes {
+            let _ = writeln!(
+                s,
+                "    - node `{}` ({}): {}",
+                md_code(&n.node),
+                md_inline(&n.version),
+                md_inline(&rollout::node_line(n))
+            );
+            for (what, line) in rollout::node_details(n) {
+                let _ = writeln!(s, "      - {what}: {}", md_inline(&line));
+            }
         }
     }
 }

@@ -13,6 +13,7 @@
 pub mod html;
 pub mod junit;
 pub mod markdown;
+pub mod rollout;
 pub mod shard;
 pub mod text;
 
@@ -93,7 +94,7 @@ pub struct Summary {
     /// Runs the harness could not run.
     pub errors: usize,
     /// Findings of every run (failed steps, time-outs, unlistable types, unreproduced
-    /// demonstrations), counted or not.
+    /// demonstrations, node pools AKS would not roll cleanly), counted or not.
     pub findings: usize,
 }
 
@@ -298,6 +299,9 @@ pub struct StepReport {
     pub dry_run: Option<DryRunReport>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settle: Option<SettleReport>,
+    /// The node pools' roll (a `rollNodes` step), its cluster texts redacted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<crate::rollout::RolloutRecord>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// Objects in the run's namespace after the step.
@@ -482,6 +486,7 @@ fn run_report(
                     }),
                     dry_run: s.dry_run.clone(),
                     settle: s.settle.clone(),
+                    rollout: s.rollout.as_ref().map(rollout::redacted),
                     error: s.error.as_deref().map(redact),
                     objects_after: o.objects_after_step.get(i).copied(),
                 })

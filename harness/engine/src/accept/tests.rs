@@ -339,6 +339,10 @@ fn finding_kind_names_are_the_accept_file_names() {
         FindingKind::TeardownFailed,
         FindingKind::LeftoverNotReproduced,
         FindingKind::UnlistableNotReproduced,
+        FindingKind::NodeUndrainable,
+        FindingKind::NodesQuarantined,
+        FindingKind::PodsNotBack,
+        FindingKind::SurgeFailed,
         FindingKind::Audit,
     ] {
         assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());

@@ -12,6 +12,10 @@ use crate::scenario::HelmAction;
 use crate::webhook::Answer;
 
 use super::fixture_tests::{helm, outcome, scenario, step, versions};
+use preflight_core::drain::{PodDecision, PodEnd};
+use preflight_core::rollout::{NotBack, NotBackCause};
+
+use super::rollout_tests::{blocked_node, drained_node, pool, rollout, surge};
 use super::{Report, build, html, junit, markdown, render_json};
 
 /// Markup of every format, and the control characters a terminal or a parser acts on.
@@ -77,8 +81,64 @@ fn hostile_outcome(version: &str, ns: &str) -> Outcome {
         )
     });
     o.objects_after_step.push(usize::MAX / 2);
+    o.steps.push(StepRecord {
+        rollout: Some(hostile_rollout()),
+        ..step(4, "roll nodes", version, None)
+    });
+    o.objects_after_step.push(4);
     o.teardown_errors = vec![format!("{HOSTILE} {}", leaks())];
     o
+}
+
+/// The fixture's node roll with [`HOSTILE`] and credentials in everything the cluster
+/// writes: the 429s' messages and causes, the budget's conditions, the scheduler's
+/// event, the webhook's refusal, a node's error, and a surge node that could not join.
+fn hostile_rollout() -> preflight_core::rollout::RolloutRecord {
+    let text = format!("{HOSTILE} {}", leaks());
+    let mut r = rollout();
+    let mut blocked = blocked_node(&text, vec![text.clone()]);
+    blocked.error = Some(text.clone());
+    blocked.drain.decisions[0].1 = PodDecision::Evict {
+        warning: Some(text.clone()),
+    };
+    blocked.drain.pods[1].end = PodEnd::Stopped {
+        state: text.clone(),
+    };
+    let mut drained = drained_node(&text, &text);
+    drained.not_back.push(NotBack {
+        namespace: "shop".into(),
+        owner: "StatefulSet/db".into(),
+        evicted: vec!["db-0".into()],
+        ready: 0,
+        desired: 1,
+        cause: NotBackCause::NotReady {
+            pods: vec!["db-0".into()],
+            conditions: vec![text.clone()],
+        },
+    });
+    r.pools[0] = pool(
+        "nodepool1",
+        &["aks-nodepool1-0"],
+        surge("aks-nodepool1-s0"),
+        vec![blocked],
+    );
+    r.pools[1] = pool(
+        "userpool",
+        &["aks-userpool-0"],
+        surge("aks-userpool-s0"),
+        vec![drained],
+    );
+    let mut failed = surge("aks-spot-s0");
+    failed.error = Some(text);
+    r.pools.push(pool("spot", &["aks-spot-0"], failed, vec![]));
+    r
+}
+
+/// The hostile roll is in `text` (so the checks on it cover the roll's texts too).
+fn assert_rollout_shown(format: &str, text: &str) {
+    for shown in ["aks-nodepool1-0", "aks-userpool-0", "aks-spot-s0", "429 ×8"] {
+        assert!(text.contains(shown), "{format} does not show `{shown}`");
+    }
 }
 
 fn hostile_report() -> Report {
@@ -130,6 +190,7 @@ fn json_is_valid_round_trips_and_holds_no_credentials() {
     let r = hostile_report();
     let json = render_json(&r);
     assert_no_secrets("report.json", &json);
+    assert!(json.contains("\"rollout\""), "{json}");
     let doc: serde_json::Value = serde_json::from_str(&json).expect("report.json is JSON");
     // The text comes back exactly (JSON escapes, it does not rewrite).
     assert_eq!(doc["scenarios"][0]["name"], r.scenarios[0].name.as_str());
@@ -160,6 +221,7 @@ fn markdown_keeps_its_table_and_code_blocks_whole() {
     let r = hostile_report();
     let md = markdown::render(&r);
     assert_no_secrets("report.md", &md);
+    assert_rollout_shown("report.md", &md);
     assert_no_raw_controls("report.md", &md);
 
     // The matrix: a header, a rule, one row per run, each with exactly four cells.
@@ -270,6 +332,7 @@ fn junit_parses_as_xml_and_holds_only_xml_characters() {
     let xml = junit::render(&r);
     assert!(!xml.is_empty(), "junit.xml rendered");
     assert_no_secrets("junit.xml", &xml);
+    assert_rollout_shown("junit.xml", &xml);
     assert_eq!(
         xml10_chars(&xml),
         Ok(()),
@@ -290,6 +353,7 @@ fn html_opens_no_tag_and_leaves_no_attribute() {
     let r = hostile_report();
     let page = html::render(&r);
     assert_no_secrets("report.html", &page);
+    assert_rollout_shown("report.html", &page);
     assert_no_raw_controls("report.html", &page);
     assert!(
         !page.to_lowercase().contains("<script"),

@@ -95,3 +95,5 @@ mod accept_tests;
 mod fixture_tests;
 #[cfg(test)]
 mod hostile_text_tests;
+#[cfg(test)]
+mod rollout_tests;
