@@ -243,7 +243,7 @@ async fn kind_nodes_upgrade_the_control_plane_then_surge_and_remove() {
             .is_none()
     );
     assert!(!cluster_containers(&name).contains(&old_worker));
-    assert_eq!(cluster.workers(), [surge.clone()]);
+    assert_eq!(cluster.workers(), std::slice::from_ref(&surge));
     assert!(cluster.remove_node(&cluster.node()).await.is_err());
 
     drop(cluster);
