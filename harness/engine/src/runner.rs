@@ -289,11 +289,6 @@ async fn run_one(
             ))
         }
         Provider::Kind => {
-            anyhow::ensure!(
-                upgrade_to.is_empty(),
-                "scenario `{}` upgrades in place, which needs the local provider",
-                p.scenario.name
-            );
             let name = kind::cluster_name(&format!("{}{index}", settings.run_id), role);
             let mut config = KindConfig::for_components(
                 name.clone(),

@@ -253,7 +253,7 @@ async fn started_clusters(
         scenarios.retain(|s| {
             if s.upgrades_in_place() {
                 progress.println(format!(
-                    "leaving out `{}` on kind: an in-place upgrade needs the local provider",
+                    "leaving out `{}` on kind: its in-place upgrade (kubeadm on the node) adds minutes; name it to run it",
                     s.name
                 ));
             }

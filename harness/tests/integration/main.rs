@@ -19,6 +19,7 @@ mod drain;
 mod faults;
 mod gc;
 mod kind_drain;
+mod kind_nodes;
 mod kind_provider;
 mod kind_rollout;
 mod lifecycle;

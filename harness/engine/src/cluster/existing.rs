@@ -400,7 +400,7 @@ pub fn refusal(scenario: &Scenario, webhook_address: Option<IpAddr>) -> Option<S
         match step {
             Step::RestartControllerManager => return Some("`restartControllerManager` affects the whole cluster: it needs the local or kind provider".into()),
             Step::RestartApiServer => return Some("`restartApiServer` affects the whole cluster: it needs the local or kind provider".into()),
-            Step::Upgrade => return Some("`upgrade` (in place) needs the local provider".into()),
+            Step::Upgrade => return Some("`upgrade` (in place) affects the whole cluster: it needs the local or kind provider".into()),
             Step::RollNodes(_) => return Some("`rollNodes` would cordon and drain this cluster's own nodes, and join and remove nodes: it runs only on clusters preflight owns (--provider kind)".into()),
             _ => {}
         }

@@ -14,6 +14,9 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod nodes;
+pub use nodes::{CLUSTER_LABEL, ROLE_LABEL};
+
 use super::process::Sentinel;
 use crate::command::{self, CommandError};
 use crate::components::Version;
@@ -416,7 +419,13 @@ pub struct KindCluster {
     gateway: IpAddr,
     sentinel: Option<Sentinel>,
     keep: bool,
+    /// The worker nodes' names: kind's, then surge nodes added, less those removed.
     workers: Vec<String>,
+    /// The node image the control plane runs now (the target's after an upgrade); it
+    /// names the image of another version (see [`KindCluster::node_image_for`]).
+    image: String,
+    /// Images loaded into the nodes after creation, imported into added nodes too.
+    load_images: Vec<String>,
 }
 
 impl std::fmt::Debug for KindCluster {
@@ -617,6 +626,8 @@ impl KindCluster {
             sentinel: Some(sentinel),
             keep: config.keep,
             workers,
+            image: config.image,
+            load_images: config.load_images,
         })
     }
 
@@ -650,7 +661,8 @@ impl KindCluster {
         format!("{}-control-plane", self.name)
     }
 
-    /// The worker nodes' names, in the order of [`KindConfig::workers`].
+    /// The worker nodes' names: in the order of [`KindConfig::workers`], then those
+    /// [`KindCluster::add_node`] added, less those [`KindCluster::remove_node`] removed.
     pub fn workers(&self) -> &[String] {
         &self.workers
     }

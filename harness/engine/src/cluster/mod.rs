@@ -172,14 +172,15 @@ impl Cluster {
         }
     }
 
+    /// Upgrades the control plane in place to `target`'s version (local: the API
+    /// server and controller manager restart on the target's binaries; kind: `kubeadm
+    /// upgrade apply` on the control-plane node, see [`KindCluster::upgrade_control_plane`]).
     pub async fn upgrade(&mut self, target: Components) -> Result<(), ClusterError> {
         match self {
             Cluster::Local(c) => c.upgrade(target).await,
-            Cluster::Kind(_) => Err(ClusterError::Unsupported(
-                "an in-place upgrade needs the local provider (`--provider local`): on kind it would be `kubeadm upgrade` on the node, which preflight does not drive yet".into(),
-            )),
+            Cluster::Kind(c) => c.upgrade(target).await,
             Cluster::Existing(_) => Err(ClusterError::Unsupported(
-                "an in-place upgrade affects the whole cluster: it needs the local provider (`--provider local`)".into(),
+                "an in-place upgrade affects the whole cluster: it needs the local or kind provider".into(),
             )),
         }
     }
