@@ -332,10 +332,9 @@ pub fn headline(pool: &PoolRoll) -> String {
             nodes.join(", "),
             causes.join("; ")
         ),
-        Prediction::Degraded { causes } => format!(
-            "rolls, but workloads are not back: {}",
-            causes.join("; ")
-        ),
+        Prediction::Degraded { causes } => {
+            format!("rolls, but workloads are not back: {}", causes.join("; "))
+        }
         Prediction::SurgeFailed { error } => {
             format!("the upgrade fails before any drain: a surge node could not join: {error}")
         }

@@ -19,9 +19,9 @@ fn duration(flag: &str, text: &str) -> anyhow::Result<Duration> {
         Some(i) => (&t[..i], &t[i..]),
         None => (t, "s"),
     };
-    let n: u64 = n
-        .parse()
-        .with_context(|| format!("invalid value for {flag}: `{text}`: expected e.g. 30m, 90s, 1h"))?;
+    let n: u64 = n.parse().with_context(|| {
+        format!("invalid value for {flag}: `{text}`: expected e.g. 30m, 90s, 1h")
+    })?;
     let secs = match unit {
         "s" => n,
         "m" => n * 60,
@@ -43,8 +43,15 @@ fn roll(args: &RehearseArgs) -> anyhow::Result<RollNodes> {
         undrainable_node_behavior: Some(args.undrainable_node_behavior.clone()),
         comeback_seconds: args.comeback_seconds,
     };
-    roll.parsed()
-        .map_err(|e| anyhow::anyhow!("invalid flags: {}", e.replace("rollNodes.maxSurge", "--max-surge").replace("rollNodes.undrainableNodeBehavior", "--undrainable-node-behavior")))?;
+    roll.parsed().map_err(|e| {
+        anyhow::anyhow!(
+            "invalid flags: {}",
+            e.replace("rollNodes.maxSurge", "--max-surge").replace(
+                "rollNodes.undrainableNodeBehavior",
+                "--undrainable-node-behavior"
+            )
+        )
+    })?;
     Ok(roll)
 }
 

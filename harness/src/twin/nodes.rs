@@ -211,7 +211,10 @@ pub fn kind_workers(
     nodes: usize,
 ) -> Result<Vec<crate::cluster::NodeSpec>, String> {
     if pools.is_empty() {
-        return Err("the twin has no node pools (captured before nodes were recorded?): capture it again".into());
+        return Err(
+            "the twin has no node pools (captured before nodes were recorded?): capture it again"
+                .into(),
+        );
     }
     if nodes < pools.len() {
         return Err(format!(
@@ -352,7 +355,10 @@ mod tests {
             labels: BTreeMap::from([
                 ("team".to_string(), "shop".to_string()),
                 ("kubernetes.io/os".to_string(), "linux".to_string()),
-                ("kubernetes.azure.com/agentpool".to_string(), name.to_string()),
+                (
+                    "kubernetes.azure.com/agentpool".to_string(),
+                    name.to_string(),
+                ),
             ]),
             taints: taints.iter().map(|t| t.to_string()).collect(),
             ..NodePool::default()

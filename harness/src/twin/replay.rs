@@ -1112,14 +1112,30 @@ pub async fn rehearse(
     });
     let mut timings = Timings::default();
     let upgrade_to = [target.clone()];
-    let outcome = match start_installed(twin, &surface, Some(REHEARSAL), Role::Upgrade, 0, source, opts)
-        .await
+    let outcome = match start_installed(
+        twin,
+        &surface,
+        Some(REHEARSAL),
+        Role::Upgrade,
+        0,
+        source,
+        opts,
+    )
+    .await
     {
         Ok(mut inst) => {
             let started = Instant::now();
-            let outcome = run_pass(&mut inst, twin, REHEARSAL, &plan, &upgrade_to, opts, Vec::new())
-                .await
-                .map_err(|e| format!("{e:#}"));
+            let outcome = run_pass(
+                &mut inst,
+                twin,
+                REHEARSAL,
+                &plan,
+                &upgrade_to,
+                opts,
+                Vec::new(),
+            )
+            .await
+            .map_err(|e| format!("{e:#}"));
             timings.start = inst.start;
             timings.exercise = inst.install + started.elapsed();
             let started = Instant::now();
@@ -1145,7 +1161,10 @@ pub async fn rehearse(
         twin.dir.display(),
         failing_now(&as_is.failures)
     );
-    scenario.steps = vec![crate::scenario::Step::Upgrade, crate::scenario::Step::RollNodes(roll)];
+    scenario.steps = vec![
+        crate::scenario::Step::Upgrade,
+        crate::scenario::Step::RollNodes(roll),
+    ];
     Ok(Replayed {
         scenarios: vec![scenario],
         results: vec![RunResult {

@@ -179,3 +179,47 @@ async fn a_binary_that_exits_at_start_up_is_reported_and_the_rest_is_stopped() {
     assert!(msg.contains("refusing to start"), "{msg}");
     assert_nothing_left(base.path());
 }
+
+/// `preflight rehearse` cordons and drains nodes: it refuses any cluster it does not
+/// create, and bad flags are named, all before anything starts.
+#[test]
+fn rehearse_refuses_clusters_it_does_not_own_and_names_bad_flags() {
+    let twin = tempfile::tempdir().unwrap();
+    let dir = twin.path().to_str().unwrap();
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["--provider", "kubeconfig"],
+            "refuses --provider kubeconfig: it cordons and drains nodes",
+        ),
+        (&["--provider", "local"], "needs nodes with real kubelets"),
+        (
+            &["--max-surge", "0%"],
+            "--max-surge: `0%` is not a max surge",
+        ),
+        (
+            &["--drain-timeout", "soon"],
+            "invalid value for --drain-timeout: `soon`",
+        ),
+        (
+            &["--undrainable-node-behavior", "wait"],
+            "--undrainable-node-behavior: `wait`",
+        ),
+        (&[], "twin.yaml"),
+    ];
+    for (flags, says) in cases {
+        let out = std::process::Command::new(common::preflight_bin())
+            .arg("rehearse")
+            .arg(dir)
+            .args(flags)
+            .env("CI", "true")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {stderr}");
+        assert!(
+            stderr.contains(says),
+            "{flags:?}: expected `{says}` in: {stderr}"
+        );
+    }
+    assert_eq!(std::fs::read_dir(twin.path()).unwrap().count(), 0);
+}

@@ -194,10 +194,15 @@ fn node_pools_roll_as_aks_rolls_them_on_kind() {
     for words in ["quarantined", "PodDisruptionBudget", "deadlock"] {
         assert!(md.contains(words), "report.md says `{words}`:\n{md}");
     }
-    // Nothing left: the surge nodes go with the cluster.
+    // Nothing left of this run (namespace `pf-node-pools-<id>`, cluster
+    // `preflight-<id>-upgrade`): the surge nodes go with the cluster. Other processes
+    // may run kind clusters of their own meanwhile.
+    let ns = run["namespace"].as_str().unwrap();
+    let id = ns.rsplit('-').next().unwrap();
+    let prefix = format!("preflight-{id}-");
     let left: Vec<String> = preflight_containers()
         .into_iter()
-        .filter(|c| !before.contains(c))
+        .filter(|c| !before.contains(c) && c.starts_with(&prefix))
         .collect();
     assert_eq!(left, Vec::<String>::new(), "kind nodes left behind");
 }
