@@ -268,6 +268,7 @@ fn a_twin_replays_on_kind() {
     let version = &common::versions()[1];
     let work = tempfile::tempdir().unwrap();
     let twin = work.path().join("twin");
+    let healthy_twin = work.path().join("healthy-twin");
     rt.block_on(async {
         let cluster = common::cluster("kind-production", version).await;
         let helm = crate::production::Helm {
@@ -290,6 +291,35 @@ fn a_twin_replays_on_kind() {
                 os("guard=false,image=preflight/workload:r1"),
             ],
         );
+        // Nodes as an AKS cluster's two pools (Node objects: the capture reads what the
+        // API says of them), captured before anything is wrong: the twin to rehearse.
+        for (name, pool, taint) in [
+            ("aks-system-0", "system", Some("CriticalAddonsOnly")),
+            ("aks-user-0", "user", None),
+            ("aks-user-1", "user", None),
+        ] {
+            crate::production::create(
+                &cluster.client(),
+                &crate::production::ar("", "v1", "Node", "nodes"),
+                serde_json::json!({
+                    "apiVersion": "v1", "kind": "Node",
+                    "metadata": {"name": name, "labels": {
+                        "kubernetes.azure.com/agentpool": pool, "agentpool": pool,
+                        "kubernetes.azure.com/mode": if taint.is_some() { "system" } else { "user" }}},
+                    "spec": {"taints": taint.map(|k| vec![serde_json::json!({"key": k, "value": "true", "effect": "NoSchedule"})]).unwrap_or_default()}
+                }),
+            )
+            .await;
+        }
+        let kubeconfig = cluster.kubeconfig().to_path_buf();
+        let (code, text) = crate::production::preflight(&[
+            "capture".as_ref(),
+            "--kubeconfig".as_ref(),
+            kubeconfig.as_os_str(),
+            "--out".as_ref(),
+            healthy_twin.as_os_str(),
+        ]);
+        assert_eq!(code, Some(0), "{text}");
         crate::production::create(
             &cluster.client(),
             &crate::production::ar(
@@ -369,6 +399,71 @@ fn a_twin_replays_on_kind() {
             "{role}: the ReplicaSet stays while its webhook is down: {down:#}"
         );
     }
+    let left: Vec<String> = preflight_containers()
+        .into_iter()
+        .filter(|c| !before.contains(c))
+        .collect();
+    assert_eq!(left, Vec::<String>::new(), "kind clusters left behind");
+
+    // The whole AKS upgrade of the healthy twin: two pools (one node each here), the
+    // release installed and Ready, the control plane upgraded, both pools rolled. Nothing
+    // in it blocks a drain or keeps a Pod from coming back: it passes.
+    let rehearsed = work.path().join("rehearsed");
+    let out = Command::new(common::preflight_bin())
+        .args([
+            "rehearse",
+            healthy_twin.to_str().unwrap(),
+            "--nodes",
+            "2",
+            "--max-surge",
+            "1",
+        ])
+        .arg("--report-dir")
+        .arg(&rehearsed)
+        .env("CI", "true")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_str(&common::read(&rehearsed.join("report.json")))
+        .unwrap_or_else(|e| panic!("no report.json ({e}): {text}"));
+    let run = common::run_of(&report, "rehearsal", "upgrade");
+    assert_eq!(out.status.code(), Some(0), "{text}\n{run:#}");
+    let rollout = run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|s| s.get("rollout"))
+        .unwrap_or_else(|| panic!("no roll: {run:#}"));
+    let pools: Vec<(&str, &str)> = rollout["pools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["pool"].as_str().unwrap(),
+                p["prediction"]["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        pools,
+        [("system", "succeeds"), ("user", "succeeds")],
+        "{rollout:#}"
+    );
+    // The user pool's node held the release's Pods: they were evicted and are back.
+    let user = &rollout["pools"][1]["nodes"][0];
+    assert!(
+        user["drain"]["evictions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["pod"]["namespace"] == "shop"),
+        "{user:#}"
+    );
     let left: Vec<String> = preflight_containers()
         .into_iter()
         .filter(|c| !before.contains(c))
