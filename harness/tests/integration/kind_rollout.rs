@@ -17,13 +17,14 @@
 //! * noevict: a fail-closed webhook on `pods/eviction` refuses the drain at once, named.
 //!
 //! One cluster for all of it (creating it and upgrading its control plane are the
-//! expensive parts).
+//! expensive parts). The drain itself is tested case by case on a local control plane
+//! in `drain.rs`.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Instant;
 
-use preflight_core::drain::{BlockedBy, DrainOutcome};
+use preflight_core::drain::{Answer, BlockedBy, DrainOutcome, PodEnd};
 use preflight_core::rollout::{NotBackCause, Prediction, RolloutRecord, Undrainable};
 
 use crate::common;
@@ -160,6 +161,43 @@ fn node_pools_roll_as_aks_rolls_them_on_kind() {
             )
         }
         c => panic!("affine: {c:?}"),
+    }
+    // The tolerant Deployment went one Pod at a time: its budget answered 429 while a
+    // replacement was not Ready yet, and each Pod was admitted once.
+    let api: Vec<_> = n
+        .drain
+        .pods
+        .iter()
+        .filter(|p| p.pod.name.starts_with("api-"))
+        .collect();
+    assert_eq!(api.len(), 3, "{:#?}", n.drain.pods);
+    for p in &api {
+        assert_eq!(p.end, PodEnd::Gone, "{p:?}");
+        let admitted = n
+            .drain
+            .evictions
+            .iter()
+            .filter(|e| e.pod == p.pod && matches!(e.answer, Answer::Evicted { .. }))
+            .count();
+        assert_eq!(admitted, 1, "one admitted eviction for {}", p.pod);
+    }
+    let budget_said: Vec<_> = n
+        .drain
+        .evictions
+        .iter()
+        .filter(|e| e.pod.name.starts_with("api-") && e.answer.code() == Some(429))
+        .collect();
+    assert!(budget_said.len() >= 2, "{:#?}", n.drain.evictions);
+    for e in budget_said {
+        let Answer::Refused { causes, .. } = &e.answer else {
+            unreachable!()
+        };
+        assert!(
+            causes
+                .iter()
+                .any(|c| c.message.starts_with("The disruption budget api")),
+            "{e:?}"
+        );
     }
     assert!(
         guard

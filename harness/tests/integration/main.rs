@@ -18,7 +18,6 @@ mod download;
 mod drain;
 mod faults;
 mod gc;
-mod kind_drain;
 mod kind_nodes;
 mod kind_provider;
 mod kind_rollout;

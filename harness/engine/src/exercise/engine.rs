@@ -466,7 +466,13 @@ impl<'a> Run<'a> {
             comeback: Duration::from_secs(spec.comeback_seconds.into()),
             ..RollOptions::new(from, to)
         };
-        let image = crate::cluster::kind::node_image(kind.version(), None);
+        // The node image of the version the control plane runs now (the user's
+        // `--kind-image` template too).
+        let image = kind.node_image_for(&kind.version().clone()).ok_or_else(|| {
+            anyhow::anyhow!(
+                "rollNodes: the cluster's node image does not name its version, so the image new nodes join from cannot be told"
+            )
+        })?;
         let mut nodes = rollout::kind::KindNodes {
             cluster: kind,
             image,
