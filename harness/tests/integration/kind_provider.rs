@@ -298,18 +298,17 @@ fn a_twin_replays_on_kind() {
             ("aks-user-0", "user", None),
             ("aks-user-1", "user", None),
         ] {
-            crate::production::create(
-                &cluster.client(),
-                &crate::production::ar("", "v1", "Node", "nodes"),
-                serde_json::json!({
-                    "apiVersion": "v1", "kind": "Node",
-                    "metadata": {"name": name, "labels": {
-                        "kubernetes.azure.com/agentpool": pool, "agentpool": pool,
-                        "kubernetes.azure.com/mode": if taint.is_some() { "system" } else { "user" }}},
-                    "spec": {"taints": taint.map(|k| vec![serde_json::json!({"key": k, "value": "true", "effect": "NoSchedule"})]).unwrap_or_default()}
-                }),
-            )
-            .await;
+            let node: k8s_openapi::api::core::v1::Node = serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "labels": {
+                    "kubernetes.azure.com/agentpool": pool, "agentpool": pool,
+                    "kubernetes.azure.com/mode": if taint.is_some() { "system" } else { "user" }}},
+                "spec": {"taints": taint.map(|k| vec![serde_json::json!({"key": k, "value": "true", "effect": "NoSchedule"})]).unwrap_or_default()}
+            }))
+            .unwrap();
+            kube::Api::<k8s_openapi::api::core::v1::Node>::all(cluster.client())
+                .create(&Default::default(), &node)
+                .await
+                .unwrap();
         }
         let kubeconfig = cluster.kubeconfig().to_path_buf();
         let (code, text) = crate::production::preflight(&[
