@@ -94,17 +94,10 @@ pub(super) async fn rehearse(args: RehearseArgs, progress: Progress) -> anyhow::
         args.undrainable_node_behavior
     ));
     let opts = args.bins.options(&progress);
-    let (s, t) = (source.clone(), target.clone());
-    let build_images = args.kind_image.is_none();
-    let (src, tgt, kind) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let kind = super::run::kind_tools(&[s.clone(), t.clone()], build_images, &opts)?;
-        Ok((
-            components::ensure(&s, &opts)?,
-            components::ensure(&t, &opts)?,
-            kind,
-        ))
-    })
-    .await??;
+    let (src, tgt, kind) =
+        super::run::twin_components(&source, &target, Some(args.kind_image.is_none()), opts)
+            .await?;
+    let kind = kind.context("the kind CLI")?;
     let replay_opts = crate::twin::replay::ReplayOptions {
         modes: Vec::new(),
         reset: crate::twin::replay::Reset::Reinstall,

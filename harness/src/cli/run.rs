@@ -586,19 +586,8 @@ async fn run_twin(
         twin.kubernetes_version
     ));
     let opts = args.bins.options(&progress);
-    let (s, t) = (source.clone(), target.clone());
     let kind_setup = (args.provider == Provider::Kind).then(|| args.kind_image.is_none());
-    let (src, tgt, kind) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let kind = kind_setup
-            .map(|build_images| kind_tools(&[s.clone(), t.clone()], build_images, &opts))
-            .transpose()?;
-        Ok((
-            components::ensure(&s, &opts)?,
-            components::ensure(&t, &opts)?,
-            kind,
-        ))
-    })
-    .await??;
+    let (src, tgt, kind) = twin_components(&source, &target, kind_setup, opts).await?;
     let replay_opts = crate::twin::replay::ReplayOptions {
         modes,
         reset,
@@ -627,6 +616,32 @@ async fn run_twin(
         args.report_dir.clone(),
         gate.as_ref(),
     )
+}
+
+/// The components of a twin's source and target, and with `kind_setup` (whether to
+/// build preflight's node images) the kind CLI, off the async runtime.
+pub(super) async fn twin_components(
+    source: &components::Version,
+    target: &components::Version,
+    kind_setup: Option<bool>,
+    opts: components::Options,
+) -> anyhow::Result<(
+    components::Components,
+    components::Components,
+    Option<std::path::PathBuf>,
+)> {
+    let (s, t) = (source.clone(), target.clone());
+    tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let kind = kind_setup
+            .map(|build_images| kind_tools(&[s.clone(), t.clone()], build_images, &opts))
+            .transpose()?;
+        Ok((
+            components::ensure(&s, &opts)?,
+            components::ensure(&t, &opts)?,
+            kind,
+        ))
+    })
+    .await?
 }
 
 /// Writes a twin's replay (or rehearsal) as one report, with runs.json so the CI

@@ -407,30 +407,19 @@ fn a_twin_replays_on_kind() {
     // The whole AKS upgrade of the healthy twin: two pools (one node each here), the
     // release installed and Ready, the control plane upgraded, both pools rolled. Nothing
     // in it blocks a drain or keeps a Pod from coming back: it passes.
-    let rehearsed = work.path().join("rehearsed");
-    let out = Command::new(common::preflight_bin())
-        .args([
+    let (code, report, text) = run_preflight(
+        &[
             "rehearse",
             healthy_twin.to_str().unwrap(),
             "--nodes",
             "2",
             "--max-surge",
             "1",
-        ])
-        .arg("--report-dir")
-        .arg(&rehearsed)
-        .env("CI", "true")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        &work.path().join("rehearsed"),
     );
-    let report: Value = serde_json::from_str(&common::read(&rehearsed.join("report.json")))
-        .unwrap_or_else(|e| panic!("no report.json ({e}): {text}"));
     let run = common::run_of(&report, "rehearsal", "upgrade");
-    assert_eq!(out.status.code(), Some(0), "{text}\n{run:#}");
+    assert_eq!(code, Some(0), "{text}\n{run:#}");
     let rollout = run["steps"]
         .as_array()
         .unwrap()
