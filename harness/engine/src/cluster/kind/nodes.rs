@@ -102,6 +102,16 @@ pub fn keep_etcd(running: Option<&str>, target: Option<&str>) -> bool {
     }
 }
 
+/// The node image of `version`, from `image`, the one of version `running`: its
+/// version replaced. None when `image` does not name `running`.
+pub fn image_of_version(image: &str, running: &Version, version: &Version) -> Option<String> {
+    let running = running.to_string();
+    let template = image
+        .contains(&running)
+        .then(|| image.replace(&running, "{version}"))?;
+    Some(node_image(version, Some(&template)))
+}
+
 /// A node container's name: `<cluster>-<suffix>`, refused unless it is a DNS label
 /// (it becomes the node's hostname and its Node object's name).
 pub fn surge_node_name(cluster: &str, suffix: &str) -> Result<String, ClusterError> {
@@ -329,11 +339,7 @@ impl KindCluster {
     /// and the same for a `--kind-image` template). None when the image does not name
     /// its version (a digest), so the target's image cannot be told.
     pub fn node_image_for(&self, version: &Version) -> Option<String> {
-        let template = self
-            .image
-            .contains(&self.version.to_string())
-            .then(|| self.image.replace(&self.version.to_string(), "{version}"))?;
-        Some(node_image(version, Some(&template)))
+        image_of_version(&self.image, &self.version, version)
     }
 
     /// [`Cluster::upgrade`](super::super::Cluster::upgrade) on kind: the control plane
@@ -418,7 +424,6 @@ impl KindCluster {
             .filter(|i| !(keep && i.contains("/etcd:")))
             .cloned()
             .collect();
-        self.import_missing(&node, &control_plane).await?;
         let addons: Vec<String> = images
             .iter()
             .filter(|i| {
@@ -428,9 +433,10 @@ impl KindCluster {
             })
             .cloned()
             .collect();
-        for worker in self.workers.clone() {
-            self.import_missing(&worker, &addons).await?;
-        }
+        // Every node at once: the copies wait mostly on the Docker engine's disk.
+        let mut imports = vec![self.import_missing(&node, &control_plane)];
+        imports.extend(self.workers.iter().map(|w| self.import_missing(w, &addons)));
+        futures::future::try_join_all(imports).await?;
         let version = target.to_string();
         let mut apply = vec![
             "kubeadm",
@@ -560,6 +566,12 @@ impl KindCluster {
                 "node {name}: its image's /kind/version does not name a Kubernetes version: {e}"
             ))
         })?;
+        if version > self.version {
+            return Err(ClusterError::Unsupported(format!(
+                "node {name} would run kubelet {version}, newer than the control plane's {}: a kubelet may not be newer than its API server (upgrade the control plane first, as AKS does)",
+                self.version
+            )));
+        }
         let mut needed = self.kube_system_images().await?;
         needed.extend(self.load_images.iter().cloned());
         self.import_missing(name, &needed).await?;
@@ -934,6 +946,20 @@ mod tests {
         assert!(keep_etcd(Some(r), Some(r)));
         assert!(!keep_etcd(Some(t), Some(r)));
         assert!(!keep_etcd(None, Some(r)));
+    }
+
+    #[test]
+    fn the_targets_node_image_is_the_clusters_with_its_version() {
+        let (s, t) = (Version::new(1, 29, 15), Version::new(1, 30, 14));
+        assert_eq!(
+            image_of_version("preflight/node:v1.29.15", &s, &t).as_deref(),
+            Some("preflight/node:v1.30.14")
+        );
+        assert_eq!(
+            image_of_version("kindest/node:v1.29.15", &s, &t).as_deref(),
+            Some("kindest/node:v1.30.14")
+        );
+        assert_eq!(image_of_version("kindest/node@sha256:abc", &s, &t), None);
     }
 
     #[test]
