@@ -494,8 +494,15 @@ impl KindCluster {
             )));
         }
         let name = surge_node_name(&self.name, suffix)?;
+        let version = self.image_version(image).await?;
+        if version > self.version {
+            return Err(ClusterError::Unsupported(format!(
+                "node {name} from {image} would run kubelet {version}, newer than the control plane's {}: a kubelet may not be newer than its API server (upgrade the control plane first, as AKS does)",
+                self.version
+            )));
+        }
         docker_async(&run_node_args(&self.name, &name, image), RUN_TIMEOUT).await?;
-        match self.join(&name, spec).await {
+        match self.join(&name, &version, spec).await {
             Ok(()) => {
                 self.workers.push(name.clone());
                 Ok(name)
@@ -551,27 +558,40 @@ impl KindCluster {
         Ok(())
     }
 
+    /// The Kubernetes version of a node image (`/kind/version` in it, as kind reads
+    /// it), from a container that only prints it: known before a node boots. The
+    /// container carries the cluster's label, so a teardown removes it if this is
+    /// interrupted.
+    async fn image_version(&self, image: &str) -> Result<Version, ClusterError> {
+        let args = vec![
+            "run".to_string(),
+            "--rm".into(),
+            "--label".into(),
+            format!("{CLUSTER_LABEL}={}", self.name),
+            "--entrypoint".into(),
+            "cat".into(),
+            image.to_string(),
+            "/kind/version".into(),
+        ];
+        docker_async(&args, RUN_TIMEOUT)
+            .await?
+            .trim()
+            .parse()
+            .map_err(|e| {
+                ClusterError::Unsupported(format!(
+                    "{image}: its /kind/version does not name a Kubernetes version, so it is not a kind node image: {e}"
+                ))
+            })
+    }
+
     /// Boots, prepares and joins the node container `name` (already running).
-    async fn join(&self, name: &str, spec: &NodeSpec) -> Result<(), ClusterError> {
+    async fn join(
+        &self,
+        name: &str,
+        version: &Version,
+        spec: &NodeSpec,
+    ) -> Result<(), ClusterError> {
         self.wait_booted(name).await?;
-        let version: Version = docker_async(
-            &exec_args(name, &["cat", "/kind/version"]),
-            DOCKER_QUERY_TIMEOUT,
-        )
-        .await?
-        .trim()
-        .parse()
-        .map_err(|e| {
-            ClusterError::Unsupported(format!(
-                "node {name}: its image's /kind/version does not name a Kubernetes version: {e}"
-            ))
-        })?;
-        if version > self.version {
-            return Err(ClusterError::Unsupported(format!(
-                "node {name} would run kubelet {version}, newer than the control plane's {}: a kubelet may not be newer than its API server (upgrade the control plane first, as AKS does)",
-                self.version
-            )));
-        }
         let mut needed = self.kube_system_images().await?;
         needed.extend(self.load_images.iter().cloned());
         self.import_missing(name, &needed).await?;
@@ -607,7 +627,7 @@ impl KindCluster {
         let config = self.dir.path().join(format!("{name}-kubeadm.conf"));
         std::fs::write(
             &config,
-            join_config(&version, &self.name, name, &ip, &token, spec),
+            join_config(version, &self.name, name, &ip, &token, spec),
         )
         .map_err(|e| ClusterError::io("writing", &config, e))?;
         self.copy_into(name, &config, "/kind/kubeadm.conf").await?;
@@ -625,7 +645,7 @@ impl KindCluster {
             JOIN_TIMEOUT,
         )
         .await?;
-        self.wait_node(name, &version, NODE_READY_TIMEOUT).await
+        self.wait_node(name, version, NODE_READY_TIMEOUT).await
     }
 
     /// Waits (polling, with a deadline) until a fresh node container's systemd is up
