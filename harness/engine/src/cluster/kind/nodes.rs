@@ -438,6 +438,9 @@ impl KindCluster {
         imports.extend(self.workers.iter().map(|w| self.import_missing(w, &addons)));
         futures::future::try_join_all(imports).await?;
         let version = target.to_string();
+        // kind's nodes fail several of kubeadm's preflight checks (swap, kernel
+        // configuration, the system verification), as at `kind create`, where kind
+        // skips the preflight phase altogether.
         let mut apply = vec![
             "kubeadm",
             "upgrade",
@@ -452,6 +455,7 @@ impl KindCluster {
         }
         docker_async(&exec_args(&node, &apply), UPGRADE_APPLY_TIMEOUT).await?;
         // The API server now runs the target; the kubelet follows (kubeadm leaves it).
+        self.version = target.clone();
         self.copy_into(&node, &binaries[1], "/usr/bin/kubelet")
             .await?;
         docker_async(
@@ -466,7 +470,6 @@ impl KindCluster {
             DOCKER_QUERY_TIMEOUT,
         )
         .await?;
-        self.version = target.clone();
         self.image = target_image.to_string();
         self.wait_control_plane_at(target).await?;
         wait_kube_system_ready(&self.client, KUBE_SYSTEM_TIMEOUT).await
