@@ -1,13 +1,15 @@
 //! The node operations an AKS-style node-pool roll needs, on one kind cluster at the
 //! source version with one worker of pool `nodepool1`: the control plane upgraded in
 //! place to the target (`kubeadm upgrade apply` on its node), a surge node at the
-//! target joined into the pool with a taint, and the old worker removed. One cluster
+//! target joined into the pool with a taint, and the old worker removed; before that,
+//! two joins that fail leave nothing behind. One cluster
 //! (creating and upgrading it is the expensive part), so the steps run in sequence in
 //! one test, and the cluster is deleted when the test ends, however it ends.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, ListParams};
 use preflight::cluster::{KindCluster, KindConfig, NodeSpec, Taint, TaintEffect, kind};
@@ -130,7 +132,7 @@ async fn kind_nodes_upgrade_the_control_plane_then_surge_and_remove() {
     let config = KindConfig {
         name: name.clone(),
         version: source.clone(),
-        image: source_image,
+        image: source_image.clone(),
         kind: kind_bin,
         helm: common::components(&source).helm,
         load_images: Vec::new(),
@@ -145,6 +147,65 @@ async fn kind_nodes_upgrade_the_control_plane_then_surge_and_remove() {
         cluster.node_image_for(&target).as_deref(),
         Some(target_image.as_str())
     );
+
+    // A node that cannot join leaves nothing behind. A target-version kubelet before
+    // the control plane is upgraded is refused before anything runs. A node that
+    // would need an image nothing can provide (a kube-system DaemonSet's, which no
+    // node runs: its selector matches none) fails after its container booted, and
+    // the container is removed. A name already taken touches nothing.
+    let early = cluster
+        .add_node(&NodeSpec::pool(POOL), &target_image, "early")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(early.contains("newer than the control plane"), "{early}");
+    let daemonsets = Api::<DaemonSet>::namespaced(client.clone(), "kube-system");
+    let absent: DaemonSet = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "preflight-absent"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "preflight-absent"}},
+            "template": {
+                "metadata": {"labels": {"app": "preflight-absent"}},
+                "spec": {
+                    "nodeSelector": {"preflight.dev/none": "true"},
+                    "containers": [{"name": "c", "image": "preflight/absent:r0"}]
+                }
+            }
+        }
+    }))
+    .unwrap();
+    daemonsets
+        .create(&Default::default(), &absent)
+        .await
+        .unwrap();
+    let bad = cluster
+        .add_node(&NodeSpec::pool(POOL), &source_image, "bad")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(bad.contains("preflight/absent:r0"), "{bad}");
+    for n in [format!("{name}-early"), format!("{name}-bad")] {
+        assert!(!cluster_containers(&name).contains(&n), "{n}");
+        assert!(
+            Api::<Node>::all(client.clone())
+                .get_opt(&n)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+    daemonsets
+        .delete("preflight-absent", &Default::default())
+        .await
+        .unwrap();
+    assert!(
+        cluster
+            .add_node(&NodeSpec::pool(POOL), &source_image, "worker")
+            .await
+            .is_err()
+    );
+    assert_eq!(cluster.workers(), std::slice::from_ref(&old_worker));
+    assert!(cluster_containers(&name).contains(&old_worker));
 
     // The control plane in place; the worker keeps the source's kubelet.
     let t = Instant::now();

@@ -102,6 +102,16 @@ pub fn keep_etcd(running: Option<&str>, target: Option<&str>) -> bool {
     }
 }
 
+/// The node image of `version`, from `image`, the one of version `running`: its
+/// version replaced. None when `image` does not name `running`.
+pub fn image_of_version(image: &str, running: &Version, version: &Version) -> Option<String> {
+    let running = running.to_string();
+    let template = image
+        .contains(&running)
+        .then(|| image.replace(&running, "{version}"))?;
+    Some(node_image(version, Some(&template)))
+}
+
 /// A node container's name: `<cluster>-<suffix>`, refused unless it is a DNS label
 /// (it becomes the node's hostname and its Node object's name).
 pub fn surge_node_name(cluster: &str, suffix: &str) -> Result<String, ClusterError> {
@@ -329,11 +339,7 @@ impl KindCluster {
     /// and the same for a `--kind-image` template). None when the image does not name
     /// its version (a digest), so the target's image cannot be told.
     pub fn node_image_for(&self, version: &Version) -> Option<String> {
-        let template = self
-            .image
-            .contains(&self.version.to_string())
-            .then(|| self.image.replace(&self.version.to_string(), "{version}"))?;
-        Some(node_image(version, Some(&template)))
+        image_of_version(&self.image, &self.version, version)
     }
 
     /// [`Cluster::upgrade`](super::super::Cluster::upgrade) on kind: the control plane
@@ -418,7 +424,6 @@ impl KindCluster {
             .filter(|i| !(keep && i.contains("/etcd:")))
             .cloned()
             .collect();
-        self.import_missing(&node, &control_plane).await?;
         let addons: Vec<String> = images
             .iter()
             .filter(|i| {
@@ -428,10 +433,14 @@ impl KindCluster {
             })
             .cloned()
             .collect();
-        for worker in self.workers.clone() {
-            self.import_missing(&worker, &addons).await?;
-        }
+        // Every node at once: the copies wait mostly on the Docker engine's disk.
+        let mut imports = vec![self.import_missing(&node, &control_plane)];
+        imports.extend(self.workers.iter().map(|w| self.import_missing(w, &addons)));
+        futures::future::try_join_all(imports).await?;
         let version = target.to_string();
+        // kind's nodes fail several of kubeadm's preflight checks (swap, kernel
+        // configuration, the system verification), as at `kind create`, where kind
+        // skips the preflight phase altogether.
         let mut apply = vec![
             "kubeadm",
             "upgrade",
@@ -446,6 +455,7 @@ impl KindCluster {
         }
         docker_async(&exec_args(&node, &apply), UPGRADE_APPLY_TIMEOUT).await?;
         // The API server now runs the target; the kubelet follows (kubeadm leaves it).
+        self.version = target.clone();
         self.copy_into(&node, &binaries[1], "/usr/bin/kubelet")
             .await?;
         docker_async(
@@ -460,7 +470,6 @@ impl KindCluster {
             DOCKER_QUERY_TIMEOUT,
         )
         .await?;
-        self.version = target.clone();
         self.image = target_image.to_string();
         self.wait_control_plane_at(target).await?;
         wait_kube_system_ready(&self.client, KUBE_SYSTEM_TIMEOUT).await
@@ -488,8 +497,15 @@ impl KindCluster {
             )));
         }
         let name = surge_node_name(&self.name, suffix)?;
+        let version = self.image_version(image).await?;
+        if version > self.version {
+            return Err(ClusterError::Unsupported(format!(
+                "node {name} from {image} would run kubelet {version}, newer than the control plane's {}: a kubelet may not be newer than its API server (upgrade the control plane first, as AKS does)",
+                self.version
+            )));
+        }
         docker_async(&run_node_args(&self.name, &name, image), RUN_TIMEOUT).await?;
-        match self.join(&name, spec).await {
+        match self.join(&name, &version, spec).await {
             Ok(()) => {
                 self.workers.push(name.clone());
                 Ok(name)
@@ -545,21 +561,40 @@ impl KindCluster {
         Ok(())
     }
 
+    /// The Kubernetes version of a node image (`/kind/version` in it, as kind reads
+    /// it), from a container that only prints it: known before a node boots. The
+    /// container carries the cluster's label, so a teardown removes it if this is
+    /// interrupted.
+    async fn image_version(&self, image: &str) -> Result<Version, ClusterError> {
+        let args = vec![
+            "run".to_string(),
+            "--rm".into(),
+            "--label".into(),
+            format!("{CLUSTER_LABEL}={}", self.name),
+            "--entrypoint".into(),
+            "cat".into(),
+            image.to_string(),
+            "/kind/version".into(),
+        ];
+        docker_async(&args, RUN_TIMEOUT)
+            .await?
+            .trim()
+            .parse()
+            .map_err(|e| {
+                ClusterError::Unsupported(format!(
+                    "{image}: its /kind/version does not name a Kubernetes version, so it is not a kind node image: {e}"
+                ))
+            })
+    }
+
     /// Boots, prepares and joins the node container `name` (already running).
-    async fn join(&self, name: &str, spec: &NodeSpec) -> Result<(), ClusterError> {
+    async fn join(
+        &self,
+        name: &str,
+        version: &Version,
+        spec: &NodeSpec,
+    ) -> Result<(), ClusterError> {
         self.wait_booted(name).await?;
-        let version: Version = docker_async(
-            &exec_args(name, &["cat", "/kind/version"]),
-            DOCKER_QUERY_TIMEOUT,
-        )
-        .await?
-        .trim()
-        .parse()
-        .map_err(|e| {
-            ClusterError::Unsupported(format!(
-                "node {name}: its image's /kind/version does not name a Kubernetes version: {e}"
-            ))
-        })?;
         let mut needed = self.kube_system_images().await?;
         needed.extend(self.load_images.iter().cloned());
         self.import_missing(name, &needed).await?;
@@ -595,7 +630,7 @@ impl KindCluster {
         let config = self.dir.path().join(format!("{name}-kubeadm.conf"));
         std::fs::write(
             &config,
-            join_config(&version, &self.name, name, &ip, &token, spec),
+            join_config(version, &self.name, name, &ip, &token, spec),
         )
         .map_err(|e| ClusterError::io("writing", &config, e))?;
         self.copy_into(name, &config, "/kind/kubeadm.conf").await?;
@@ -613,7 +648,7 @@ impl KindCluster {
             JOIN_TIMEOUT,
         )
         .await?;
-        self.wait_node(name, &version, NODE_READY_TIMEOUT).await
+        self.wait_node(name, version, NODE_READY_TIMEOUT).await
     }
 
     /// Waits (polling, with a deadline) until a fresh node container's systemd is up
@@ -934,6 +969,20 @@ mod tests {
         assert!(keep_etcd(Some(r), Some(r)));
         assert!(!keep_etcd(Some(t), Some(r)));
         assert!(!keep_etcd(None, Some(r)));
+    }
+
+    #[test]
+    fn the_targets_node_image_is_the_clusters_with_its_version() {
+        let (s, t) = (Version::new(1, 29, 15), Version::new(1, 30, 14));
+        assert_eq!(
+            image_of_version("preflight/node:v1.29.15", &s, &t).as_deref(),
+            Some("preflight/node:v1.30.14")
+        );
+        assert_eq!(
+            image_of_version("kindest/node:v1.29.15", &s, &t).as_deref(),
+            Some("kindest/node:v1.30.14")
+        );
+        assert_eq!(image_of_version("kindest/node@sha256:abc", &s, &t), None);
     }
 
     #[test]
