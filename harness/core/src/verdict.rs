@@ -78,8 +78,35 @@ const NAMESPACE_INFRASTRUCTURE: &[(&str, &str)] = &[
     ("ConfigMap", "kube-root-ca.crt"),
 ];
 
+/// A run that rolls node pools and leaves its releases installed (the twin's
+/// rehearsal, a scenario that installs, upgrades and rolls) has nothing left behind: no
+/// uninstall ran, so what its releases made is there by design. The roll's own verdict
+/// is its record's ([`crate::rollout`]).
+fn rolls_with_releases_installed(outcome: &Outcome) -> bool {
+    use crate::scenario::{HelmAction, HelmDryRun};
+    if !outcome.steps.iter().any(|s| s.rollout.is_some()) {
+        return false;
+    }
+    let mut last: BTreeMap<&str, HelmAction> = BTreeMap::new();
+    for call in outcome
+        .steps
+        .iter()
+        .filter_map(|s| s.helm.as_ref()?.step.as_ref())
+        .filter(|c| c.dry_run == HelmDryRun::None)
+    {
+        last.insert(&call.release, call.action);
+    }
+    !last.is_empty() && last.values().all(|a| *a != HelmAction::Uninstall)
+}
+
+/// Cluster-scoped kinds a node makes by joining.
+const NODE_INFRASTRUCTURE: [&str; 3] = ["Node", "CSINode", "CertificateSigningRequest"];
+
 /// The leftovers of one run.
 pub fn leftovers(outcome: &Outcome) -> Vec<Leftover> {
+    if rolls_with_releases_installed(outcome) {
+        return Vec::new();
+    }
     let before: BTreeSet<&str> = outcome
         .before
         .objects
@@ -125,6 +152,11 @@ fn made_by_run(outcome: &Outcome, o: &ObjectRecord) -> bool {
         // Default RBAC that a newer apiserver bootstraps after an in-place upgrade.
         || label("kubernetes.io/bootstrapping") == Some("rbac-defaults")
     {
+        return false;
+    }
+    // A node joining (a surge node of a roll) registers its Node, its CSINode and its
+    // kubelet's certificate requests: the cluster's own objects, not a release's.
+    if o.namespace.is_none() && NODE_INFRASTRUCTURE.contains(&o.kind.as_str()) {
         return false;
     }
     match o.namespace.as_deref() {

@@ -342,3 +342,59 @@ fn leftovers_and_their_reports_from_an_older_runs_json_read_back() {
     assert!(r.evidence_records.is_empty());
     assert_eq!(r.evidence.len(), 1);
 }
+
+#[test]
+fn a_roll_leaves_nothing_behind_while_its_releases_stay_and_nodes_are_never_the_releases() {
+    use crate::helm::{HelmCall, HelmRun};
+    use crate::record::StepRecord;
+    use crate::scenario::{HelmAction, HelmDryRun};
+    let step = |index: usize, action: Option<HelmAction>, rolls: bool| StepRecord {
+        index,
+        title: String::new(),
+        version: "v1.30.14".into(),
+        helm: action.map(|action| HelmRun {
+            command: String::new(),
+            exit_code: 0,
+            stdout: String::new(),
+            stderr: String::new(),
+            duration_ms: 0,
+            step: Some(HelmCall {
+                action,
+                dry_run: HelmDryRun::None,
+                release: "web".into(),
+            }),
+        }),
+        dry_run: None,
+        settle: None,
+        rollout: rolls.then(|| crate::rollout::RolloutRecord {
+            from: "v1.29.15".into(),
+            to: "v1.30.14".into(),
+            max_surge: crate::rollout::MaxSurge::Count(1),
+            drain_timeout: std::time::Duration::from_secs(1800),
+            undrainable: crate::rollout::Undrainable::Schedule,
+            pools: Vec::new(),
+        }),
+        error: None,
+        duration_ms: 0,
+    };
+    let mut node = object("Node", "x", "aks-user-2", "n1", None);
+    node.namespace = None;
+    let after = vec![object("Deployment", "pf-a", "web", "d1", None), node];
+    let mut o = run(&["pf-a"], after, String::new(), None);
+    o.steps = vec![
+        step(0, Some(HelmAction::Install), false),
+        step(1, None, true),
+    ];
+    assert!(
+        leftovers(&o).is_empty(),
+        "installed and rolled: nothing left behind"
+    );
+    // Uninstalled after the roll: what stays is judged, the joined node is not the
+    // release's.
+    o.steps.push(step(2, Some(HelmAction::Uninstall), false));
+    let left: Vec<String> = leftovers(&o).iter().map(|l| l.kind.clone()).collect();
+    assert_eq!(left, ["Deployment"]);
+    // No roll: an install-only run is judged as before.
+    o.steps = vec![step(0, Some(HelmAction::Install), false)];
+    assert_eq!(leftovers(&o).len(), 1);
+}
