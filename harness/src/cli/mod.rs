@@ -445,6 +445,18 @@ fn parse_version(flag: &str, value: &str) -> anyhow::Result<Version> {
         .with_context(|| format!("invalid value for {flag}"))
 }
 
+/// `--source` and `--target` of a twin's replay or rehearsal, the pinned defaults where
+/// not given.
+fn source_and_target(
+    source: Option<&str>,
+    target: Option<&str>,
+) -> anyhow::Result<(Version, Version)> {
+    Ok((
+        parse_version("--source", source.unwrap_or(components::DEFAULT_SOURCE))?,
+        parse_version("--target", target.unwrap_or(components::DEFAULT_TARGET))?,
+    ))
+}
+
 /// Runs one command; returns its exit code.
 pub async fn execute(cli: Cli, progress: Progress) -> anyhow::Result<i32> {
     match cli.command {

@@ -5,9 +5,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::{RehearseArgs, parse_version};
+use super::RehearseArgs;
 use crate::cluster::Provider;
-use crate::components;
 use crate::progress::Progress;
 use crate::runner;
 use crate::scenario::{RollNodes, SurgeValue};
@@ -77,14 +76,8 @@ pub(super) async fn rehearse(args: RehearseArgs, progress: Progress) -> anyhow::
         crate::twin::load::read_yaml(&pools_file).map_err(|e| anyhow::anyhow!("{e}"))?;
     let workers = crate::twin::nodes::kind_workers(&pools, args.nodes)
         .map_err(|e| anyhow::anyhow!("{}: {e}", pools_file.display()))?;
-    let source = parse_version(
-        "--source",
-        args.source.as_deref().unwrap_or(components::DEFAULT_SOURCE),
-    )?;
-    let target = parse_version(
-        "--target",
-        args.target.as_deref().unwrap_or(components::DEFAULT_TARGET),
-    )?;
+    let (source, target) =
+        super::source_and_target(args.source.as_deref(), args.target.as_deref())?;
     progress.println(format!(
         "rehearsing the AKS upgrade of the twin in {} on {} kind workers: {source} -> {target}, max surge {}, drain timeout {} s, undrainable nodes: {}",
         twin.dir.display(),

@@ -572,14 +572,8 @@ async fn run_twin(
             ),
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let source = parse_version(
-        "--source",
-        args.source.as_deref().unwrap_or(components::DEFAULT_SOURCE),
-    )?;
-    let target = parse_version(
-        "--target",
-        args.target.as_deref().unwrap_or(components::DEFAULT_TARGET),
-    )?;
+    let (source, target) =
+        super::source_and_target(args.source.as_deref(), args.target.as_deref())?;
     progress.println(format!(
         "replaying the twin in {} (captured on Kubernetes {}) on {source} and {target}",
         twin.dir.display(),

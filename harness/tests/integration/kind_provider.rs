@@ -253,6 +253,15 @@ async fn sigterm_mid_kind_create_deletes_its_clusters() {
     }
 }
 
+/// Every `preflight-*` container that was not there `before` is gone.
+fn assert_none_left_since(before: &BTreeSet<String>) {
+    let left: Vec<String> = preflight_containers()
+        .into_iter()
+        .filter(|c| !before.contains(c))
+        .collect();
+    assert_eq!(left, Vec::<String>::new(), "kind clusters left behind");
+}
+
 /// A twin replayed on kind clusters (`--provider kind`, a new cluster per pass): a
 /// release whose Pods run on real kubelets, and a fail-closed DELETE webhook for its
 /// namespace captured as a standalone configuration. With the webhook down during
@@ -398,11 +407,7 @@ fn a_twin_replays_on_kind() {
             "{role}: the ReplicaSet stays while its webhook is down: {down:#}"
         );
     }
-    let left: Vec<String> = preflight_containers()
-        .into_iter()
-        .filter(|c| !before.contains(c))
-        .collect();
-    assert_eq!(left, Vec::<String>::new(), "kind clusters left behind");
+    assert_none_left_since(&before);
 
     // The whole AKS upgrade of the healthy twin: two pools (one node each here), the
     // release installed and Ready, the control plane upgraded, both pools rolled. Nothing
@@ -452,9 +457,5 @@ fn a_twin_replays_on_kind() {
             .any(|e| e["pod"]["namespace"] == "shop"),
         "{user:#}"
     );
-    let left: Vec<String> = preflight_containers()
-        .into_iter()
-        .filter(|c| !before.contains(c))
-        .collect();
-    assert_eq!(left, Vec::<String>::new(), "kind clusters left behind");
+    assert_none_left_since(&before);
 }

@@ -338,31 +338,30 @@ pub fn webhook_named(message: &str) -> Option<String> {
 /// configurations.
 async fn webhook_service(client: &kube::Client, webhook: &str) -> Option<(String, String)> {
     let lp = ListParams::default();
-    let v: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
-    if let Ok(Ok(list)) = tokio::time::timeout(REQUEST, v.list(&lp)).await {
-        for c in list.items {
-            for w in c.webhooks.unwrap_or_default() {
-                if w.name == webhook
-                    && let Some(s) = w.client_config.service
-                {
-                    return Some((s.namespace, s.name));
-                }
-            }
-        }
+    let validating: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+    let mutating: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    // Each configuration's webhooks as (name, Service), validating then mutating.
+    let mut calls = Vec::new();
+    if let Ok(Ok(list)) = tokio::time::timeout(REQUEST, validating.list(&lp)).await {
+        calls.extend(
+            list.items
+                .into_iter()
+                .flat_map(|c| c.webhooks.unwrap_or_default())
+                .map(|w| (w.name, w.client_config.service)),
+        );
     }
-    let m: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    if let Ok(Ok(list)) = tokio::time::timeout(REQUEST, m.list(&lp)).await {
-        for c in list.items {
-            for w in c.webhooks.unwrap_or_default() {
-                if w.name == webhook
-                    && let Some(s) = w.client_config.service
-                {
-                    return Some((s.namespace, s.name));
-                }
-            }
-        }
+    if let Ok(Ok(list)) = tokio::time::timeout(REQUEST, mutating.list(&lp)).await {
+        calls.extend(
+            list.items
+                .into_iter()
+                .flat_map(|c| c.webhooks.unwrap_or_default())
+                .map(|w| (w.name, w.client_config.service)),
+        );
     }
-    None
+    calls
+        .into_iter()
+        .find_map(|(name, service)| (name == webhook).then_some(service).flatten())
+        .map(|s| (s.namespace, s.name))
 }
 
 /// A refused creation is a deadlock when the refusing webhook's own backend (the Pods
