@@ -16,6 +16,7 @@ pub mod dry_run;
 pub mod evidence;
 pub mod gc;
 pub mod helm;
+pub mod images;
 pub mod log_text;
 pub mod ownership;
 pub mod policy;

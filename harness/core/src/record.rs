@@ -69,6 +69,10 @@ pub struct Outcome {
     pub log_evidence: EvidenceLog,
     /// Teardown problems (never silent).
     pub teardown_errors: Vec<String>,
+    /// Containers that ran preflight's stand-in instead of an image no node held (kind
+    /// clusters preflight owns; see [`crate::images`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub substitutions: Vec<crate::images::Substitution>,
 }
 
 impl Outcome {

@@ -91,6 +91,7 @@ fn run(
         seen: BTreeMap::new(),
         log_evidence: evidence_from(&[("kube-controller-manager", kcm)], audit.as_deref()),
         teardown_errors: Vec::new(),
+        substitutions: Vec::new(),
     }
 }
 

@@ -1073,6 +1073,7 @@ async fn run_pass(
         seen: done.seen,
         log_evidence: done.log_evidence,
         teardown_errors: Vec::new(),
+        substitutions: Vec::new(),
     };
     exercise::engine::write_outcome(&dir, &outcome)?;
     Ok(outcome)

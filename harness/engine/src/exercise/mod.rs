@@ -144,6 +144,7 @@ async fn run_steps(
         seen: concluded.seen,
         log_evidence: concluded.log_evidence,
         teardown_errors,
+        substitutions: Vec::new(),
     };
     engine::write_outcome(&opts.dir, &outcome)?;
     Ok(outcome)

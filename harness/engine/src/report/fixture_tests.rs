@@ -207,6 +207,7 @@ pub(super) fn outcome(scenario: &str, version: &str, ns: &str, rs: bool, pods: u
         seen: Default::default(),
         log_evidence: evidence,
         teardown_errors: vec![],
+        substitutions: Vec::new(),
     }
 }
 
