@@ -32,9 +32,7 @@ fn main() {
             .await
             .expect("control plane");
         let client = cluster.client();
-        let gc = GcMetrics {
-            url: cluster.controller_manager_metrics_url(),
-        };
+        let gc = GcMetrics::Url(cluster.controller_manager_metrics_url());
         let mut quiet = Vec::new();
         let mut evidence = Vec::new();
         for round in 0..rounds {

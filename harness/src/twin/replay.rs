@@ -41,13 +41,14 @@ use crate::behaviour::{Behaviour, BehaviourSpec, WebhookKind};
 use crate::cluster::local::SavedState;
 use crate::cluster::{Cluster, KindCluster, KindConfig, LocalCluster, LocalConfig};
 use crate::components::Components;
+use crate::components::kind_image::WORKLOAD_IMAGE;
 use crate::exercise::engine::{Action, Flow, Planned, Release, Run, Setting};
 use crate::exercise::{self, Outcome, StepRecord};
 use crate::progress::Progress;
 use crate::runner::{Role, RunResult, Timings};
 use crate::scenario::{Chart, ChartSource, HelmAction, HelmDryRun, HelmStep, Scenario};
 use crate::snapshot::{self, Noise, Snapshot, SnapshotScope};
-use crate::webhook::{self as register, WebhookServer};
+use crate::webhook::{self as register, ImageStandIn, WebhookServer};
 
 /// One webhook made to fail in a pass.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -497,6 +498,9 @@ struct Installed {
     /// Time to start the control plane, and to set up and install.
     start: Duration,
     install: Duration,
+    /// On kind: the webhook that runs preflight's workload image where no node holds
+    /// a Pod's image (served as long as the cluster is exercised).
+    images: Option<ImageStandIn>,
 }
 
 /// Starts the `role`'s control plane (the `index`th of the replay; `pass` names it
@@ -570,6 +574,7 @@ async fn install(
     let version = cluster.version().to_string();
     let server = WebhookServer::new(&dir.join("webhooks"), cluster.webhook_bind(), &[]).await?;
     let releases = releases(twin);
+    let on_kind = matches!(cluster, Cluster::Kind(_));
     let setting = setting(&mut cluster, &server, dir.clone(), &dir, opts, &[]);
     let mut run = Run::new(
         setting,
@@ -577,6 +582,23 @@ async fn install(
         releases.clone(),
         Vec::new(),
     );
+    // Kind nodes reach no registry: a captured image would never be pulled.
+    let images = if on_kind {
+        let title = "run preflight's workload image where no node holds a Pod's image";
+        let started = run
+            .custom(title, async {
+                let images = ImageStandIn::start(&server, &client, WORKLOAD_IMAGE).await?;
+                Ok((images, None))
+            })
+            .await;
+        if started.is_none() {
+            let why = run.records().last().and_then(|r| r.error.clone());
+            anyhow::bail!("{title}: {}", why.unwrap_or_default());
+        }
+        started
+    } else {
+        None
+    };
     let set_up = run
         .custom(
             "set up the twin's namespaces and admission surface",
@@ -634,6 +656,7 @@ async fn install(
         found,
         start: Duration::ZERO,
         install: started.elapsed(),
+        images,
     })
 }
 
@@ -1073,7 +1096,11 @@ async fn run_pass(
         seen: done.seen,
         log_evidence: done.log_evidence,
         teardown_errors: Vec::new(),
-        substitutions: Vec::new(),
+        substitutions: inst
+            .images
+            .as_ref()
+            .map(ImageStandIn::substitutions)
+            .unwrap_or_default(),
     };
     exercise::engine::write_outcome(&dir, &outcome)?;
     Ok(outcome)

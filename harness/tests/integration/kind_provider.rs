@@ -143,6 +143,22 @@ fn kind_gives_the_promised_verdicts_from_cluster_evidence_and_agrees_with_local(
                 assert_eq!(c, 0, "{role}: {step}");
             }
         }
+        // Settled on the evidence, as on local control planes: the controller
+        // manager's garbage-collector queues, read inside the node, were empty (and
+        // nothing was left without its owner, nothing was being deleted).
+        let settled: Vec<&serde_json::Value> = base["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["settle"]["settledBy"].as_str().map(|_| &s["settle"]))
+            .collect();
+        assert!(
+            !settled.is_empty()
+                && settled
+                    .iter()
+                    .all(|s| s["settledBy"] == "garbage-collector-idle"),
+            "{role}: {settled:?}"
+        );
 
         let adm = common::run_of(&kind, "incident-admission", role);
         let rs = common::leftovers(adm, "ReplicaSet");
@@ -300,6 +316,21 @@ fn a_twin_replays_on_kind() {
                 os("guard=false,image=preflight/workload:r1"),
             ],
         );
+        // A service whose images live in a private registry no kind node reaches:
+        // probes of every kind, an init container, a budget, a post-install smoke Job
+        // (not run here: this control plane has no kubelet; the capture keeps it).
+        helm.ok(
+            "secret",
+            &[
+                os("install"),
+                os("storefront"),
+                crate::production::fixtures().join("storefront").as_os_str(),
+                os("-n"),
+                os("store"),
+                os("--create-namespace"),
+                os("--no-hooks"),
+            ],
+        );
         // Nodes as an AKS cluster's two pools (Node objects: the capture reads what the
         // API says of them), captured before anything is wrong: the twin to rehearse.
         for (name, pool, taint) in [
@@ -447,15 +478,52 @@ fn a_twin_replays_on_kind() {
         [("system", "succeeds"), ("user", "succeeds")],
         "{rollout:#}"
     );
-    // The user pool's node held the release's Pods: they were evicted and are back.
+    // The user pool's node held the releases' Pods: they were evicted and are back,
+    // the storefront's (private images, readiness over HTTP, a budget of one) on the
+    // stand-in: Ready before the drain, evicted one at a time, Ready again.
     let user = &rollout["pools"][1]["nodes"][0];
+    for ns in ["shop", "store"] {
+        assert!(
+            user["drain"]["evictions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["pod"]["namespace"] == ns),
+            "{ns}: {user:#}"
+        );
+    }
+    // Every container of the storefront named an image no node holds; each is listed,
+    // and the release's own (workload) image ran as it is.
+    let substituted: BTreeSet<(&str, &str)> = run["substitutions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no substitutions: {run:#}"))
+        .iter()
+        .map(|s| {
+            (
+                s["container"].as_str().unwrap(),
+                s["image"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        substituted,
+        BTreeSet::from([
+            ("api", "registry.corp.example/storefront/api:2.4.1"),
+            ("migrate", "registry.corp.example/storefront/migrate:2.4.1"),
+            ("smoke", "registry.corp.example/storefront/smoke:2.4.1"),
+        ]),
+        "{run:#}"
+    );
+    let api_pods = run["substitutions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["container"] == "api")
+        .and_then(|s| s["pods"].as_u64())
+        .unwrap();
     assert!(
-        user["drain"]["evictions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["pod"]["namespace"] == "shop"),
-        "{user:#}"
+        api_pods >= 4,
+        "two replicas, then two more after the drain: {run:#}"
     );
     assert_none_left_since(&before);
 }

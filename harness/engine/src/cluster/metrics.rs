@@ -50,17 +50,46 @@ impl GcQueues {
     }
 }
 
-/// Where to read the garbage collector's queues (local control planes: the controller
-/// manager's `/metrics` on loopback).
+/// Where to read the controller manager's `/metrics`: on loopback (local control
+/// planes), or inside a kind node, whose controller manager listens on the node's own
+/// loopback (`docker exec` of the node's curl, see [`NODE_METRICS`]).
 #[derive(Clone, Debug)]
-pub struct GcMetrics {
-    pub url: String,
+pub enum GcMetrics {
+    Url(String),
+    Node(String),
 }
 
+/// Reads the controller manager's `/metrics` inside a kubeadm node. Its authorizer asks
+/// the API server about every other caller, which kubeadm's RBAC does not let it do;
+/// `system:masters` it allows without asking. So the client is the cluster's own
+/// `system:masters` certificate (`super-admin.conf` from 1.29, `admin.conf` before),
+/// written to a temporary directory in the node for the one call and removed after:
+/// the key never leaves the node.
+const NODE_METRICS: &str = r#"f=/etc/kubernetes/super-admin.conf; [ -f "$f" ] || f=/etc/kubernetes/admin.conf
+d=$(mktemp -d); trap 'rm -rf "$d"' EXIT
+sed -n 's/^ *client-certificate-data: *//p' "$f" | base64 -d >"$d/c"
+sed -n 's/^ *client-key-data: *//p' "$f" | base64 -d >"$d/k"
+curl -sfk --max-time 2 --cert "$d/c" --key "$d/k" https://127.0.0.1:10257/metrics"#;
+
+/// The bound on one read of the metrics through a node.
+const NODE_READ: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl GcMetrics {
+    /// The controller manager's metrics text, or `None` when it does not answer.
+    pub async fn text(&self, http: &reqwest::Client) -> Option<String> {
+        match self {
+            GcMetrics::Url(url) => http.get(url).send().await.ok()?.text().await.ok(),
+            GcMetrics::Node(node) => {
+                let mut cmd = tokio::process::Command::new("docker");
+                cmd.args(["exec", node, "sh", "-c", NODE_METRICS]);
+                let out = crate::command::run(cmd, NODE_READ).await.ok()?;
+                String::from_utf8(out.stdout).ok()
+            }
+        }
+    }
+
     pub async fn queues(&self, http: &reqwest::Client) -> Option<GcQueues> {
-        let text = http.get(&self.url).send().await.ok()?.text().await.ok()?;
-        GcQueues::parse(&text)
+        GcQueues::parse(&self.text(http).await?)
     }
 }
 
@@ -118,10 +147,10 @@ impl GcMetrics {
         let mut last: Option<ControllerWork> = None;
         let mut still = 0;
         while std::time::Instant::now() < end {
-            let now = match http.get(&self.url).send().await {
-                Ok(r) => r.text().await.ok().and_then(|t| ControllerWork::parse(&t)),
-                Err(_) => None,
-            };
+            let now = self
+                .text(&http)
+                .await
+                .and_then(|t| ControllerWork::parse(&t));
             match (&last, &now) {
                 (Some(a), Some(b)) if b.depth == 0 && a.adds == b.adds => still += 1,
                 _ => still = 0,

@@ -210,10 +210,9 @@ impl Cluster {
     /// manager's `/metrics` on loopback); `None` elsewhere.
     pub fn gc_metrics(&self) -> Option<metrics::GcMetrics> {
         match self {
-            Cluster::Local(c) => Some(metrics::GcMetrics {
-                url: c.controller_manager_metrics_url(),
-            }),
-            _ => None,
+            Cluster::Local(c) => Some(metrics::GcMetrics::Url(c.controller_manager_metrics_url())),
+            Cluster::Kind(c) => Some(metrics::GcMetrics::Node(c.node())),
+            Cluster::Existing(_) => None,
         }
     }
 

@@ -1,7 +1,8 @@
-//! Waiting for the cascade to finish after a delete, with a deadline. On local control
-//! planes the evidence ends it: no object in the namespace without its owners, no
-//! deletion under way, and the controller manager's garbage-collector work queues
-//! empty (its `/metrics`). Elsewhere, or while objects without owners stay (the
+//! Waiting for the cascade to finish after a delete, with a deadline. On clusters
+//! preflight runs the evidence ends it: no object in the namespace without its owners,
+//! no deletion under way, and the controller manager's garbage-collector work queues
+//! empty (its `/metrics`: on loopback for local control planes, inside the node for
+//! kind). On a shared cluster, or while objects without owners stay (the
 //! collector retries them with back-off), it ends after a quiet period. Polling, never
 //! a fixed sleep; the time it took and what ended it are recorded, and a time-out is a
 //! finding (see `policy`).
@@ -197,7 +198,10 @@ pub async fn settle(
                     Duration::from_secs(6)
                 };
                 gc_waiting = false;
-                if last_change.elapsed() >= quiet {
+                // One idle read of the queues: the second (the evidence) is next; a
+                // slow read (a kind node's, through `docker exec`) must not lose to
+                // the quiet period.
+                if last_change.elapsed() >= quiet && idle_reads == 0 {
                     let log = if orphan_count > 0 { gc_log() } else { None };
                     gc_waiting = log
                         .as_deref()

@@ -9,8 +9,11 @@
 //! answer, latency) in memory and in `requests.jsonl`: the evidence that later explains
 //! leftovers, such as the garbage collector's DELETEs being refused.
 
+mod images;
 mod register;
 mod server;
+
+pub use images::{CONFIGURATION as IMAGE_STAND_IN, ImageStandIn};
 
 pub use register::{Registration, captured_hook, register_captured, register_captured_crd};
 pub use server::{Answer, Record, WebhookServer, caller_timeout_ms, review_response};

@@ -324,6 +324,35 @@ impl WebhookServer {
             .collect()
     }
 
+    /// Serves `app` over TLS on a fresh port of this server's address, under the same
+    /// CA (the image stand-in webhook, which is no scenario webhook). The handle stops it.
+    pub(super) async fn serve(
+        &self,
+        what: &str,
+        app: Router,
+    ) -> Result<(SocketAddr, Handle<SocketAddr>), WebhookError> {
+        let listen_err = |addr, source| WebhookError::Listen {
+            name: what.into(),
+            addr,
+            source,
+        };
+        let any = SocketAddr::new(self.bind, 0);
+        let listener = TcpListener::bind(any).map_err(|e| listen_err(any, e))?;
+        let addr = listener.local_addr().map_err(|e| listen_err(any, e))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| listen_err(addr, e))?;
+        let handle = Handle::new();
+        let server = axum_server::from_tcp_rustls(listener, self.tls.clone())
+            .map_err(|e| listen_err(addr, e))?
+            .handle(handle.clone());
+        tokio::spawn(async move {
+            let _ = server.serve(app.into_make_service()).await;
+        });
+        handle.listening().await;
+        Ok((addr, handle))
+    }
+
     /// Stops every listener.
     pub fn shutdown(&self) {
         for hook in self.hooks.lock().expect("hooks lock").values_mut() {

@@ -70,20 +70,7 @@ fn exec_args(node: &str, args: &[&str]) -> Vec<String> {
     all
 }
 
-/// An image reference as containerd lists it: Docker's short names completed with
-/// `docker.io` (and `library/` for a single path component).
-pub fn full_image_ref(image: &str) -> String {
-    let first = image.split('/').next().unwrap_or("");
-    let has_domain =
-        image.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
-    if has_domain {
-        image.to_string()
-    } else if image.contains('/') {
-        format!("docker.io/{image}")
-    } else {
-        format!("docker.io/library/{image}")
-    }
-}
+pub use preflight_core::images::full_image_ref;
 
 /// The version in an image tag such as etcd's `3.5.16-0` (the part before `-`).
 fn tag_version(image: &str) -> Option<Version> {
