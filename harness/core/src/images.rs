@@ -114,7 +114,9 @@ pub fn serving_script(ports: &[u16]) -> String {
 /// when every container's image is `held` and none would ask a registry.
 pub fn substitute(pod: &Value, held: &BTreeSet<String>, stand_in: &str) -> Option<Admitted> {
     let spec = &pod["spec"];
-    let finishes = spec["restartPolicy"].as_str().is_some_and(|p| p != "Always");
+    let finishes = spec["restartPolicy"]
+        .as_str()
+        .is_some_and(|p| p != "Always");
     let pod_non_root = spec["securityContext"]["runAsNonRoot"] == json!(true)
         && spec["securityContext"]["runAsUser"].is_null();
     let mut patch = Vec::new();
@@ -270,7 +272,8 @@ fn container(
         o.remove("lifecycle");
     }
     let sc = &c["securityContext"];
-    let non_root = sc["runAsNonRoot"] == json!(true) || (pod_non_root && sc["runAsNonRoot"].is_null());
+    let non_root =
+        sc["runAsNonRoot"] == json!(true) || (pod_non_root && sc["runAsNonRoot"].is_null());
     if non_root && sc["runAsUser"].is_null() {
         new["securityContext"]["runAsUser"] = json!(NOBODY);
         changes.push(format!(
@@ -350,15 +353,24 @@ mod tests {
 
     #[test]
     fn short_names_are_completed_as_containerd_lists_them() {
-        assert_eq!(full_image_ref("busybox"), "docker.io/library/busybox:latest");
+        assert_eq!(
+            full_image_ref("busybox"),
+            "docker.io/library/busybox:latest"
+        );
         assert_eq!(full_image_ref("busybox:1"), "docker.io/library/busybox:1");
-        assert_eq!(full_image_ref("preflight/cni:r1"), "docker.io/preflight/cni:r1");
+        assert_eq!(
+            full_image_ref("preflight/cni:r1"),
+            "docker.io/preflight/cni:r1"
+        );
         assert_eq!(
             full_image_ref("registry.k8s.io/kube-proxy:v1.30.14"),
             "registry.k8s.io/kube-proxy:v1.30.14"
         );
         assert_eq!(full_image_ref("localhost/x:1"), "localhost/x:1");
-        assert_eq!(full_image_ref("localhost:5000/x"), "localhost:5000/x:latest");
+        assert_eq!(
+            full_image_ref("localhost:5000/x"),
+            "localhost:5000/x:latest"
+        );
         assert_eq!(full_image_ref("a.io/x@sha256:ab"), "a.io/x@sha256:ab");
     }
 
@@ -407,14 +419,23 @@ mod tests {
         assert_eq!(api["livenessProbe"]["exec"]["command"], json!(["true"]));
         assert_eq!(api["startupProbe"]["tcpSocket"]["port"], 9443);
         assert!(api["startupProbe"].get("grpc").is_none());
-        assert_eq!(api["lifecycle"]["preStop"]["exec"]["command"], json!(["true"]));
+        assert_eq!(
+            api["lifecycle"]["preStop"]["exec"]["command"],
+            json!(["true"])
+        );
         assert_eq!(api["securityContext"]["runAsUser"], NOBODY);
-        assert_eq!(api["readinessProbe"], p["spec"]["containers"][0]["readinessProbe"]);
+        assert_eq!(
+            api["readinessProbe"],
+            p["spec"]["containers"][0]["readinessProbe"]
+        );
         let s = &a.substitutions;
         assert_eq!(s.len(), 2);
         assert_eq!(s[1].workload, "ReplicaSet/api-7c9");
         assert_eq!(s[1].image, "corp.example/api:2.4");
-        assert!(s[1].changes.iter().any(|c| c.contains("8080, 9090, 9443")), "{s:?}");
+        assert!(
+            s[1].changes.iter().any(|c| c.contains("8080, 9090, 9443")),
+            "{s:?}"
+        );
     }
 
     #[test]
@@ -454,7 +475,11 @@ mod tests {
                 "status": {"images": images.iter().map(|i| json!({"names": [i]})).collect::<Vec<_>>()}})
         };
         let nodes = [
-            node("cp", true, &["registry.k8s.io/etcd:3.5", "preflight/workload:r1"]),
+            node(
+                "cp",
+                true,
+                &["registry.k8s.io/etcd:3.5", "preflight/workload:r1"],
+            ),
             node("w1", false, &["preflight/workload:r1", "corp.example/a:1"]),
             node("w2", false, &["docker.io/preflight/workload:r1"]),
         ];
