@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use super::{LeftoverReport, Report, RunReport, Verdict, rollout, run_label};
+use super::{LeftoverReport, Report, RunReport, Verdict, images, rollout, run_label};
 use crate::rollout::{NodeRoll, PoolRoll, RolloutRecord};
 use crate::run::Role;
 
@@ -214,6 +214,7 @@ fn run_section(h: &mut String, run: &RunReport) {
     }
     timeline(h, run);
     findings(h, run);
+    substitutions(h, run);
     // Group leftovers by their normalised shape, so three Pods of one ReplicaSet are one picture.
     let mut groups: BTreeMap<String, Vec<&LeftoverReport>> = BTreeMap::new();
     for l in run.leftovers.iter().filter(|l| l.reason.is_failure()) {
@@ -287,6 +288,39 @@ fn findings(h: &mut String, run: &RunReport) {
     for (step, roll) in rollout::rolls(run) {
         rollout_section(h, step, roll);
     }
+}
+
+/// The containers that ran something other than the image they name: what that means
+/// for the verdict, then a row each.
+fn substitutions(h: &mut String, run: &RunReport) {
+    if run.substitutions.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        h,
+        "<div class=\"substitutions\"><h4>images substituted</h4><p class=\"summary\">{}</p>",
+        esc(&images::explained(&run.substitutions))
+    );
+    h.push_str("<table class=\"nodes\"><tr><th>namespace</th><th>workload</th><th>container</th><th>image</th><th>ran instead</th><th>Pods</th><th>changes</th></tr>\n");
+    for s in &run.substitutions {
+        let changes: Vec<String> = s
+            .changes
+            .iter()
+            .map(|c| format!("<li>{}</li>", esc(c)))
+            .collect();
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><ul>{}</ul></td></tr>",
+            esc(&s.namespace),
+            esc(&s.workload),
+            esc(&s.container),
+            esc(&s.image),
+            esc(&images::ran_instead(s)),
+            s.pods,
+            changes.join("")
+        );
+    }
+    h.push_str("</table></div>\n");
 }
 
 /// A step's node roll: its settings, then each pool.

@@ -4,7 +4,7 @@
 use quick_junit::{NonSuccessKind, Report as JunitReport, TestCase, TestCaseStatus, TestSuite};
 
 use super::text::printable;
-use super::{Report, Verdict, rollout, run_label};
+use super::{Report, Verdict, images, rollout, run_label};
 
 pub fn render(r: &Report) -> String {
     let mut report = JunitReport::new("preflight");
@@ -57,9 +57,9 @@ pub fn render(r: &Report) -> String {
             };
             let mut case = TestCase::new(name, status);
             case.set_classname(format!("preflight.{}", printable(&sc.name)));
-            let waived = waivers(run);
-            if !waived.is_empty() {
-                case.set_system_out(printable(&waived.join("\n")).as_ref());
+            let out: Vec<String> = waivers(run).into_iter().chain(substituted(run)).collect();
+            if !out.is_empty() {
+                case.set_system_out(printable(&out.join("\n")).as_ref());
             }
             let ms: u64 = run.steps.iter().map(|s| s.duration_ms).sum();
             case.set_time(std::time::Duration::from_millis(ms));
@@ -186,4 +186,22 @@ fn waivers(run: &super::RunReport) -> Vec<String> {
         Some(format!("{}: {}", f.text, w.describe()))
     });
     leftovers.chain(findings).collect()
+}
+
+/// The images a run substituted: what that means for the verdict, then a line each
+/// (never a failure: substitutions are not findings).
+fn substituted(run: &super::RunReport) -> Vec<String> {
+    if run.substitutions.is_empty() {
+        return Vec::new();
+    }
+    let mut lines = vec![format!(
+        "images substituted: {}",
+        images::explained(&run.substitutions)
+    )];
+    lines.extend(
+        run.substitutions
+            .iter()
+            .map(|s| format!("  {}", images::line(s))),
+    );
+    lines
 }

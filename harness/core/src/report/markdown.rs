@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use super::text::{md_block, md_code, md_inline};
-use super::{Report, Verdict, rollout, run_label};
+use super::{Report, Verdict, images, rollout, run_label};
 
 fn mark(v: Verdict) -> &'static str {
     match v {
@@ -128,6 +128,7 @@ fn scenario(s: &mut String, r: &Report, sc: &super::ScenarioReport) {
             || run.error.is_some()
             || !run.findings.is_empty()
             || run.steps.iter().any(|st| st.rollout.is_some())
+            || !run.substitutions.is_empty()
     }) || comparisons.iter().any(|c| {
         !c.regressions.is_empty() || !c.improvements.is_empty() || !c.differences.is_empty()
     });
@@ -172,7 +173,12 @@ fn run_details(s: &mut String, run: &super::RunReport) {
         .filter(|l| l.reason.is_failure())
         .collect();
     let rolled = run.steps.iter().any(|st| st.rollout.is_some());
-    if failures.is_empty() && run.error.is_none() && run.findings.is_empty() && !rolled {
+    if failures.is_empty()
+        && run.error.is_none()
+        && run.findings.is_empty()
+        && !rolled
+        && run.substitutions.is_empty()
+    {
         return;
     }
     let _ = writeln!(
@@ -225,6 +231,43 @@ fn run_details(s: &mut String, run: &super::RunReport) {
     }
     for (step, roll) in rollout::rolls(run) {
         rollout_section(s, step, roll);
+    }
+    substitutions_section(s, run);
+}
+
+/// The containers that ran something other than the image they name: a sentence on
+/// what that means for the verdict, then a row each.
+fn substitutions_section(s: &mut String, run: &super::RunReport) {
+    if run.substitutions.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "\n### Images substituted ({})\n",
+        md_inline(&run_label(run))
+    );
+    let _ = writeln!(s, "{}\n", md_inline(&images::explained(&run.substitutions)));
+    let _ = writeln!(
+        s,
+        "| namespace | workload | container | image | ran instead | Pods | changes |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+    for sub in &run.substitutions {
+        let ran = if images::pull_policy_only(sub) {
+            md_inline(&images::ran_instead(sub))
+        } else {
+            format!("`{}`", md_code(&sub.replaced_by))
+        };
+        let _ = writeln!(
+            s,
+            "| `{}` | `{}` | `{}` | `{}` | {ran} | {} | {} |",
+            md_code(&sub.namespace),
+            md_code(&sub.workload),
+            md_code(&sub.container),
+            md_code(&sub.image),
+            sub.pods,
+            md_inline(&images::changes(sub))
+        );
     }
 }
 

@@ -11,6 +11,7 @@
 //! and stamps the time a report was generated.
 
 pub mod html;
+pub mod images;
 pub mod junit;
 pub mod markdown;
 pub mod rollout;
@@ -269,6 +270,11 @@ pub struct RunReport {
     /// Webhook requests not answered `allowed`/`converted`.
     pub webhook_refusals: usize,
     pub teardown_errors: Vec<String>,
+    /// Containers that ran preflight's stand-in (or their own image with only the pull
+    /// policy changed) because no node held their image, cluster texts redacted. Not
+    /// findings: they never change the verdict.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub substitutions: Vec<crate::images::Substitution>,
 }
 
 /// A finding as reported: its class, whether `--fail-on` counts it, and a sentence.
@@ -415,6 +421,7 @@ fn run_report(
                 webhook_requests: 0,
                 webhook_refusals: 0,
                 teardown_errors: Vec::new(),
+                substitutions: Vec::new(),
             },
             Vec::new(),
         ),
@@ -525,6 +532,7 @@ fn run_report(
                 webhook_requests: o.webhook_requests.len(),
                 webhook_refusals: o.webhook_requests.iter().filter(|r| r.refused()).count(),
                 teardown_errors: o.teardown_errors.iter().map(|e| redact(e)).collect(),
+                substitutions: o.substitutions.iter().map(images::redacted).collect(),
             };
             (report, left)
         }

@@ -87,7 +87,27 @@ fn hostile_outcome(version: &str, ns: &str) -> Outcome {
     });
     o.objects_after_step.push(4);
     o.teardown_errors = vec![format!("{HOSTILE} {}", leaks())];
+    o.substitutions = vec![preflight_core::images::Substitution {
+        namespace: format!("{ns}{HOSTILE}"),
+        workload: format!("ReplicaSet/{NAME} password={}", SECRETS[2]),
+        container: NAME.into(),
+        image: format!("registry.example/{NAME}:1?token={}", SECRETS[1]),
+        replaced_by: STAND_IN.into(),
+        changes: vec![format!("{HOSTILE} {}", leaks())],
+        pods: 2,
+    }];
     o
+}
+
+/// The image the hostile run's substitution ran instead (shown in every format).
+const STAND_IN: &str = "preflight/workload:stand-in-r1";
+
+/// The hostile substitution is in `text`.
+fn assert_substitution_shown(format: &str, text: &str) {
+    assert!(
+        text.contains(STAND_IN) && text.to_lowercase().contains("images substituted"),
+        "{format} does not show the substitution"
+    );
 }
 
 /// The fixture's node roll with [`HOSTILE`] and credentials in everything the cluster
@@ -191,6 +211,7 @@ fn json_is_valid_round_trips_and_holds_no_credentials() {
     let json = render_json(&r);
     assert_no_secrets("report.json", &json);
     assert!(json.contains("\"rollout\""), "{json}");
+    assert!(json.contains(STAND_IN), "{json}");
     let doc: serde_json::Value = serde_json::from_str(&json).expect("report.json is JSON");
     // The text comes back exactly (JSON escapes, it does not rewrite).
     assert_eq!(doc["scenarios"][0]["name"], r.scenarios[0].name.as_str());
@@ -222,6 +243,7 @@ fn markdown_keeps_its_table_and_code_blocks_whole() {
     let md = markdown::render(&r);
     assert_no_secrets("report.md", &md);
     assert_rollout_shown("report.md", &md);
+    assert_substitution_shown("report.md", &md);
     assert_no_raw_controls("report.md", &md);
 
     // The matrix: a header, a rule, one row per run, each with exactly four cells.
@@ -239,6 +261,23 @@ fn markdown_keeps_its_table_and_code_blocks_whole() {
             cell_separators(row),
             5,
             "a row of other than four cells: {row}"
+        );
+    }
+
+    // The substitutions' table: a header, a rule, one row, each with seven cells.
+    let table: Vec<&str> = md
+        .split("| namespace | workload |")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .collect();
+    assert_eq!(table.len(), 3, "{table:#?}");
+    for row in &table[1..] {
+        assert_eq!(
+            cell_separators(row),
+            8,
+            "a row of other than seven cells: {row}"
         );
     }
 
@@ -333,6 +372,7 @@ fn junit_parses_as_xml_and_holds_only_xml_characters() {
     assert!(!xml.is_empty(), "junit.xml rendered");
     assert_no_secrets("junit.xml", &xml);
     assert_rollout_shown("junit.xml", &xml);
+    assert_substitution_shown("junit.xml", &xml);
     assert_eq!(
         xml10_chars(&xml),
         Ok(()),
@@ -354,6 +394,7 @@ fn html_opens_no_tag_and_leaves_no_attribute() {
     let page = html::render(&r);
     assert_no_secrets("report.html", &page);
     assert_rollout_shown("report.html", &page);
+    assert_substitution_shown("report.html", &page);
     assert_no_raw_controls("report.html", &page);
     assert!(
         !page.to_lowercase().contains("<script"),

@@ -97,3 +97,5 @@ mod fixture_tests;
 mod hostile_text_tests;
 #[cfg(test)]
 mod rollout_tests;
+#[cfg(test)]
+mod substitution_tests;
