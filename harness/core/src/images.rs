@@ -246,30 +246,30 @@ fn container(
         }
     }
     for probe in ["startupProbe", "readinessProbe", "livenessProbe"] {
-        let p = &mut new[probe];
-        if p["exec"].is_object() {
-            p["exec"] = json!({"command": ["true"]});
+        // `get_mut`, never `new[probe]`: indexing a missing key would add it as null.
+        let Some(p) = new.get_mut(probe).and_then(Value::as_object_mut) else {
+            continue;
+        };
+        if p.get("exec").is_some_and(Value::is_object) {
+            p.insert("exec".into(), json!({"command": ["true"]}));
             changes.push(format!("exec {} runs true", probe_words(probe)));
-        } else if p["grpc"].is_object() {
-            let port = p["grpc"]["port"].clone();
-            if let Some(o) = p.as_object_mut() {
-                o.remove("grpc");
-            }
-            p["tcpSocket"] = json!({"port": port});
+        } else if let Some(grpc) = p.remove("grpc") {
+            p.insert("tcpSocket".into(), json!({"port": grpc["port"]}));
             changes.push(format!("gRPC {} checks the port only", probe_words(probe)));
         }
     }
     for hook in ["postStart", "preStop"] {
-        let h = &mut new["lifecycle"][hook];
-        if h["exec"].is_object() {
-            h["exec"] = json!({"command": ["true"]});
+        let Some(h) = new
+            .get_mut("lifecycle")
+            .and_then(|l| l.get_mut(hook))
+            .and_then(Value::as_object_mut)
+        else {
+            continue;
+        };
+        if h.get("exec").is_some_and(Value::is_object) {
+            h.insert("exec".into(), json!({"command": ["true"]}));
             changes.push(format!("exec {hook} handler runs true"));
         }
-    }
-    if new["lifecycle"].as_object().is_some_and(|o| o.is_empty())
-        && let Some(o) = new.as_object_mut()
-    {
-        o.remove("lifecycle");
     }
     let sc = &c["securityContext"];
     let non_root =
@@ -409,6 +409,20 @@ mod tests {
         assert_eq!(init["path"], "/spec/initContainers");
         assert_eq!(init["value"][0]["command"], json!(["true"]));
         assert!(init["value"][0].get("args").is_none());
+        // Nothing the container did not have: an init container may not carry
+        // `lifecycle`, and a null probe is noise.
+        let keys: Vec<&String> = init["value"][0].as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            [
+                "command",
+                "image",
+                "imagePullPolicy",
+                "name",
+                "securityContext"
+            ],
+            "{init}"
+        );
         let api = &a.patch[1]["value"][0];
         assert_eq!(api["image"], STAND_IN);
         assert_eq!(api["imagePullPolicy"], "Never");
@@ -448,7 +462,8 @@ mod tests {
         let a = substitute(&p, &held(), STAND_IN).unwrap();
         let c = &a.patch[0]["value"][0];
         assert_eq!(c["command"], json!(["true"]));
-        assert!(c["securityContext"].is_null(), "{c}");
+        let keys: Vec<&String> = c.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["command", "image", "imagePullPolicy", "name"], "{c}");
     }
 
     #[test]
