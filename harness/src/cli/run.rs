@@ -736,6 +736,18 @@ fn print_summary(r: &report::Report) {
             );
         }
     }
+    let substituted: usize = r
+        .scenarios
+        .iter()
+        .flat_map(|sc| &sc.runs)
+        .map(|run| run.substitutions.len())
+        .sum();
+    if substituted > 0 {
+        println!();
+        println!(
+            "{substituted} containers ran preflight's stand-in or a changed pull policy (images no node holds): \"Images substituted\" in report.md"
+        );
+    }
     println!();
     println!(
         "verdict: {} ({} unexpected leftovers, {} regressions, {} errors)",
