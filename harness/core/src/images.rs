@@ -113,6 +113,10 @@ pub fn serving_script(ports: &[u16]) -> String {
 /// The Pod's changes, as JSON patch operations, and the substitutions they make; `None`
 /// when every container's image is `held` and none would ask a registry.
 pub fn substitute(pod: &Value, held: &BTreeSet<String>, stand_in: &str) -> Option<Admitted> {
+    // A static Pod's mirror only reflects what the kubelet runs from its manifest.
+    if pod["metadata"]["annotations"]["kubernetes.io/config.mirror"].is_string() {
+        return None;
+    }
     let spec = &pod["spec"];
     let finishes = spec["restartPolicy"]
         .as_str()
@@ -464,6 +468,15 @@ mod tests {
         assert_eq!(c["command"], json!(["true"]));
         let keys: Vec<&String> = c.as_object().unwrap().keys().collect();
         assert_eq!(keys, ["command", "image", "imagePullPolicy", "name"], "{c}");
+    }
+
+    #[test]
+    fn a_static_pods_mirror_is_left_alone() {
+        let mut p = pod(
+            json!({"containers": [{"name": "kube-apiserver", "image": "registry.k8s.io/kube-apiserver:v1.30.14"}]}),
+        );
+        p["metadata"]["annotations"] = json!({"kubernetes.io/config.mirror": "abc"});
+        assert_eq!(substitute(&p, &held(), STAND_IN), None);
     }
 
     #[test]

@@ -150,6 +150,12 @@ async fn register(
             // After the twin's own mutating webhooks: the containers as they end up.
             "reinvocationPolicy": "IfNeeded",
             "clientConfig": {"url": url, "caBundle": server.ca_bundle()},
+            // The cluster's own components are the node image's: kube-proxy or CoreDNS
+            // at an image a worker lacks (the target's, before the nodes are rolled)
+            // must not be replaced by something that only answers probes.
+            "namespaceSelector": {"matchExpressions": [
+                {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system"]}
+            ]},
             "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}]
         }]
     }))
