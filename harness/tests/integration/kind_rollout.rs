@@ -207,6 +207,25 @@ fn node_pools_roll_as_aks_rolls_them_on_kind() {
         "the Deployment allowing one disruption at a time came back: {:#?}",
         guard.nodes
     );
+    // Its image is a private registry's: it ran the stand-in (listed), which passed its
+    // HTTP readiness probe before and after the drain; nothing else was substituted.
+    let substituted: Vec<(&str, &str, u64)> = run["substitutions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no substitutions: {run:#}"))
+        .iter()
+        .map(|s| {
+            (
+                s["workload"].as_str().unwrap(),
+                s["image"].as_str().unwrap(),
+                s["pods"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        matches!(substituted.as_slice(), [(w, "registry.corp.example/shop/api:3.1", pods)]
+            if w.starts_with("ReplicaSet/api-") && *pods >= 6),
+        "{substituted:?}"
+    );
     assert!(
         matches!(guard.prediction, Prediction::Degraded { .. }),
         "{:?}",

@@ -18,12 +18,13 @@ use std::time::Duration;
 
 use crate::cluster::Cluster;
 use crate::components::Components;
+use crate::components::kind_image::WORKLOAD_IMAGE;
 use crate::evidence::EvidenceLog;
 use crate::helm;
 use crate::progress::Progress;
 use crate::scenario::{ChartSource, DryRunAction, Scenario, Step};
 use crate::snapshot::{self, Noise, SnapshotScope};
-use crate::webhook::{BehaviourSpec, Registration, WebhookServer};
+use crate::webhook::{BehaviourSpec, ImageStandIn, Registration, WebhookServer};
 use anyhow::Context;
 
 pub use preflight_core::record::{Outcome, StepRecord};
@@ -144,7 +145,11 @@ async fn run_steps(
         seen: concluded.seen,
         log_evidence: concluded.log_evidence,
         teardown_errors,
-        substitutions: Vec::new(),
+        substitutions: owned
+            .images
+            .as_ref()
+            .map(ImageStandIn::substitutions)
+            .unwrap_or_default(),
     };
     engine::write_outcome(&opts.dir, &outcome)?;
     Ok(outcome)
@@ -159,6 +164,9 @@ struct Owned {
     server: WebhookServer,
     registration: Registration,
     heartbeat: Option<crate::cluster::heartbeat::Heartbeat>,
+    /// On kind: the webhook that runs preflight's workload image where no node holds a
+    /// Pod's image (see [`ImageStandIn`]).
+    images: Option<ImageStandIn>,
 }
 
 /// The run's namespace, created and labelled as this run's, or the run stops: a
@@ -197,6 +205,17 @@ impl Owned {
         let client = cluster.client();
         let server =
             WebhookServer::new(&opts.dir.join("webhooks"), cluster.webhook_bind(), &[]).await?;
+        // Kind nodes reach no registry: a chart's own images would never be pulled.
+        let images = match cluster {
+            Cluster::Kind(_) => Some(
+                ImageStandIn::start(&server, &client, WORKLOAD_IMAGE)
+                    .await
+                    .context(
+                        "running preflight's workload image where no node holds a Pod's image",
+                    )?,
+            ),
+            _ => None,
+        };
         let registration = Registration::register(
             &client,
             &server,
@@ -209,6 +228,7 @@ impl Owned {
             server,
             registration,
             heartbeat,
+            images,
         })
     }
 
