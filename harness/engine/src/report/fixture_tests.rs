@@ -679,37 +679,48 @@ fn a_path_compares_each_version_with_the_next_and_the_first_with_the_last() {
     });
 }
 
-#[test]
-fn runs_written_and_read_back_give_the_same_report() {
-    let (scenarios, results) = job();
-    let fail_on = crate::policy::DEFAULT_FAIL_ON.to_vec();
-    let direct = build(&scenarios, &results, &versions(), &fail_on);
+/// The report that `merge-reports` makes of `results` recorded in `shards` shards (run
+/// `n` in shard `n % shards`), each written as JSON and read back.
+pub(super) fn through_shards(
+    scenarios: &[Scenario],
+    results: Vec<RunResult>,
+    fail_on: &[FailOn],
+    shards: usize,
+) -> super::Report {
     let indexed: Vec<(usize, RunResult)> = results.into_iter().enumerate().collect();
-    // Two shards, each recorded alone, written as JSON and read back.
-    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let dirs: Vec<tempfile::TempDir> = (0..shards).map(|_| tempfile::tempdir().unwrap()).collect();
     for (i, dir) in dirs.iter().enumerate() {
         let mine: Vec<(usize, RunResult)> = indexed
             .iter()
-            .filter(|(n, _)| n % 2 == i)
+            .filter(|(n, _)| n % shards == i)
             .cloned()
             .collect();
         super::shard::ShardFile {
             schema: super::shard::SCHEMA.into(),
             shard: i + 1,
-            of: 2,
+            of: shards,
             planned: indexed.len(),
             provider: "local".into(),
             versions: versions(),
-            fail_on: fail_on.clone(),
+            fail_on: fail_on.to_vec(),
             noise: crate::snapshot::Noise::default().0,
             scenarios: scenarios.iter().map(super::ScenarioMeta::of).collect(),
-            records: super::records(&scenarios, &mine, &versions(), &fail_on),
+            records: super::records(scenarios, &mine, &versions(), fail_on),
         }
         .write(dir.path())
         .unwrap();
     }
     let paths: Vec<std::path::PathBuf> = dirs.iter().map(|d| d.path().to_path_buf()).collect();
-    let merged = super::shard::merge(&paths).unwrap().report();
+    super::shard::merge(&paths).unwrap().report()
+}
+
+#[test]
+fn runs_written_and_read_back_give_the_same_report() {
+    let (scenarios, results) = job();
+    let fail_on = crate::policy::DEFAULT_FAIL_ON.to_vec();
+    let direct = build(&scenarios, &results, &versions(), &fail_on);
+    // Two shards, each recorded alone, written as JSON and read back.
+    let merged = through_shards(&scenarios, results, &fail_on, 2);
     let strip = |r: &super::Report| {
         let mut v: serde_json::Value = serde_json::from_str(&render_json(r)).unwrap();
         v["generatedAt"] = serde_json::Value::Null;

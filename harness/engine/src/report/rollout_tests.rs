@@ -17,7 +17,6 @@ use preflight_core::rollout::{
     SurgeNode, Undrainable, predict,
 };
 
-use crate::report::shard::ShardFiles;
 use crate::runner::{Role, RunResult};
 use crate::scenario::Scenario;
 
@@ -350,25 +349,7 @@ fn a_rollout_follows_the_schema_and_survives_shards_and_merge() {
         super::fixture_tests::schema_errors(&doc),
         Vec::<String>::new()
     );
-    let dir = tempfile::tempdir().unwrap();
-    let indexed: Vec<(usize, RunResult)> = results.into_iter().enumerate().collect();
-    super::shard::ShardFile {
-        schema: super::shard::SCHEMA.into(),
-        shard: 1,
-        of: 1,
-        planned: indexed.len(),
-        provider: "local".into(),
-        versions: versions(),
-        fail_on: fail_on.clone(),
-        noise: crate::snapshot::Noise::default().0,
-        scenarios: scenarios.iter().map(super::ScenarioMeta::of).collect(),
-        records: super::records(&scenarios, &indexed, &versions(), &fail_on),
-    }
-    .write(dir.path())
-    .unwrap();
-    let merged = super::shard::merge(&[dir.path().to_path_buf()])
-        .unwrap()
-        .report();
+    let merged = super::fixture_tests::through_shards(&scenarios, results, &fail_on, 1);
     let roll = |r: &Report| r.scenarios[0].runs[0].steps[3].rollout.clone();
     assert_eq!(roll(&merged), Some(rollout()));
     assert_eq!(roll(&merged), roll(&direct));

@@ -7,7 +7,6 @@
 
 use preflight_core::images::Substitution;
 
-use crate::report::shard::ShardFiles;
 use crate::runner::{Role, RunResult};
 use crate::scenario::Scenario;
 
@@ -132,25 +131,7 @@ fn substitutions_follow_the_schema_and_survive_shards_and_merge() {
         .remove("replacedBy");
     assert_eq!(super::fixture_tests::schema_errors(&broken).len(), 1);
 
-    let dir = tempfile::tempdir().unwrap();
-    let indexed: Vec<(usize, RunResult)> = results.into_iter().enumerate().collect();
-    super::shard::ShardFile {
-        schema: super::shard::SCHEMA.into(),
-        shard: 1,
-        of: 1,
-        planned: indexed.len(),
-        provider: "local".into(),
-        versions: versions(),
-        fail_on: fail_on.clone(),
-        noise: crate::snapshot::Noise::default().0,
-        scenarios: scenarios.iter().map(super::ScenarioMeta::of).collect(),
-        records: super::records(&scenarios, &indexed, &versions(), &fail_on),
-    }
-    .write(dir.path())
-    .unwrap();
-    let mut merged = super::shard::merge(&[dir.path().to_path_buf()])
-        .unwrap()
-        .report();
+    let mut merged = super::fixture_tests::through_shards(&scenarios, results, &fail_on, 1);
     assert_eq!(
         merged.scenarios[0].runs[0].substitutions,
         direct.scenarios[0].runs[0].substitutions

@@ -933,20 +933,6 @@ mod tests {
     use crate::cluster::{Taint, TaintEffect};
 
     #[test]
-    fn image_refs_as_containerd_lists_them() {
-        assert_eq!(
-            full_image_ref("preflight/cni:r1"),
-            "docker.io/preflight/cni:r1"
-        );
-        assert_eq!(full_image_ref("busybox:1"), "docker.io/library/busybox:1");
-        assert_eq!(
-            full_image_ref("registry.k8s.io/kube-proxy:v1.30.14"),
-            "registry.k8s.io/kube-proxy:v1.30.14"
-        );
-        assert_eq!(full_image_ref("localhost/x:1"), "localhost/x:1");
-    }
-
-    #[test]
     fn etcd_is_kept_when_the_running_one_is_newer() {
         let (r, t) = (
             "registry.k8s.io/etcd:3.5.16-0",
