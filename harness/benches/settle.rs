@@ -70,7 +70,7 @@ fn main() {
                     &Noise::default(),
                     Duration::from_secs(60),
                     gc,
-                    &|| None,
+                    &|| Box::pin(async { None }),
                     None,
                 )
                 .await;

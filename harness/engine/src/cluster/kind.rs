@@ -357,8 +357,8 @@ pub async fn check_docker() -> Result<(), ClusterError> {
 }
 
 /// [`KindCluster::dead_components`] of the node container `node`.
-pub fn node_dead(node: &str) -> Vec<String> {
-    let state = docker(
+pub async fn node_dead(node: &str) -> Vec<String> {
+    let state = docker_async(
         &[
             "inspect".into(),
             "-f".into(),
@@ -366,7 +366,8 @@ pub fn node_dead(node: &str) -> Vec<String> {
             node.to_string(),
         ],
         DOCKER_QUERY_TIMEOUT,
-    );
+    )
+    .await;
     let (status, code) = match &state {
         Ok(s) => {
             let mut w = s.split_whitespace();
@@ -383,7 +384,7 @@ pub fn node_dead(node: &str) -> Vec<String> {
     if status == "running" {
         return Vec::new();
     }
-    let logs = docker(
+    let logs = docker_async(
         &[
             "logs".into(),
             "--tail".into(),
@@ -392,6 +393,7 @@ pub fn node_dead(node: &str) -> Vec<String> {
         ],
         DOCKER_QUERY_TIMEOUT,
     )
+    .await
     .unwrap_or_default();
     let last = crate::errors::first_meaningful_line(&logs).unwrap_or_default();
     vec![format!(
@@ -675,15 +677,14 @@ impl KindCluster {
     /// its state, exit code and last log line. Everything of the cluster ran in it.
     /// Synchronous (two `docker` queries under their timeouts, through
     /// [`command::blocking`], which hands a runtime worker's other tasks on meanwhile).
-    pub fn dead_components(&self) -> Vec<String> {
-        node_dead(&self.node())
+    pub async fn dead_components(&self) -> Vec<String> {
+        node_dead(&self.node()).await
     }
 
     /// Every log line a control-plane component's containers wrote on the node
-    /// (restarts included), without the CRI prefix. Synchronous, like
-    /// [`KindCluster::dead_components`].
-    pub fn component_log(&self, component: &str) -> Result<String, ClusterError> {
-        let text = docker(
+    /// (restarts included), without the CRI prefix.
+    pub async fn component_log(&self, component: &str) -> Result<String, ClusterError> {
+        let text = docker_async(
             &[
                 "exec".into(),
                 self.node(),
@@ -692,7 +693,8 @@ impl KindCluster {
                 format!("cat /var/log/pods/kube-system_{component}-*/{component}/*.log"),
             ],
             DOCKER_EXEC_TIMEOUT,
-        )?;
+        )
+        .await?;
         Ok(text
             .lines()
             .map(cri_log_line)

@@ -188,10 +188,10 @@ impl Cluster {
     /// Everything a control-plane component (`kube-apiserver`,
     /// `kube-controller-manager`) logged, where preflight can read it: the local
     /// provider's log files, the kind node's container logs. `None` on a shared cluster.
-    pub fn component_log(&self, component: &str) -> Option<String> {
+    pub async fn component_log(&self, component: &str) -> Option<String> {
         match self {
-            Cluster::Local(c) => std::fs::read_to_string(c.log_path(component)).ok(),
-            Cluster::Kind(c) => c.component_log(component).ok(),
+            Cluster::Local(c) => tokio::fs::read_to_string(c.log_path(component)).await.ok(),
+            Cluster::Kind(c) => c.component_log(component).await.ok(),
             Cluster::Existing(_) => None,
         }
     }
@@ -242,10 +242,10 @@ impl Cluster {
     /// Control-plane components that died during the run: a local control plane's
     /// processes, a kind cluster's node container (a shared cluster's components are
     /// not preflight's to watch).
-    pub fn dead_components(&mut self) -> Vec<String> {
+    pub async fn dead_components(&mut self) -> Vec<String> {
         match self {
             Cluster::Local(c) => c.dead_components(),
-            Cluster::Kind(c) => c.dead_components(),
+            Cluster::Kind(c) => c.dead_components().await,
             Cluster::Existing(_) => Vec::new(),
         }
     }
@@ -295,10 +295,7 @@ impl Liveness {
                     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
                 }
                 Liveness::KindNode(node) => {
-                    let n = node.clone();
-                    let dead = tokio::task::spawn_blocking(move || kind::node_dead(&n))
-                        .await
-                        .unwrap_or_default();
+                    let dead = kind::node_dead(node).await;
                     if let Some(first) = dead.into_iter().next() {
                         return first;
                     }

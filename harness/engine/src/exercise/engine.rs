@@ -311,7 +311,7 @@ impl<'a> Run<'a> {
             seen,
             ..
         } = self;
-        let dead = at.cluster.dead_components();
+        let dead = at.cluster.dead_components().await;
         anyhow::ensure!(dead.is_empty(), "{}", dead.join("; "));
         let client = at.cluster.client();
         let everything = SnapshotScope {
@@ -324,7 +324,7 @@ impl<'a> Run<'a> {
         driver.stop();
         std::fs::create_dir_all(&at.dir)
             .with_context(|| format!("creating {}", at.dir.display()))?;
-        let mut log_evidence = super::log_evidence(at.cluster, &at.dir);
+        let mut log_evidence = super::log_evidence(at.cluster, &at.dir).await;
         let namespaces: BTreeSet<&String> = releases.iter().map(|r| &r.namespace).collect();
         if let Ok(gc) = at.cluster.impersonating(dry_run::GC_USER).await {
             for ns in namespaces {
@@ -567,7 +567,7 @@ impl<'a> Run<'a> {
         let cluster = &*self.at.cluster;
         let client = cluster.client();
         let metrics = cluster.gc_metrics();
-        let gc_log = || cluster.component_log("kube-controller-manager");
+        let gc_log = || futures::FutureExt::boxed(cluster.component_log("kube-controller-manager"));
         let initial_sync = Some(settle::GcInitialSync::of(cluster.version()));
         let namespaces = self.namespaces();
         let reports = futures::future::join_all(namespaces.iter().map(|ns| {

@@ -356,10 +356,10 @@ fn title(step: &Step) -> String {
 /// of the API server and the controller manager, and the audit log's refused DELETEs
 /// where the cluster has one. Every piece is kept, indexed by the object it names
 /// ([`EvidenceLog`]): reports cut what they show, the verdict sees it all.
-pub(crate) fn log_evidence(cluster: &Cluster, dir: &Path) -> EvidenceLog {
+pub(crate) async fn log_evidence(cluster: &Cluster, dir: &Path) -> EvidenceLog {
     let mut logs = Vec::new();
     for component in ["kube-apiserver", "kube-controller-manager"] {
-        let Some(text) = cluster.component_log(component) else {
+        let Some(text) = cluster.component_log(component).await else {
             continue;
         };
         // Where the logs live in a container, keep what was read beside the run's
@@ -369,9 +369,10 @@ pub(crate) fn log_evidence(cluster: &Cluster, dir: &Path) -> EvidenceLog {
         }
         logs.push((component, text));
     }
-    let audit = cluster
-        .audit_log()
-        .map(|a| std::fs::read_to_string(a).unwrap_or_default());
+    let audit = match cluster.audit_log() {
+        Some(a) => Some(tokio::fs::read_to_string(a).await.unwrap_or_default()),
+        None => None,
+    };
     evidence_from(&logs, audit.as_deref())
 }
 

@@ -24,6 +24,8 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
+
 use crate::snapshot::{self, Noise, SnapshotScope};
 
 pub use preflight_core::settle::{SettleReport, SettledBy};
@@ -125,13 +127,13 @@ fn klog_pid(line: &str) -> Option<&str> {
 /// settled: settling waits for it, up to `deadline`, unless `initial_sync` (the
 /// cluster's version's rule, where known) and the evidence say the wait cannot end
 /// ([`gc_wait_is_final`]).
-pub async fn settle(
+pub async fn settle<'a>(
     client: &kube::Client,
     namespace: &str,
     noise: &Noise,
     deadline: Duration,
     gc: Option<&GcMetrics>,
-    gc_log: &(dyn Fn() -> Option<String> + Send + Sync),
+    gc_log: &(dyn Fn() -> BoxFuture<'a, Option<String>> + Send + Sync),
     initial_sync: Option<GcInitialSync>,
 ) -> SettleReport {
     let started = Instant::now();
@@ -202,7 +204,11 @@ pub async fn settle(
                 // slow read (a kind node's, through `docker exec`) must not lose to
                 // the quiet period.
                 if last_change.elapsed() >= quiet && idle_reads == 0 {
-                    let log = if orphan_count > 0 { gc_log() } else { None };
+                    let log = if orphan_count > 0 {
+                        gc_log().await
+                    } else {
+                        None
+                    };
                     gc_waiting = log
                         .as_deref()
                         .and_then(crate::cluster::metrics::gc_collecting)

@@ -658,7 +658,7 @@ impl KindCluster {
                     Err(e) => seen = format!(": containerd: {e}"),
                 }
             }
-            if let Some(dead) = super::node_dead(name).into_iter().next() {
+            if let Some(dead) = super::node_dead(name).await.into_iter().next() {
                 return Err(ClusterError::Unsupported(dead));
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -865,7 +865,7 @@ impl KindCluster {
                 Ok(None) => seen = "not registered".into(),
                 Err(e) => seen = e.to_string(),
             }
-            if let Some(dead) = super::node_dead(name).into_iter().next() {
+            if let Some(dead) = super::node_dead(name).await.into_iter().next() {
                 return Err(ClusterError::Unsupported(dead));
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
