@@ -121,8 +121,7 @@ pub fn substitute(pod: &Value, held: &BTreeSet<String>, stand_in: &str) -> Optio
     let finishes = spec["restartPolicy"]
         .as_str()
         .is_some_and(|p| p != "Always");
-    let pod_non_root = spec["securityContext"]["runAsNonRoot"] == json!(true)
-        && spec["securityContext"]["runAsUser"].is_null();
+    let pod_sc = &spec["securityContext"];
     let mut patch = Vec::new();
     let mut found = Vec::new();
     for (field, init) in [("initContainers", true), ("containers", false)] {
@@ -135,7 +134,7 @@ pub fn substitute(pod: &Value, held: &BTreeSet<String>, stand_in: &str) -> Optio
             // A sidecar (an init container that restarts) keeps running.
             let sidecar = init && c["restartPolicy"] == "Always";
             let runs_to_end = (init && !sidecar) || finishes;
-            match container(c, held, stand_in, runs_to_end, pod_non_root) {
+            match container(c, held, stand_in, runs_to_end, pod_sc) {
                 Some((new, s)) => {
                     changed = true;
                     out.push(new);
@@ -219,7 +218,7 @@ fn container(
     held: &BTreeSet<String>,
     stand_in: &str,
     runs_to_end: bool,
-    pod_non_root: bool,
+    pod_sc: &Value,
 ) -> Option<(Value, Found)> {
     let name = c["name"].as_str().unwrap_or_default().to_string();
     let image = c["image"].as_str().unwrap_or_default().to_string();
@@ -275,10 +274,13 @@ fn container(
             changes.push(format!("exec {hook} handler runs true"));
         }
     }
+    // The container's own settings, else the Pod's.
     let sc = &c["securityContext"];
-    let non_root =
-        sc["runAsNonRoot"] == json!(true) || (pod_non_root && sc["runAsNonRoot"].is_null());
-    if non_root && sc["runAsUser"].is_null() {
+    let setting = |key: &str| match &sc[key] {
+        Value::Null => &pod_sc[key],
+        v => v,
+    };
+    if setting("runAsNonRoot") == &json!(true) && setting("runAsUser").is_null() {
         new["securityContext"]["runAsUser"] = json!(NOBODY);
         changes.push(format!(
             "runs as user {NOBODY} (runAsNonRoot without a user; the stand-in's image user is root)"
@@ -468,6 +470,18 @@ mod tests {
         assert_eq!(c["command"], json!(["true"]));
         let keys: Vec<&String> = c.as_object().unwrap().keys().collect();
         assert_eq!(keys, ["command", "image", "imagePullPolicy", "name"], "{c}");
+    }
+
+    #[test]
+    fn a_user_named_by_the_pod_holds_for_a_container_that_asks_for_non_root() {
+        let p = pod(json!({
+            "securityContext": {"runAsUser": 1000},
+            "containers": [{"name": "api", "image": "corp.example/api:1",
+                "securityContext": {"runAsNonRoot": true}}]
+        }));
+        let a = substitute(&p, &held(), STAND_IN).unwrap();
+        let c = &a.patch[0]["value"][0];
+        assert_eq!(c["securityContext"], json!({"runAsNonRoot": true}), "{c}");
     }
 
     #[test]
