@@ -333,12 +333,20 @@ pub async fn replay(
     passes.extend(failing);
     match installed {
         Some(installed) => results.extend(run_restored(twin, installed, &passes, opts).await),
-        None => results.extend(
-            run_fresh(twin, &surface, &passes, 1, source, target, opts)
-                .await
-                .into_iter()
-                .map(|(r, _)| r),
-        ),
+        None => {
+            // The healthy pass ran first (it found which webhooks matter).
+            let rest: Vec<Pass> = passes
+                .iter()
+                .filter(|p| p.kind != PassKind::Healthy)
+                .cloned()
+                .collect();
+            results.extend(
+                run_fresh(twin, &surface, &rest, 1, source, target, opts)
+                    .await
+                    .into_iter()
+                    .map(|(r, _)| r),
+            )
+        }
     }
     let mut all = Vec::new();
     let scenarios = passes

@@ -269,7 +269,9 @@ pub fn restart_controller_manager_args(name: &str) -> Vec<String> {
         format!("{name}-control-plane"),
         "sh".into(),
         "-c".into(),
-        "crictl stop $(crictl ps -q --name kube-controller-manager)".into(),
+        // crictl's own RPC deadline is 2 s, which a loaded node misses while the
+        // container stops (`DeadlineExceeded`): give the stop 30 s.
+        "crictl --timeout 30s stop $(crictl ps -q --name kube-controller-manager)".into(),
     ]
 }
 
@@ -727,6 +729,9 @@ impl KindCluster {
                 "exec".to_string(),
                 node.clone(),
                 "crictl".into(),
+                // See `restart_controller_manager_args`: crictl's 2 s RPC deadline.
+                "--timeout".into(),
+                "30s".into(),
                 "stop".into(),
                 before.clone(),
             ],
