@@ -19,7 +19,8 @@
 //! images built, release build), one run, v1.29.15 -> v1.30.14, the pool predicted to
 //! succeed (exit 0); the replay ran 6 single-node clusters two at a time (exit 1: no
 //! unexpected leftovers, one error, a kube-apiserver restart whose `crictl stop` timed
-//! out in the as-is pass at the target); replay phases are the mean per run:
+//! out in the as-is pass at the target; since fixed, as is the replay's second healthy
+//! round, see docs/benchmarks.md); replay phases are the mean per run:
 //!
 //! | phase | rehearsal | replay | ratio |
 //! |---|---|---|---|
