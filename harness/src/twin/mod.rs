@@ -9,6 +9,7 @@
 //! * [`values`]: redaction of user-supplied values before they are written anywhere.
 //! * [`scrub`]: what values redaction cannot reach: Secrets in rendered manifests,
 //!   PEM blocks in any captured file.
+//! * [`backends`]: the captured webhooks' backends, served inside a rehearsal's cluster.
 //! * [`health`]: each captured webhook's health now (reads only), and the workload
 //!   behind it.
 //! * [`stored`]: custom resources' metadata, captured and recreated.
@@ -17,6 +18,7 @@
 //! * [`load`]: the captured files (`cluster/`) read into validated values, with
 //!   `file:line:column` errors, under reading budgets: replay gets nothing unchecked.
 
+pub mod backends;
 pub mod capture;
 pub mod health;
 pub mod load;

@@ -48,7 +48,7 @@ use crate::progress::Progress;
 use crate::runner::{Role, RunResult, Timings};
 use crate::scenario::{Chart, ChartSource, HelmAction, HelmDryRun, HelmStep, Scenario};
 use crate::snapshot::{self, Noise, Snapshot, SnapshotScope};
-use crate::webhook::{self as register, ImageStandIn, WebhookServer};
+use crate::webhook::{self as register, ImageStandIn, WebhookServer, in_cluster};
 
 /// One webhook made to fail in a pass.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -580,9 +580,39 @@ async fn install(
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let client = cluster.client();
     let version = cluster.version().to_string();
-    let server = WebhookServer::new(&dir.join("webhooks"), cluster.webhook_bind(), &[]).await?;
-    let releases = releases(twin);
     let on_kind = matches!(cluster, Cluster::Kind(_));
+    // On worker nodes (a rehearsal) each captured webhook's backend runs on them, where
+    // a drain evicts it; elsewhere every webhook is served from outside the cluster.
+    let backends = match &opts.on {
+        ReplayOn::Kind { workers, .. } if on_kind && !workers.is_empty() => {
+            let (backends, outside) = super::backends::in_cluster(twin)?;
+            for b in &backends {
+                opts.progress.println(&format!(
+                    "webhook(s) {} served inside the cluster: {} Pod(s) of Deployment {}/{} behind Service {}/{}",
+                    b.hooks
+                        .iter()
+                        .map(|(h, _)| h.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    b.replicas,
+                    b.namespace,
+                    b.stand_in(),
+                    b.namespace,
+                    b.stand_in()
+                ));
+            }
+            for note in outside {
+                opts.progress.println(&note);
+            }
+            backends
+        }
+        _ => Vec::new(),
+    };
+    let names: Vec<String> = backends.iter().map(|b| b.dns_name()).collect();
+    let server =
+        WebhookServer::with_names(&dir.join("webhooks"), cluster.webhook_bind(), &[], &names)
+            .await?;
+    let releases = releases(twin);
     let setting = setting(&mut cluster, &server, dir.clone(), &dir, opts, &[]);
     let mut run = Run::new(
         setting,
@@ -611,7 +641,7 @@ async fn install(
         .custom(
             "set up the twin's namespaces and admission surface",
             async {
-                let notes = set_up(&client, &server, surface, twin).await?;
+                let notes = set_up(&client, &server, surface, twin, &backends).await?;
                 Ok(((), (!notes.is_empty()).then(|| notes.join("; "))))
             },
         )
@@ -1294,12 +1324,18 @@ async fn set_up(
     server: &WebhookServer,
     surface: &Surface,
     twin: &Twin,
+    backends: &[in_cluster::Backend],
 ) -> anyhow::Result<Vec<String>> {
     let mut notes = Vec::new();
     let ns_api: Api<Namespace> = Api::all(client.clone());
     let mut wanted: BTreeMap<String, Labels> = surface.namespaces.iter().cloned().collect();
-    for r in &twin.releases {
-        wanted.entry(r.namespace.clone()).or_default();
+    for ns in twin
+        .releases
+        .iter()
+        .map(|r| &r.namespace)
+        .chain(backends.iter().map(|b| &b.namespace))
+    {
+        wanted.entry(ns.clone()).or_default();
     }
     for (name, mut labels) in wanted {
         labels.remove(selection::NAMESPACE_NAME_LABEL);
@@ -1322,6 +1358,9 @@ async fn set_up(
             }
         }
     }
+    // The backends first: once a fail-closed configuration is registered, nothing it
+    // matches is created without them.
+    in_cluster::start(client, server, backends).await?;
     // What a release brings itself is registered once that release is installed
     // (see `register_crds_and_webhooks`): created before, it would be refused as not Helm's.
     register_crds_and_webhooks(client, server, surface, twin, |o| o.is_none()).await?;

@@ -350,6 +350,10 @@ fn a_twin_replays_on_kind() {
                 .await
                 .unwrap();
         }
+        // A fail-closed webhook on the shop's Pod creations, healthy, its backend two
+        // Pods on the user pool with a budget of one disruption: the rehearsal serves
+        // it inside the cluster, so the drain evicts its backend too, one at a time.
+        guard_backend(&cluster.client()).await;
         let kubeconfig = cluster.kubeconfig().to_path_buf();
         let (code, text) = crate::production::preflight(&[
             "capture".as_ref(),
@@ -359,6 +363,11 @@ fn a_twin_replays_on_kind() {
             healthy_twin.as_os_str(),
         ]);
         assert_eq!(code, Some(0), "{text}");
+        // The replayed twin below is about another webhook.
+        kube::Api::<k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration>::all(cluster.client())
+            .delete("pod-guard", &Default::default())
+            .await
+            .unwrap();
         crate::production::create(
             &cluster.client(),
             &crate::production::ar(
@@ -525,5 +534,112 @@ fn a_twin_replays_on_kind() {
         api_pods >= 4,
         "two replicas, then two more after the drain: {run:#}"
     );
+    // The guard's backend ran on the user pool's node (the stand-in, as captured:
+    // two replicas, one disruption at a time) and was evicted with it; the shop's Pods
+    // came back through the guard (fail-closed: only its in-cluster backend answers).
+    assert!(
+        user["drain"]["evictions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["pod"]["namespace"] == "guards"
+                && e["pod"]["name"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("preflight-guard-")),
+        "{user:#}"
+    );
     assert_none_left_since(&before);
+}
+
+/// A healthy fail-closed webhook on Pod creations in `shop`, behind Service
+/// `guards/guard`: a Deployment of two on the user pool, a budget of one disruption, and
+/// (this control plane has no kubelet) an EndpointSlice saying one endpoint is Ready.
+async fn guard_backend(client: &kube::Client) {
+    use kube::api::{Api, DynamicObject, PostParams};
+    let p = |group: &str, version: &str, kind: &str, plural: &str| {
+        let mut ar = crate::production::ar(group, version, kind, plural);
+        if group.is_empty() {
+            ar.api_version = version.into();
+        }
+        ar
+    };
+    let docs = [
+        (
+            p("", "v1", "Namespace", "namespaces"),
+            serde_json::json!({"metadata": {"name": "guards"}}),
+        ),
+        (
+            p("apps", "v1", "Deployment", "deployments"),
+            serde_json::json!({
+            "metadata": {"name": "guard", "namespace": "guards"},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "guard"}},
+                "template": {"metadata": {"labels": {"app": "guard"}}, "spec": {
+                    "nodeSelector": {"kubernetes.azure.com/agentpool": "user"},
+                    "containers": [{"name": "guard", "image": "registry.corp.example/guard:1.0"}]}}}}),
+        ),
+        (
+            p("", "v1", "Service", "services"),
+            serde_json::json!({
+            "metadata": {"name": "guard", "namespace": "guards"},
+            "spec": {"selector": {"app": "guard"}, "ports": [{"port": 443, "targetPort": 8443}]}}),
+        ),
+        (
+            p("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices"),
+            serde_json::json!({
+            "metadata": {"name": "guard-ready", "namespace": "guards",
+                "labels": {"kubernetes.io/service-name": "guard"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": ["10.244.1.9"], "conditions": {"ready": true}}],
+            "ports": [{"port": 8443}]}),
+        ),
+        (
+            p(
+                "policy",
+                "v1",
+                "PodDisruptionBudget",
+                "poddisruptionbudgets",
+            ),
+            serde_json::json!({
+            "metadata": {"name": "guard", "namespace": "guards"},
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "guard"}}}}),
+        ),
+    ];
+    for (ar, mut doc) in docs {
+        doc["apiVersion"] = ar.api_version.clone().into();
+        doc["kind"] = ar.kind.clone().into();
+        let obj: DynamicObject = serde_json::from_value(doc).unwrap();
+        let api: Api<DynamicObject> = match obj.metadata.namespace.as_deref() {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+            None => Api::all_with(client.clone(), &ar),
+        };
+        api.create(&PostParams::default(), &obj)
+            .await
+            .unwrap_or_else(|e| panic!("creating {}: {e}", ar.kind));
+    }
+    crate::production::create(
+        client,
+        &crate::production::ar(
+            "admissionregistration.k8s.io",
+            "v1",
+            "ValidatingWebhookConfiguration",
+            "validatingwebhookconfigurations",
+        ),
+        serde_json::json!({
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingWebhookConfiguration",
+            "metadata": {"name": "pod-guard"},
+            "webhooks": [{
+                "name": "pods.guard.corp",
+                "admissionReviewVersions": ["v1"],
+                "sideEffects": "None",
+                "failurePolicy": "Fail",
+                "timeoutSeconds": 5,
+                "clientConfig": {"service": {"namespace": "guards", "name": "guard"}},
+                "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "shop"}}
+            }]
+        }),
+    )
+    .await;
 }

@@ -10,13 +10,14 @@
 //! leftovers, such as the garbage collector's DELETEs being refused.
 
 mod images;
+pub mod in_cluster;
 mod register;
 mod server;
 
 pub use images::{CONFIGURATION as IMAGE_STAND_IN, ImageStandIn};
 
 pub use register::{Registration, captured_hook, register_captured, register_captured_crd};
-pub use server::{Answer, Record, WebhookServer, caller_timeout_ms, review_response};
+pub use server::{Answer, InCluster, Record, WebhookServer, caller_timeout_ms, review_response};
 
 pub use crate::behaviour::{Behaviour, BehaviourSpec, WebhookKind};
 

@@ -68,8 +68,19 @@ pub struct WebhookServer {
     ca_pem: String,
     tls: RustlsConfig,
     hooks: Mutex<HashMap<String, Hook>>,
+    /// Hooks the API server reaches through a Service inside the cluster (a relay to
+    /// the hook's listener, see `in_cluster`) instead of at the listener's URL.
+    routes: Mutex<HashMap<String, InCluster>>,
     records: Arc<Mutex<Vec<Record>>>,
     log: PathBuf,
+}
+
+/// A Service inside the cluster that relays to one hook's listener.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InCluster {
+    pub namespace: String,
+    pub service: String,
+    pub port: u16,
 }
 
 impl std::fmt::Debug for WebhookServer {
@@ -89,6 +100,18 @@ impl WebhookServer {
         bind: IpAddr,
         extra_addresses: &[IpAddr],
     ) -> Result<WebhookServer, WebhookError> {
+        Self::with_names(dir, bind, extra_addresses, &[]).await
+    }
+
+    /// [`WebhookServer::new`] whose serving certificate is also valid for `dns_names`:
+    /// the `SERVICE.NAMESPACE.svc` names the API server checks when it calls a hook
+    /// through a Service inside the cluster ([`WebhookServer::route`]).
+    pub async fn with_names(
+        dir: &Path,
+        bind: IpAddr,
+        extra_addresses: &[IpAddr],
+        dns_names: &[String],
+    ) -> Result<WebhookServer, WebhookError> {
         crate::init_crypto();
         std::fs::create_dir_all(dir).map_err(|source| WebhookError::Io {
             action: "creating",
@@ -103,6 +126,9 @@ impl WebhookServer {
                 .chain(extra_addresses)
                 .map(|ip| SanType::IpAddress(*ip)),
         );
+        for name in dns_names {
+            sans.push(SanType::DnsName(name.clone().try_into().map_err(tls_err)?));
+        }
         let cert = crate::pki::leaf(
             &issuer,
             "preflight-webhooks",
@@ -125,6 +151,7 @@ impl WebhookServer {
             ca_pem: ca.cert_pem,
             tls,
             hooks: Mutex::new(HashMap::new()),
+            routes: Mutex::new(HashMap::new()),
             records: Arc::new(Mutex::new(Vec::new())),
             log,
         })
@@ -195,16 +222,58 @@ impl WebhookServer {
 
     /// The URL the API server calls for webhook `name`.
     pub fn url(&self, name: &str) -> Result<String, WebhookError> {
+        let addr = self.addr(name)?;
+        Ok(format!("https://{addr}{}", self.path(name)?))
+    }
+
+    /// The address webhook `name` listens on.
+    pub fn addr(&self, name: &str) -> Result<SocketAddr, WebhookError> {
         let hooks = self.hooks.lock().expect("hooks lock");
-        let hook = hooks
+        hooks
             .get(name)
+            .map(|h| h.addr)
+            .ok_or_else(|| WebhookError::Unknown(name.into()))
+    }
+
+    /// The HTTP path of webhook `name` on its listener.
+    fn path(&self, name: &str) -> Result<String, WebhookError> {
+        let kind = self
+            .kind(name)
             .ok_or_else(|| WebhookError::Unknown(name.into()))?;
-        let path = match hook.kind {
+        let path = match kind {
             WebhookKind::Validating => "validate",
             WebhookKind::Mutating => "mutate",
             WebhookKind::Conversion => "convert",
         };
-        Ok(format!("https://{}/{path}/{name}", hook.addr))
+        Ok(format!("/{path}/{name}"))
+    }
+
+    /// From now on, configurations registered for webhook `name` reach it through
+    /// `via`, a Service inside the cluster, instead of at its URL.
+    pub fn route(&self, name: &str, via: InCluster) {
+        self.routes
+            .lock()
+            .expect("routes lock")
+            .insert(name.to_string(), via);
+    }
+
+    /// The `clientConfig` a configuration names webhook `name` with: its Service
+    /// inside the cluster if it has one ([`WebhookServer::route`]), else its URL; with
+    /// the run's CA either way.
+    pub fn client_config(&self, name: &str) -> Result<Value, WebhookError> {
+        let route = self.routes.lock().expect("routes lock").get(name).cloned();
+        Ok(match route {
+            Some(r) => json!({
+                "service": {
+                    "namespace": r.namespace,
+                    "name": r.service,
+                    "port": r.port,
+                    "path": self.path(name)?,
+                },
+                "caBundle": self.ca_bundle(),
+            }),
+            None => json!({"url": self.url(name)?, "caBundle": self.ca_bundle()}),
+        })
     }
 
     pub fn kind(&self, name: &str) -> Option<WebhookKind> {
@@ -711,6 +780,64 @@ mod port_tests {
             assert!(connects().is_ok(), "listening again on the same address");
             assert_eq!(server.url("guard").unwrap(), url);
         }
+    }
+
+    /// A hook served inside the cluster is named by its Service in configurations, and
+    /// the serving certificate holds for the Service's name under the run's CA.
+    #[tokio::test]
+    async fn a_routed_hook_is_named_by_its_service_and_its_certificate_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = "preflight-guard.guards.svc".to_string();
+        let server = WebhookServer::with_names(
+            dir.path(),
+            IpAddr::from([127, 0, 0, 1]),
+            &[],
+            std::slice::from_ref(&name),
+        )
+        .await
+        .unwrap();
+        for hook in ["g:pods", "g:other"] {
+            server
+                .add_captured(
+                    hook,
+                    WebhookKind::Validating,
+                    BehaviourSpec::new(Behaviour::Allow),
+                )
+                .await
+                .unwrap();
+        }
+        server.route(
+            "g:pods",
+            InCluster {
+                namespace: "guards".into(),
+                service: "preflight-guard".into(),
+                port: 8443,
+            },
+        );
+        let routed = server.client_config("g:pods").unwrap();
+        assert_eq!(
+            routed["service"],
+            json!({"namespace": "guards", "name": "preflight-guard", "port": 8443, "path": "/validate/g:pods"})
+        );
+        assert!(routed.get("url").is_none());
+        assert_eq!(routed["caBundle"], server.ca_bundle());
+        let direct = server.client_config("g:other").unwrap();
+        assert_eq!(direct["url"], server.url("g:other").unwrap());
+        // What the API server does through the Service: TLS to the Service's name.
+        let ca = reqwest::Certificate::from_pem(server.ca_pem.as_bytes()).unwrap();
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .tls_certs_only([ca])
+            .resolve(&name, server.addr("g:pods").unwrap())
+            .build()
+            .unwrap();
+        let port = server.addr("g:pods").unwrap().port();
+        let got = client
+            .get(format!("https://{name}:{port}/healthz"))
+            .send()
+            .await
+            .unwrap();
+        assert!(got.status().is_success(), "{got:?}");
     }
 }
 
