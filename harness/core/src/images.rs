@@ -20,6 +20,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::sizing::Scale;
+
 /// One container that ran something other than what it names, and why that is safe
 /// to say about the verdict.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -110,13 +112,36 @@ pub fn serving_script(ports: &[u16]) -> String {
     script
 }
 
+/// Marks a Pod whose requests were scaled (with the factors), so a reinvocation of the
+/// webhook does not scale them again.
+pub const SCALED_ANNOTATION: &str = "preflight.dev/requests-scaled";
+
 /// The Pod's changes, as JSON patch operations, and the substitutions they make; `None`
 /// when every container's image is `held` and none would ask a registry.
 pub fn substitute(pod: &Value, held: &BTreeSet<String>, stand_in: &str) -> Option<Admitted> {
+    substitute_scaled(pod, held, stand_in, &Scale::default())
+}
+
+/// [`substitute`], with each container's requests also scaled by `scale` (a
+/// rehearsal's captured node sizes, see [`crate::sizing`]); a scaled container is
+/// listed among the substitutions with what changed.
+pub fn substitute_scaled(
+    pod: &Value,
+    held: &BTreeSet<String>,
+    stand_in: &str,
+    scale: &Scale,
+) -> Option<Admitted> {
     // A static Pod's mirror only reflects what the kubelet runs from its manifest.
     if pod["metadata"]["annotations"]["kubernetes.io/config.mirror"].is_string() {
         return None;
     }
+    // Reinvoked after another webhook's change: scaled once is enough.
+    let annotations = &pod["metadata"]["annotations"];
+    let scale = match annotations[SCALED_ANNOTATION] {
+        Value::String(_) => Scale::default(),
+        _ => *scale,
+    };
+    let mut scaled = false;
     let spec = &pod["spec"];
     let finishes = spec["restartPolicy"]
         .as_str()
@@ -134,7 +159,8 @@ pub fn substitute(pod: &Value, held: &BTreeSet<String>, stand_in: &str) -> Optio
             // A sidecar (an init container that restarts) keeps running.
             let sidecar = init && c["restartPolicy"] == "Always";
             let runs_to_end = (init && !sidecar) || finishes;
-            match container(c, held, stand_in, runs_to_end, pod_sc) {
+            scaled |= scale.requests(c).is_some();
+            match container(c, held, stand_in, runs_to_end, pod_sc, &scale) {
                 Some((new, s)) => {
                     changed = true;
                     out.push(new);
@@ -149,6 +175,14 @@ pub fn substitute(pod: &Value, held: &BTreeSet<String>, stand_in: &str) -> Optio
     }
     if patch.is_empty() {
         return None;
+    }
+    if scaled {
+        let value = format!("cpu x{:.4}, memory x{:.4}", scale.cpu, scale.memory);
+        patch.push(if annotations.is_object() {
+            json!({"op": "add", "path": format!("/metadata/annotations/{}", SCALED_ANNOTATION.replace('/', "~1")), "value": value})
+        } else {
+            json!({"op": "add", "path": "/metadata/annotations", "value": {SCALED_ANNOTATION: value}})
+        });
     }
     let meta = &pod["metadata"];
     let namespace = meta["namespace"].as_str().unwrap_or_default().to_string();
@@ -214,6 +248,30 @@ type Found = (String, String, String, Vec<String>);
 
 /// One container rewritten, or `None` when it runs as it is.
 fn container(
+    c: &Value,
+    held: &BTreeSet<String>,
+    stand_in: &str,
+    runs_to_end: bool,
+    pod_sc: &Value,
+    scale: &Scale,
+) -> Option<(Value, Found)> {
+    let image = c["image"].as_str().unwrap_or_default().to_string();
+    let changed = image_change(c, held, stand_in, runs_to_end, pod_sc);
+    let Some((requests, said)) = scale.requests(c) else {
+        return changed;
+    };
+    let (mut new, (name, image, replaced_by, mut changes)) = changed.unwrap_or_else(|| {
+        let name = c["name"].as_str().unwrap_or_default().to_string();
+        (c.clone(), (name, image.clone(), image, Vec::new()))
+    });
+    new["resources"]["requests"] = requests;
+    changes.push(said);
+    Some((new, (name, image, replaced_by, changes)))
+}
+
+/// The container with its image replaced (or only its pull policy changed) and what
+/// else that takes; `None` when the nodes hold its image and it would ask no registry.
+fn image_change(
     c: &Value,
     held: &BTreeSet<String>,
     stand_in: &str,
@@ -538,5 +596,60 @@ mod tests {
         assert!(s.starts_with("trap 'exit 0' TERM INT;"), "{s}");
         assert!(s.contains("nc -ll -p 8080 -e sh -c"), "{s}");
         assert!(s.contains("HTTP/1.0 200 OK"), "{s}");
+    }
+
+    #[test]
+    fn scaled_requests_are_listed_whether_or_not_the_image_is_replaced() {
+        let pod = json!({"metadata": {"namespace": "shop", "name": "p"}, "spec": {
+        "containers": [
+            {"name": "held", "image": "preflight/workload:r1", "resources": {"requests": {"cpu": "2"}}},
+            {"name": "private", "image": "corp.example/api:1", "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}}},
+            {"name": "none", "image": "preflight/workload:r1"}
+        ]}});
+        let scale = Scale {
+            cpu: 0.5,
+            memory: 1.0,
+        };
+        let a = substitute_scaled(&pod, &held(), "preflight/workload:r1", &scale).unwrap();
+        let containers = &a.patch[0]["value"];
+        assert_eq!(containers[0]["resources"]["requests"]["cpu"], "1000m");
+        assert_eq!(containers[0]["image"], "preflight/workload:r1");
+        assert_eq!(
+            containers[1]["resources"]["requests"],
+            json!({"cpu": "250m", "memory": "1Gi"})
+        );
+        assert_eq!(containers[1]["image"], "preflight/workload:r1");
+        assert_eq!(containers[2], pod["spec"]["containers"][2]);
+        let listed: Vec<(&str, &str)> = a
+            .substitutions
+            .iter()
+            .map(|s| (s.container.as_str(), s.replaced_by.as_str()))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("held", "preflight/workload:r1"),
+                ("private", "preflight/workload:r1")
+            ]
+        );
+        assert!(
+            a.substitutions[0].changes[0].contains("cpu 2 → 1000m"),
+            "{:?}",
+            a.substitutions[0]
+        );
+        assert_eq!(a.patch[1]["path"], "/metadata/annotations");
+        // Reinvoked: scaled once only.
+        let mut again = pod.clone();
+        again["metadata"]["annotations"] = json!({SCALED_ANNOTATION: "cpu x0.5"});
+        assert!(
+            substitute_scaled(&again, &held(), "preflight/workload:r1", &scale).is_some_and(|a| a
+                .substitutions
+                .iter()
+                .all(|s| s.container == "private")
+                && a.patch.as_array().unwrap().len() == 1)
+        );
+        // Unscaled, the held container is left alone.
+        let a = substitute(&pod, &held(), "preflight/workload:r1").unwrap();
+        assert_eq!(a.substitutions.len(), 1);
     }
 }

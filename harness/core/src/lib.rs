@@ -29,6 +29,7 @@ pub mod rollout;
 pub mod run;
 pub mod scenario;
 pub mod settle;
+pub mod sizing;
 pub mod snapshot;
 pub mod snapshot_diff;
 pub mod verdict;

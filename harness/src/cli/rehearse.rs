@@ -10,6 +10,7 @@ use crate::cluster::Provider;
 use crate::progress::Progress;
 use crate::runner;
 use crate::scenario::{RollNodes, SurgeValue};
+use preflight_core::sizing::Scale;
 
 /// `30m`, `90s`, `1h`, or plain seconds.
 fn duration(flag: &str, text: &str) -> anyhow::Result<Duration> {
@@ -54,6 +55,55 @@ fn roll(args: &RehearseArgs) -> anyhow::Result<RollNodes> {
     Ok(roll)
 }
 
+/// The captured pools' sizes on this machine's kind nodes (see
+/// `preflight_core::sizing`), said on the progress output.
+fn node_sizes(
+    pools: &[crate::twin::nodes::NodePool],
+    source: &crate::components::Version,
+    progress: &Progress,
+) -> (Scale, Vec<Option<crate::cluster::NodeSize>>) {
+    let unsized_ = |why: &str| {
+        progress.println(format!(
+            "node sizes as this machine's, not as captured: {why}"
+        ));
+        (Scale::default(), Vec::new())
+    };
+    if source.minor >= 31 {
+        // kubeadm v1beta4's list of kubelet arguments is not merged by kind's patches.
+        return unsized_(
+            "per-node kubelet arguments are given to source versions before 1.31 only",
+        );
+    }
+    let Some(capacity) = crate::cluster::kind::node_capacity() else {
+        return unsized_("/proc does not say this machine's CPUs and memory");
+    };
+    let (scale, sizes) = crate::twin::nodes::sizes(pools, capacity);
+    if sizes.iter().all(Option::is_none) {
+        return unsized_("the twin's pools record no allocatable CPU and memory");
+    }
+    for (p, s) in pools.iter().zip(&sizes) {
+        if let Some(s) = s {
+            progress.println(format!(
+                "pool {}: allocatable cpu {}, memory {} captured; each kind node reserves cpu {}m, memory {} bytes of this machine's {}m, {} bytes",
+                p.name,
+                p.allocatable.get("cpu").map_or("-", String::as_str),
+                p.allocatable.get("memory").map_or("-", String::as_str),
+                s.reserved.cpu_millis,
+                s.reserved.memory_bytes,
+                capacity.cpu_millis,
+                capacity.memory_bytes
+            ));
+        }
+    }
+    if !scale.is_identity() {
+        progress.println(format!(
+            "Pods' requests scaled by cpu x{:.4}, memory x{:.4} (the same factors as the nodes): the same Pods fit, and the same do not",
+            scale.cpu, scale.memory
+        ));
+    }
+    (scale, sizes)
+}
+
 pub(super) async fn rehearse(args: RehearseArgs, progress: Progress) -> anyhow::Result<i32> {
     match args.provider {
         Provider::Kubeconfig => anyhow::bail!(
@@ -74,10 +124,11 @@ pub(super) async fn rehearse(args: RehearseArgs, progress: Progress) -> anyhow::
     })?;
     let pools: Vec<crate::twin::nodes::NodePool> =
         crate::twin::load::read_yaml(&pools_file).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let workers = crate::twin::nodes::kind_workers(&pools, args.nodes)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", pools_file.display()))?;
     let (source, target) =
         super::source_and_target(args.source.as_deref(), args.target.as_deref())?;
+    let (scale, sizes) = node_sizes(&pools, &source, &progress);
+    let workers = crate::twin::nodes::kind_workers(&pools, args.nodes, &sizes)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", pools_file.display()))?;
     progress.println(format!(
         "rehearsing the AKS upgrade of the twin in {} on {} kind workers: {source} -> {target}, max surge {}, drain timeout {} s, undrainable nodes: {}",
         twin.dir.display(),
@@ -104,6 +155,7 @@ pub(super) async fn rehearse(args: RehearseArgs, progress: Progress) -> anyhow::
         keep: args.keep,
         progress: progress.clone(),
         noise: super::run::noise(&[])?,
+        scale,
     };
     let replayed = crate::twin::replay::rehearse(&twin, &src, &tgt, &replay_opts, roll).await?;
     super::run::write_replayed(

@@ -600,6 +600,7 @@ async fn run_twin(
         keep: args.keep,
         progress: progress.clone(),
         noise: noise(&args.noise)?,
+        scale: Default::default(),
     };
     let replayed = crate::twin::replay::replay(&twin, &src, &tgt, &replay_opts).await?;
     write_replayed(

@@ -167,34 +167,8 @@ fn pool(name: String, named_by: String, nodes: &[&Node]) -> NodePool {
     }
 }
 
-/// A Kubernetes quantity as a number, for comparing (`100m`, `4Gi`, `16`).
-pub fn quantity(q: &str) -> f64 {
-    let q = q.trim();
-    let split = q
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+' || c == 'e'))
-        .unwrap_or(q.len());
-    // `e` is a decimal exponent only when digits follow it (`1e3`); `E` is exa.
-    let (num, suffix) = q.split_at(split);
-    let base: f64 = num.parse().unwrap_or(0.0);
-    let factor = match suffix {
-        "" => 1.0,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024.0,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
-        _ => 1.0,
-    };
-    base * factor
-}
+pub use preflight_core::sizing::quantity;
+use preflight_core::sizing::{Resources, Scale};
 
 /// The pools as the twin file writes them.
 pub fn to_value(pools: &[NodePool]) -> Value {
@@ -209,6 +183,7 @@ pub fn to_value(pools: &[NodePool]) -> Value {
 pub fn kind_workers(
     pools: &[NodePool],
     nodes: usize,
+    sizes: &[Option<crate::cluster::NodeSize>],
 ) -> Result<Vec<crate::cluster::NodeSpec>, String> {
     if pools.is_empty() {
         return Err(
@@ -265,6 +240,7 @@ pub fn kind_workers(
                 .map(|t| crate::rollout::parse_taint(t))
                 .collect::<Result<_, _>>()
                 .map_err(|e| format!("pool {}: {e}", p.name))?,
+            size: sizes.get(i).copied().flatten(),
         };
         if let Some(problem) = spec.problems().into_iter().next() {
             return Err(format!("pool {}: {problem}", p.name));
@@ -272,6 +248,45 @@ pub fn kind_workers(
         out.extend(std::iter::repeat_n(spec, count));
     }
     Ok(out)
+}
+
+/// The factor that fits every pool's captured allocatable in one kind node of
+/// `capacity` (see [`preflight_core::sizing`]), and each pool's node size under it, in
+/// the pools' order: `None` for a pool captured without a CPU and memory allocatable.
+pub fn sizes(
+    pools: &[NodePool],
+    capacity: Resources,
+) -> (Scale, Vec<Option<crate::cluster::NodeSize>>) {
+    let captured: Vec<Option<Resources>> = pools
+        .iter()
+        .map(|p| {
+            let cpu = p.allocatable.get("cpu").map(|q| quantity(q) * 1000.0)?;
+            let memory = p.allocatable.get("memory").map(|q| quantity(q))?;
+            (cpu >= 1.0 && memory >= 1.0).then_some(Resources {
+                cpu_millis: cpu as u64,
+                memory_bytes: memory as u64,
+            })
+        })
+        .collect();
+    let scale = Scale::to_fit(
+        &captured.iter().flatten().copied().collect::<Vec<_>>(),
+        capacity,
+    );
+    let sizes = pools
+        .iter()
+        .zip(&captured)
+        .map(|(p, c)| {
+            c.map(|c| crate::cluster::NodeSize {
+                reserved: scale.reserved(c, capacity),
+                // A kind node's Pod range is a /24.
+                max_pods: p
+                    .allocatable
+                    .get("pods")
+                    .map(|q| (quantity(q) as u32).clamp(1, 250)),
+            })
+        })
+        .collect();
+    (scale, sizes)
 }
 
 /// A pool name as AKS accepts it: lowercase letters and digits, starting with a
@@ -368,7 +383,7 @@ mod tests {
             pool("user", 30, &[]),
             pool("default-pool", 1, &[]),
         ];
-        let w = kind_workers(&pools, 5).unwrap();
+        let w = kind_workers(&pools, 5, &[]).unwrap();
         let names: Vec<&str> = w.iter().map(|s| s.pool.as_str()).collect();
         assert_eq!(names, ["system", "user", "user", "user", "defaultpool"]);
         assert_eq!(w[0].taints.len(), 1);
@@ -376,12 +391,53 @@ mod tests {
             w[1].labels,
             BTreeMap::from([("team".to_string(), "shop".to_string())])
         );
-        assert!(kind_workers(&pools, 2).unwrap_err().contains("3 pools"));
-        assert!(kind_workers(&[], 3).is_err());
         assert!(
-            kind_workers(&[pool("x", 1, &["bad"])], 1)
+            kind_workers(&pools, 2, &[])
+                .unwrap_err()
+                .contains("3 pools")
+        );
+        assert!(kind_workers(&[], 3, &[]).is_err());
+        assert!(
+            kind_workers(&[pool("x", 1, &["bad"])], 1, &[])
                 .unwrap_err()
                 .contains("pool x")
         );
+    }
+
+    #[test]
+    fn pools_larger_than_a_kind_node_are_scaled_down_alike() {
+        let sized = |name: &str, cpu: &str, memory: &str| NodePool {
+            name: name.into(),
+            count: 1,
+            allocatable: BTreeMap::from([
+                ("cpu".to_string(), cpu.to_string()),
+                ("memory".to_string(), memory.to_string()),
+                ("pods".to_string(), "30".to_string()),
+            ]),
+            ..NodePool::default()
+        };
+        let machine = Resources {
+            cpu_millis: 2000,
+            memory_bytes: 24 << 30,
+        };
+        let pools = [
+            sized("system", "1900m", "5Gi"),
+            sized("user", "7820m", "28Gi"),
+            NodePool {
+                name: "bare".into(),
+                count: 1,
+                ..NodePool::default()
+            },
+        ];
+        let (scale, sizes) = sizes(&pools, machine);
+        assert!(scale.cpu < 0.25 && scale.memory < 1.0, "{scale:?}");
+        let (system, user) = (sizes[0].unwrap(), sizes[1].unwrap());
+        // The larger pool's node keeps more of the kind node.
+        assert!(system.reserved.cpu_millis > user.reserved.cpu_millis);
+        assert_eq!(user.max_pods, Some(30));
+        assert!(sizes[2].is_none(), "captured without an allocatable");
+        let w = kind_workers(&pools, 3, &sizes).unwrap();
+        assert_eq!(w[1].size, Some(user));
+        assert!(w[2].size.is_none());
     }
 }

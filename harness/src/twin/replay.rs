@@ -258,6 +258,9 @@ pub struct ReplayOptions {
     pub keep: bool,
     pub progress: Progress,
     pub noise: Noise,
+    /// How much the Pods' requests are scaled (a rehearsal's node sizes, see
+    /// `preflight_core::sizing`; the default changes nothing).
+    pub scale: preflight_core::sizing::Scale,
 }
 
 /// What a replay produced: the passes as scenarios (for the reports), their runs, and
@@ -587,7 +590,7 @@ async fn install(
         ReplayOn::Kind { workers, .. } if on_kind && !workers.is_empty() => {
             let (backends, outside) = super::backends::in_cluster(twin)?;
             for b in &backends {
-                opts.progress.println(&format!(
+                opts.progress.println(format!(
                     "webhook(s) {} served inside the cluster: {} Pod(s) of Deployment {}/{} behind Service {}/{}",
                     b.hooks
                         .iter()
@@ -602,7 +605,7 @@ async fn install(
                 ));
             }
             for note in outside {
-                opts.progress.println(&note);
+                opts.progress.println(note);
             }
             backends
         }
@@ -625,7 +628,8 @@ async fn install(
         let title = "run preflight's workload image where no node holds a Pod's image";
         let started = run
             .custom(title, async {
-                let images = ImageStandIn::start(&server, &client, WORKLOAD_IMAGE).await?;
+                let images =
+                    ImageStandIn::start(&server, &client, WORKLOAD_IMAGE, opts.scale).await?;
                 Ok((images, None))
             })
             .await;

@@ -345,8 +345,19 @@ fn a_twin_replays_on_kind() {
                 "spec": {"taints": taint.map(|k| vec![serde_json::json!({"key": k, "value": "true", "effect": "NoSchedule"})]).unwrap_or_default()}
             }))
             .unwrap();
-            kube::Api::<k8s_openapi::api::core::v1::Node>::all(cluster.client())
-                .create(&Default::default(), &node)
+            let nodes = kube::Api::<k8s_openapi::api::core::v1::Node>::all(cluster.client());
+            nodes.create(&Default::default(), &node).await.unwrap();
+            // Production's sizes, larger than this machine's kind nodes: the rehearsal
+            // scales nodes and requests alike (the storefront's API asks 1200m, twice:
+            // unscaled, one replica would not fit a 2-CPU kind node).
+            let (cpu, memory) = if taint.is_some() { ("1900m", "5Gi") } else { ("7820m", "28Gi") };
+            let size = serde_json::json!({"cpu": cpu, "memory": memory, "pods": "30"});
+            nodes
+                .patch_status(
+                    name,
+                    &Default::default(),
+                    &kube::api::Patch::Merge(serde_json::json!({"status": {"capacity": size, "allocatable": size}})),
+                )
                 .await
                 .unwrap();
         }
@@ -533,6 +544,35 @@ fn a_twin_replays_on_kind() {
     assert!(
         api_pods >= 4,
         "two replicas, then two more after the drain: {run:#}"
+    );
+    // Scaled to the kind nodes' size, both API replicas ran on the user pool's node
+    // and were evicted from it.
+    let api_evictions = user["drain"]["evictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["pod"]["namespace"] == "store"
+                && e["pod"]["name"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("storefront-api-")
+        })
+        .map(|e| e["pod"]["name"].as_str().unwrap())
+        .collect::<BTreeSet<_>>();
+    assert_eq!(api_evictions.len(), 2, "{user:#}");
+    let api = run["substitutions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["container"] == "api")
+        .unwrap();
+    assert!(
+        api["changes"].as_array().unwrap().iter().any(|c| c
+            .as_str()
+            .unwrap()
+            .starts_with("requests scaled to the kind nodes' size: cpu 1200m")),
+        "{api:#}"
     );
     // The guard's backend ran on the user pool's node (the stand-in, as captured:
     // two replicas, one disruption at a time) and was evicted with it; the shop's Pods

@@ -86,6 +86,94 @@ pub struct NodeSpec {
     pub pool: String,
     pub labels: BTreeMap<String, String>,
     pub taints: Vec<Taint>,
+    /// What the kubelet reserves (`--system-reserved`) and how many Pods it takes
+    /// (`--max-pods`), so the node's allocatable is a captured pool's size scaled (see
+    /// [`preflight_core::sizing`]). Carried as the node's labels too, so a surge node
+    /// of the pool joins with the same.
+    pub size: Option<NodeSize>,
+}
+
+/// A worker's size: see [`NodeSpec::size`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeSize {
+    pub reserved: preflight_core::sizing::Resources,
+    pub max_pods: Option<u32>,
+}
+
+/// What each kind node's kubelet reports as its capacity: the machine's CPUs and
+/// memory (the node containers share them, unlimited). `None` if `/proc` cannot say.
+pub fn node_capacity() -> Option<preflight_core::sizing::Resources> {
+    let cpus = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()?
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count() as u64;
+    let kib: u64 = std::fs::read_to_string("/proc/meminfo")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    (cpus > 0).then_some(preflight_core::sizing::Resources {
+        cpu_millis: cpus * 1000,
+        memory_bytes: kib * 1024,
+    })
+}
+
+/// The labels a sized node carries its size in.
+pub const RESERVED_CPU_LABEL: &str = "preflight.dev/system-reserved-cpu";
+pub const RESERVED_MEMORY_LABEL: &str = "preflight.dev/system-reserved-memory";
+pub const MAX_PODS_LABEL: &str = "preflight.dev/max-pods";
+
+impl NodeSize {
+    /// The size as labels (values a label allows: `1310m`, bytes, a count).
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::from([
+            (
+                RESERVED_CPU_LABEL.to_string(),
+                format!("{}m", self.reserved.cpu_millis),
+            ),
+            (
+                RESERVED_MEMORY_LABEL.to_string(),
+                self.reserved.memory_bytes.to_string(),
+            ),
+        ]);
+        if let Some(p) = self.max_pods {
+            out.insert(MAX_PODS_LABEL.to_string(), p.to_string());
+        }
+        out
+    }
+
+    /// The size a node's labels carry, if it has one.
+    pub fn from_labels(labels: &BTreeMap<String, String>) -> Option<NodeSize> {
+        let cpu = labels.get(RESERVED_CPU_LABEL)?;
+        let memory = labels.get(RESERVED_MEMORY_LABEL)?;
+        Some(NodeSize {
+            reserved: preflight_core::sizing::Resources {
+                cpu_millis: cpu.strip_suffix('m').unwrap_or(cpu).parse().ok()?,
+                memory_bytes: memory.parse().ok()?,
+            },
+            max_pods: labels.get(MAX_PODS_LABEL).and_then(|p| p.parse().ok()),
+        })
+    }
+
+    /// The kubelet's arguments for it.
+    pub fn kubelet_args(&self) -> Vec<(&'static str, String)> {
+        let mut out = vec![(
+            "system-reserved",
+            format!(
+                "cpu={}m,memory={}",
+                self.reserved.cpu_millis, self.reserved.memory_bytes
+            ),
+        )];
+        if let Some(p) = self.max_pods {
+            out.push(("max-pods", p.to_string()));
+        }
+        out
+    }
 }
 
 impl NodeSpec {
@@ -104,6 +192,7 @@ impl NodeSpec {
             (AGENTPOOL_LABEL_SHORT.to_string(), self.pool.clone()),
         ]);
         all.extend(self.labels.clone());
+        all.extend(self.size.iter().flat_map(NodeSize::labels));
         all
     }
 
@@ -191,10 +280,22 @@ pub fn cluster_config(version: &Version, audit_dir: &Path, workers: &[NodeSpec])
         for (k, v) in w.node_labels() {
             nodes.push_str(&format!("      {k}: \"{v}\"\n"));
         }
-        if !w.taints.is_empty() {
+        // kubeadm v1beta3's `kubeletExtraArgs` is a map a patch merges into kind's own;
+        // sizes are given to older versions only (see `NodeSpec::size`).
+        let sized = w.size.filter(|_| version.minor < 31);
+        if !w.taints.is_empty() || sized.is_some() {
             nodes.push_str(
-                "    kubeadmConfigPatches:\n      - |\n        kind: JoinConfiguration\n        nodeRegistration:\n          taints:\n",
+                "    kubeadmConfigPatches:\n      - |\n        kind: JoinConfiguration\n        nodeRegistration:\n",
             );
+        }
+        if let Some(size) = sized {
+            nodes.push_str("          kubeletExtraArgs:\n");
+            for (k, v) in size.kubelet_args() {
+                nodes.push_str(&format!("            {k}: \"{v}\"\n"));
+            }
+        }
+        if !w.taints.is_empty() {
+            nodes.push_str("          taints:\n");
             for t in &w.taints {
                 nodes.push_str(&format!(
                     "            - key: \"{}\"\n              value: \"{}\"\n              effect: \"{}\"\n",

@@ -23,7 +23,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
 pub use existing::ExistingCluster;
-pub use kind::{KindCluster, KindConfig, NodeSpec, Taint, TaintEffect};
+pub use kind::{KindCluster, KindConfig, NodeSize, NodeSpec, Taint, TaintEffect};
 pub use local::{LocalCluster, LocalConfig};
 
 use crate::components::{Components, Version};

@@ -208,7 +208,7 @@ impl Owned {
         // Kind nodes reach no registry: a chart's own images would never be pulled.
         let images = match cluster {
             Cluster::Kind(_) => Some(
-                ImageStandIn::start(&server, &client, WORKLOAD_IMAGE)
+                ImageStandIn::start(&server, &client, WORKLOAD_IMAGE, Default::default())
                     .await
                     .context(
                         "running preflight's workload image where no node holds a Pod's image",

@@ -33,7 +33,10 @@ use preflight_core::rollout::{
     RolloutRecord, SurgeNode, Undrainable, predict,
 };
 
-use crate::cluster::kind::{AGENTPOOL_LABEL, AGENTPOOL_LABEL_SHORT, NodeSpec, Taint, TaintEffect};
+use crate::cluster::kind::{
+    AGENTPOOL_LABEL, AGENTPOOL_LABEL_SHORT, MAX_PODS_LABEL, NodeSize, NodeSpec, RESERVED_CPU_LABEL,
+    RESERVED_MEMORY_LABEL, Taint, TaintEffect,
+};
 use crate::drain::{self, BlockedBy, DrainOptions, DrainOutcome};
 use crate::errors::ClusterError;
 use crate::progress::Progress;
@@ -117,9 +120,18 @@ pub fn spec_of(node: &Node) -> NodeSpec {
         ["kubernetes.io", "k8s.io"]
             .iter()
             .any(|d| domain == *d || domain.ends_with(&format!(".{d}")))
-            || [AGENTPOOL_LABEL, AGENTPOOL_LABEL_SHORT, QUARANTINE_LABEL].contains(&k)
+            || [
+                AGENTPOOL_LABEL,
+                AGENTPOOL_LABEL_SHORT,
+                QUARANTINE_LABEL,
+                RESERVED_CPU_LABEL,
+                RESERVED_MEMORY_LABEL,
+                MAX_PODS_LABEL,
+            ]
+            .contains(&k)
     };
     NodeSpec {
+        size: NodeSize::from_labels(&labels),
         pool: labels.get(AGENTPOOL_LABEL).cloned().unwrap_or_default(),
         labels: labels
             .iter()
@@ -199,6 +211,7 @@ pub fn workers_of(pools: &[preflight_core::scenario::NodePool]) -> Result<Vec<No
                 .map(|t| parse_taint(t))
                 .collect::<Result<_, _>>()
                 .map_err(|e| format!("nodes[{i}].taints: {e}"))?,
+            size: None,
         };
         if let Some(problem) = spec.problems().into_iter().next() {
             return Err(format!("nodes[{i}]: {problem}"));

@@ -20,6 +20,7 @@ use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, ListParams, PostParams};
 use preflight_core::images::{self, Substitution};
+use preflight_core::sizing::Scale;
 use serde_json::{Value, json};
 
 use super::{WebhookError, WebhookServer};
@@ -35,6 +36,7 @@ const DEADLINE: Duration = Duration::from_secs(30);
 struct Shared {
     held: Arc<BTreeSet<String>>,
     stand_in: Arc<str>,
+    scale: Scale,
     found: Arc<Mutex<Vec<Substitution>>>,
 }
 
@@ -55,16 +57,20 @@ impl std::fmt::Debug for ImageStandIn {
 
 impl ImageStandIn {
     /// Reads what every node holds, serves the webhook on `server` and registers it
-    /// with the cluster; returns once the API server calls it.
+    /// with the cluster; returns once the API server calls it. Each Pod's requests are
+    /// also scaled by `scale` (a rehearsal's node sizes; `Scale::default()` changes
+    /// nothing).
     pub async fn start(
         server: &WebhookServer,
         client: &kube::Client,
         stand_in: &str,
+        scale: Scale,
     ) -> Result<ImageStandIn, WebhookError> {
         let held = held(client, stand_in).await?;
         let shared = Shared {
             held: Arc::new(held),
             stand_in: stand_in.into(),
+            scale,
             found: Arc::new(Mutex::new(Vec::new())),
         };
         let app = Router::new()
@@ -227,7 +233,9 @@ fn answer(shared: &Shared, body: &[u8]) -> Value {
     {
         pod["metadata"]["namespace"] = req["namespace"].clone();
     }
-    let Some(admitted) = images::substitute(&pod, &shared.held, &shared.stand_in) else {
+    let Some(admitted) =
+        images::substitute_scaled(&pod, &shared.held, &shared.stand_in, &shared.scale)
+    else {
         return allowed(json!({}));
     };
     if req["dryRun"] != json!(true) {
@@ -250,6 +258,7 @@ mod tests {
                 "docker.io/preflight/workload:r1".to_string()
             ])),
             stand_in: "preflight/workload:r1".into(),
+            scale: Scale::default(),
             found: Arc::default(),
         }
     }

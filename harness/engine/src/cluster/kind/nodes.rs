@@ -180,11 +180,12 @@ pub fn join_config(
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(",");
-    let kubelet = [
+    let mut kubelet = vec![
         ("node-ip", node_ip.to_string()),
         ("node-labels", labels),
         ("provider-id", format!("kind://docker/{cluster}/{node}")),
     ];
+    kubelet.extend(spec.size.iter().flat_map(|s| s.kubelet_args()));
     let (api, args) = if version.minor >= 31 {
         let args: String = kubelet
             .iter()
@@ -1016,5 +1017,52 @@ mod tests {
             new.contains("v1beta4") && new.contains("- name: \"node-ip\""),
             "{new}"
         );
+    }
+
+    #[test]
+    fn a_sized_node_joins_with_its_reservation_and_carries_it_in_labels() {
+        let mut spec = NodeSpec::pool("user");
+        spec.size = Some(crate::cluster::NodeSize {
+            reserved: preflight_core::sizing::Resources {
+                cpu_millis: 1310,
+                memory_bytes: 1 << 30,
+            },
+            max_pods: Some(30),
+        });
+        let c = join_config(&Version::new(1, 30, 14), "c", "n", "ip", "t", &spec);
+        assert!(
+            c.contains("system-reserved: \"cpu=1310m,memory=1073741824\"")
+                && c.contains("max-pods: \"30\""),
+            "{c}"
+        );
+        let new = join_config(&Version::new(1, 31, 0), "c", "n", "ip", "t", &spec);
+        assert!(new.contains("- name: \"system-reserved\""), "{new}");
+        // A surge node of the pool reads its size back from an old node's labels.
+        let labels = spec.node_labels();
+        assert_eq!(crate::cluster::NodeSize::from_labels(&labels), spec.size);
+        let node: k8s_openapi::api::core::v1::Node = serde_json::from_value(
+            serde_json::json!({"metadata": {"name": "n", "labels": labels}}),
+        )
+        .unwrap();
+        let back = crate::rollout::spec_of(&node);
+        assert_eq!(back.size, spec.size);
+        assert!(back.labels.is_empty(), "{:?}", back.labels);
+        // In kind's configuration, a patch of that worker's kubelet arguments (a map
+        // before 1.31; none after, where kind would not merge the list).
+        let old = crate::cluster::kind::cluster_config(
+            &Version::new(1, 30, 14),
+            std::path::Path::new("/a"),
+            std::slice::from_ref(&spec),
+        );
+        assert!(
+            old.contains("kubeletExtraArgs:\n            system-reserved: \"cpu=1310m,memory=1073741824\"\n            max-pods: \"30\""),
+            "{old}"
+        );
+        let new = crate::cluster::kind::cluster_config(
+            &Version::new(1, 31, 0),
+            std::path::Path::new("/a"),
+            std::slice::from_ref(&spec),
+        );
+        assert!(!new.contains("kubeletExtraArgs"), "{new}");
     }
 }
