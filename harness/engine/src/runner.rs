@@ -171,16 +171,20 @@ pub const KIND_NODE_MEMORY_GIB: f64 = 2.0;
 
 /// `MemTotal` of `/proc/meminfo` in GiB; `None` where there is no such file.
 fn total_memory_gib() -> Option<f64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let kib: f64 = text
+    Some(total_memory_kib()? as f64 / (1024.0 * 1024.0))
+}
+
+/// `MemTotal` of `/proc/meminfo` in KiB; `None` where there is no such file.
+pub fn total_memory_kib() -> Option<u64> {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()?
         .lines()
         .find_map(|l| l.strip_prefix("MemTotal:"))?
         .trim()
         .trim_end_matches("kB")
         .trim()
         .parse()
-        .ok()?;
-    Some(kib / (1024.0 * 1024.0))
+        .ok()
 }
 
 /// Runs every planned run and returns the results in plan order.

@@ -592,11 +592,7 @@ async fn install(
             for b in &backends {
                 opts.progress.println(format!(
                     "webhook(s) {} served inside the cluster: {} Pod(s) of Deployment {}/{} behind Service {}/{}",
-                    b.hooks
-                        .iter()
-                        .map(|(h, _)| h.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    b.hook_names(),
                     b.replicas,
                     b.namespace,
                     b.stand_in(),

@@ -108,15 +108,7 @@ pub fn node_capacity() -> Option<preflight_core::sizing::Resources> {
         .lines()
         .filter(|l| l.starts_with("processor"))
         .count() as u64;
-    let kib: u64 = std::fs::read_to_string("/proc/meminfo")
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
+    let kib = crate::runner::total_memory_kib()?;
     (cpus > 0).then_some(preflight_core::sizing::Resources {
         cpu_millis: cpus * 1000,
         memory_bytes: kib * 1024,

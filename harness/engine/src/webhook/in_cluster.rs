@@ -69,6 +69,12 @@ impl Backend {
         name.trim_end_matches('-').to_string()
     }
 
+    /// The hooks it serves, for people: `a, b`.
+    pub fn hook_names(&self) -> String {
+        let names: Vec<&str> = self.hooks.iter().map(|(h, _)| h.as_str()).collect();
+        names.join(", ")
+    }
+
     /// The name the API server checks the serving certificate against.
     pub fn dns_name(&self) -> String {
         format!("{}.{}.svc", self.stand_in(), self.namespace)
@@ -271,11 +277,7 @@ async fn ready(client: &kube::Client, b: &Backend) -> Result<(), WebhookError> {
                 name: format!("{}/{name}", b.namespace),
                 detail: format!(
                     "the stand-in for the backend of webhook(s) {}: {ready} of {} Pods Ready after {} s (do the captured node selector, affinity and tolerations fit the nodes? see `kubectl describe pod -l {STAND_IN_LABEL}={name}`)",
-                    b.hooks
-                        .iter()
-                        .map(|(h, _)| h.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    b.hook_names(),
                     b.replicas,
                     READY_DEADLINE.as_secs()
                 ),
