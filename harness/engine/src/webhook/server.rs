@@ -75,6 +75,39 @@ pub struct WebhookServer {
     log: PathBuf,
 }
 
+/// A path as a Service reference allows it (each segment a DNS subdomain: a hook's
+/// `config:webhook` name is not). Each hook has a listener of its own, so the path
+/// only says which hook it is to a person reading the configuration.
+fn service_path(path: &str) -> String {
+    // A DNS subdomain: labels of lowercase letters, digits and inner dashes.
+    let segment = |s: &str| {
+        let labels: Vec<String> = s
+            .split('.')
+            .map(|l| {
+                let l: String = l
+                    .chars()
+                    .map(|c| match c.to_ascii_lowercase() {
+                        c @ ('a'..='z' | '0'..='9') => c,
+                        _ => '-',
+                    })
+                    .take(63)
+                    .collect();
+                l.trim_matches('-').to_string()
+            })
+            .filter(|l| !l.is_empty())
+            .collect();
+        if labels.is_empty() {
+            "hook".to_string()
+        } else {
+            labels.join(".")
+        }
+    };
+    path.split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| format!("/{}", segment(s)))
+        .collect()
+}
+
 /// A Service inside the cluster that relays to one hook's listener.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InCluster {
@@ -268,7 +301,7 @@ impl WebhookServer {
                     "namespace": r.namespace,
                     "name": r.service,
                     "port": r.port,
-                    "path": self.path(name)?,
+                    "path": service_path(&self.path(name)?),
                 },
                 "caBundle": self.ca_bundle(),
             }),
@@ -817,9 +850,14 @@ mod port_tests {
         let routed = server.client_config("g:pods").unwrap();
         assert_eq!(
             routed["service"],
-            json!({"namespace": "guards", "name": "preflight-guard", "port": 8443, "path": "/validate/g:pods"})
+            json!({"namespace": "guards", "name": "preflight-guard", "port": 8443, "path": "/validate/g-pods"})
         );
         assert!(routed.get("url").is_none());
+        assert_eq!(
+            service_path("/validate/Pod-Guard:pods.guard.corp_"),
+            "/validate/pod-guard-pods.guard.corp"
+        );
+        assert_eq!(service_path("/convert/crd:a..b-.c"), "/convert/crd-a.b.c");
         assert_eq!(routed["caBundle"], server.ca_bundle());
         let direct = server.client_config("g:other").unwrap();
         assert_eq!(direct["url"], server.url("g:other").unwrap());
