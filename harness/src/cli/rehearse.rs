@@ -68,8 +68,7 @@ fn node_sizes(
         ));
         (Scale::default(), Vec::new())
     };
-    if source.minor >= 31 {
-        // kubeadm v1beta4's list of kubelet arguments is not merged by kind's patches.
+    if !crate::cluster::kind::sizes_apply(source) {
         return unsized_(
             "per-node kubelet arguments are given to source versions before 1.31 only",
         );

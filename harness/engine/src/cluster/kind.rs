@@ -115,6 +115,13 @@ pub fn node_capacity() -> Option<preflight_core::sizing::Resources> {
     })
 }
 
+/// Whether kind workers of `version` can be given a size: kubeadm v1beta3's
+/// `kubeletExtraArgs` (before 1.31) is a map a worker's patch merges into kind's own;
+/// v1beta4's list is not merged by kind's patches.
+pub fn sizes_apply(version: &Version) -> bool {
+    version.minor < 31
+}
+
 /// The labels a sized node carries its size in.
 pub const RESERVED_CPU_LABEL: &str = "preflight.dev/system-reserved-cpu";
 pub const RESERVED_MEMORY_LABEL: &str = "preflight.dev/system-reserved-memory";
@@ -272,9 +279,7 @@ pub fn cluster_config(version: &Version, audit_dir: &Path, workers: &[NodeSpec])
         for (k, v) in w.node_labels() {
             nodes.push_str(&format!("      {k}: \"{v}\"\n"));
         }
-        // kubeadm v1beta3's `kubeletExtraArgs` is a map a patch merges into kind's own;
-        // sizes are given to older versions only (see `NodeSpec::size`).
-        let sized = w.size.filter(|_| version.minor < 31);
+        let sized = w.size.filter(|_| sizes_apply(version));
         if !w.taints.is_empty() || sized.is_some() {
             nodes.push_str(
                 "    kubeadmConfigPatches:\n      - |\n        kind: JoinConfiguration\n        nodeRegistration:\n",

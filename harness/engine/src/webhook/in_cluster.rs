@@ -24,7 +24,7 @@ use kube::discovery::ApiResource;
 use serde_json::{Value, json};
 
 use super::server::InCluster;
-use super::{Behaviour, BehaviourSpec, WebhookError, WebhookKind, WebhookServer};
+use super::{WebhookError, WebhookKind, WebhookServer};
 
 /// The first container port of a stand-in's relays (one per hook, counting up).
 pub const FIRST_PORT: u16 = 8443;
@@ -184,13 +184,7 @@ pub async fn start(
     for b in backends {
         let mut listeners = Vec::new();
         for (i, (hook, kind)) in b.hooks.iter().enumerate() {
-            if server.kind(hook).is_none() {
-                let allow = BehaviourSpec::new(Behaviour::Allow);
-                match kind {
-                    WebhookKind::Conversion => server.add(hook, *kind, allow).await?,
-                    _ => server.add_captured(hook, *kind, allow).await?,
-                }
-            }
+            server.allow_captured(hook, *kind).await?;
             listeners.push(server.addr(hook)?);
             server.route(
                 hook,

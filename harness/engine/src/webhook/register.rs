@@ -449,14 +449,7 @@ pub async fn register_captured(
     let mut hooks = Vec::new();
     for w in obj["webhooks"].as_array_mut().into_iter().flatten() {
         let hook = captured_hook(&name, w["name"].as_str().unwrap_or_default());
-        // A hook served inside the cluster was added before its stand-in started (on
-        // the address its relay forwards to): it keeps that address, answering `allow`.
-        let allow = super::BehaviourSpec::new(super::Behaviour::Allow);
-        if server.kind(&hook).is_some() {
-            server.set(&hook, allow).await?;
-        } else {
-            server.add_captured(&hook, kind, allow).await?;
-        }
+        server.allow_captured(&hook, kind).await?;
         w["clientConfig"] = server.client_config(&hook)?;
         hooks.push(hook);
     }
@@ -501,12 +494,7 @@ pub async fn register_captured_crd(
     let mut hook = None;
     if obj["spec"]["conversion"]["strategy"] == "Webhook" {
         let h = format!("crd:{name}");
-        let allow = super::BehaviourSpec::new(super::Behaviour::Allow);
-        if server.kind(&h).is_some() {
-            server.set(&h, allow).await?;
-        } else {
-            server.add(&h, WebhookKind::Conversion, allow).await?;
-        }
+        server.allow_captured(&h, WebhookKind::Conversion).await?;
         obj["spec"]["conversion"]["webhook"]["clientConfig"] = server.client_config(&h)?;
         hook = Some(h);
     }

@@ -209,6 +209,18 @@ impl WebhookServer {
         self.add_hook(name, kind, spec, true).await
     }
 
+    /// A captured webhook answering `allow`: added on a fresh port if it is new, else
+    /// kept on its address (where a stand-in's relay inside the cluster may already
+    /// forward, see `in_cluster`).
+    pub async fn allow_captured(&self, name: &str, kind: WebhookKind) -> Result<(), WebhookError> {
+        let allow = BehaviourSpec::new(Behaviour::Allow);
+        if self.kind(name).is_some() {
+            self.set(name, allow).await
+        } else {
+            self.add_captured(name, kind, allow).await
+        }
+    }
+
     /// Like [`WebhookServer::add`], for a captured webhook: a mutating one that allows
     /// admits the object unchanged.
     pub async fn add_captured(
