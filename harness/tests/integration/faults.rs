@@ -190,13 +190,13 @@ impl Drop for Case {
 /// No `preflight-*` container is left (deletes take a while on a loaded machine).
 async fn assert_no_kind_container_left(name: &str) {
     let gone = common::eventually(Duration::from_secs(240), || {
-        crate::kind_provider::preflight_containers().is_empty()
+        crate::kind_clusters::preflight_containers().is_empty()
     })
     .await;
     assert!(
         gone,
         "{name}: containers left: {:?}",
-        crate::kind_provider::preflight_containers()
+        crate::kind_clusters::preflight_containers()
     );
 }
 
@@ -244,7 +244,7 @@ async fn signal_at_phase(phase: &str, signal: Signal) {
     signal_at_phase_on(phase, signal, "local").await;
 }
 
-async fn signal_at_phase_on(phase: &str, signal: Signal, provider: &str) {
+pub(crate) async fn signal_at_phase_on(phase: &str, signal: Signal, provider: &str) {
     let name = format!("{provider}-{phase}-{}", signal.as_str().to_lowercase());
     let reports = tempfile::tempdir().unwrap();
     let report_dir = reports.path().join("out");
@@ -759,7 +759,11 @@ async fn sigterm_while_helm_hangs_stops_helm_too() {
 /// once its settle begins (`kill` returns the words the report must name it with),
 /// and checks: exit 2, the death named in the target's run, the source run (which it
 /// did not touch) reported whole, nothing left.
-async fn target_dies_during_settle(name: &str, provider: &str, kill: impl FnOnce() -> String) {
+pub(crate) async fn target_dies_during_settle(
+    name: &str,
+    provider: &str,
+    kill: impl FnOnce() -> String,
+) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let mut case = Case::start(
@@ -838,48 +842,6 @@ async fn etcd_dying_mid_run_is_named() {
 #[tokio::test(flavor = "multi_thread")]
 async fn kube_controller_manager_dying_mid_run_is_named() {
     component_dies("kube-controller-manager").await;
-}
-
-/// On kind: the phases where a real kubelet matters (the uninstall's cascade, the
-/// settle), by the polite and the impolite signal. No container, kind cluster,
-/// process or directory of the run may be left.
-#[tokio::test(flavor = "multi_thread")]
-async fn sigint_at_uninstall_on_kind() {
-    if crate::kind_provider::docker_available() {
-        let _serial = crate::kind_provider::ONE_AT_A_TIME.lock().await;
-        signal_at_phase_on("uninstall", Signal::SIGINT, "kind").await;
-    }
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn sigkill_at_settle_on_kind() {
-    if crate::kind_provider::docker_available() {
-        let _serial = crate::kind_provider::ONE_AT_A_TIME.lock().await;
-        signal_at_phase_on("settle", Signal::SIGKILL, "kind").await;
-    }
-}
-
-/// The target's kind node container stopped: named with its state.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_stopped_kind_node_is_named_and_the_other_run_still_reported() {
-    if !crate::kind_provider::docker_available() {
-        return;
-    }
-    let _serial = crate::kind_provider::ONE_AT_A_TIME.lock().await;
-    target_dies_during_settle("kind node stopped", "kind", || {
-        let nodes: Vec<String> = crate::kind_provider::preflight_containers()
-            .into_iter()
-            .filter(|c| c.contains("target"))
-            .collect();
-        assert_eq!(nodes.len(), 1, "the target's node: {nodes:?}");
-        let stopped = Command::new("docker")
-            .args(["stop", "-t", "1", &nodes[0]])
-            .status()
-            .unwrap();
-        assert!(stopped.success());
-        format!("the kind node container {} is exited", nodes[0])
-    })
-    .await;
 }
 
 /// The webhook server cannot bind (`--webhook-address` names an address that is not

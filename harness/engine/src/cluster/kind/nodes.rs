@@ -89,6 +89,18 @@ pub fn keep_etcd(running: Option<&str>, target: Option<&str>) -> bool {
     }
 }
 
+/// Whether the Docker engine's store holds `image` (nothing can be pulled here).
+async fn engine_holds(image: &str) -> bool {
+    let args = [
+        "image".into(),
+        "inspect".into(),
+        "--format".into(),
+        "{{.Id}}".into(),
+        image.to_string(),
+    ];
+    docker_async(&args, DOCKER_QUERY_TIMEOUT).await.is_ok()
+}
+
 /// The node image of `version`, from `image`, the one of version `running`: its
 /// version replaced. None when `image` does not name `running`.
 pub fn image_of_version(image: &str, running: &Version, version: &Version) -> Option<String> {
@@ -407,11 +419,21 @@ impl KindCluster {
         )
         .await?;
         let keep = keep_etcd(Some(running_etcd.trim()), target_etcd.as_deref());
-        let control_plane: Vec<String> = images
+        let mut control_plane: Vec<String> = images
             .iter()
             .filter(|i| !(keep && i.contains("/etcd:")))
             .cloned()
             .collect();
+        // kubeadm's prepull asks for every image it lists, the kept etcd's too: one the
+        // node lacks costs a pull that cannot succeed offline (containerd gives up after
+        // about 50 s, measured). So the target's etcd image goes in as well when the
+        // engine holds it (`components kind-image` builds it); without it the upgrade
+        // still works, only slower.
+        if let Some(etcd) = target_etcd.filter(|_| keep)
+            && engine_holds(&etcd).await
+        {
+            control_plane.push(etcd);
+        }
         let addons: Vec<String> = images
             .iter()
             .filter(|i| {
@@ -720,14 +742,7 @@ impl KindCluster {
         // Said up front: `docker save` of an image the engine lacks fails with a bare
         // "No such image".
         for image in &missing {
-            let args = vec![
-                "image".into(),
-                "inspect".into(),
-                "--format".into(),
-                "{{.Id}}".into(),
-                image.clone(),
-            ];
-            if docker_async(&args, DOCKER_QUERY_TIMEOUT).await.is_err() {
+            if !engine_holds(image).await {
                 return Err(ClusterError::Unsupported(format!(
                     "node {node} needs image {image}, which the Docker engine does not hold and nothing can pull: `preflight components kind-image --version V` builds a version's images"
                 )));

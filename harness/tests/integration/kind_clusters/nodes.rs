@@ -17,7 +17,7 @@ use preflight::components::{self, kind_image};
 use preflight::progress::Progress;
 
 use crate::common;
-use crate::kind_provider::{ONE_AT_A_TIME, docker_available};
+use crate::kind_clusters::{ONE_AT_A_TIME, docker_available};
 
 const POOL: &str = "nodepool1";
 

@@ -10,59 +10,8 @@
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use serde_json::Value;
-
 use crate::common;
-
-/// kind tests run one at a time: each needs most of the machine, and each checks that no
-/// `preflight-*` container is left, which only holds while no other kind test runs.
-pub(crate) static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Whether a Docker engine answers. CI must have one (`ci/test.sh` starts it).
-pub(crate) fn docker_available() -> bool {
-    let ok = Command::new("docker")
-        .args(["info", "--format", "{{.ServerVersion}}"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must have a Docker engine (ci/test.sh starts one with ci/docker-engine.sh)"
-        );
-        eprintln!("SKIPPED: no Docker engine answers; run `sudo ci/docker-engine.sh`");
-    }
-    ok
-}
-
-pub(crate) fn preflight_containers() -> Vec<String> {
-    let out = Command::new("docker")
-        .args(["ps", "-a", "--format", "{{.Names}}"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|n| n.starts_with("preflight-") && !n.starts_with("preflight-node-build"))
-        .map(str::to_string)
-        .collect()
-}
-
-pub(crate) fn run_preflight(args: &[&str], dir: &std::path::Path) -> (Option<i32>, Value, String) {
-    let out = Command::new(common::preflight_bin())
-        .args(args)
-        .arg("--report-dir")
-        .arg(dir)
-        .env("CI", "true")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc = serde_json::from_str(&common::read(&dir.join("report.json")))
-        .unwrap_or_else(|e| panic!("no report.json ({e}): {text}"));
-    (out.status.code(), doc, text)
-}
+use crate::kind_clusters::{ONE_AT_A_TIME, docker_available, preflight_containers, run_preflight};
 
 const SCENARIOS: [&str; 3] = ["baseline", "incident-admission", "incident-conversion"];
 
