@@ -71,6 +71,8 @@ fn group(twin: &Twin, health: &[WebhookHealth]) -> (Vec<Backend>, Vec<String>) {
                 node_selector: b.node_selector.clone(),
                 affinity: b.affinity.clone(),
                 tolerations: b.tolerations.clone(),
+                topology_spread_constraints: b.topology_spread_constraints.clone(),
+                pod_labels: b.pod_labels.clone(),
                 hooks: Vec::new(),
             });
         entry.ready |= health != super::health::Health::Unreachable;

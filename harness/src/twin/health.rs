@@ -108,6 +108,13 @@ pub struct Backend {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity: Option<Value>,
     pub tolerations: Vec<Value>,
+    /// The Pods' topology spread constraints.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topology_spread_constraints: Vec<Value>,
+    /// The Pods' labels (its template's): affinity and spread rules often select the
+    /// backend's own Pods, e.g. to keep its replicas on different nodes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pod_labels: BTreeMap<String, String>,
 }
 
 /// A PodDisruptionBudget as a drain sees it.
@@ -343,6 +350,13 @@ fn workload(
             .into_iter()
             .filter_map(|t| serde_json::to_value(t).ok())
             .collect(),
+        topology_spread_constraints: pod
+            .topology_spread_constraints
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|t| serde_json::to_value(t).ok())
+            .collect(),
+        pod_labels: labels.clone().into_iter().collect(),
     };
     (backend, labels)
 }

@@ -279,6 +279,8 @@ async fn a_twin_of_a_cluster_broken_today_predicts_what_an_upgrade_now_leaves() 
         backend["nodeSelector"]["kubernetes.azure.com/mode"],
         "system"
     );
+    // Its Pods' labels, which a rehearsal's stand-in carries for rules selecting them.
+    assert_eq!(backend["podLabels"], json!({"app": "converter"}));
     // The stored objects, metadata only, and the node pool.
     assert_eq!(
         manifest["customResources"],

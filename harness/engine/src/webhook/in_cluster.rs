@@ -49,6 +49,12 @@ pub struct Backend {
     pub node_selector: BTreeMap<String, String>,
     pub affinity: Option<Value>,
     pub tolerations: Vec<Value>,
+    pub topology_spread_constraints: Vec<Value>,
+    /// The captured Pods' labels. The stand-in's Pods carry them too (beside its own),
+    /// so affinity and spread rules that select the backend's own Pods, such as
+    /// replicas kept on different nodes, place the stand-in as they placed the backend:
+    /// which replicas one drain evicts depends on it.
+    pub pod_labels: BTreeMap<String, String>,
     /// The hooks it serves (the server's names) and their kinds.
     pub hooks: Vec<(String, WebhookKind)>,
 }
@@ -89,6 +95,10 @@ impl Backend {
             super::register::MANAGED_BY.0: super::register::MANAGED_BY.1,
         });
         let selector = json!({STAND_IN_LABEL: name});
+        let mut pod_labels = json!(self.pod_labels);
+        for (k, v) in labels.as_object().into_iter().flatten() {
+            pod_labels[k] = v.clone();
+        }
         let ports: Vec<u16> = (0..listeners.len())
             .map(|i| FIRST_PORT + i as u16)
             .collect();
@@ -116,6 +126,9 @@ impl Backend {
         if !self.tolerations.is_empty() {
             pod["tolerations"] = json!(self.tolerations);
         }
+        if !self.topology_spread_constraints.is_empty() {
+            pod["topologySpreadConstraints"] = json!(self.topology_spread_constraints);
+        }
         let mut out = vec![
             json!({
                 "apiVersion": "apps/v1",
@@ -124,7 +137,7 @@ impl Backend {
                 "spec": {
                     "replicas": self.replicas,
                     "selector": {"matchLabels": selector},
-                    "template": {"metadata": {"labels": labels}, "spec": pod},
+                    "template": {"metadata": {"labels": pod_labels}, "spec": pod},
                 },
             }),
             json!({
@@ -299,6 +312,13 @@ mod tests {
             node_selector: BTreeMap::from([("agentpool".into(), "user".into())]),
             affinity: None,
             tolerations: vec![json!({"key": "sku", "operator": "Exists"})],
+            topology_spread_constraints: vec![
+                json!({"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {"matchLabels": {"app": "guard"}}}),
+            ],
+            pod_labels: BTreeMap::from([
+                ("app".into(), "guard".into()),
+                (STAND_IN_LABEL.into(), "not-the-stand-in".into()),
+            ]),
             hooks: vec![
                 ("g:pods.guard".into(), WebhookKind::Validating),
                 ("g:mutate.guard".into(), WebhookKind::Mutating),
@@ -322,6 +342,24 @@ mod tests {
         let pod = &d["spec"]["template"]["spec"];
         assert_eq!(pod["nodeSelector"]["agentpool"], "user");
         assert_eq!(pod["tolerations"][0]["key"], "sku");
+        // The captured labels ride along, so a rule selecting the backend's own Pods
+        // selects the stand-in's; the stand-in's own label wins a clash, or the
+        // Deployment would not select its Pods.
+        let template = &d["spec"]["template"]["metadata"]["labels"];
+        assert_eq!(template["app"], "guard");
+        assert_eq!(template[STAND_IN_LABEL], "preflight-guard");
+        assert_eq!(
+            d["spec"]["selector"]["matchLabels"][STAND_IN_LABEL],
+            "preflight-guard"
+        );
+        assert_eq!(
+            pod["topologySpreadConstraints"][0]["labelSelector"]["matchLabels"]["app"],
+            "guard"
+        );
+        assert_eq!(
+            objs[1]["spec"]["selector"],
+            d["spec"]["selector"]["matchLabels"]
+        );
         let script = pod["containers"][0]["command"][2].as_str().unwrap();
         assert!(
             script.contains("nc -ll -p 8443 -e nc 172.18.0.1 40001")
