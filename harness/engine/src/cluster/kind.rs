@@ -242,7 +242,7 @@ impl NodeSpec {
 }
 
 /// kind's cluster configuration: one control-plane node whose API server writes an
-/// audit log into `audit_dir` (on the host), and a controller manager that logs the
+/// audit log into `audit_dir` (on the host) and closes its watches when it stops, and a controller manager that logs the
 /// garbage collector's work (`--v=2`, as on local control planes), then one worker per
 /// entry of `workers`, in order (kind names them `<cluster>-worker`, `-worker2`, ...).
 /// A worker's labels go through kind's `labels:` (kubeadm's `node-labels` at join); its
@@ -271,6 +271,12 @@ pub fn cluster_config(version: &Version, audit_dir: &Path, workers: &[NodeSpec])
         ),
         ("audit-log-path", &format!("{AUDIT_DIR_IN_NODE}/audit.log")),
         ("audit-log-maxsize", "200"),
+        // On SIGTERM the API server closes its watches within this time; without it
+        // (the default, 0) it waits for them up to its 60 s request timeout, so the
+        // kubelet kills it only after the static Pod's 30 s grace period, and every
+        // in-place upgrade (`kubeadm upgrade apply` replaces the API server's Pod)
+        // waits that long with no API server at all.
+        ("shutdown-watch-termination-grace-period", "5s"),
     ]);
     let kcm = args(&[("v", "2")]);
     let mut nodes = String::new();
@@ -1162,8 +1168,18 @@ mod tests {
             "{old}"
         );
         assert!(old.contains("v: \"2\""), "{old}");
+        assert!(
+            old.contains("shutdown-watch-termination-grace-period: \"5s\""),
+            "{old}"
+        );
         let new = cluster_config(&Version::new(1, 31, 0), Path::new("/run/audit"), &[]);
         assert!(new.contains("- name: audit-log-path"), "{new}");
+        assert!(
+            new.contains(
+                "- name: shutdown-watch-termination-grace-period\n            value: \"5s\""
+            ),
+            "{new}"
+        );
         assert!(new.contains("- name: v\n            value: \"2\""), "{new}");
     }
 

@@ -242,6 +242,12 @@ async fn kind_nodes_upgrade_the_control_plane_then_surge_and_remove() {
         &format!("{manifests}/kube-controller-manager.yaml"),
         "--v=2"
     ));
+    // So does the watch drain that lets the next upgrade's API server stop at once.
+    assert!(node_file_has(
+        &cluster.node(),
+        &format!("{manifests}/kube-apiserver.yaml"),
+        "--shutdown-watch-termination-grace-period=5s"
+    ));
     // Nothing in kube-system is stuck (kube-proxy and CoreDNS rolled to the target's
     // images, which no node could pull).
     let unready = kube_system_settled(&client, Duration::from_secs(120)).await;
