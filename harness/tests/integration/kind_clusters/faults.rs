@@ -41,11 +41,12 @@ async fn a_stopped_kind_node_is_named_and_the_other_run_still_reported() {
             .filter(|c| c.contains("target"))
             .collect();
         assert_eq!(nodes.len(), 1, "the target's node: {nodes:?}");
+        // Its output (the container's name) is kept off the test's result line.
         let stopped = Command::new("docker")
             .args(["stop", "-t", "1", &nodes[0]])
-            .status()
+            .output()
             .unwrap();
-        assert!(stopped.success());
+        assert!(stopped.status.success(), "{stopped:?}");
         format!("the kind node container {} is exited", nodes[0])
     })
     .await;
