@@ -318,9 +318,26 @@ impl<'a> Run<'a> {
             namespace: None,
             noise: at.noise.clone(),
         };
-        let after = snapshot::take(&client, &everything)
-            .await
-            .context("snapshot after the run")?;
+        let after = match snapshot::take(&client, &everything).await {
+            Ok(after) => after,
+            Err(e) => {
+                // A component killed after the check above shows first as a reset
+                // connection and a moment later as an exit: the death is the cause.
+                let liveness = at.cluster.liveness();
+                if let Ok(seen) = tokio::time::timeout(DEATH_NOTICE, liveness.until_dead()).await {
+                    let dead = at.cluster.dead_components().await;
+                    anyhow::bail!(
+                        "{}",
+                        if dead.is_empty() {
+                            seen
+                        } else {
+                            dead.join("; ")
+                        }
+                    );
+                }
+                return Err(e).context("snapshot after the run");
+            }
+        };
         driver.stop();
         std::fs::create_dir_all(&at.dir)
             .with_context(|| format!("creating {}", at.dir.display()))?;
@@ -670,6 +687,11 @@ fn join_manifests(manifests: &BTreeMap<usize, String>) -> String {
         _ => manifests.values().map(|m| format!("{m}\n---\n")).collect(),
     }
 }
+
+/// How long a failed call waits to learn whether a component died behind it: a local
+/// process's exit shows within a moment of its connections' reset, a kind node's
+/// within one of [`Liveness::until_dead`]'s two-second checks.
+const DEATH_NOTICE: Duration = Duration::from_secs(3);
 
 enum Watched<T> {
     Done(T),
