@@ -77,7 +77,9 @@ say "cargo test (the kind tests, one at a time, beside all the others)"
 # The kind tests (module kind_clusters of the integration binary) each need most of
 # this machine and take turns; among the shared test threads, one waiting for another
 # would hold a thread for many minutes. So they run on their own thread, in their own
-# process group (stopped if this script stops), beside the rest; their lines carry
+# process group (stopped if this script stops), beside the rest, which run one at a
+# time too: two threads there beside a kind cluster loaded 2 cores to a load average of
+# 19 and finished no sooner, as the kind tests take longer anyway. Kind lines carry
 # "kind| ".
 export RUSTC_BOOTSTRAP=1
 log="$(mktemp "${TMPDIR:-/tmp}/preflight-test.XXXXXX")"
@@ -90,7 +92,8 @@ setsid bash -c 'cargo test -p preflight --test integration -- kind_clusters:: --
   echo "${PIPESTATUS[0]}" >"$1.rc"' kind "$kind_log" &
 kind_pid=$!
 status=0
-cargo test --workspace -- --skip kind_clusters:: -Z unstable-options --report-time 2>&1 | tee "$log" || status=$?
+cargo test --workspace -- --skip kind_clusters:: --test-threads=1 -Z unstable-options --report-time 2>&1 |
+  tee "$log" || status=$?
 wait "$kind_pid" || true
 kind_pid=""
 kind_status="$(cat "$kind_log.rc" 2>/dev/null || echo 1)"
