@@ -244,12 +244,11 @@ impl NodeSpec {
 /// kind's cluster configuration: one control-plane node whose API server writes an
 /// audit log into `audit_dir` (on the host) and closes its watches when it stops, and
 /// a controller manager that logs the garbage collector's work (`--v=2`, as on local
-/// control planes), then one worker per
-/// entry of `workers`, in order (kind names them `<cluster>-worker`, `-worker2`, ...).
-/// A worker's labels go through kind's `labels:` (kubeadm's `node-labels` at join); its
-/// taints through a `JoinConfiguration` patch of that node alone
-/// (`nodeRegistration.taints`: the kubelet registers with them, so nothing is
-/// scheduled before they hold). kubeadm's configuration changed shape in v1beta4
+/// control planes), then one worker per entry of `workers`, in order (kind names them
+/// `<cluster>-worker`, `-worker2`, ...). A worker's labels go through kind's `labels:`
+/// (kubeadm's `node-labels` at join); its taints through a `JoinConfiguration` patch of
+/// that node alone (`nodeRegistration.taints`: the kubelet registers with them, so
+/// nothing is scheduled before they hold). kubeadm's configuration changed shape in v1beta4
 /// (Kubernetes 1.31): `extraArgs` became a list.
 pub fn cluster_config(version: &Version, audit_dir: &Path, workers: &[NodeSpec]) -> String {
     let args = |pairs: &[(&str, &str)]| -> String {
