@@ -10,6 +10,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# libtest's --report-time (below) is unstable; RUSTC_BOOTSTRAP lets the stable test
+# binaries accept it. It is set for every cargo call here, not only `cargo test`: some
+# dependencies' build scripts (anyhow, proc-macro2, thiserror) rerun when it changes,
+# and everything above them with them, so a clippy without it and a test build with it
+# would rebuild each other's artifacts in a build directory kept between runs.
+export RUSTC_BOOTSTRAP=1
+
 say() { printf '\n==> %s\n' "$*" >&2; }
 need() { command -v "$1" >/dev/null 2>&1 || { echo "error: '$1' is missing: $2" >&2; exit 2; }; }
 
@@ -70,9 +77,8 @@ fi
 cargo run --quiet -- components kind-image
 
 say "cargo test (the kind tests, one at a time, beside all the others)"
-# libtest's --report-time puts each test's time after its result; it is unstable, so
-# RUSTC_BOOTSTRAP lets the stable test binaries accept it (cargo builds the same
-# binaries either way). The times give the slowest tests at the end.
+# libtest's --report-time puts each test's time after its result; the times give the
+# slowest tests at the end.
 #
 # The kind tests (module kind_clusters of the integration binary) each need most of
 # this machine and take turns; among the shared test threads, one waiting for another
@@ -81,7 +87,6 @@ say "cargo test (the kind tests, one at a time, beside all the others)"
 # time too: two threads there beside a kind cluster loaded 2 cores to a load average of
 # 19 and finished no sooner, as the kind tests take longer anyway. Kind lines carry
 # "kind| ".
-export RUSTC_BOOTSTRAP=1
 log="$(mktemp "${TMPDIR:-/tmp}/preflight-test.XXXXXX")"
 kind_log="$(mktemp "${TMPDIR:-/tmp}/preflight-kind-test.XXXXXX")"
 kind_pid=""
