@@ -356,7 +356,7 @@ fn workload(
             .into_iter()
             .filter_map(|t| serde_json::to_value(t).ok())
             .collect(),
-        pod_labels: labels.clone().into_iter().collect(),
+        pod_labels: labels.clone(),
     };
     (backend, labels)
 }

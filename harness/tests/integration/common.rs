@@ -97,6 +97,28 @@ pub fn preflight_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_preflight"))
 }
 
+/// Runs the preflight binary with `args` and `--report-dir dir`, as CI does
+/// (`CI=true`: plain progress lines), from the package's folder; returns its exit code,
+/// its report.json (which must exist) and its output.
+pub fn run_preflight(args: &[&str], dir: &Path) -> (Option<i32>, serde_json::Value, String) {
+    let out = std::process::Command::new(preflight_bin())
+        .args(args)
+        .arg("--report-dir")
+        .arg(dir)
+        .env("CI", "true")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc = serde_json::from_str(&read(&dir.join("report.json")))
+        .unwrap_or_else(|e| panic!("no report.json ({e}):\n{text}"));
+    (out.status.code(), doc, text)
+}
+
 pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }

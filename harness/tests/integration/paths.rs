@@ -9,23 +9,9 @@ use serde_json::Value;
 use crate::common;
 
 fn run(args: &[&str], dir: &Path) -> (Option<i32>, String, Value) {
-    let out = Command::new(common::preflight_bin())
-        .arg("run")
-        .args(args)
-        .arg("--report-dir")
-        .arg(dir)
-        .env("CI", "true")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc = serde_json::from_str(&common::read(&dir.join("report.json")))
-        .unwrap_or_else(|e| panic!("no report.json ({e}):\n{text}"));
-    (out.status.code(), text, doc)
+    let args: Vec<&str> = std::iter::once("run").chain(args.iter().copied()).collect();
+    let (code, doc, text) = common::run_preflight(&args, dir);
+    (code, text, doc)
 }
 
 fn scenario<'a>(doc: &'a Value, name: &str) -> &'a Value {

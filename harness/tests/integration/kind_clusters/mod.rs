@@ -11,10 +11,6 @@
 
 use std::process::Command;
 
-use serde_json::Value;
-
-use crate::common;
-
 mod faults;
 mod nodes;
 mod provider;
@@ -50,22 +46,4 @@ pub(crate) fn preflight_containers() -> Vec<String> {
         .filter(|n| n.starts_with("preflight-") && !n.starts_with("preflight-node-build"))
         .map(str::to_string)
         .collect()
-}
-
-pub(crate) fn run_preflight(args: &[&str], dir: &std::path::Path) -> (Option<i32>, Value, String) {
-    let out = Command::new(common::preflight_bin())
-        .args(args)
-        .arg("--report-dir")
-        .arg(dir)
-        .env("CI", "true")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc = serde_json::from_str(&common::read(&dir.join("report.json")))
-        .unwrap_or_else(|e| panic!("no report.json ({e}): {text}"));
-    (out.status.code(), doc, text)
 }

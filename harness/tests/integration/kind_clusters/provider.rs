@@ -11,7 +11,8 @@ use std::collections::BTreeSet;
 use std::process::Command;
 
 use crate::common;
-use crate::kind_clusters::{ONE_AT_A_TIME, docker_available, preflight_containers, run_preflight};
+use crate::common::run_preflight;
+use crate::kind_clusters::{ONE_AT_A_TIME, docker_available, preflight_containers};
 
 const SCENARIOS: [&str; 3] = ["baseline", "incident-admission", "incident-conversion"];
 

@@ -28,7 +28,8 @@ use preflight_core::drain::{Answer, BlockedBy, DrainOutcome, PodEnd};
 use preflight_core::rollout::{NotBackCause, Prediction, RolloutRecord, Undrainable};
 
 use crate::common;
-use crate::kind_clusters::{ONE_AT_A_TIME, docker_available, preflight_containers, run_preflight};
+use crate::common::run_preflight;
+use crate::kind_clusters::{ONE_AT_A_TIME, docker_available, preflight_containers};
 
 #[test]
 fn node_pools_roll_as_aks_rolls_them_on_kind() {
