@@ -59,7 +59,6 @@ fn roll(args: &RehearseArgs) -> anyhow::Result<RollNodes> {
 /// `preflight_core::sizing`), said on the progress output.
 fn node_sizes(
     pools: &[crate::twin::nodes::NodePool],
-    source: &crate::components::Version,
     progress: &Progress,
 ) -> (Scale, Vec<Option<crate::cluster::NodeSize>>) {
     let unsized_ = |why: &str| {
@@ -68,11 +67,6 @@ fn node_sizes(
         ));
         (Scale::default(), Vec::new())
     };
-    if !crate::cluster::kind::sizes_apply(source) {
-        return unsized_(
-            "per-node kubelet arguments are given to source versions before 1.31 only",
-        );
-    }
     let Some(capacity) = crate::cluster::kind::node_capacity() else {
         return unsized_("/proc does not say this machine's CPUs and memory");
     };
@@ -125,7 +119,7 @@ pub(super) async fn rehearse(args: RehearseArgs, progress: Progress) -> anyhow::
         crate::twin::load::read_yaml(&pools_file).map_err(|e| anyhow::anyhow!("{e}"))?;
     let (source, target) =
         super::source_and_target(args.source.as_deref(), args.target.as_deref())?;
-    let (scale, sizes) = node_sizes(&pools, &source, &progress);
+    let (scale, sizes) = node_sizes(&pools, &progress);
     let workers = crate::twin::nodes::kind_workers(&pools, args.nodes, &sizes)
         .map_err(|e| anyhow::anyhow!("{}: {e}", pools_file.display()))?;
     progress.println(format!(

@@ -115,11 +115,12 @@ pub fn node_capacity() -> Option<preflight_core::sizing::Resources> {
     })
 }
 
-/// Whether kind workers of `version` can be given a size: kubeadm v1beta3's
-/// `kubeletExtraArgs` (before 1.31) is a map a worker's patch merges into kind's own;
-/// v1beta4's list is not merged by kind's patches.
-pub fn sizes_apply(version: &Version) -> bool {
-    version.minor < 31
+/// Whether kind writes kubeadm's v1beta4 configuration for `version`, whose extra
+/// arguments are lists of `name`/`value` rather than maps: kind v0.33 keeps v1beta3 up
+/// to 1.35 (`pkg/cluster/internal/kubeadm/config.go`), though kubeadm has offered
+/// v1beta4 since 1.31, and a patch in the other shape is refused by kubeadm init.
+pub fn kind_writes_v1beta4(version: &Version) -> bool {
+    (version.major, version.minor) >= (1, 36)
 }
 
 /// The labels a sized node carries its size in.
@@ -251,8 +252,9 @@ impl NodeSpec {
 /// nothing is scheduled before they hold). kubeadm's configuration changed shape in v1beta4
 /// (Kubernetes 1.31): `extraArgs` became a list.
 pub fn cluster_config(version: &Version, audit_dir: &Path, workers: &[NodeSpec]) -> String {
+    let list_args = kind_writes_v1beta4(version);
     let args = |pairs: &[(&str, &str)]| -> String {
-        if version.minor >= 31 {
+        if list_args {
             pairs
                 .iter()
                 .map(|(k, v)| format!("\n          - name: {k}\n            value: \"{v}\""))
@@ -285,13 +287,17 @@ pub fn cluster_config(version: &Version, audit_dir: &Path, workers: &[NodeSpec])
         for (k, v) in w.node_labels() {
             nodes.push_str(&format!("      {k}: \"{v}\"\n"));
         }
-        let sized = w.size.filter(|_| sizes_apply(version));
-        if !w.taints.is_empty() || sized.is_some() {
+        // kubeadm v1beta3's `kubeletExtraArgs` is a map a worker's strategic patch
+        // merges into kind's own (node IP, labels, provider id); v1beta4's is a list
+        // such a patch would replace, so each argument is appended with a JSON 6902
+        // patch instead.
+        let map_size = w.size.filter(|_| !list_args);
+        if !w.taints.is_empty() || map_size.is_some() {
             nodes.push_str(
                 "    kubeadmConfigPatches:\n      - |\n        kind: JoinConfiguration\n        nodeRegistration:\n",
             );
         }
-        if let Some(size) = sized {
+        if let Some(size) = map_size {
             nodes.push_str("          kubeletExtraArgs:\n");
             for (k, v) in size.kubelet_args() {
                 nodes.push_str(&format!("            {k}: \"{v}\"\n"));
@@ -305,6 +311,16 @@ pub fn cluster_config(version: &Version, audit_dir: &Path, workers: &[NodeSpec])
                     t.key,
                     t.value,
                     t.effect.as_str()
+                ));
+            }
+        }
+        if let Some(size) = w.size.filter(|_| list_args) {
+            nodes.push_str(
+                "    kubeadmConfigPatchesJSON6902:\n      - group: kubeadm.k8s.io\n        version: v1beta4\n        kind: JoinConfiguration\n        patch: |\n",
+            );
+            for (k, v) in size.kubelet_args() {
+                nodes.push_str(&format!(
+                    "          - op: add\n            path: /nodeRegistration/kubeletExtraArgs/-\n            value: {{name: \"{k}\", value: \"{v}\"}}\n"
                 ));
             }
         }
@@ -1172,7 +1188,10 @@ mod tests {
             old.contains("shutdown-watch-termination-grace-period: \"5s\""),
             "{old}"
         );
-        let new = cluster_config(&Version::new(1, 31, 0), Path::new("/run/audit"), &[]);
+        // Kind writes v1beta3 up to 1.35, kubeadm's v1beta4 after.
+        let v135 = cluster_config(&Version::new(1, 35, 0), Path::new("/run/audit"), &[]);
+        assert!(v135.contains("v: \"2\""), "{v135}");
+        let new = cluster_config(&Version::new(1, 36, 0), Path::new("/run/audit"), &[]);
         assert!(new.contains("- name: audit-log-path"), "{new}");
         assert!(
             new.contains(

@@ -324,3 +324,130 @@ async fn kind_nodes_upgrade_the_control_plane_then_surge_and_remove() {
         t0.elapsed()
     );
 }
+
+/// kind writes kubeadm's v1beta3 configuration up to 1.35 although kubeadm offers
+/// v1beta4 from 1.31: a node pool's size (the kubelet's `--system-reserved` and
+/// `--max-pods`) and the API server's audit flags reach a 1.31 cluster, and kind's own
+/// kubelet arguments (node IP, provider id, labels) stay. Until this was so, no kind
+/// cluster from 1.31 on started at all.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sized_worker_at_1_31_keeps_kinds_kubelet_arguments() {
+    if !docker_available() {
+        return;
+    }
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let (version, kind_bin, image) = tokio::task::spawn_blocking(|| {
+        let opts = components::Options::from_env(Progress::quiet());
+        let version = components::releases::resolve("v1.31", true, &opts)
+            .unwrap()
+            .version;
+        let kind = kind_image::ensure_kind(&opts).unwrap();
+        let image = kind_image::ensure(&version, &opts).unwrap().image;
+        (version, kind, image)
+    })
+    .await
+    .unwrap();
+    let name = kind::cluster_name(&format!("ks{}", std::process::id()), "sized");
+    let mut spec = NodeSpec::pool(POOL);
+    spec.taints.push(Taint {
+        key: "dedicated".into(),
+        value: "web".into(),
+        effect: TaintEffect::NoSchedule,
+    });
+    spec.size = Some(preflight::cluster::NodeSize {
+        reserved: preflight_core::sizing::Resources {
+            cpu_millis: 1200,
+            memory_bytes: 1 << 30,
+        },
+        max_pods: Some(30),
+    });
+    let config = KindConfig {
+        name: name.clone(),
+        version: version.clone(),
+        image,
+        kind: kind_bin,
+        helm: common::components(&version).helm,
+        load_images: Vec::new(),
+        keep: false,
+        workers: vec![spec],
+    };
+    let cluster = KindCluster::start(config).await.unwrap();
+    let client = cluster.client();
+    let worker = cluster.workers()[0].clone();
+    let n = node(&client, &worker).await;
+    assert!(ready(&n), "{n:?}");
+    assert_eq!(kubelet_version(&n), version.to_string());
+    let status = n.status.clone().unwrap();
+    let quantity =
+        |m: &std::collections::BTreeMap<
+            String,
+            k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+        >,
+         k: &str| { m.get(k).map(|q| q.0.clone()).unwrap_or_default() };
+    let capacity = status.capacity.clone().unwrap();
+    let allocatable = status.allocatable.clone().unwrap();
+    let cores: u64 = quantity(&capacity, "cpu").parse().unwrap();
+    assert_eq!(
+        quantity(&allocatable, "cpu"),
+        format!("{}m", cores * 1000 - 1200),
+        "{allocatable:?}"
+    );
+    assert_eq!(quantity(&allocatable, "pods"), "30");
+    // kind's own arguments survived the pool's: the node's address is its
+    // container's, its provider id kind's, its labels the pool's.
+    let ip = Command::new("docker")
+        .args([
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            &worker,
+        ])
+        .output()
+        .unwrap();
+    let ip = String::from_utf8_lossy(&ip.stdout).trim().to_string();
+    assert!(
+        status
+            .addresses
+            .iter()
+            .flatten()
+            .any(|a| a.type_ == "InternalIP" && a.address == ip),
+        "{:?} vs {ip}",
+        status.addresses
+    );
+    let spec = n.spec.clone().unwrap();
+    assert_eq!(
+        spec.provider_id.as_deref(),
+        Some(format!("kind://docker/{name}/{worker}").as_str())
+    );
+    assert!(
+        spec.taints
+            .iter()
+            .flatten()
+            .any(|t| t.key == "dedicated" && t.effect == "NoSchedule"),
+        "{:?}",
+        spec.taints
+    );
+    let labels = n.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(
+        labels.get(kind::AGENTPOOL_LABEL).map(String::as_str),
+        Some(POOL)
+    );
+    // The control plane's flags from kind's ClusterConfiguration patch.
+    let cp = cluster.node();
+    assert!(node_file_has(
+        &cp,
+        "/etc/kubernetes/manifests/kube-apiserver.yaml",
+        "--audit-log-path="
+    ));
+    assert!(node_file_has(
+        &cp,
+        "/etc/kubernetes/manifests/kube-controller-manager.yaml",
+        "--v=2"
+    ));
+    drop(cluster);
+    assert!(
+        cluster_containers(&name).is_empty(),
+        "{:?}",
+        cluster_containers(&name)
+    );
+}

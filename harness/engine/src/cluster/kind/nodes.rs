@@ -1062,8 +1062,10 @@ mod tests {
         let back = crate::rollout::spec_of(&node);
         assert_eq!(back.size, spec.size);
         assert!(back.labels.is_empty(), "{:?}", back.labels);
-        // In kind's configuration, a patch of that worker's kubelet arguments (a map
-        // before 1.31; none after, where kind would not merge the list).
+        // In kind's configuration, a patch of that worker's kubelet arguments: merged
+        // into kind's map while kind writes v1beta3 (to 1.35), appended to its list
+        // after (a strategic patch would replace the list: node IP, labels and
+        // provider id lost).
         let old = crate::cluster::kind::cluster_config(
             &Version::new(1, 30, 14),
             std::path::Path::new("/a"),
@@ -1073,11 +1075,33 @@ mod tests {
             old.contains("kubeletExtraArgs:\n            system-reserved: \"cpu=1310m,memory=1073741824\"\n            max-pods: \"30\""),
             "{old}"
         );
-        let new = crate::cluster::kind::cluster_config(
-            &Version::new(1, 31, 0),
+        let v135 = crate::cluster::kind::cluster_config(
+            &Version::new(1, 35, 0),
             std::path::Path::new("/a"),
             std::slice::from_ref(&spec),
         );
-        assert!(!new.contains("kubeletExtraArgs"), "{new}");
+        assert!(
+            v135.contains("kubeletExtraArgs:\n            system-reserved:"),
+            "{v135}"
+        );
+        let new = crate::cluster::kind::cluster_config(
+            &Version::new(1, 36, 0),
+            std::path::Path::new("/a"),
+            std::slice::from_ref(&spec),
+        );
+        assert!(!new.contains("          kubeletExtraArgs:"), "{new}");
+        assert!(
+            new.contains("kubeadmConfigPatchesJSON6902:\n      - group: kubeadm.k8s.io\n        version: v1beta4\n        kind: JoinConfiguration")
+                && new.contains("path: /nodeRegistration/kubeletExtraArgs/-\n            value: {name: \"system-reserved\", value: \"cpu=1310m,memory=1073741824\"}")
+                && new.contains("value: {name: \"max-pods\", value: \"30\"}"),
+            "{new}"
+        );
+        // The config is YAML kind reads: the patch is a list of operations.
+        let doc: serde_json::Value = serde_saphyr::from_str(&new).unwrap();
+        let patch = &doc["nodes"][1]["kubeadmConfigPatchesJSON6902"][0];
+        let ops: serde_json::Value =
+            serde_saphyr::from_str(patch["patch"].as_str().unwrap()).unwrap();
+        assert_eq!(ops.as_array().map(Vec::len), Some(2), "{ops:#}");
+        assert_eq!(ops[1]["value"]["name"], "max-pods", "{ops:#}");
     }
 }
