@@ -100,8 +100,10 @@ setsid bash -c 'cargo test -p preflight --test integration -- kind_clusters:: --
   echo "${PIPESTATUS[0]}" >"$1.rc"' kind "$kind_log" &
 kind_pid=$!
 status=0
+# Whole lines only (sed -u), on both sides: libtest prints a test's name, then its result
+# when it ends, and a kind line written in between would split it.
 cargo test --workspace -- --skip kind_clusters:: --test-threads=1 -Z unstable-options --report-time 2>&1 |
-  tee "$log" || status=$?
+  sed -u '' | tee "$log" || status=$?
 wait "$kind_pid" || true
 kind_pid=""
 kind_status="$(cat "$kind_log.rc" 2>/dev/null || echo 1)"

@@ -97,6 +97,50 @@ pub fn preflight_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_preflight"))
 }
 
+/// What the default run (`preflight run`: every embedded scenario, pinned versions)
+/// said and wrote.
+pub struct DefaultRun {
+    pub code: Option<i32>,
+    /// Its report directory (under cargo's test scratch directory).
+    pub dir: PathBuf,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// The default run, once per test process, as CI runs it (`CI=true`, from the
+/// package's folder): the four-reports test and the shards' reference read the same
+/// run rather than start the heaviest local run twice.
+pub fn default_run() -> &'static DefaultRun {
+    static RUN: OnceLock<DefaultRun> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let scratch = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        // Earlier test processes' directories (their processes are gone).
+        for e in std::fs::read_dir(scratch).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if let Some(pid) = name.strip_prefix("default-run-")
+                && !Path::new("/proc").join(pid).exists()
+            {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+        let dir = scratch.join(format!("default-run-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let out = std::process::Command::new(preflight_bin())
+            .args(["run", "--report-dir"])
+            .arg(&dir)
+            .env("CI", "true")
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap();
+        DefaultRun {
+            code: out.status.code(),
+            dir,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    })
+}
+
 /// Runs the preflight binary with `args` and `--report-dir dir`, as CI does
 /// (`CI=true`: plain progress lines), from the package's folder; returns its exit code,
 /// its report.json (which must exist) and its output.

@@ -207,9 +207,10 @@ fn a_path_of_four_versions_is_one_report() {
 /// same runs; merging in another order gives the same bytes.
 #[test]
 fn three_shards_merged_give_the_unsharded_verdict() {
-    let whole = tempfile::tempdir().unwrap();
-    let (code, text, single) = run(&[], whole.path());
-    assert_eq!(code, Some(0), "{text}");
+    let whole = common::default_run();
+    assert_eq!(whole.code, Some(0), "{}\n{}", whole.stdout, whole.stderr);
+    let single: Value =
+        serde_json::from_str(&common::read(&whole.dir.join("report.json"))).unwrap();
     let root = tempfile::tempdir().unwrap();
     let mut dirs = Vec::new();
     let mut planned = 0;

@@ -41,26 +41,16 @@ fn chromium_dom(page: &Path) -> Option<String> {
 
 #[test]
 fn default_run_writes_four_reports_with_the_expected_verdicts() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(common::preflight_bin())
-        .args(["run", "--report-dir"])
-        .arg(dir.path())
-        .env("CI", "true")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let run = common::default_run();
+    let dir = run.dir.as_path();
+    let stdout = &run.stdout;
+    assert_eq!(run.code, Some(0), "{stdout}\n{}", run.stderr);
     assert!(stdout.contains("verdict: PASS"), "{stdout}");
     for f in ["report.json", "report.md", "junit.xml", "report.html"] {
-        assert!(dir.path().join(f).is_file(), "{f} missing");
+        assert!(dir.join(f).is_file(), "{f} missing");
     }
 
-    let doc: Value = serde_json::from_str(&common::read(&dir.path().join("report.json"))).unwrap();
+    let doc: Value = serde_json::from_str(&common::read(&dir.join("report.json"))).unwrap();
     assert_eq!(common::schema_errors(&doc), Vec::<String>::new());
     assert_eq!(doc["schema"], "preflight.report/v1");
     assert_eq!(doc["verdict"], "pass");
@@ -177,20 +167,20 @@ fn default_run_writes_four_reports_with_the_expected_verdicts() {
         "garbage-collector-stalled"
     );
 
-    let md = common::read(&dir.path().join("report.md"));
+    let md = common::read(&dir.join("report.md"));
     assert!(md.starts_with("# preflight: v1.29.15 -> v1.30.14"), "{md}");
-    let junit = common::read(&dir.path().join("junit.xml"));
+    let junit = common::read(&dir.join("junit.xml"));
     assert_eq!(
         junit.matches("<testcase ").count(),
         7,
         "one test case per scenario and version: {junit}"
     );
 
-    let html = common::read(&dir.path().join("report.html"));
+    let html = common::read(&dir.join("report.html"));
     for external in ["<script", "src=\"http", "href=\"http", "url(http", "<link"] {
         assert!(!html.contains(external), "self-contained: found {external}");
     }
-    match chromium_dom(&dir.path().join("report.html")) {
+    match chromium_dom(&dir.join("report.html")) {
         Some(dom) => {
             assert!(
                 dom.contains("id=\"matrix\""),
