@@ -239,18 +239,17 @@ impl WebhookServer {
         spec: BehaviourSpec,
         patch: bool,
     ) -> Result<(), WebhookError> {
-        let addr = {
-            let l = TcpListener::bind((self.bind, 0)).map_err(|source| WebhookError::Listen {
-                name: name.into(),
-                addr: SocketAddr::new(self.bind, 0),
-                source,
-            })?;
-            l.local_addr().map_err(|source| WebhookError::Listen {
-                name: name.into(),
-                addr: SocketAddr::new(self.bind, 0),
-                source,
-            })?
+        // The port stays bound from here on (reserved, then listening): a port merely
+        // found free can be taken, even by an outgoing connection's local end, before
+        // the listener starts.
+        let any = SocketAddr::new(self.bind, 0);
+        let listen_err = |source| WebhookError::Listen {
+            name: name.into(),
+            addr: any,
+            source,
         };
+        let socket = reserve(any).map_err(listen_err)?;
+        let addr = socket.local_addr().map_err(listen_err)?;
         self.hooks.lock().expect("hooks lock").insert(
             name.to_string(),
             Hook {
@@ -259,7 +258,7 @@ impl WebhookServer {
                 addr,
                 spec: Arc::new(RwLock::new(BehaviourSpec::new(Behaviour::Unreachable))),
                 handle: None,
-                reserved: None,
+                reserved: Some(socket),
             },
         );
         self.set(name, spec).await
@@ -343,11 +342,16 @@ impl WebhookServer {
             } else {
                 None
             };
-            let start = (spec.behaviour != Behaviour::Unreachable && hook.handle.is_none())
-                .then(|| (hook.addr, hook.kind, hook.patch, hook.spec.clone()));
-            if start.is_some() {
-                hook.reserved = None;
-            }
+            let start =
+                (spec.behaviour != Behaviour::Unreachable && hook.handle.is_none()).then(|| {
+                    (
+                        hook.addr,
+                        hook.kind,
+                        hook.patch,
+                        hook.spec.clone(),
+                        hook.reserved.take(),
+                    )
+                });
             (stop, start)
         };
         if let Some(handle) = stop {
@@ -369,12 +373,13 @@ impl WebhookServer {
                 hook.reserved = reserve(hook.addr).ok();
             }
         }
-        if let Some((addr, kind, patch, spec)) = start {
-            let std_listener = bind_reusing(addr).map_err(|source| WebhookError::Listen {
-                name: name.into(),
-                addr,
-                source,
-            })?;
+        if let Some((addr, kind, patch, spec, reserved)) = start {
+            let std_listener =
+                listen_on(reserved, addr).map_err(|source| WebhookError::Listen {
+                    name: name.into(),
+                    addr,
+                    source,
+                })?;
             let state = HookState {
                 name: name.to_string(),
                 kind,
@@ -494,10 +499,16 @@ fn reserve(addr: SocketAddr) -> std::io::Result<tokio::net::TcpSocket> {
     Ok(socket)
 }
 
-fn bind_reusing(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = tokio::net::TcpSocket::new_v4()?;
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
+/// A listener on `addr`: the socket that reserved it when there is one (the port never
+/// left this process), else bound again.
+fn listen_on(
+    reserved: Option<tokio::net::TcpSocket>,
+    addr: SocketAddr,
+) -> std::io::Result<TcpListener> {
+    let socket = match reserved {
+        Some(s) => s,
+        None => reserve(addr)?,
+    };
     let listener = socket.listen(128)?.into_std()?;
     listener.set_nonblocking(true)?;
     Ok(listener)
