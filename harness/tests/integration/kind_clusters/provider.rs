@@ -8,6 +8,7 @@
 //! difference. Nothing may be left behind: no kind cluster, no container.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::process::Command;
 
 use crate::common;
@@ -244,6 +245,7 @@ fn a_twin_replays_on_kind() {
     let work = tempfile::tempdir().unwrap();
     let twin = work.path().join("twin");
     let healthy_twin = work.path().join("healthy-twin");
+    let deadlock_twin = work.path().join("deadlock-twin");
     rt.block_on(async {
         let cluster = common::cluster("kind-production", version).await;
         let helm = crate::production::Helm {
@@ -322,6 +324,39 @@ fn a_twin_replays_on_kind() {
             kubeconfig.as_os_str(),
             "--out".as_ref(),
             healthy_twin.as_os_str(),
+        ]);
+        assert_eq!(code, Some(0), "{text}");
+        // The same guard as many clusters run it: one replica, its rules covering its
+        // own namespace too. Still healthy when captured; a drain of its node evicts
+        // it, and nothing it guards can be created again, its own Pod included.
+        kube::Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(cluster.client(), "guards")
+            .patch(
+                "guard",
+                &Default::default(),
+                &kube::api::Patch::Merge(serde_json::json!({"spec": {"replicas": 1}})),
+            )
+            .await
+            .unwrap();
+        let configs = kube::Api::<
+            k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration,
+        >::all(cluster.client());
+        let mut guard = configs.get("pod-guard").await.unwrap();
+        guard.webhooks.as_mut().unwrap()[0].namespace_selector = Some(
+            serde_json::from_value(serde_json::json!({"matchExpressions": [{
+                "key": "kubernetes.io/metadata.name",
+                "operator": "In", "values": ["shop", "guards"]}]}))
+            .unwrap(),
+        );
+        configs
+            .replace("pod-guard", &Default::default(), &guard)
+            .await
+            .unwrap();
+        let (code, text) = crate::production::preflight(&[
+            "capture".as_ref(),
+            "--kubeconfig".as_ref(),
+            kubeconfig.as_os_str(),
+            "--out".as_ref(),
+            deadlock_twin.as_os_str(),
         ]);
         assert_eq!(code, Some(0), "{text}");
         // The replayed twin below is about another webhook.
@@ -413,25 +448,9 @@ fn a_twin_replays_on_kind() {
     // The whole AKS upgrade of the healthy twin: two pools (one node each here), the
     // release installed and Ready, the control plane upgraded, both pools rolled. Nothing
     // in it blocks a drain or keeps a Pod from coming back: it passes.
-    let (code, report, text) = run_preflight(
-        &[
-            "rehearse",
-            healthy_twin.to_str().unwrap(),
-            "--nodes",
-            "2",
-            "--max-surge",
-            "1",
-        ],
-        &work.path().join("rehearsed"),
-    );
-    let run = common::run_of(&report, "rehearsal", "upgrade");
+    let (code, run, text) = rehearse(&healthy_twin, &work.path().join("rehearsed"), &[]);
     assert_eq!(code, Some(0), "{text}\n{run:#}");
-    let rollout = run["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find_map(|s| s.get("rollout"))
-        .unwrap_or_else(|| panic!("no roll: {run:#}"));
+    let rollout = roll(&run);
     let pools: Vec<(&str, &str)> = rollout["pools"]
         .as_array()
         .unwrap()
@@ -539,7 +558,70 @@ fn a_twin_replays_on_kind() {
                     .starts_with("preflight-guard-")),
         "{user:#}"
     );
+
+    // The one-replica guard whose rules cover its own Pods: the drain of the user
+    // pool's node evicts its backend, and the API refuses the replacement through the
+    // webhook that replacement would serve. The report names the deadlock from the
+    // controller's FailedCreate event and the webhook's Service.
+    let (code, run, text) = rehearse(
+        &deadlock_twin,
+        &work.path().join("deadlocked"),
+        &["--comeback-seconds", "60"],
+    );
+    assert_eq!(code, Some(1), "{text}\n{run:#}");
+    let rollout = roll(&run);
+    let user = rollout["pools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["pool"] == "user")
+        .unwrap_or_else(|| panic!("no user pool: {rollout:#}"));
+    assert_ne!(user["prediction"]["outcome"], "succeeds", "{user:#}");
+    let guard = user["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|n| n["notBack"].as_array().into_iter().flatten())
+        .find(|b| b["namespace"] == "guards" && b["owner"] == "Deployment/preflight-guard")
+        .unwrap_or_else(|| panic!("the guard's backend is not back: {user:#}"));
+    assert_eq!(guard["cause"]["kind"], "create-refused", "{guard:#}");
+    assert_eq!(guard["cause"]["webhook"], "pods.guard.corp", "{guard:#}");
+    assert_eq!(guard["cause"]["deadlock"], true, "{guard:#}");
+    assert!(
+        report
+            .to_string()
+            .contains("deadlock: webhook pods.guard.corp"),
+        "{text}"
+    );
     assert_none_left_since(&before);
+}
+
+/// `preflight rehearse TWIN --nodes 2 --max-surge 1` (two pools of one node, one surge
+/// node at a time) and `extra`, reporting to `dir`: its exit code, the rehearsal's run in
+/// report.json, and its output.
+fn rehearse(twin: &Path, dir: &Path, extra: &[&str]) -> (Option<i32>, serde_json::Value, String) {
+    let mut args = vec![
+        "rehearse",
+        twin.to_str().unwrap(),
+        "--nodes",
+        "2",
+        "--max-surge",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    let (code, report, text) = run_preflight(&args, dir);
+    let run = common::run_of(&report, "rehearsal", "upgrade").clone();
+    (code, run, text)
+}
+
+/// The roll in a rehearsal's run.
+fn roll(run: &serde_json::Value) -> &serde_json::Value {
+    run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|s| s.get("rollout"))
+        .unwrap_or_else(|| panic!("no roll: {run:#}"))
 }
 
 /// A healthy fail-closed webhook on Pod creations in `shop`, behind Service
