@@ -249,8 +249,9 @@ impl NodeSpec {
 /// `<cluster>-worker`, `-worker2`, ...). A worker's labels go through kind's `labels:`
 /// (kubeadm's `node-labels` at join); its taints through a `JoinConfiguration` patch of
 /// that node alone (`nodeRegistration.taints`: the kubelet registers with them, so
-/// nothing is scheduled before they hold). kubeadm's configuration changed shape in v1beta4
-/// (Kubernetes 1.31): `extraArgs` became a list.
+/// nothing is scheduled before they hold). The patches take the shape of the kubeadm
+/// configuration kind writes ([`kind_writes_v1beta4`]): `extraArgs` are maps in v1beta3,
+/// lists in v1beta4.
 pub fn cluster_config(version: &Version, audit_dir: &Path, workers: &[NodeSpec]) -> String {
     let list_args = kind_writes_v1beta4(version);
     let args = |pairs: &[(&str, &str)]| -> String {

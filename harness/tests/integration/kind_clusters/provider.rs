@@ -587,10 +587,9 @@ fn a_twin_replays_on_kind() {
     assert_eq!(guard["cause"]["kind"], "create-refused", "{guard:#}");
     assert_eq!(guard["cause"]["webhook"], "pods.guard.corp", "{guard:#}");
     assert_eq!(guard["cause"]["deadlock"], true, "{guard:#}");
+    // Said where the user reads it, the pool's line included.
     assert!(
-        report
-            .to_string()
-            .contains("deadlock: webhook pods.guard.corp"),
+        text.contains("pool user: rolls, but workloads are not back: guards/Deployment/preflight-guard: deadlock: webhook pods.guard.corp"),
         "{text}"
     );
     assert_none_left_since(&before);
