@@ -47,6 +47,18 @@ pub async fn create(client: &kube::Client, ar: &ApiResource, value: serde_json::
 }
 
 /// Runs the preflight binary; `(exit code, stdout and stderr)`.
+/// `preflight capture --kubeconfig KUBECONFIG --out OUT`, which must succeed.
+pub fn capture(kubeconfig: &std::path::Path, out: &std::path::Path) {
+    let (code, text) = preflight(&[
+        "capture".as_ref(),
+        "--kubeconfig".as_ref(),
+        kubeconfig.as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+}
+
 pub fn preflight(args: &[&OsStr]) -> (Option<i32>, String) {
     let out = std::process::Command::new(common::preflight_bin())
         .args(args)

@@ -100,14 +100,7 @@ async fn a_replayed_twin_predicts_what_the_failure_leaves_on_the_original() {
     // Capture, replay on the default pair.
     let twin = work.path().join("twin");
     let reports = work.path().join("reports");
-    let (code, text) = preflight(&[
-        "capture".as_ref(),
-        "--kubeconfig".as_ref(),
-        kubeconfig.as_os_str(),
-        "--out".as_ref(),
-        twin.as_os_str(),
-    ]);
-    assert_eq!(code, Some(0), "{text}");
+    crate::production::capture(&kubeconfig, &twin);
     let (code, text) = preflight(&[
         "run".as_ref(),
         twin.as_os_str(),

@@ -231,14 +231,7 @@ async fn a_twin_of_a_cluster_broken_today_predicts_what_an_upgrade_now_leaves() 
     let before = quiet_snapshot(&client).await;
     let twin = work.path().join("twin");
     let kubeconfig = cluster.kubeconfig().to_path_buf();
-    let (code, text) = preflight(&[
-        "capture".as_ref(),
-        "--kubeconfig".as_ref(),
-        kubeconfig.as_os_str(),
-        "--out".as_ref(),
-        twin.as_os_str(),
-    ]);
-    assert_eq!(code, Some(0), "{text}");
+    production::capture(&kubeconfig, &twin);
     let after = snapshot::take(&client, &SnapshotScope::default())
         .await
         .unwrap();

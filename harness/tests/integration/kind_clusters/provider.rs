@@ -318,14 +318,7 @@ fn a_twin_replays_on_kind() {
         // it inside the cluster, so the drain evicts its backend too, one at a time.
         guard_backend(&cluster.client()).await;
         let kubeconfig = cluster.kubeconfig().to_path_buf();
-        let (code, text) = crate::production::preflight(&[
-            "capture".as_ref(),
-            "--kubeconfig".as_ref(),
-            kubeconfig.as_os_str(),
-            "--out".as_ref(),
-            healthy_twin.as_os_str(),
-        ]);
-        assert_eq!(code, Some(0), "{text}");
+        crate::production::capture(&kubeconfig, &healthy_twin);
         // The same guard as many clusters run it: one replica, its rules covering its
         // own namespace too. Still healthy when captured; a drain of its node evicts
         // it, and nothing it guards can be created again, its own Pod included.
@@ -351,14 +344,7 @@ fn a_twin_replays_on_kind() {
             .replace("pod-guard", &Default::default(), &guard)
             .await
             .unwrap();
-        let (code, text) = crate::production::preflight(&[
-            "capture".as_ref(),
-            "--kubeconfig".as_ref(),
-            kubeconfig.as_os_str(),
-            "--out".as_ref(),
-            deadlock_twin.as_os_str(),
-        ]);
-        assert_eq!(code, Some(0), "{text}");
+        crate::production::capture(&kubeconfig, &deadlock_twin);
         // The replayed twin below is about another webhook.
         kube::Api::<k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration>::all(cluster.client())
             .delete("pod-guard", &Default::default())
@@ -389,15 +375,7 @@ fn a_twin_replays_on_kind() {
             }),
         )
         .await;
-        let kubeconfig = cluster.kubeconfig().to_path_buf();
-        let (code, text) = crate::production::preflight(&[
-            "capture".as_ref(),
-            "--kubeconfig".as_ref(),
-            kubeconfig.as_os_str(),
-            "--out".as_ref(),
-            twin.as_os_str(),
-        ]);
-        assert_eq!(code, Some(0), "{text}");
+        crate::production::capture(&kubeconfig, &twin);
     });
 
     let (code, text) = crate::production::preflight(&[

@@ -1066,29 +1066,24 @@ mod tests {
         // into kind's map while kind writes v1beta3 (to 1.35), appended to its list
         // after (a strategic patch would replace the list: node IP, labels and
         // provider id lost).
-        let old = crate::cluster::kind::cluster_config(
-            &Version::new(1, 30, 14),
-            std::path::Path::new("/a"),
-            std::slice::from_ref(&spec),
-        );
+        let config = |v: Version| {
+            crate::cluster::kind::cluster_config(
+                &v,
+                std::path::Path::new("/a"),
+                std::slice::from_ref(&spec),
+            )
+        };
+        let old = config(Version::new(1, 30, 14));
         assert!(
             old.contains("kubeletExtraArgs:\n            system-reserved: \"cpu=1310m,memory=1073741824\"\n            max-pods: \"30\""),
             "{old}"
         );
-        let v135 = crate::cluster::kind::cluster_config(
-            &Version::new(1, 35, 0),
-            std::path::Path::new("/a"),
-            std::slice::from_ref(&spec),
-        );
+        let v135 = config(Version::new(1, 35, 0));
         assert!(
             v135.contains("kubeletExtraArgs:\n            system-reserved:"),
             "{v135}"
         );
-        let new = crate::cluster::kind::cluster_config(
-            &Version::new(1, 36, 0),
-            std::path::Path::new("/a"),
-            std::slice::from_ref(&spec),
-        );
+        let new = config(Version::new(1, 36, 0));
         assert!(!new.contains("          kubeletExtraArgs:"), "{new}");
         assert!(
             new.contains("kubeadmConfigPatchesJSON6902:\n      - group: kubeadm.k8s.io\n        version: v1beta4\n        kind: JoinConfiguration")
