@@ -217,7 +217,8 @@ pub struct RehearseArgs {
     /// Source Kubernetes version (what the cluster runs now) [default: v1.29.15].
     #[arg(long)]
     pub source: Option<String>,
-    /// Target Kubernetes version [default: v1.30.14].
+    /// Target Kubernetes version [default: v1.30.14]. The source's own version
+    /// rehearses AKS's node-image upgrade: the pools roll, the control plane stays.
     #[arg(long)]
     pub target: Option<String>,
     /// Worker nodes in all, shared out over the twin's pools (each at least one, the

@@ -1150,8 +1150,9 @@ pub const REHEARSAL: &str = "rehearsal";
 /// `preflight rehearse`: the whole AKS upgrade on one kind cluster whose workers are
 /// the twin's node pools (`opts.on`). The twin is set up and installed at the source as
 /// for a replay; then one plan for the engine: the webhooks failing when captured fail
-/// the same way, the control plane is upgraded in place to `target`, and every pool is
-/// rolled as AKS does (`roll`). One run, role `upgrade`.
+/// the same way, the control plane is upgraded in place to `target` (unless it is the
+/// source: a node-image upgrade), and every pool is rolled as AKS does (`roll`). One
+/// run, role `upgrade`.
 pub async fn rehearse(
     twin: &Twin,
     source: &Components,
@@ -1168,10 +1169,15 @@ pub async fn rehearse(
     let mut plan = pass_plan(&as_is, &[]);
     // Not the uninstall pass's settle: the releases stay installed.
     plan.retain(|p| matches!(p.action, Action::SetWebhook { .. }));
-    plan.push(Planned {
-        title: "upgrade the control plane in place".into(),
-        action: Action::Upgrade,
-    });
+    // A target equal to the source is AKS's node-image upgrade (`az aks nodepool
+    // upgrade --node-image-only`): the pools roll, the control plane stays.
+    let node_image_only = source.version == target.version;
+    if !node_image_only {
+        plan.push(Planned {
+            title: "upgrade the control plane in place".into(),
+            action: Action::Upgrade,
+        });
+    }
     plan.push(Planned {
         title: "roll the node pools (surge, cordon, drain)".into(),
         action: Action::RollNodes(roll.clone()),
@@ -1223,14 +1229,23 @@ pub async fn rehearse(
     let mut scenario = as_is.scenario(twin);
     scenario.name = REHEARSAL.into();
     scenario.description = format!(
-        "twin {}: installed at the source on kind nodes as its pools, webhooks as captured ({}); the control plane upgraded in place, then every pool rolled as AKS does",
+        "twin {}: installed at the source on kind nodes as its pools, webhooks as captured ({}); {}, then every pool rolled as AKS does",
         twin.dir.display(),
-        failing_now(&as_is.failures)
+        failing_now(&as_is.failures),
+        if node_image_only {
+            "a node-image upgrade (the control plane stays at the source)"
+        } else {
+            "the control plane upgraded in place"
+        }
     );
-    scenario.steps = vec![
-        crate::scenario::Step::Upgrade,
-        crate::scenario::Step::RollNodes(roll),
-    ];
+    scenario.steps = if node_image_only {
+        vec![crate::scenario::Step::RollNodes(roll)]
+    } else {
+        vec![
+            crate::scenario::Step::Upgrade,
+            crate::scenario::Step::RollNodes(roll),
+        ]
+    };
     Ok(Replayed {
         scenarios: vec![scenario],
         results: vec![RunResult {

@@ -1,7 +1,7 @@
 //! Paths of versions: real control planes at v1.29 to v1.32, the differences between
 //! Kubernetes releases found by the ordinary comparison of what each cluster did.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
@@ -204,7 +204,8 @@ fn a_path_of_four_versions_is_one_report() {
 }
 
 /// Three shards of the default run, merged, give the verdict one machine gives for the
-/// same runs; merging in another order gives the same bytes.
+/// same runs; merging in another order gives the same bytes. The shards run at once, as
+/// a CI matrix runs them (together they start as many control planes as the whole run).
 #[test]
 fn three_shards_merged_give_the_unsharded_verdict() {
     let whole = common::default_run();
@@ -212,14 +213,21 @@ fn three_shards_merged_give_the_unsharded_verdict() {
     let single: Value =
         serde_json::from_str(&common::read(&whole.dir.join("report.json"))).unwrap();
     let root = tempfile::tempdir().unwrap();
-    let mut dirs = Vec::new();
+    let dirs: Vec<PathBuf> = (1..=3)
+        .map(|i| root.path().join(format!("shard-{i}")))
+        .collect();
+    let shards: Vec<(Option<i32>, String, Value)> = std::thread::scope(|s| {
+        let running: Vec<_> = dirs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| s.spawn(move || run(&["--shard", &format!("{}/3", i + 1)], d)))
+            .collect();
+        running.into_iter().map(|t| t.join().unwrap()).collect()
+    });
     let mut planned = 0;
-    for i in 1..=3 {
-        let d = root.path().join(format!("shard-{i}"));
-        let (code, text, doc) = run(&["--shard", &format!("{i}/3")], &d);
+    for (code, text, doc) in &shards {
         assert!(matches!(code, Some(0 | 1)), "{text}");
         planned += doc["summary"]["runs"].as_u64().unwrap();
-        dirs.push(d);
     }
     assert_eq!(planned, single["summary"]["runs"].as_u64().unwrap());
     let merge = |order: &[usize], out: &Path| {

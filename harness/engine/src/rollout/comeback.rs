@@ -157,7 +157,8 @@ pub async fn wait(
                 short.push((o.clone(), ready, desired, shown));
             }
         }
-        if short.is_empty() || start.elapsed() >= timeout {
+        if short.is_empty() || start.elapsed() >= timeout || settled(client, &groups, &short).await
+        {
             break;
         }
         tokio::time::sleep(POLL.min(timeout.saturating_sub(start.elapsed()))).await;
@@ -334,20 +335,28 @@ pub fn webhook_named(message: &str) -> Option<String> {
     Some(rest[..rest.find('"')?].to_string())
 }
 
+/// A webhook's Service and whether the API refuses what it cannot get an answer for.
+struct Hook {
+    service: (String, String),
+    /// `failurePolicy: Fail` (the default of admissionregistration.k8s.io/v1).
+    fail_closed: bool,
+}
+
 /// The Service a webhook of that name calls, from the cluster's webhook
 /// configurations.
-async fn webhook_service(client: &kube::Client, webhook: &str) -> Option<(String, String)> {
+async fn webhook_service(client: &kube::Client, webhook: &str) -> Option<Hook> {
     let lp = ListParams::default();
     let validating: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
     let mutating: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    // Each configuration's webhooks as (name, Service), validating then mutating.
+    // Each configuration's webhooks as (name, Service, failure policy), validating
+    // then mutating.
     let mut calls = Vec::new();
     if let Ok(Ok(list)) = tokio::time::timeout(REQUEST, validating.list(&lp)).await {
         calls.extend(
             list.items
                 .into_iter()
                 .flat_map(|c| c.webhooks.unwrap_or_default())
-                .map(|w| (w.name, w.client_config.service)),
+                .map(|w| (w.name, w.client_config.service, w.failure_policy)),
         );
     }
     if let Ok(Ok(list)) = tokio::time::timeout(REQUEST, mutating.list(&lp)).await {
@@ -355,13 +364,97 @@ async fn webhook_service(client: &kube::Client, webhook: &str) -> Option<(String
             list.items
                 .into_iter()
                 .flat_map(|c| c.webhooks.unwrap_or_default())
-                .map(|w| (w.name, w.client_config.service)),
+                .map(|w| (w.name, w.client_config.service, w.failure_policy)),
         );
     }
-    calls
-        .into_iter()
-        .find_map(|(name, service)| (name == webhook).then_some(service).flatten())
-        .map(|s| (s.namespace, s.name))
+    calls.into_iter().find_map(|(name, service, policy)| {
+        let s = service.filter(|_| name == webhook)?;
+        Some(Hook {
+            service: (s.namespace, s.name),
+            fail_closed: policy.as_deref().is_none_or(|p| p == "Fail"),
+        })
+    })
+}
+
+/// The selector of a Service, when it has one.
+async fn service_selector(
+    client: &kube::Client,
+    (ns, name): &(String, String),
+) -> Option<BTreeMap<String, String>> {
+    let svc = tokio::time::timeout(
+        REQUEST,
+        Api::<Service>::namespaced(client.clone(), ns).get_opt(name),
+    )
+    .await;
+    let Ok(Ok(Some(svc))) = svc else { return None };
+    svc.spec.and_then(|s| s.selector).filter(|s| !s.is_empty())
+}
+
+/// Whether a Service in `ns` with `selector` selects `pod`.
+fn selects(ns: &str, selector: &BTreeMap<String, String>, pod: &Pod) -> bool {
+    pod.metadata.namespace.as_deref() == Some(ns)
+        && selector.iter().all(|(k, v)| {
+            pod.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(k))
+                .is_some_and(|x| x == v)
+        })
+}
+
+/// Whether waiting longer can change what is short: true only when every workload
+/// still short has its Pods refused by a fail-closed webhook (the controller's latest
+/// `FailedCreate` names it) whose Service selects no Pod that exists, and whose own
+/// backend is among the workloads that webhook refuses. The backend's Pods can only be
+/// created through the webhook, and the webhook answers only through them: no wait
+/// ends that, so the verdict is given now instead of at the deadline.
+async fn settled(
+    client: &kube::Client,
+    groups: &BTreeMap<Owner, Vec<Pod>>,
+    short: &[(Owner, i32, i32, String)],
+) -> bool {
+    let mut refused: Vec<(&Owner, String)> = Vec::new();
+    for (o, ..) in short {
+        let evs = events(client, &o.namespace, &o.kind, &o.name).await;
+        let Some(w) = latest(&evs, "FailedCreate").and_then(|m| webhook_named(&m)) else {
+            return false;
+        };
+        refused.push((o, w));
+    }
+    let hooks: std::collections::BTreeSet<&String> = refused.iter().map(|(_, w)| w).collect();
+    for w in hooks {
+        let Some(hook) = webhook_service(client, w).await.filter(|h| h.fail_closed) else {
+            return false;
+        };
+        let Some(selector) = service_selector(client, &hook.service).await else {
+            return false;
+        };
+        let ns = &hook.service.0;
+        let backend_refused = refused
+            .iter()
+            .any(|(o, by)| by == w && groups[*o].iter().any(|p| selects(ns, &selector, p)));
+        if !backend_refused {
+            return false;
+        }
+        let labels = selector
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let pods = tokio::time::timeout(
+            REQUEST,
+            Api::<Pod>::namespaced(client.clone(), ns).list(&ListParams::default().labels(&labels)),
+        )
+        .await;
+        match pods {
+            Ok(Ok(l))
+                if l.items
+                    .iter()
+                    .all(|p| p.metadata.deletion_timestamp.is_some()) => {}
+            _ => return false,
+        }
+    }
+    true
 }
 
 /// A refused creation is a deadlock when the refusing webhook's own backend (the Pods
@@ -377,28 +470,15 @@ async fn mark_deadlocks(client: &kube::Client, out: &mut [NotBack], not_back_pod
         else {
             continue;
         };
-        let Some((ns, name)) = webhook_service(client, w).await else {
+        let Some(hook) = webhook_service(client, w).await else {
             continue;
         };
-        let svc = tokio::time::timeout(
-            REQUEST,
-            Api::<Service>::namespaced(client.clone(), &ns).get_opt(&name),
-        )
-        .await;
-        let Ok(Ok(Some(svc))) = svc else { continue };
-        let Some(selector) = svc.spec.and_then(|s| s.selector) else {
+        let Some(selector) = service_selector(client, &hook.service).await else {
             continue;
         };
-        *deadlock = not_back_pods.iter().any(|p| {
-            p.metadata.namespace.as_deref() == Some(ns.as_str())
-                && selector.iter().all(|(k, v)| {
-                    p.metadata
-                        .labels
-                        .as_ref()
-                        .and_then(|l| l.get(k))
-                        .is_some_and(|x| x == v)
-                })
-        });
+        *deadlock = not_back_pods
+            .iter()
+            .any(|p| selects(&hook.service.0, &selector, p));
     }
 }
 

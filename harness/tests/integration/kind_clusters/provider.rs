@@ -540,14 +540,34 @@ fn a_twin_replays_on_kind() {
     // The one-replica guard whose rules cover its own Pods: the drain of the user
     // pool's node evicts its backend, and the API refuses the replacement through the
     // webhook that replacement would serve. The report names the deadlock from the
-    // controller's FailedCreate event and the webhook's Service.
+    // controller's FailedCreate event and the webhook's Service. Rehearsed as AKS's
+    // node-image upgrade (the target is the source: the pools roll, the control plane
+    // stays), and without waiting out the 10 minutes given for the Pods to come back:
+    // the deadlock settles it.
+    let source = common::versions()[0].to_string();
     let (code, run, text) = rehearse(
         &deadlock_twin,
         &work.path().join("deadlocked"),
-        &["--comeback-seconds", "60"],
+        &["--target", &source, "--comeback-seconds", "600"],
     );
     assert_eq!(code, Some(1), "{text}\n{run:#}");
+    let titles: Vec<&str> = run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["title"].as_str().unwrap())
+        .collect();
+    assert!(
+        !titles
+            .iter()
+            .any(|t| t.contains("upgrade the control plane")),
+        "a node-image upgrade keeps the control plane: {titles:?}"
+    );
     let rollout = roll(&run);
+    assert_eq!(
+        (&rollout["from"], &rollout["to"]),
+        (&rollout["to"], &serde_json::json!(source))
+    );
     let user = rollout["pools"]
         .as_array()
         .unwrap()
@@ -565,6 +585,13 @@ fn a_twin_replays_on_kind() {
     assert_eq!(guard["cause"]["kind"], "create-refused", "{guard:#}");
     assert_eq!(guard["cause"]["webhook"], "pods.guard.corp", "{guard:#}");
     assert_eq!(guard["cause"]["deadlock"], true, "{guard:#}");
+    let waited = user["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["waited"].as_f64())
+        .fold(0.0, f64::max);
+    assert!(waited < 300.0, "the deadlock ends the wait: {user:#}");
     // Said where the user reads it, the pool's line included.
     assert!(
         text.contains("pool user: rolls, but workloads are not back: guards/Deployment/preflight-guard: deadlock: webhook pods.guard.corp"),
