@@ -167,12 +167,7 @@ async fn capture_writes_the_releases_and_admission_surface_without_credentials_o
     assert_eq!(by_name("cache")["driver"], "configmap");
     let ledger_why = by_name("ledger")["rendered"].as_str().unwrap_or_default();
     assert!(ledger_why.contains("common"), "{manifest:#}");
-    let configs: Vec<&str> = manifest["configurations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
+    let configs: Vec<&str> = common::strings(&manifest["configurations"], "name");
     assert!(configs.contains(&"policy-corp") && configs.contains(&"payments-only"));
 
     // The admission surface, as the API server holds it, CA bundles removed.
@@ -334,12 +329,7 @@ async fn capture_without_a_right_says_what_it_could_not_read_and_goes_on() {
     assert!(text.contains("not read: list apiservices"), "{text}");
     let manifest: serde_json::Value =
         serde_json::from_str(&common::read(&twin.join("capture.json"))).unwrap();
-    let lacked: Vec<&str> = manifest["lacked"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["what"].as_str().unwrap())
-        .collect();
+    let lacked: Vec<&str> = common::strings(&manifest["lacked"], "what");
     assert_eq!(
         lacked,
         vec![

@@ -163,6 +163,21 @@ pub fn run_preflight(args: &[&str], dir: &Path) -> (Option<i32>, serde_json::Val
     (out.status.code(), doc, text)
 }
 
+/// The string `field` of each item of a JSON array (panics on anything else: a
+/// report that lacks it fails the test).
+pub fn strings<'a>(items: &'a serde_json::Value, field: &str) -> Vec<&'a str> {
+    items
+        .as_array()
+        .unwrap_or_else(|| panic!("not an array: {items}"))
+        .iter()
+        .map(|i| {
+            i[field]
+                .as_str()
+                .unwrap_or_else(|| panic!("no string {field}: {i}"))
+        })
+        .collect()
+}
+
 pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }

@@ -46,12 +46,7 @@ fn from_1_31_to_1_32_the_garbage_collector_no_longer_stalls_on_an_unreachable_co
     // The scenario declares the v1.31 stall; on v1.32 it does not happen, which the
     // gate reports as `unreproduced` (exit 1).
     assert_eq!(code, Some(1), "{text}");
-    let versions: Vec<&str> = doc["versions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["version"].as_str().unwrap())
-        .collect();
+    let versions: Vec<&str> = common::strings(&doc["versions"], "version");
     assert_eq!(versions.len(), 2);
     assert!(versions[0].starts_with("v1.31.") && versions[1].starts_with("v1.32."));
     assert_eq!(doc["versions"][0]["requested"], "v1.31");

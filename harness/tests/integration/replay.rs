@@ -110,12 +110,7 @@ async fn a_replayed_twin_predicts_what_the_failure_leaves_on_the_original() {
     assert_eq!(code, Some(1), "leftovers are findings: {text}");
     let report: serde_json::Value =
         serde_json::from_str(&common::read(&reports.join("report.json"))).unwrap();
-    let names: Vec<&str> = report["scenarios"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> = common::strings(&report["scenarios"], "name");
     // The webhook that the selector keeps away is not a pass: it is never called.
     assert_eq!(
         names,
@@ -213,12 +208,7 @@ async fn a_replayed_twin_predicts_what_the_failure_leaves_on_the_original() {
     for name in &names {
         for role in ["source", "target"] {
             let run = pass(name, role);
-            let titles: Vec<&str> = run["steps"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|s| s["title"].as_str().unwrap())
-                .collect();
+            let titles: Vec<&str> = common::strings(&run["steps"], "title");
             let installs = titles
                 .iter()
                 .filter(|t| t.starts_with("helm install"))

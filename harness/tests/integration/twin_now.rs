@@ -316,12 +316,7 @@ async fn a_twin_of_a_cluster_broken_today_predicts_what_an_upgrade_now_leaves() 
     ]);
     assert_eq!(code, Some(1), "{text}");
     let report: Value = serde_json::from_str(&common::read(&reports.join("report.json"))).unwrap();
-    let names: Vec<&str> = report["scenarios"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> = common::strings(&report["scenarios"], "name");
     assert_eq!(names[..2], ["as-is", "healthy"], "{text}");
     for role in ["source", "target"] {
         let as_is = common::run_of(&report, "as-is", role);

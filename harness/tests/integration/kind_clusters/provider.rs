@@ -551,12 +551,7 @@ fn a_twin_replays_on_kind() {
         &["--target", &source, "--comeback-seconds", "600"],
     );
     assert_eq!(code, Some(1), "{text}\n{run:#}");
-    let titles: Vec<&str> = run["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["title"].as_str().unwrap())
-        .collect();
+    let titles: Vec<&str> = common::strings(&run["steps"], "title");
     assert!(
         !titles
             .iter()
