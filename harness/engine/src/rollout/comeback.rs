@@ -506,6 +506,36 @@ mod tests {
     }
 
     #[test]
+    fn a_service_selects_pods_of_its_namespace_with_all_its_labels() {
+        let pod = |ns: &str, labels: serde_json::Value| -> Pod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "p", "namespace": ns, "labels": labels}
+            }))
+            .unwrap()
+        };
+        let selector = BTreeMap::from([
+            ("app".to_string(), "guard".to_string()),
+            ("tier".to_string(), "hook".to_string()),
+        ]);
+        let backend = pod(
+            "guards",
+            serde_json::json!({"app": "guard", "tier": "hook", "x": "y"}),
+        );
+        assert!(selects("guards", &selector, &backend));
+        assert!(!selects("shop", &selector, &backend));
+        assert!(!selects(
+            "guards",
+            &selector,
+            &pod("guards", serde_json::json!({"app": "guard"}))
+        ));
+        assert!(!selects(
+            "guards",
+            &selector,
+            &pod("guards", serde_json::json!({"app": "guard", "tier": "web"}))
+        ));
+    }
+
+    #[test]
     fn evicted_pods_group_by_their_controller() {
         let pod = |name: &str, kind: &str, owner: &str| -> Pod {
             serde_json::from_value(serde_json::json!({
