@@ -203,19 +203,16 @@ pub fn probe(version: &Version, opts: &Options) -> Probe {
         return p;
     }
     let p = probe_proxy(&opts.go, version);
-    keep(&p, opts);
+    keep(&p, version, opts);
     p
 }
 
 /// Keeps a definite answer; a network failure is asked again next time.
-fn keep(p: &Probe, opts: &Options) {
+fn keep(p: &Probe, version: &Version, opts: &Options) {
     if p.error.is_some() {
         return;
     }
-    let Ok(version) = p.version.parse::<Version>() else {
-        return;
-    };
-    let path = probe_path(&opts.cache_dir, &version);
+    let path = probe_path(&opts.cache_dir, version);
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
@@ -247,7 +244,7 @@ fn probe_after(first: &Probe, candidate: &Version, opts: &Options) -> Probe {
                 missing: failed,
                 error: None,
             };
-            keep(&p, opts);
+            keep(&p, candidate, opts);
             return p;
         }
     }

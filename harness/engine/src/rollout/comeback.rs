@@ -18,6 +18,7 @@ use k8s_openapi::api::admissionregistration::v1::{
 use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{Event, Pod, ReplicationController, Service};
 use kube::api::{Api, ListParams};
+use kube::core::{Selector, SelectorExt};
 use preflight_core::rollout::{NotBack, NotBackCause};
 
 /// How often the controllers are read while waiting.
@@ -376,30 +377,29 @@ async fn webhook_service(client: &kube::Client, webhook: &str) -> Option<Hook> {
     })
 }
 
-/// The selector of a Service, when it has one.
+/// The selector of a Service, as kube's [`Selector`], when it has one (a Service
+/// without one selects no Pod: its endpoints are written by hand).
 async fn service_selector(
     client: &kube::Client,
     (ns, name): &(String, String),
-) -> Option<BTreeMap<String, String>> {
+) -> Option<Selector> {
     let svc = tokio::time::timeout(
         REQUEST,
         Api::<Service>::namespaced(client.clone(), ns).get_opt(name),
     )
     .await;
     let Ok(Ok(Some(svc))) = svc else { return None };
-    svc.spec.and_then(|s| s.selector).filter(|s| !s.is_empty())
+    let labels = svc
+        .spec
+        .and_then(|s| s.selector)
+        .filter(|s| !s.is_empty())?;
+    Some(labels.into_iter().collect())
 }
 
 /// Whether a Service in `ns` with `selector` selects `pod`.
-fn selects(ns: &str, selector: &BTreeMap<String, String>, pod: &Pod) -> bool {
+fn selects(ns: &str, selector: &Selector, pod: &Pod) -> bool {
     pod.metadata.namespace.as_deref() == Some(ns)
-        && selector.iter().all(|(k, v)| {
-            pod.metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(k))
-                .is_some_and(|x| x == v)
-        })
+        && selector.matches(pod.metadata.labels.as_ref().unwrap_or(&BTreeMap::new()))
 }
 
 /// Whether waiting longer can change what is short: true only when every workload
@@ -436,14 +436,10 @@ async fn settled(
         if !backend_refused {
             return false;
         }
-        let labels = selector
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(",");
+        let lp = ListParams::default().labels(&selector.to_string());
         let pods = tokio::time::timeout(
             REQUEST,
-            Api::<Pod>::namespaced(client.clone(), ns).list(&ListParams::default().labels(&labels)),
+            Api::<Pod>::namespaced(client.clone(), ns).list(&lp),
         )
         .await;
         match pods {
@@ -513,10 +509,7 @@ mod tests {
             }))
             .unwrap()
         };
-        let selector = BTreeMap::from([
-            ("app".to_string(), "guard".to_string()),
-            ("tier".to_string(), "hook".to_string()),
-        ]);
+        let selector: Selector = [("app", "guard"), ("tier", "hook")].into_iter().collect();
         let backend = pod(
             "guards",
             serde_json::json!({"app": "guard", "tier": "hook", "x": "y"}),
